@@ -1,0 +1,33 @@
+"""gemmconv: 2-D convolution on NumPy (and CuPy) arrays with a visible choice of algorithm.
+
+>>> import numpy as np, gemmconv
+>>> gemmconv.list_strategies()
+['direct', 'im2col', 'winograd', 'winograd_f2', '1x1', 'auto']
+"""
+
+from __future__ import annotations
+
+from . import strategies as _strategies  # noqa: F401  (registers the built-in strategies)
+from .api import choose_strategy, conv2d
+from .backends import Backend, get_backend, list_backends, register_backend
+from .errors import StrategyNotSupportedError
+from .registry import Strategy, get_strategy, list_strategies, register_strategy, unregister_strategy
+from .spec import ConvSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "ConvSpec",
+    "Strategy",
+    "StrategyNotSupportedError",
+    "choose_strategy",
+    "conv2d",
+    "get_backend",
+    "get_strategy",
+    "list_backends",
+    "list_strategies",
+    "register_backend",
+    "register_strategy",
+    "unregister_strategy",
+]

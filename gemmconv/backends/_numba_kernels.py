@@ -1,0 +1,152 @@
+"""Compiled CPU kernels (numba) for the NumPy backend.
+
+Each kernel parallelises its outer loop with ``prange`` over independent
+output slices, so the threads never write the same element. Index ranges of
+the valid (non-padding) part of a row are computed once per row, so the inner
+loops carry no bounds test and vectorise for unit stride.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_OPTS = dict(cache=True, nogil=True)
+
+
+@njit(inline="always")
+def _valid_range(size: int, offset: int, stride: int, count: int) -> tuple[int, int]:
+    """Range [lo, hi) of output positions o with 0 <= o*stride + offset < size."""
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    last = size - 1 - offset
+    hi = 0 if last < 0 else min(count, last // stride + 1)
+    return lo, max(lo, hi)
+
+
+@njit(parallel=True, **_OPTS)
+def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow):  # pragma: no cover - compiled
+    """Fill ``cols`` (C·KH·KW, N·OH·OW) from ``x`` (N, C, H, W); padding reads as zero."""
+    n_, c_, h_, w_ = x.shape
+    for row in prange(c_ * kh * kw):
+        c = row // (kh * kw)
+        r = (row // kw) % kh
+        s = row % kw
+        ow_lo, ow_hi = _valid_range(w_, s * dw - pl, sw, ow)
+        for n in range(n_):
+            for o in range(oh):
+                base = (n * oh + o) * ow
+                ih = o * sh - pt + r * dh
+                if ih < 0 or ih >= h_:
+                    for q in range(ow):
+                        cols[row, base + q] = 0
+                    continue
+                for q in range(ow_lo):
+                    cols[row, base + q] = 0
+                iw0 = s * dw - pl
+                for q in range(ow_lo, ow_hi):
+                    cols[row, base + q] = x[n, c, ih, q * sw + iw0]
+                for q in range(ow_hi, ow):
+                    cols[row, base + q] = 0
+
+
+@njit(parallel=True, **_OPTS)
+def direct(x, w, b, has_bias, out, sh, sw, pt, pl, dh, dw, groups):  # pragma: no cover - compiled
+    """``out`` (N, K, OH, OW) = conv(x, w) + b by loops over output pixels and taps."""
+    n_, c_, h_, w_ = x.shape
+    k_, cg_, kh, kw = w.shape
+    _, _, oh, ow = out.shape
+    kg_ = k_ // groups
+    for nk in prange(n_ * k_):
+        n = nk // k_
+        k = nk % k_
+        c0 = (k // kg_) * cg_
+        acc = out[n, k]
+        bias = b[k] if has_bias else 0.0
+        for o in range(oh):
+            for q in range(ow):
+                acc[o, q] = bias
+        for cg in range(cg_):
+            plane = x[n, c0 + cg]
+            for r in range(kh):
+                for s in range(kw):
+                    wv = w[k, cg, r, s]
+                    iw0 = s * dw - pl
+                    q_lo, q_hi = _valid_range(w_, iw0, sw, ow)
+                    for o in range(oh):
+                        ih = o * sh - pt + r * dh
+                        if ih < 0 or ih >= h_:
+                            continue
+                        for q in range(q_lo, q_hi):
+                            acc[o, q] += wv * plane[ih, q * sw + iw0]
+
+
+@njit(parallel=True, **_OPTS)
+def winograd_input(x, v, bt, m, th, tw, pt, pl):  # pragma: no cover - compiled
+    """``v`` (T, T, C, N·th·tw) = B^T d B for every input tile d (T×T, stepping by m)."""
+    n_, c_, h_, w_ = x.shape
+    t = bt.shape[0]
+    for nc in prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        d = np.empty((t, t), dtype=x.dtype)
+        tmp = np.empty((t, t), dtype=x.dtype)
+        for i in range(th):
+            for j in range(tw):
+                p = (n * th + i) * tw + j
+                for a in range(t):
+                    ih = i * m - pt + a
+                    for e in range(t):
+                        iw = j * m - pl + e
+                        if 0 <= ih < h_ and 0 <= iw < w_:
+                            d[a, e] = x[n, c, ih, iw]
+                        else:
+                            d[a, e] = 0
+                # tmp = B^T d    (T, T) @ (T, T)
+                for a in range(t):
+                    for e in range(t):
+                        acc = d[0, e] * bt[a, 0]
+                        for z in range(1, t):
+                            acc += bt[a, z] * d[z, e]
+                        tmp[a, e] = acc
+                # v = tmp B      (T, T) @ (T, T)
+                for a in range(t):
+                    for e in range(t):
+                        acc = tmp[a, 0] * bt[e, 0]
+                        for z in range(1, t):
+                            acc += tmp[a, z] * bt[e, z]
+                        v[a, e, c, p] = acc
+
+
+@njit(parallel=True, **_OPTS)
+def winograd_output(mt, out, at, b, has_bias, m, th, tw):  # pragma: no cover - compiled
+    """``out`` (N, K, OH, OW) = A^T M A + b for every tile M of ``mt`` (T, T, K, N·th·tw), cropped."""
+    n_, k_, oh, ow = out.shape
+    t = at.shape[1]
+    for nk in prange(n_ * k_):
+        n = nk // k_
+        k = nk % k_
+        bias = b[k] if has_bias else 0.0
+        tmp = np.empty((m, t), dtype=out.dtype)
+        for i in range(th):
+            for j in range(tw):
+                p = (n * th + i) * tw + j
+                # tmp = A^T M   (m, T) @ (T, T)
+                for a in range(m):
+                    for e in range(t):
+                        acc = at[a, 0] * mt[0, e, k, p]
+                        for z in range(1, t):
+                            acc += at[a, z] * mt[z, e, k, p]
+                        tmp[a, e] = acc
+                # y = tmp A     (m, T) @ (T, m), cropped at the border
+                for a in range(m):
+                    o = i * m + a
+                    if o >= oh:
+                        break
+                    for e in range(m):
+                        q = j * m + e
+                        if q >= ow:
+                            break
+                        acc = tmp[a, 0] * at[e, 0]
+                        for z in range(1, t):
+                            acc += tmp[a, z] * at[e, z]
+                        out[n, k, o, q] = acc + bias

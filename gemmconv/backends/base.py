@@ -1,0 +1,92 @@
+"""The backend interface: an array namespace plus the hot kernels strategies compose.
+
+A strategy is written once against this interface. A backend supplies
+``xp`` (the NumPy-compatible namespace of its arrays) and the kernels whose
+speed depends on the hardware: column packing, the direct loop and the
+Winograd tile transforms. GEMMs go through ``xp.matmul`` (BLAS / cuBLAS).
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Hashable
+from typing import Any
+
+from ..spec import ConvSpec
+
+__all__ = ["Backend"]
+
+_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+class Backend(ABC):
+    """Base class of array backends.
+
+    Subclasses set :attr:`name`, :attr:`module` and :attr:`dtypes` and
+    implement the four kernels. Register an instance with
+    :func:`gemmconv.backends.register_backend`, or publish the subclass in the
+    ``gemmconv.backends`` entry-point group.
+    """
+
+    #: short name shown in messages and tables, e.g. ``"numpy"``
+    name: str = ""
+    #: top-level module of the array library; the backend is only consulted once
+    #: that module is in ``sys.modules``, so no library is imported just to
+    #: check an array's type
+    module: str = ""
+    #: dtype names this backend computes in
+    dtypes: tuple[str, ...] = ()
+
+    @property
+    @abstractmethod
+    def xp(self) -> Any:
+        """The array namespace (``numpy``, ``cupy``, ...)."""
+
+    @abstractmethod
+    def owns(self, a: Any) -> bool:
+        """Whether ``a`` is an array of this backend; only called once :attr:`module` is imported."""
+
+    def loaded(self) -> bool:
+        """Whether the array library has been imported by someone."""
+        return self.module in sys.modules
+
+    def device_key(self, a: Any) -> Hashable:
+        """A hashable identity of the device holding ``a`` (for caches)."""
+        return self.name
+
+    def data_ptr(self, a: Any) -> int:
+        """Address of ``a``'s first element (for caches keyed by buffer)."""
+        return int(a.__array_interface__["data"][0])
+
+    def constant(self, value: Any, dtype: str) -> Any:
+        """A small host constant (a transform matrix) as an array of this backend."""
+        return self.xp.asarray(value, dtype=dtype)
+
+    def pad(self, x: Any, spec: ConvSpec) -> Any:
+        """Pad ``x`` explicitly by ``spec``'s padding and padding mode."""
+        widths = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
+        return self.xp.pad(x, widths, mode=_PAD_MODES[spec.padding_mode])
+
+    # -- kernels ---------------------------------------------------------------
+    @abstractmethod
+    def im2col(self, x: Any, spec: ConvSpec) -> Any:
+        """Column matrix of shape ``(C·KH·KW, N·OH·OW)``, rows ordered (c, r, s), zero padding applied.
+
+        Rows of group ``g`` are the contiguous block ``g·Cg·KH·KW ... (g+1)·Cg·KH·KW``.
+        """
+
+    @abstractmethod
+    def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec) -> Any:
+        """The whole convolution (with zero padding and bias) by direct loops; shape ``spec.out_shape``."""
+
+    @abstractmethod
+    def winograd_input(self, x: Any, spec: ConvSpec, bt: Any, m: int, th: int, tw: int) -> Any:
+        """Input tiles ``B^T d B`` of shape ``(T, T, C, N·th·tw)`` with ``T = m + 2``, zero padding applied."""
+
+    @abstractmethod
+    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, at: Any, m: int, th: int, tw: int) -> Any:
+        """Output ``A^T M A`` from tiles ``mt`` of shape ``(T, T, K, N·th·tw)``, cropped, bias added."""
+
+    def __repr__(self) -> str:
+        return f"<gemmconv backend {self.name!r}>"

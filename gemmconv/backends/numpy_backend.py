@@ -1,0 +1,66 @@
+"""The NumPy backend: NumPy arrays on the CPU, numba-compiled kernels, BLAS GEMMs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..spec import ConvSpec
+from .base import Backend
+
+__all__ = ["NumpyBackend"]
+
+
+def _kernels() -> Any:
+    # numba is imported on first use, so `import gemmconv` stays cheap
+    from . import _numba_kernels
+
+    return _numba_kernels
+
+
+def _c(a: Any) -> np.ndarray:
+    """C-contiguous, native byte order (what the compiled kernels expect)."""
+    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+
+
+class NumpyBackend(Backend):
+    """NumPy arrays; kernels compiled with numba, GEMMs through NumPy's BLAS."""
+
+    name = "numpy"
+    module = "numpy"
+    dtypes = ("float32", "float64")
+
+    @property
+    def xp(self) -> Any:
+        return np
+
+    def owns(self, a: Any) -> bool:
+        return isinstance(a, np.ndarray)
+
+    def im2col(self, x: Any, spec: ConvSpec) -> Any:
+        cols = np.empty((spec.c * spec.kh * spec.kw, spec.n * spec.oh * spec.ow), dtype=x.dtype)
+        _kernels().im2col(
+            _c(x), cols, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.oh, spec.ow
+        )
+        return cols
+
+    def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec) -> Any:
+        out = np.empty(spec.out_shape, dtype=x.dtype)
+        bias = _c(b) if b is not None else np.zeros(1, dtype=x.dtype)
+        _kernels().direct(
+            _c(x), _c(w), bias, b is not None, out, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups
+        )
+        return out
+
+    def winograd_input(self, x: Any, spec: ConvSpec, bt: Any, m: int, th: int, tw: int) -> Any:
+        t = m + 2
+        v = np.empty((t, t, spec.c, spec.n * th * tw), dtype=x.dtype)
+        _kernels().winograd_input(_c(x), v, bt, m, th, tw, spec.pt, spec.pl)
+        return v
+
+    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, at: Any, m: int, th: int, tw: int) -> Any:
+        out = np.empty(spec.out_shape, dtype=mt.dtype)
+        bias = _c(b) if b is not None else np.zeros(1, dtype=mt.dtype)
+        _kernels().winograd_output(_c(mt), out, at, bias, b is not None, m, th, tw)
+        return out

@@ -1,0 +1,139 @@
+"""The strategy registry.
+
+A strategy is a named algorithm with a ``supports`` predicate (returns None when
+it can run a :class:`~gemmconv.spec.ConvSpec`, else the reason it cannot) and a
+``run`` function written against the :class:`~gemmconv.backends.Backend`
+interface. The same predicate drives the error for an explicit strategy, the
+choice of ``auto``, the documentation table and the tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .spec import ConvSpec
+
+__all__ = ["Strategy", "get_strategy", "list_strategies", "register_strategy", "unregister_strategy"]
+
+RunFn = Callable[[Any, Any, Any, Any, ConvSpec], Any]
+SupportsFn = Callable[[ConvSpec], "str | None"]
+
+
+def _always(spec: ConvSpec) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A convolution algorithm.
+
+    Parameters
+    ----------
+    name : str
+        Unique name, the value users pass as ``strategy=``.
+    run : callable
+        ``run(backend, x, w, b, spec) -> y``. ``x`` is 4-D, ``b`` may be None,
+        ``y`` has shape ``spec.out_shape`` and includes the bias. Padding modes
+        other than ``"zeros"`` are applied before ``run`` is called.
+    supports : callable, optional
+        ``supports(spec) -> str | None``: None when the strategy can run
+        ``spec``, else a short reason ("needs a 3x3 kernel, got 5x5").
+    description : str, optional
+        One line for tables and docs.
+    pads_zeros : bool, optional
+        Whether ``run`` handles zero padding itself. If False, the input is
+        padded explicitly and ``run`` sees a spec without padding.
+    """
+
+    name: str
+    run: RunFn
+    supports: SupportsFn = _always
+    description: str = ""
+    pads_zeros: bool = True
+
+
+_REGISTRY: dict[str, Strategy] = {}
+_lock = threading.Lock()
+
+
+def register_strategy(strategy: Strategy) -> Strategy:
+    """Add a strategy to the registry.
+
+    Parameters
+    ----------
+    strategy : Strategy
+        The strategy; its name must not be registered yet.
+
+    Returns
+    -------
+    Strategy
+        The same strategy, so this can be used on a module-level constant.
+
+    Raises
+    ------
+    TypeError
+        If ``strategy`` is not a :class:`Strategy`.
+    ValueError
+        If the name is empty or already registered.
+
+    Examples
+    --------
+    >>> import gemmconv
+    >>> def run(backend, x, w, b, spec):
+    ...     return gemmconv.get_strategy("im2col").run(backend, x, w, b, spec)
+    >>> s = gemmconv.register_strategy(gemmconv.Strategy("my_im2col", run))
+    >>> "my_im2col" in gemmconv.list_strategies()
+    True
+    >>> gemmconv.unregister_strategy("my_im2col")
+    """
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"strategy must be a gemmconv.Strategy, got {type(strategy).__name__}")
+    if not isinstance(strategy.name, str) or not strategy.name:
+        raise ValueError(f"a strategy needs a non-empty string name, got {strategy.name!r}")
+    with _lock:
+        if strategy.name in _REGISTRY:
+            raise ValueError(
+                f"a strategy named {strategy.name!r} is already registered; choose another name "
+                "(or unregister_strategy it first)"
+            )
+        _REGISTRY[strategy.name] = strategy
+    return strategy
+
+
+def unregister_strategy(name: str) -> None:
+    """Remove a registered strategy by name (ValueError if it is not registered)."""
+    with _lock:
+        if name not in _REGISTRY:
+            raise ValueError(f"no strategy named {name!r} is registered; registered: {', '.join(_REGISTRY)}")
+        del _REGISTRY[name]
+
+
+def list_strategies() -> list[str]:
+    """Names of the registered strategies, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_strategy(name: str) -> Strategy:
+    """The registered strategy called ``name``.
+
+    Raises
+    ------
+    ValueError
+        If no strategy has that name; the message lists the registered names.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"strategy must be a str, got {name!r} ({type(name).__name__})")
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown strategy={name!r}; registered strategies: {', '.join(_REGISTRY)}"
+        ) from None
+
+
+def supporting(spec: ConvSpec) -> tuple[str, ...]:
+    """Names of the registered strategies whose predicate accepts ``spec``."""
+    return tuple(name for name, s in list(_REGISTRY.items()) if s.supports(spec) is None)

@@ -1,0 +1,117 @@
+"""The normalised description of one convolution call.
+
+:class:`ConvSpec` holds every size and hyper-parameter of a call after
+validation, so strategies, predicates and kernels read plain integers and never
+re-parse user arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["ConvSpec", "PADDING_MODES"]
+
+#: padding modes of ``torch.nn.Conv2d``; ``"zeros"`` is handled inside the kernels,
+#: the others by padding the input explicitly before the strategy runs.
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """Sizes and hyper-parameters of one 2-D convolution (NCHW, cross-correlation).
+
+    Attributes
+    ----------
+    n, c, h, w : int
+        Batch, input channels, input height and width.
+    k, kh, kw : int
+        Output channels, kernel height and width.
+    sh, sw : int
+        Strides.
+    pt, pb, pl, pr : int
+        Padding at the top, bottom, left and right (asymmetric only for
+        ``padding="same"`` with an even effective kernel, as in torch).
+    dh, dw : int
+        Dilations.
+    groups : int
+        Number of groups; ``c`` and ``k`` are multiples of it.
+    padding_mode : str
+        One of :data:`PADDING_MODES`.
+    dtype : str
+        Name of the floating dtype shared by input, weight and bias.
+    """
+
+    n: int
+    c: int
+    h: int
+    w: int
+    k: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    dh: int
+    dw: int
+    groups: int
+    padding_mode: str
+    dtype: str
+
+    @property
+    def cg(self) -> int:
+        """Input channels per group."""
+        return self.c // self.groups
+
+    @property
+    def kg(self) -> int:
+        """Output channels per group."""
+        return self.k // self.groups
+
+    @property
+    def ekh(self) -> int:
+        """Effective (dilated) kernel height."""
+        return (self.kh - 1) * self.dh + 1
+
+    @property
+    def ekw(self) -> int:
+        """Effective (dilated) kernel width."""
+        return (self.kw - 1) * self.dw + 1
+
+    @property
+    def oh(self) -> int:
+        """Output height."""
+        return (self.h + self.pt + self.pb - self.ekh) // self.sh + 1
+
+    @property
+    def ow(self) -> int:
+        """Output width."""
+        return (self.w + self.pl + self.pr - self.ekw) // self.sw + 1
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        """Shape of the batched result, ``(n, k, oh, ow)``."""
+        return (self.n, self.k, self.oh, self.ow)
+
+    @property
+    def padded(self) -> bool:
+        """Whether any side is padded."""
+        return bool(self.pt or self.pb or self.pl or self.pr)
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds times two of the direct algorithm (the count all strategies are quoted in)."""
+        return 2 * self.n * self.k * self.oh * self.ow * self.cg * self.kh * self.kw
+
+    def without_padding(self) -> "ConvSpec":
+        """The spec of the same convolution applied to an input that was padded explicitly."""
+        return dataclasses.replace(
+            self,
+            h=self.h + self.pt + self.pb,
+            w=self.w + self.pl + self.pr,
+            pt=0, pb=0, pl=0, pr=0,
+            padding_mode="zeros",
+        )

@@ -1,0 +1,12 @@
+"""The built-in strategies, registered on import in the order they are listed."""
+
+from __future__ import annotations
+
+from ..registry import register_strategy
+from . import auto, direct, im2col, one_by_one, winograd
+
+BUILTIN = (direct.STRATEGY, im2col.STRATEGY, winograd.STRATEGY_F4, winograd.STRATEGY_F2, one_by_one.STRATEGY,
+           auto.STRATEGY)
+
+for _s in BUILTIN:
+    register_strategy(_s)

@@ -1,0 +1,184 @@
+"""Central validation of ``conv2d`` arguments.
+
+Every user-facing check lives here and runs once, before a strategy is chosen,
+so strategies and kernels can trust their inputs. Errors name the argument, the
+value received and the fix.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from .backends import Backend, get_backend
+from .spec import PADDING_MODES, ConvSpec
+
+__all__ = ["validate"]
+
+
+def _describe(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {getattr(value, 'dtype', '?')}"
+    return repr(value)
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got the bool {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int or a pair of ints, got {value!r} ({type(value).__name__})"
+        ) from None
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return v
+
+
+def _pair(name: str, value: Any, minimum: int) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r} of length {len(value)}")
+        return _int(name, value[0], minimum), _int(name, value[1], minimum)
+    v = _int(name, value, minimum)
+    return v, v
+
+
+def _check_array(name: str, a: Any, backend: Backend, ndims: tuple[int, ...]) -> None:
+    owner = get_backend(a, name)
+    if owner is not backend:
+        raise TypeError(
+            f"{name} is a {owner.name} array but x is a {backend.name} array; "
+            f"pass all arrays from the same library (convert {name} with {backend.name}.asarray)"
+        )
+    if a.ndim not in ndims:
+        want = " or ".join(str(d) for d in ndims)
+        raise ValueError(f"{name} must have {want} dimensions, got {_describe(a)}")
+    kind = a.dtype.kind
+    if kind != "f":
+        what = {"b": "bool", "i": "integer", "u": "unsigned integer", "c": "complex"}.get(kind, str(a.dtype))
+        raise TypeError(
+            f"{name} has {what} dtype {a.dtype}; conv2d needs floating point "
+            f"({', '.join(backend.dtypes)}): cast it, e.g. {name}.astype('float32')"
+        )
+    if a.dtype.name not in backend.dtypes:
+        raise TypeError(
+            f"{name} has dtype {a.dtype.name}, which the {backend.name} backend does not support; "
+            f"use one of {', '.join(backend.dtypes)}"
+        )
+
+
+def _padding(
+    padding: Any, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Return (pt, pb, pl, pr)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(
+                    f"padding='same' is not supported for strided convolutions (stride={stride}); "
+                    "pass explicit padding instead"
+                )
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]  # extra pad goes bottom/right, as in torch
+            return pads[0], pads[1], pads[2], pads[3]
+        raise ValueError(f"padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}")
+    ph, pw = _pair("padding", padding, 0)
+    return ph, ph, pw, pw
+
+
+def _check_padding_mode(spec: ConvSpec) -> None:
+    mode = spec.padding_mode
+    if mode == "reflect":
+        if max(spec.pt, spec.pb) >= spec.h or max(spec.pl, spec.pr) >= spec.w:
+            raise ValueError(
+                f"padding_mode='reflect' needs padding smaller than the input: padding "
+                f"(top, bottom, left, right)={(spec.pt, spec.pb, spec.pl, spec.pr)} for an input of "
+                f"{spec.h}x{spec.w}; pad less or use padding_mode='replicate'"
+            )
+    elif mode == "circular":
+        if max(spec.pt, spec.pb) > spec.h or max(spec.pl, spec.pr) > spec.w:
+            raise ValueError(
+                f"padding_mode='circular' cannot wrap around more than once: padding "
+                f"(top, bottom, left, right)={(spec.pt, spec.pb, spec.pl, spec.pr)} for an input of "
+                f"{spec.h}x{spec.w}; pad at most the input size"
+            )
+
+
+def validate(
+    x: Any,
+    w: Any,
+    b: Any,
+    *,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+    padding_mode: Any,
+) -> tuple[Backend, Any, Any, Any, ConvSpec, bool]:
+    """Check all arguments of :func:`gemmconv.conv2d`.
+
+    Returns
+    -------
+    backend, x, w, b, spec, unbatched
+        The backend owning the arrays, ``x`` as a 4-D array (a view for
+        unbatched input), ``w``, ``b`` (or None), the normalised spec and
+        whether the input was unbatched.
+    """
+    backend = get_backend(x, "x")
+    _check_array("x", x, backend, (3, 4))
+    _check_array("w", w, backend, (4,))
+    if b is not None:
+        _check_array("b", b, backend, (1,))
+    if w.dtype != x.dtype:
+        raise TypeError(f"x and w must have the same dtype, got x {x.dtype} and w {w.dtype}; cast one of them")
+    if b is not None and b.dtype != x.dtype:
+        raise TypeError(f"b must have the dtype of x ({x.dtype}), got {b.dtype}; cast it")
+
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[None]  # (C, H, W) -> (1, C, H, W)
+    n, c, h, wd = (int(s) for s in x.shape)
+    k, cg, kh, kw = (int(s) for s in w.shape)
+
+    g = _int("groups", groups, 1)
+    if c == 0:
+        raise ValueError(f"x must have at least one channel, got {_describe(x)}")
+    if k == 0 or kh == 0 or kw == 0:
+        raise ValueError(f"w must have at least one output channel and a non-empty kernel, got {_describe(w)}")
+    if c % g:
+        raise ValueError(f"groups={g} must divide the {c} input channels of x")
+    if k % g:
+        raise ValueError(f"groups={g} must divide the {k} output channels of w (w.shape[0])")
+    if cg * g != c:
+        raise ValueError(
+            f"w.shape[1] must be in_channels / groups = {c} / {g} = {c // g}, got w of shape {tuple(w.shape)}"
+        )
+    if b is not None and int(b.shape[0]) != k:
+        raise ValueError(f"b must have shape ({k},) (one value per output channel), got shape {tuple(b.shape)}")
+
+    sh, sw = _pair("stride", stride, 1)
+    dh, dw = _pair("dilation", dilation, 1)
+    pt, pb, pl, pr = _padding(padding, (kh, kw), (dh, dw), (sh, sw))
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, got {padding_mode!r}")
+
+    spec = ConvSpec(
+        n=n, c=c, h=h, w=wd, k=k, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pb=pb, pl=pl, pr=pr,
+        dh=dh, dw=dw, groups=g, padding_mode=padding_mode, dtype=x.dtype.name,
+    )
+    if spec.ekh > h + pt + pb or spec.ekw > wd + pl + pr:
+        raise ValueError(
+            f"the kernel ({kh}x{kw}, dilation {(dh, dw)}: {spec.ekh}x{spec.ekw} effective) is larger than "
+            f"the padded input ({h + pt + pb}x{wd + pl + pr}, from x of {h}x{wd} and padding "
+            f"{(pt, pb, pl, pr)}); pad more or use a smaller kernel"
+        )
+    if spec.padded:
+        _check_padding_mode(spec)
+    return backend, x, w, b, spec, unbatched
