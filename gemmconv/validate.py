@@ -136,6 +136,8 @@ def validate(
     _check_array("w", w, backend, (4,))
     if b is not None:
         _check_array("b", b, backend, (1,))
+    x, w = backend.native(x), backend.native(w)
+    b = None if b is None else backend.native(b)
     if w.dtype != x.dtype:
         raise TypeError(f"x and w must have the same dtype, got x {x.dtype} and w {w.dtype}; cast one of them")
     if b is not None and b.dtype != x.dtype:

@@ -55,6 +55,10 @@ class Backend(ABC):
         """A hashable identity of the device holding ``a`` (for caches)."""
         return self.name
 
+    def native(self, a: Any) -> Any:
+        """``a`` in a layout the kernels accept (e.g. native byte order); ``a`` itself if it already is."""
+        return a
+
     def data_ptr(self, a: Any) -> int:
         """Address of ``a``'s first element (for caches keyed by buffer)."""
         return int(a.__array_interface__["data"][0])

@@ -20,8 +20,8 @@ def _kernels() -> Any:
 
 
 def _c(a: Any) -> np.ndarray:
-    """C-contiguous, native byte order (what the compiled kernels expect)."""
-    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+    """C-contiguous (what the compiled kernels expect); no copy if it already is."""
+    return np.ascontiguousarray(a)
 
 
 class NumpyBackend(Backend):
@@ -37,6 +37,9 @@ class NumpyBackend(Backend):
 
     def owns(self, a: Any) -> bool:
         return isinstance(a, np.ndarray)
+
+    def native(self, a: Any) -> Any:
+        return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
     def im2col(self, x: Any, spec: ConvSpec) -> Any:
         cols = np.empty((spec.c * spec.kh * spec.kw, spec.n * spec.oh * spec.ow), dtype=x.dtype)

@@ -1,0 +1,128 @@
+"""Property tests: every strategy against torch.nn.Conv2d in float64, over random configurations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import record, scaled_error, tolerance
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+import gemmconv
+from gemmconv.registry import supporting
+
+PADDING_MODES = ["zeros", "reflect", "replicate", "circular"]
+sizes = st.integers(1, 3)
+
+
+@st.composite
+def configs(draw):
+    groups = draw(st.integers(1, 3))
+    cg, kg = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    family = draw(st.sampled_from(["any", "any", "any", "3x3", "3x3", "1x1"]))
+    if family == "3x3":  # what winograd runs
+        kh = kw = 3
+        stride, dilation = draw(st.sampled_from([1, 1, 1, 2])), draw(st.sampled_from([1, 1, 1, 2]))
+    elif family == "1x1":
+        kh = kw = 1
+        stride, dilation = draw(st.sampled_from([1, 2, (1, 2), 3])), 1
+    else:
+        kh = draw(st.integers(1, 5))
+        kw = draw(st.sampled_from([kh, kh, 1, 2, 3, 4]))
+        stride = draw(st.sampled_from([1, 1, (1, 1), 2, (2, 1), 3]))
+        dilation = draw(st.sampled_from([1, 1, 2, (1, 2), 3]))
+    padding = draw(st.sampled_from([0, 0, 1, 2, (1, 0), (0, 2), 3, "valid", "same", "same"]))
+    if padding == "same" and stride not in (1, (1, 1)) and draw(st.integers(0, 9)):
+        padding = 1  # keep 'same' with stride > 1 (an error) to about a tenth of its draws
+    padding_mode = draw(st.sampled_from(PADDING_MODES))
+    d = (dilation, dilation) if isinstance(dilation, int) else dilation
+    ekh, ekw = (kh - 1) * d[0] + 1, (kw - 1) * d[1] + 1
+    h = draw(st.integers(max(1, ekh - 2), ekh + 12))
+    w = draw(st.integers(max(1, ekw - 2), ekw + 12))
+    n = draw(st.sampled_from([1, 1, 2, 3, 0]))
+    unbatched = n == 1 and draw(st.booleans())
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    bias = draw(st.booleans())
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (groups * cg, h, w) if unbatched else (n, groups * cg, h, w)).astype(dtype)
+    wt = rng.uniform(-1, 1, (groups * kg, cg, kh, kw)).astype(dtype)
+    b = rng.uniform(-1, 1, groups * kg).astype(dtype) if bias else None
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    return x, wt, b, args
+
+
+def _torch_accepts(x, w, b, args) -> bool:
+    from helpers import torch_conv
+
+    try:
+        torch_conv(x, w, b, **args)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+@given(configs())
+def test_every_strategy_matches_torch(cfg):
+    x, w, b, args = cfg
+    if not _torch_accepts(x, w, b, args):
+        event("torch refuses the configuration")
+        # torch refuses it: so must gemmconv, with a ValueError (never a crash or an answer)
+        for name in gemmconv.list_strategies():
+            with pytest.raises(ValueError):
+                gemmconv.conv2d(x, w, b, strategy=name, **args)
+        return
+    dtype = x.dtype.name
+    for name in gemmconv.list_strategies():
+        strat = gemmconv.get_strategy(name)
+        from gemmconv.validate import validate
+
+        spec = validate(x, w, b, **args)[4]
+        reason = strat.supports(spec)
+        if reason is not None:
+            with pytest.raises(gemmconv.StrategyNotSupportedError, match=reason.split(",")[0]) as info:
+                gemmconv.conv2d(x, w, b, strategy=name, **args)
+            assert set(info.value.alternatives) == set(supporting(spec))
+            assert name not in info.value.alternatives
+            event(f"{name} refuses")
+            continue
+        y = gemmconv.conv2d(x, w, b, strategy=name, **args)
+        ref_shape = tuple(torch.Size(_ref_shape(x, w, b, args)))
+        assert type(y) is np.ndarray and y.dtype == x.dtype and y.shape == ref_shape
+        err = scaled_error(y if x.ndim == 4 else y[None], x if x.ndim == 4 else x[None], w, b, **args)
+        chosen = gemmconv.choose_strategy(x, w, b, **args) if name == "auto" else name
+        record(name, dtype, err)
+        event(f"{name} runs ({args['padding_mode']})")
+        assert err <= tolerance(name, chosen, dtype), (name, chosen, err)
+
+
+def _ref_shape(x, w, b, args):
+    from helpers import torch_conv
+
+    return torch_conv(x, w, b, **args).shape
+
+
+@given(
+    st.integers(1, 2),  # n
+    st.sampled_from([8, 16, 32]),  # c
+    st.sampled_from([8, 24]),  # k
+    st.integers(6, 20),  # h = w
+    st.sampled_from(["float32", "float64"]),
+    st.integers(0, 2**32 - 1),
+)
+def test_wider_layers_match_torch(n, c, k, hw, dtype, seed):
+    """Deeper reductions (C·R·S up to 288) stress accumulation and the BLAS paths."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, hw, hw)).astype(dtype)
+    for kh, args in ((3, dict(padding=1)), (1, dict(stride=2)), (3, dict(stride=2, padding=1))):
+        w = rng.standard_normal((k, c, kh, kh)).astype(dtype)
+        b = rng.standard_normal(k).astype(dtype)
+        for name in gemmconv.list_strategies():
+            if name in ("winograd", "winograd_f2") and args.get("stride", 1) != 1 or name == "1x1" and kh != 1:
+                continue
+            y = gemmconv.conv2d(x, w, b, strategy=name, **args)
+            err = scaled_error(y, x, w, b, **args)
+            chosen = gemmconv.choose_strategy(x, w, b, **args) if name == "auto" else name
+            record(name, dtype, err)
+            assert err <= tolerance(name, chosen, dtype), (name, err)
