@@ -54,8 +54,8 @@ def _check_array(name: str, a: Any, backend: Backend, ndims: tuple[int, ...]) ->
             f"pass all arrays from the same library (convert {name} with {backend.name}.asarray)"
         )
     if a.ndim not in ndims:
-        want = " or ".join(str(d) for d in ndims)
-        raise ValueError(f"{name} must have {want} dimensions, got {_describe(a)}")
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ValueError(f"{name} must be {want}, got {_describe(a)}")
     kind = a.dtype.kind
     if kind != "f":
         what = {"b": "bool", "i": "integer", "u": "unsigned integer", "c": "complex"}.get(kind, str(a.dtype))

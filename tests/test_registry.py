@@ -1,0 +1,113 @@
+"""The strategy registry: listing, registering, the auto rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import torch_conv
+
+import gemmconv
+from gemmconv.strategies.auto import choose
+from gemmconv.validate import validate
+
+
+def test_list_strategies():
+    assert gemmconv.list_strategies() == ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
+
+
+def test_third_party_strategy_round_trip():
+    calls = []
+
+    def run(backend, x, w, b, spec):
+        calls.append(spec)
+        return gemmconv.get_strategy("direct").run(backend, x, w, b, spec)
+
+    def supports(spec):
+        return None if spec.groups == 1 else "only groups=1"
+
+    s = gemmconv.register_strategy(gemmconv.Strategy("mine", run, supports, "a test strategy"))
+    try:
+        assert "mine" in gemmconv.list_strategies()
+        x, w = np.ones((1, 2, 5, 5)), np.ones((2, 2, 3, 3))
+        np.testing.assert_array_equal(gemmconv.conv2d(x, w, strategy="mine"), torch_conv(x, w, None))
+        assert len(calls) == 1 and calls[0].kh == 3
+        with pytest.raises(gemmconv.StrategyNotSupportedError, match="only groups=1"):
+            gemmconv.conv2d(x, np.ones((2, 1, 3, 3)), groups=2, strategy="mine")
+        with pytest.raises(ValueError, match="already registered"):
+            gemmconv.register_strategy(s)
+    finally:
+        gemmconv.unregister_strategy("mine")
+    assert "mine" not in gemmconv.list_strategies()
+
+
+def test_strategy_without_zero_padding_support_gets_padded_input():
+    seen = []
+
+    def run(backend, x, w, b, spec):
+        seen.append((x.shape, spec.padded))
+        return backend.direct(x, w, b, spec)
+
+    gemmconv.register_strategy(gemmconv.Strategy("nopad", run, pads_zeros=False))
+    try:
+        x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))
+        y = gemmconv.conv2d(x, w, padding=(1, 2), strategy="nopad")
+        np.testing.assert_array_equal(y, torch_conv(x, w, None, padding=(1, 2)))
+        assert seen == [((1, 1, 6, 8), False)]
+    finally:
+        gemmconv.unregister_strategy("nopad")
+
+
+@pytest.mark.parametrize("bad", [object(), "direct", None])
+def test_register_rejects_non_strategies(bad):
+    with pytest.raises(TypeError, match="must be a gemmconv.Strategy"):
+        gemmconv.register_strategy(bad)
+
+
+def test_register_rejects_empty_name():
+    with pytest.raises(ValueError, match="non-empty string name"):
+        gemmconv.register_strategy(gemmconv.Strategy("", lambda *a: None))
+
+
+def test_unregister_unknown():
+    with pytest.raises(ValueError, match="no strategy named 'nope'"):
+        gemmconv.unregister_strategy("nope")
+
+
+def _spec(x_shape, w_shape, **kw):
+    x, w = np.empty(x_shape, np.float32), np.empty(w_shape, np.float32)
+    args = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros")
+    args.update(kw)
+    return validate(x, w, None, **args)[4]
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kw, expected",
+    [
+        ((1, 256, 56, 56), (64, 256, 1, 1), {}, "1x1"),
+        ((1, 64, 56, 56), (128, 64, 1, 1), dict(stride=2), "1x1"),
+        ((1, 128, 56, 56), (128, 1, 3, 3), dict(groups=128, padding=1), "direct"),
+        ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd"),
+        ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "im2col"),
+        ((1, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), "im2col"),
+        ((1, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), "im2col"),
+        ((1, 8, 32, 32), (8, 8, 3, 3), dict(padding=1), "im2col"),
+    ],
+)
+def test_auto_rule(x_shape, w_shape, kw, expected):
+    spec = _spec(x_shape, w_shape, **kw)
+    assert choose(spec) == expected
+    assert gemmconv.get_strategy(expected).supports(spec) is None
+
+
+def test_choose_strategy_public_and_validated():
+    x, w = np.ones((1, 64, 16, 16), np.float32), np.ones((64, 64, 3, 3), np.float32)
+    assert gemmconv.choose_strategy(x, w, padding=1) == "winograd"
+    with pytest.raises(TypeError, match="unexpected keyword arguments: strategy"):
+        gemmconv.choose_strategy(x, w, strategy="direct")
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        gemmconv.choose_strategy(x, w, stride=0)
+
+
+def test_every_strategy_has_a_description():
+    for name in gemmconv.list_strategies():
+        assert gemmconv.get_strategy(name).description

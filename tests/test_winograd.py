@@ -1,0 +1,71 @@
+"""Winograd transforms and the filter-transform cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gemmconv
+from gemmconv.strategies.winograd import FILTER_CACHE
+from gemmconv.strategies.winograd_transforms import TRANSFORMS
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_one_dimensional_identity(m):
+    """A^T [(G g) ⊙ (B^T d)] equals the correlation of d with g, for any d and g."""
+    rng = np.random.default_rng(m)
+    mats = TRANSFORMS[m]
+    for _ in range(20):
+        d, g = rng.standard_normal(m + 2), rng.standard_normal(3)
+        y = mats["at"] @ ((mats["g"] @ g) * (mats["bt"] @ d))
+        np.testing.assert_allclose(y, np.correlate(d, g, mode="valid"), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("strategy", ["winograd", "winograd_f2"])
+def test_changed_weights_are_never_served_a_stale_transform(strategy):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 4, 10, 10)).astype(np.float32)
+    w = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    FILTER_CACHE.clear()
+    y1 = gemmconv.conv2d(x, w, padding=1, strategy=strategy)
+    misses = FILTER_CACHE.misses
+    np.testing.assert_array_equal(gemmconv.conv2d(x, w, padding=1, strategy=strategy), y1)
+    assert FILTER_CACHE.misses == misses  # a hit
+    w[0, 0, 1, 1] += 1.0  # in place: same buffer, same shape
+    y2 = gemmconv.conv2d(x, w, padding=1, strategy=strategy)
+    np.testing.assert_allclose(y2, gemmconv.conv2d(x, w, padding=1, strategy="direct"), rtol=1e-4, atol=1e-4)
+    assert FILTER_CACHE.misses == misses + 1
+    assert not np.allclose(y1, y2)
+
+
+def test_cache_tells_tile_sizes_and_dtypes_apart():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 2, 8, 8))
+    w = rng.standard_normal((2, 2, 3, 3))
+    ref = gemmconv.conv2d(x, w, strategy="direct")
+    for s in ("winograd", "winograd_f2", "winograd"):
+        np.testing.assert_allclose(gemmconv.conv2d(x, w, strategy=s), ref, rtol=1e-12, atol=1e-12)
+    y32 = gemmconv.conv2d(x.astype(np.float32), w.astype(np.float32), strategy="winograd")
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_cache_is_bounded():
+    FILTER_CACHE.clear()
+    x = np.ones((1, 1, 6, 6))
+    weights = [np.full((1, 1, 3, 3), float(i)) for i in range(FILTER_CACHE.max_entries + 5)]  # distinct buffers
+    for w in weights:
+        gemmconv.conv2d(x, w, strategy="winograd")
+    assert len(FILTER_CACHE) == FILTER_CACHE.max_entries
+
+
+def test_grouped_winograd():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 6, 9, 7))
+    w = rng.standard_normal((9, 2, 3, 3))
+    for s in ("winograd", "winograd_f2"):
+        np.testing.assert_allclose(
+            gemmconv.conv2d(x, w, padding=1, groups=3, strategy=s),
+            gemmconv.conv2d(x, w, padding=1, groups=3, strategy="direct"),
+            rtol=1e-11, atol=1e-11,
+        )
