@@ -70,7 +70,8 @@ def conv2d(
     Examples
     --------
     >>> import numpy as np, gemmconv
-    >>> x = np.arange(18, dtype=np.float64).reshape(2, 3, 3) + np.array([0, 1])[:, None, None]
+    >>> x = np.array([[[0, 1, 2], [3, 4, 5], [6, 7, 8]],
+    ...               [[1, 2, 3], [4, 5, 6], [7, 8, 9]]], dtype=np.float64)
     >>> w = np.array([[[[0, 1], [2, 3]], [[1, 2], [3, 4]]]], dtype=np.float64)
     >>> gemmconv.conv2d(x, w)
     array([[[ 56.,  72.],

@@ -17,11 +17,12 @@ MAX_ERRORS: dict[tuple[str, str], float] = defaultdict(float)
 # sums in blocks, so u·n/4 covers GEMM-based and direct sums with room (float32: u = 6e-8 -> 1.5e-6).
 # Winograd multiplies the input by B^T (entries up to 5), the filter by G and the product by A^T
 # (entries up to 8): F(4x4,3x3) loses ~1.5 decimal digits against direct, F(2x2,3x3) (entries <= 1)
-# about a factor 2 (Lavin & Gray 2016; Barabasz et al. 2020). The observed maxima are printed by
-# the test session's summary (conftest.py) and sit several times below these limits.
+# about a factor 2 (Lavin & Gray 2016; Barabasz et al. 2020), hence 7.5x the default for F(4x4).
+# The observed maxima are printed by the test session's summary (conftest.py); over 3000-example
+# runs they sit 5-8x below these limits (float32: direct/im2col/1x1 3e-7, F(2x2) 1.5e-7, F(4x4) 2.7e-6).
 TOLERANCE = {
-    "float32": {"default": 2e-6, "winograd_f2": 4e-6, "winograd": 3e-5},
-    "float64": {"default": 4e-15, "winograd_f2": 8e-15, "winograd": 6e-14},
+    "float32": {"default": 2e-6, "winograd_f2": 2e-6, "winograd": 1.5e-5},
+    "float64": {"default": 4e-15, "winograd_f2": 4e-15, "winograd": 3e-14},
 }
 
 

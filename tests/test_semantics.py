@@ -132,3 +132,20 @@ def test_depthwise():
         y = gemmconv.conv2d(x, w, padding=1, groups=8, strategy=strategy)
         np.testing.assert_allclose(y, torch_conv(x, w, None, padding=1, groups=8), rtol=1e-4, atol=1e-5)
     assert gemmconv.choose_strategy(x, w, padding=1, groups=8) == "direct"
+
+
+def test_concurrent_calls_from_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    expected = {s: gemmconv.conv2d(x, w, padding=1, strategy=s) for s in STRATEGIES if s != "1x1"}
+
+    def job(i):
+        s = list(expected)[i % len(expected)]
+        return s, gemmconv.conv2d(x, w, padding=1, strategy=s)
+
+    with ThreadPoolExecutor(4) as pool:
+        for s, y in pool.map(job, range(40)):
+            np.testing.assert_array_equal(y, expected[s])
