@@ -3,7 +3,8 @@
     python benchmarks/vs_torch.py [--batch 1] [--rounds 5] [--reps 5] [--dtype float32]
 
 For each round and layer, torch and each strategy are timed back to back (median of
-``--reps`` calls each, after a warm-up), and the ratio strategy/torch is taken per round.
+``--reps`` calls each, after a short pause and one untimed call, so that no library's idle
+threads are still spinning), and the ratio strategy/torch is taken per round.
 The table shows the median time over rounds and the median ratio with its spread
 (min-max over rounds): single absolute times on a shared machine are noise, ratios of
 interleaved runs are not. Needs torch (pip install torch==2.13.0) and rich.
@@ -25,7 +26,11 @@ import gemmconv
 from gemmconv.layers import LAYERS
 
 
-def _median_time(fn, reps: int) -> float:
+def _median_time(fn, reps: int, settle: float = 0.02) -> float:
+    # Let the previous library's idle worker threads (torch's OpenMP, BLAS, numba) stop spinning
+    # first: on a 2-core machine a spinning pool of one library slows the other one down.
+    time.sleep(settle)
+    fn()
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()

@@ -88,8 +88,12 @@ def direct(x, w, b, has_bias, out, sh, sw, pt, pl, dh, dw, groups):  # pragma: n
                         ih = o * sh - pt + r * dh
                         if ih < 0 or ih >= h_:
                             continue
-                        for q in range(q_lo, q_hi):
-                            acc[o, q] += wv * plane[ih, q * sw + iw0]
+                        # slices start at valid offsets, so the loop indexes from 0 with no
+                        # negative-index wraparound test and vectorises
+                        seg_out = acc[o, q_lo:q_hi]
+                        seg_in = plane[ih, q_lo * sw + iw0:]
+                        for q in range(q_hi - q_lo):
+                            seg_out[q] += wv * seg_in[q * sw]
 
 
 @njit(parallel=True, **_OPTS)
