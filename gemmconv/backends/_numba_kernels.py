@@ -96,6 +96,24 @@ def direct(x, w, b, has_bias, out, sh, sw, pt, pl, dh, dw, groups):  # pragma: n
                             seg_out[q] += wv * seg_in[q * sw]
 
 
+@njit(inline="always")
+def _sandwich(left, tile, tmp, res):  # pragma: no cover - compiled
+    """``res = left @ tile @ left.T`` for small matrices: (r, T) @ (T, T) @ (T, r)."""
+    rows, t = left.shape
+    for a in range(rows):  # tmp = left @ tile    (r, T) @ (T, T)
+        for e in range(t):
+            acc = left[a, 0] * tile[0, e]
+            for z in range(1, t):
+                acc += left[a, z] * tile[z, e]
+            tmp[a, e] = acc
+    for a in range(rows):  # res = tmp @ left.T   (r, T) @ (T, r)
+        for e in range(rows):
+            acc = tmp[a, 0] * left[e, 0]
+            for z in range(1, t):
+                acc += tmp[a, z] * left[e, z]
+            res[a, e] = acc
+
+
 @njit(parallel=True, **_OPTS)
 def winograd_input(x, v, bt, m, th, tw, pt, pl):  # pragma: no cover - compiled
     """``v`` (T, T, C, N·th·tw) = B^T d B for every input tile d (T×T, stepping by m)."""
@@ -106,6 +124,7 @@ def winograd_input(x, v, bt, m, th, tw, pt, pl):  # pragma: no cover - compiled
         c = nc % c_
         d = np.empty((t, t), dtype=x.dtype)
         tmp = np.empty((t, t), dtype=x.dtype)
+        res = np.empty((t, t), dtype=x.dtype)
         for i in range(th):
             for j in range(tw):
                 p = (n * th + i) * tw + j
@@ -117,20 +136,10 @@ def winograd_input(x, v, bt, m, th, tw, pt, pl):  # pragma: no cover - compiled
                             d[a, e] = x[n, c, ih, iw]
                         else:
                             d[a, e] = 0
-                # tmp = B^T d    (T, T) @ (T, T)
+                _sandwich(bt, d, tmp, res)  # B^T d B
                 for a in range(t):
                     for e in range(t):
-                        acc = d[0, e] * bt[a, 0]
-                        for z in range(1, t):
-                            acc += bt[a, z] * d[z, e]
-                        tmp[a, e] = acc
-                # v = tmp B      (T, T) @ (T, T)
-                for a in range(t):
-                    for e in range(t):
-                        acc = tmp[a, 0] * bt[e, 0]
-                        for z in range(1, t):
-                            acc += tmp[a, z] * bt[e, z]
-                        v[a, e, c, p] = acc
+                        v[a, e, c, p] = res[a, e]
 
 
 @njit(parallel=True, **_OPTS)
@@ -142,27 +151,16 @@ def winograd_output(mt, out, at, b, has_bias, m, th, tw):  # pragma: no cover - 
         n = nk // k_
         k = nk % k_
         bias = b[k] if has_bias else 0.0
+        tile = np.empty((t, t), dtype=out.dtype)
         tmp = np.empty((m, t), dtype=out.dtype)
+        res = np.empty((m, m), dtype=out.dtype)
         for i in range(th):
             for j in range(tw):
                 p = (n * th + i) * tw + j
-                # tmp = A^T M   (m, T) @ (T, T)
-                for a in range(m):
+                for a in range(t):
                     for e in range(t):
-                        acc = at[a, 0] * mt[0, e, k, p]
-                        for z in range(1, t):
-                            acc += at[a, z] * mt[z, e, k, p]
-                        tmp[a, e] = acc
-                # y = tmp A     (m, T) @ (T, m), cropped at the border
-                for a in range(m):
-                    o = i * m + a
-                    if o >= oh:
-                        break
-                    for e in range(m):
-                        q = j * m + e
-                        if q >= ow:
-                            break
-                        acc = tmp[a, 0] * at[e, 0]
-                        for z in range(1, t):
-                            acc += tmp[a, z] * at[e, z]
-                        out[n, k, o, q] = acc + bias
+                        tile[a, e] = mt[a, e, k, p]
+                _sandwich(at, tile, tmp, res)  # A^T M A
+                for a in range(min(m, oh - i * m)):  # cropped at the border
+                    for e in range(min(m, ow - j * m)):
+                        out[n, k, i * m + a, j * m + e] = res[a, e] + bias
