@@ -37,28 +37,30 @@ def _valid_range(size: int, offset: int, stride: int, count: int) -> tuple[int, 
 
 @njit(parallel=True, **_OPTS)
 def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow):  # pragma: no cover - compiled
-    """Fill ``cols`` (C·KH·KW, N·OH·OW) from ``x`` (N, C, H, W); padding reads as zero."""
+    """Fill ``cols`` (N, C·KH·KW, OH·OW) from ``x`` (N, C, H, W); padding reads as zero."""
     n_, c_, h_, w_ = x.shape
-    for row in prange(c_ * kh * kw):
+    rows = c_ * kh * kw
+    for nr in prange(n_ * rows):
+        n = nr // rows
+        row = nr % rows
         c = row // (kh * kw)
         r = (row // kw) % kh
         s = row % kw
-        ow_lo, ow_hi = _valid_range(w_, s * dw - pl, sw, ow)
-        for n in range(n_):
-            for o in range(oh):
-                base = (n * oh + o) * ow
-                ih = o * sh - pt + r * dh
-                if ih < 0 or ih >= h_:
-                    for q in range(ow):
-                        cols[row, base + q] = 0
-                    continue
-                for q in range(ow_lo):
-                    cols[row, base + q] = 0
-                iw0 = s * dw - pl
-                for q in range(ow_lo, ow_hi):
-                    cols[row, base + q] = x[n, c, ih, q * sw + iw0]
-                for q in range(ow_hi, ow):
-                    cols[row, base + q] = 0
+        iw0 = s * dw - pl
+        q_lo, q_hi = _valid_range(w_, iw0, sw, ow)
+        dst = cols[n, row]
+        plane = x[n, c]
+        for o in range(oh):
+            seg = dst[o * ow:(o + 1) * ow]
+            ih = o * sh - pt + r * dh
+            if ih < 0 or ih >= h_:
+                seg[:] = 0
+                continue
+            seg[:q_lo] = 0
+            src = plane[ih, q_lo * sw + iw0:]
+            for q in range(q_hi - q_lo):
+                seg[q_lo + q] = src[q * sw]
+            seg[q_hi:] = 0
 
 
 @njit(parallel=True, **_OPTS)

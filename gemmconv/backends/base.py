@@ -75,9 +75,10 @@ class Backend(ABC):
     # -- kernels ---------------------------------------------------------------
     @abstractmethod
     def im2col(self, x: Any, spec: ConvSpec) -> Any:
-        """Column matrix of shape ``(C·KH·KW, N·OH·OW)``, rows ordered (c, r, s), zero padding applied.
+        """Column matrices of shape ``(N, C·KH·KW, OH·OW)``, rows ordered (c, r, s), zero padding applied.
 
-        Rows of group ``g`` are the contiguous block ``g·Cg·KH·KW ... (g+1)·Cg·KH·KW``.
+        One matrix per image, so the GEMM writes NCHW directly. Rows of group ``g`` are the contiguous
+        block ``g·Cg·KH·KW ... (g+1)·Cg·KH·KW``.
         """
 
     @abstractmethod

@@ -49,7 +49,7 @@ class NumpyBackend(Backend):
         return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
     def im2col(self, x: Any, spec: ConvSpec) -> Any:
-        cols = np.empty((spec.c * spec.kh * spec.kw, spec.n * spec.oh * spec.ow), dtype=x.dtype)
+        cols = np.empty((spec.n, spec.c * spec.kh * spec.kw, spec.oh * spec.ow), dtype=x.dtype)
         _launch(
             "im2col", _c(x), cols, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.oh,
             spec.ow,

@@ -11,17 +11,16 @@ from ._common import add_bias
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     xp = backend.xp
-    g, crs, p = spec.groups, spec.cg * spec.kh * spec.kw, spec.n * spec.oh * spec.ow
-    cols = backend.im2col(x, spec).reshape(g, crs, p)  # (C·R·S, N·OH·OW) -> (G, C/G·R·S, N·OH·OW)
+    g, crs = spec.groups, spec.cg * spec.kh * spec.kw
+    cols = backend.im2col(x, spec)  # (N, C·R·S, OH·OW)
+    cols = cols.reshape(spec.n, g, crs, spec.oh * spec.ow)  # -> (N, G, C/G·R·S, OH·OW)
     wm = w.reshape(g, spec.kg, crs)  # (K, C/G, R, S) -> (G, K/G, C/G·R·S)
-    y = xp.matmul(wm, cols)  # (G, K/G, C/G·R·S) @ (G, C/G·R·S, N·OH·OW) -> (G, K/G, N·OH·OW)
-    y = y.reshape(g, spec.kg, spec.n, spec.oh * spec.ow)  # -> (G, K/G, N, OH·OW)
-    y = y.transpose(2, 0, 1, 3).reshape(spec.out_shape)  # -> (N, G, K/G, OH·OW) -> (N, K, OH, OW)
-    return add_bias(y, b)
+    y = xp.matmul(wm, cols)  # (G, K/G, C/G·R·S) @ (N, G, C/G·R·S, OH·OW) -> (N, G, K/G, OH·OW)
+    return add_bias(y.reshape(spec.out_shape), b)  # -> (N, K, OH, OW), no copy
 
 
 STRATEGY = Strategy(
     name="im2col",
     run=run,
-    description="column matrix (C·R·S × N·OH·OW) + one GEMM per group; any configuration",
+    description="column matrix (C·R·S × OH·OW per image) + one GEMM per image and group; any configuration",
 )
