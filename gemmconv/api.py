@@ -85,12 +85,13 @@ def conv2d(
     if reason is not None:
         raise StrategyNotSupportedError(strategy, f"{reason} (received {_summary(spec)})", supporting(spec))
 
-    if spec.n == 0:
-        y = backend.xp.empty(spec.out_shape, dtype=x.dtype)
-    else:
-        if spec.padded and (spec.padding_mode != "zeros" or not strat.pads_zeros):
-            x, spec = backend.pad(x, spec), spec.without_padding()
-        y = strat.run(backend, x, w, b, spec)
+    with backend.device_context(x):
+        if spec.n == 0:
+            y = backend.xp.empty(spec.out_shape, dtype=x.dtype)
+        else:
+            if spec.padded and (spec.padding_mode != "zeros" or not strat.pads_zeros):
+                x, spec = backend.pad(x, spec), spec.without_padding()
+            y = strat.run(backend, x, w, b, spec)
     return y[0] if unbatched else y
 
 

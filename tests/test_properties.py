@@ -5,53 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import record, scaled_error, tolerance
+from helpers import configs, record, scaled_error, tolerance
 from hypothesis import event, given
 from hypothesis import strategies as st
 
 import gemmconv
 from gemmconv.registry import supporting
-
-PADDING_MODES = ["zeros", "reflect", "replicate", "circular"]
-sizes = st.integers(1, 3)
-
-
-@st.composite
-def configs(draw):
-    groups = draw(st.integers(1, 3))
-    cg, kg = draw(st.integers(1, 4)), draw(st.integers(1, 3))
-    family = draw(st.sampled_from(["any", "any", "any", "3x3", "3x3", "1x1"]))
-    if family == "3x3":  # what winograd runs
-        kh = kw = 3
-        stride, dilation = draw(st.sampled_from([1, 1, 1, 2])), draw(st.sampled_from([1, 1, 1, 2]))
-    elif family == "1x1":
-        kh = kw = 1
-        stride, dilation = draw(st.sampled_from([1, 2, (1, 2), 3])), 1
-    else:
-        kh = draw(st.integers(1, 5))
-        kw = draw(st.sampled_from([kh, kh, 1, 2, 3, 4]))
-        stride = draw(st.sampled_from([1, 1, (1, 1), 2, (2, 1), 3]))
-        dilation = draw(st.sampled_from([1, 1, 2, (1, 2), 3]))
-    padding = draw(st.sampled_from([0, 0, 1, 2, (1, 0), (0, 2), 3, "valid", "same", "same"]))
-    if padding == "same" and stride not in (1, (1, 1)) and draw(st.integers(0, 9)):
-        padding = 1  # keep 'same' with stride > 1 (an error) to about a tenth of its draws
-    padding_mode = draw(st.sampled_from(PADDING_MODES))
-    d = (dilation, dilation) if isinstance(dilation, int) else dilation
-    ekh, ekw = (kh - 1) * d[0] + 1, (kw - 1) * d[1] + 1
-    h = draw(st.integers(max(1, ekh - 2), ekh + 12))
-    w = draw(st.integers(max(1, ekw - 2), ekw + 12))
-    n = draw(st.sampled_from([1, 1, 2, 3, 0]))
-    unbatched = n == 1 and draw(st.booleans())
-    dtype = draw(st.sampled_from(["float32", "float64"]))
-    bias = draw(st.booleans())
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, (groups * cg, h, w) if unbatched else (n, groups * cg, h, w)).astype(dtype)
-    wt = rng.uniform(-1, 1, (groups * kg, cg, kh, kw)).astype(dtype)
-    b = rng.uniform(-1, 1, groups * kg).astype(dtype) if bias else None
-    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
-    return x, wt, b, args
-
 
 def _torch_accepts(x, w, b, args) -> bool:
     from helpers import torch_conv

@@ -113,9 +113,12 @@ def get_backend(a: Any, name: str = "x") -> Backend:
 
 
 def _register_builtins() -> None:
+    # neither module imports its array library at import time
+    from .cupy_backend import CupyBackend
     from .numpy_backend import NumpyBackend
 
     register_backend(NumpyBackend())
+    register_backend(CupyBackend())
 
 
 _register_builtins()

@@ -8,7 +8,9 @@ Winograd tile transforms. GEMMs go through ``xp.matmul`` (BLAS / cuBLAS).
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from typing import Any
@@ -37,6 +39,9 @@ class Backend(ABC):
     module: str = ""
     #: dtype names this backend computes in
     dtypes: tuple[str, ...] = ()
+    #: whether Winograd's filter transform is cached (host-checked against a copy of the weights);
+    #: a GPU backend recomputes it instead, as the check would need a device->host sync per call
+    caches_filters: bool = True
 
     @property
     @abstractmethod
@@ -63,9 +68,35 @@ class Backend(ABC):
         """Address of ``a``'s first element (for caches keyed by buffer)."""
         return int(a.__array_interface__["data"][0])
 
-    def constant(self, value: Any, dtype: str) -> Any:
-        """A small host constant (a transform matrix) as an array of this backend."""
-        return self.xp.asarray(value, dtype=dtype)
+    def device_context(self, a: Any) -> contextlib.AbstractContextManager:
+        """A context in which work on ``a``'s device runs (nothing to switch on the CPU)."""
+        return contextlib.nullcontext()
+
+    def current_device(self) -> Any:
+        """The device new arrays are made on (for caches of constants)."""
+        return None
+
+    def constant(self, key: str, value: Any, dtype: str) -> Any:
+        """A small host constant (a transform matrix) as an array of this backend, made once per device."""
+        cache = self.__dict__.setdefault("_constants", {})
+        ck = (key, dtype, self.current_device())
+        arr = cache.get(ck)
+        if arr is None:
+            arr = cache[ck] = self.xp.asarray(value, dtype=dtype)
+        return arr
+
+    def winograd_filter(self, w: Any, spec: ConvSpec, g: Any, m: int) -> Any:
+        """Winograd's filter transform ``U = G w G^T`` laid out as (T², G, K/G, C/G), ``T = m + 2``.
+
+        ``g`` is the (T, 3) matrix G in the working precision (float64 for float32/float64
+        weights, float32 for float16), so the cached transform carries no extra rounding.
+        """
+        xp = self.xp
+        t = m + 2
+        u = xp.matmul(xp.matmul(g, w.astype(g.dtype)), g.T)  # (T, 3) @ (K, C/G, 3, 3) @ (3, T) -> (K, C/G, T, T)
+        u = u.transpose(2, 3, 0, 1)  # -> (T, T, K, C/G)
+        u = u.reshape(t * t, spec.groups, spec.kg, spec.cg)  # -> (T², G, K/G, C/G)
+        return xp.ascontiguousarray(u.astype(spec.dtype))
 
     def pad(self, x: Any, spec: ConvSpec) -> Any:
         """Pad ``x`` explicitly by ``spec``'s padding and padding mode."""

@@ -29,15 +29,12 @@ def supports(spec: ConvSpec) -> str | None:
 
 
 def _filter_transform(backend: Any, w: Any, spec: ConvSpec, m: int) -> Any:
-    """``U = G g G^T`` laid out as (T², G, K/G, C/G); computed in float64 for float32/float64."""
-    xp = backend.xp
-    t = m + 2
-    work = "float64" if spec.dtype in ("float32", "float64") else "float32"
-    g = backend.constant(TRANSFORMS[m]["g"], work)
-    u = xp.matmul(xp.matmul(g, w.astype(work)), g.T)  # (T, 3) @ (K, C/G, 3, 3) @ (3, T) -> (K, C/G, T, T)
-    u = u.transpose(2, 3, 0, 1)  # -> (T, T, K, C/G)
-    u = u.reshape(t * t, spec.groups, spec.kg, spec.cg)  # -> (T², G, K/G, C/G)
-    return xp.ascontiguousarray(u.astype(spec.dtype))
+    """``U = G g G^T`` as (T², G, K/G, C/G), cached where the backend allows it."""
+    work = "float32" if spec.dtype == "float16" else "float64"
+    g = backend.constant(f"winograd_g{m}", TRANSFORMS[m]["g"], work)
+    if not backend.caches_filters:
+        return backend.winograd_filter(w, spec, g, m)
+    return FILTER_CACHE.get(backend, w, ("winograd", m), lambda w_: backend.winograd_filter(w_, spec, g, m))
 
 
 def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
@@ -45,9 +42,9 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     t = m + 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
     p = spec.n * th * tw
-    bt = backend.constant(TRANSFORMS[m]["bt"], spec.dtype)
-    at = backend.constant(TRANSFORMS[m]["at"], spec.dtype)
-    u = FILTER_CACHE.get(backend, w, ("winograd", m), lambda w_: _filter_transform(backend, w_, spec, m))
+    bt = backend.constant(f"winograd_bt{m}", TRANSFORMS[m]["bt"], spec.dtype)
+    at = backend.constant(f"winograd_at{m}", TRANSFORMS[m]["at"], spec.dtype)
+    u = _filter_transform(backend, w, spec, m)
     v = backend.winograd_input(x, spec, bt, m, th, tw)  # (T, T, C, P), P = N·th·tw
     v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
     mt = xp.matmul(u, v)  # (T², G, K/G, C/G) @ (T², G, C/G, P) -> (T², G, K/G, P)

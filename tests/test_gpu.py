@@ -1,0 +1,148 @@
+"""The CuPy backend against the same oracle (torch on the CPU in float64). Skipped without a GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import configs, record, scaled_error, tolerance, torch_conv
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gemmconv
+from gemmconv.registry import supporting
+from gemmconv.validate import validate
+
+cupy = pytest.importorskip("cupy")
+try:
+    _HAVE_GPU = cupy.cuda.runtime.getDeviceCount() > 0
+except Exception:  # no driver, no device
+    _HAVE_GPU = False
+pytestmark = pytest.mark.skipif(not _HAVE_GPU, reason="no CUDA GPU")
+
+STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
+DTYPES = ["float16", "float32", "float64"]
+
+
+def _to_gpu(a, dtype):
+    return None if a is None else cupy.asarray(a.astype(dtype))
+
+
+def _host(a, dtype):
+    """What the GPU sees, back on the host in float64 (inputs rounded to ``dtype`` first)."""
+    return None if a is None else a.astype(dtype).astype(np.float64)
+
+
+@settings(max_examples=300)
+@given(configs(), st.sampled_from(DTYPES))
+def test_every_strategy_matches_torch_on_gpu(cfg, dtype):
+    x, w, b, args = cfg
+    xh, wh, bh = _host(x, dtype), _host(w, dtype), _host(b, dtype)
+    xg, wg, bg = _to_gpu(x, dtype), _to_gpu(w, dtype), _to_gpu(b, dtype)
+    try:
+        torch_conv(xh if xh.ndim == 4 else xh[None], wh, bh, **args)
+        torch_ok = True
+    except (RuntimeError, ValueError):
+        torch_ok = False
+    for name in STRATEGIES:
+        if not torch_ok:
+            with pytest.raises(ValueError):
+                gemmconv.conv2d(xg, wg, bg, strategy=name, **args)
+            continue
+        spec = validate(xg, wg, bg, **args)[4]
+        reason = gemmconv.get_strategy(name).supports(spec)
+        if reason is not None:
+            with pytest.raises(gemmconv.StrategyNotSupportedError) as info:
+                gemmconv.conv2d(xg, wg, bg, strategy=name, **args)
+            assert set(info.value.alternatives) == set(supporting(spec))
+            continue
+        y = gemmconv.conv2d(xg, wg, bg, strategy=name, **args)
+        assert isinstance(y, cupy.ndarray) and y.dtype == dtype and y.device == xg.device
+        yh = cupy.asnumpy(y).astype(np.float64)
+        batched = (yh, xh) if xh.ndim == 4 else (yh[None], xh[None])
+        err = scaled_error(batched[0], batched[1], wh, bh, **args)
+        chosen = gemmconv.choose_strategy(xg, wg, bg, **args) if name == "auto" else name
+        record(name, f"cupy/{dtype}", err)
+        assert err <= tolerance(name, chosen, dtype), (name, dtype, err)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_no_host_round_trip(strategy):
+    import cupyx
+
+    rng = np.random.default_rng(0)
+    kk = 1 if strategy == "1x1" else 3
+    x = cupy.asarray(rng.standard_normal((2, 16, 20, 20)).astype(np.float32))
+    w = cupy.asarray(rng.standard_normal((8, 16, kk, kk)).astype(np.float32))
+    b = cupy.asarray(rng.standard_normal(8).astype(np.float32))
+    gemmconv.conv2d(x, w, b, padding=1, strategy=strategy)  # warm-up: compile, make constants
+    with cupyx.allow_synchronize(False):  # raises DeviceSynchronized on any device->host sync
+        for mode in ("zeros", "reflect"):
+            y = gemmconv.conv2d(x, w, b, padding=1, padding_mode=mode, strategy=strategy)
+    assert isinstance(y, cupy.ndarray)
+
+
+def test_runs_on_the_current_stream():
+    rng = np.random.default_rng(1)
+    x = cupy.asarray(rng.standard_normal((4, 8, 30, 30)).astype(np.float32))
+    w = cupy.asarray(rng.standard_normal((8, 8, 3, 3)).astype(np.float32))
+    expected = cupy.asnumpy(gemmconv.conv2d(x, w, padding=1, strategy="direct"))
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        ys = {s: gemmconv.conv2d(x, w, padding=1, strategy=s) for s in ("direct", "im2col", "winograd")}
+    stream.synchronize()
+    for s, y in ys.items():
+        np.testing.assert_allclose(cupy.asnumpy(y), expected, rtol=1e-4, atol=1e-4, err_msg=s)
+
+
+def test_mixed_numpy_and_cupy_is_a_type_error():
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = cupy.ones((3, 2, 3, 3), np.float32)
+    with pytest.raises(TypeError, match="w is a cupy array but x is a numpy array"):
+        gemmconv.conv2d(x, w)
+    with pytest.raises(TypeError, match="x is a cupy array"):
+        gemmconv.conv2d(cupy.asarray(x), w, np.ones(3, np.float32))
+
+
+def test_same_errors_as_numpy():
+    x = cupy.ones((1, 4, 8, 8), np.float32)
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match="needs a 3x3 kernel, got 5x5"):
+        gemmconv.conv2d(x, cupy.ones((4, 4, 5, 5), np.float32), strategy="winograd")
+    with pytest.raises(TypeError, match="x has integer dtype"):
+        gemmconv.conv2d(x.astype(np.int32), cupy.ones((4, 4, 3, 3), np.int32))
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        gemmconv.conv2d(x, cupy.ones((4, 4, 3, 3), np.float32), groups=3)
+
+
+def test_changed_weights_in_place_give_new_results():
+    rng = np.random.default_rng(2)
+    x = cupy.asarray(rng.standard_normal((1, 4, 10, 10)).astype(np.float32))
+    w = cupy.asarray(rng.standard_normal((4, 4, 3, 3)).astype(np.float32))
+    for s in ("winograd", "winograd_f2"):
+        gemmconv.conv2d(x, w, padding=1, strategy=s)
+        w[0, 0, 1, 1] += 1.0
+        y = gemmconv.conv2d(x, w, padding=1, strategy=s)
+        ref = torch_conv(cupy.asnumpy(x), cupy.asnumpy(w), None, padding=1)
+        np.testing.assert_allclose(cupy.asnumpy(y), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_inputs_not_modified_and_large_dilation_fallback(dtype):
+    rng = np.random.default_rng(3)
+    x = cupy.asarray(rng.standard_normal((1, 2, 120, 120)).astype(dtype))
+    w = cupy.asarray(rng.standard_normal((2, 2, 5, 5)).astype(dtype))
+    x0, w0 = x.copy(), w.copy()
+    # a dilation of 20 makes a receptive field too large for shared memory: direct_global runs
+    y = gemmconv.conv2d(x, w, dilation=20, strategy="direct")
+    ref = torch_conv(cupy.asnumpy(x).astype(np.float64), cupy.asnumpy(w).astype(np.float64), None, dilation=20)
+    tol = {"float16": 2e-2, "float32": 1e-4, "float64": 1e-10}[dtype]
+    np.testing.assert_allclose(cupy.asnumpy(y).astype(np.float64), ref, rtol=tol, atol=tol * 10)
+    assert bool((x == x0).all()) and bool((w == w0).all())
+
+
+def test_zero_batch_and_unbatched():
+    w = cupy.ones((3, 2, 3, 3), np.float32)
+    y = gemmconv.conv2d(cupy.zeros((0, 2, 6, 6), np.float32), w)
+    assert y.shape == (0, 3, 4, 4) and isinstance(y, cupy.ndarray)
+    y = gemmconv.conv2d(cupy.ones((2, 6, 6), np.float32), w)
+    assert y.shape == (3, 4, 4)
+    np.testing.assert_array_equal(cupy.asnumpy(y), np.full((3, 4, 4), 18.0))
