@@ -139,8 +139,10 @@ def main() -> int:
         console.print(table)
 
     # Where the time goes (float32): im2col = pack + GEMM, winograd = input + GEMM + output (+ filter)
-    parts = Table(title="float32 breakdown, ms: im2col (pack | GEMM) and winograd F(4x4) (filter | in | GEMM | out)")
-    for col in ("layer", "im2col pack", "im2col GEMM", "wino filter", "wino in", "wino GEMM", "wino out"):
+    parts = Table(title="float32 breakdown, ms: im2col (pack | GEMM | same GEMM by cupy.matmul) and "
+                        "winograd F(4x4) (filter | in | GEMM | out)")
+    for col in ("layer", "im2col pack", "im2col GEMM", "cupy.matmul", "wino filter", "wino in", "wino GEMM",
+                "wino out"):
         parts.add_column(col, justify="right")
     for name, layer in LAYERS.items():
         xh, wh, bh = layer.arrays(args.batch, "float32")
@@ -150,6 +152,7 @@ def main() -> int:
         cols = be.im2col(x4, spec).reshape(spec.n, spec.groups, -1, spec.oh * spec.ow)
         wm = w4.reshape(spec.groups, spec.kg, -1)
         row = [name, f"{median_ms(lambda: be.im2col(x4, spec), args.reps):.3f}",
+               f"{median_ms(lambda: be.matmul(wm, cols), args.reps):.3f}",
                f"{median_ms(lambda: cupy.matmul(wm, cols), args.reps):.3f}"]
         del cols
         if gemmconv.get_strategy("winograd").supports(spec) is None:
@@ -157,10 +160,10 @@ def main() -> int:
             th, tw = -(-spec.oh // m), -(-spec.ow // m)
             u = _filter_transform(be, w4, spec, m)
             v = be.winograd_input(x4, spec, None, m, th, tw).reshape(t * t, spec.groups, spec.cg, -1)
-            mt = cupy.matmul(u, v).reshape(t, t, spec.k, -1)
+            mt = be.matmul(u, v).reshape(t, t, spec.k, -1)
             row += [f"{median_ms(lambda: _filter_transform(be, w4, spec, m), args.reps):.3f}",
                     f"{median_ms(lambda: be.winograd_input(x4, spec, None, m, th, tw), args.reps):.3f}",
-                    f"{median_ms(lambda: cupy.matmul(u, v), args.reps):.3f}",
+                    f"{median_ms(lambda: be.matmul(u, v), args.reps):.3f}",
                     f"{median_ms(lambda: be.winograd_output(mt, b4, spec, None, m, th, tw), args.reps):.3f}"]
             del u, v, mt
         else:

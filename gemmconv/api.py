@@ -101,7 +101,7 @@ def choose_strategy(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> str:
     Takes the same arguments as :func:`conv2d` (without ``strategy``) and
     validates them the same way.
     """
-    _, _, _, _, spec, _ = validate(
+    backend, _, _, _, spec, _ = validate(
         x,
         w,
         b,
@@ -113,7 +113,7 @@ def choose_strategy(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> str:
     )
     if kwargs:
         raise TypeError(f"choose_strategy() got unexpected keyword arguments: {', '.join(kwargs)}")
-    return auto.choose(spec)
+    return auto.choose(spec, backend)
 
 
 def _summary(spec: Any) -> str:

@@ -27,7 +27,7 @@ TOLERANCE = {
     # GPU only. Inputs are rounded to float16 before the oracle sees them, sums run in float32,
     # so the error is the output's rounding (u = 4.9e-4) plus, for Winograd, the float16 storage
     # of the transformed tiles (entries up to 4x / ~100x the input for F(2x2) / F(4x4)).
-    "float16": {"default": 1e-3, "winograd_f2": 5e-3, "winograd": 2e-1},
+    "float16": {"default": 1.5e-3, "winograd_f2": 3e-3, "winograd": 5e-2},
 }
 
 

@@ -42,6 +42,8 @@ class Backend(ABC):
     #: whether Winograd's filter transform is cached (host-checked against a copy of the weights);
     #: a GPU backend recomputes it instead, as the check would need a device->host sync per call
     caches_filters: bool = True
+    #: whether ``auto`` picks Winograd for 3x3 stride-1 layers with enough channels (on by measurement)
+    auto_winograd: bool = False
 
     @property
     @abstractmethod
@@ -102,6 +104,10 @@ class Backend(ABC):
         """Pad ``x`` explicitly by ``spec``'s padding and padding mode."""
         widths = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
         return self.xp.pad(x, widths, mode=_PAD_MODES[spec.padding_mode])
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        """``a @ b`` with NumPy's broadcasting over leading dimensions (BLAS / cuBLAS)."""
+        return self.xp.matmul(a, b)
 
     # -- kernels ---------------------------------------------------------------
     @abstractmethod

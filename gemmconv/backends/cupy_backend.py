@@ -10,9 +10,12 @@ the user sets ``CUPY_TF32=1`` before importing CuPy.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from importlib import resources
 from typing import Any
+
+import numpy as np
 
 from ..spec import ConvSpec
 from .base import Backend
@@ -21,15 +24,15 @@ __all__ = ["CupyBackend"]
 
 _CTYPES = {"float16": "__half", "float32": "float", "float64": "double"}
 _BLOCK = 256
-_TILE = 16  # direct_tiled's output patch is _TILE x _TILE, one thread each
+_TILE, _RY = 32, 4  # direct_tiled: a 32 x 32 output patch per block, 32 x 8 threads, 4 rows each
 _SMEM_LIMIT = 48 * 1024  # what a block may use without opting in to more
 
 
 def _name_expressions() -> list[str]:
     names = []
     for t in _CTYPES.values():
-        names += [f"im2col<{t}>", f"direct_tiled<{t}, {_TILE}>", f"direct_global<{t}>"]
-        names += [f"winograd_{io}<{t}, {m}>" for io in ("input", "output") for m in (2, 4)]
+        names += [f"im2col<{t}>", f"direct_tiled<{t}, {_TILE}, {_RY}>", f"direct_global<{t}>"]
+        names += [f"winograd_{io}<{t}, {m}>" for io in ("input", "output", "filter") for m in (2, 4)]
     return names
 
 
@@ -39,7 +42,8 @@ class CupyBackend(Backend):
     name = "cupy"
     module = "cupy"
     dtypes = ("float16", "float32", "float64")
-    caches_filters = False  # see winograd.py: a content check would cost a device->host sync per call
+    caches_filters = False  # a content check would cost a device->host sync per call; one fused kernel instead
+    auto_winograd = True  # the Winograd GEMM is small enough on the GPU to win (benchmarks/gpu_check.py)
 
     def __init__(self) -> None:
         self._modules: dict[int, Any] = {}
@@ -95,10 +99,10 @@ class CupyBackend(Backend):
         x = cupy.ascontiguousarray(x)
         p = spec.oh * spec.ow
         cols = cupy.empty((spec.n, spec.c * spec.kh * spec.kw, p), dtype=x.dtype)
-        grid = (spec.n * spec.c * spec.kh * spec.kw, -(-p // _BLOCK))
         args = (x, cols, spec.c, spec.h, spec.w, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl,
                 spec.dh, spec.dw, spec.oh, spec.ow)
-        self._kernel(f"im2col<{self._ctype(x)}>")(grid, (_BLOCK,), tuple(_i32(a) for a in args))
+        grid = (spec.n * spec.c * spec.kh * spec.kw,)  # one block per column-matrix row
+        self._kernel(f"im2col<{self._ctype(x)}>")(grid, (32, 8), tuple(_i32(a) for a in args))
         return cols
 
     def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec) -> Any:
@@ -117,8 +121,9 @@ class CupyBackend(Backend):
         if smem <= _SMEM_LIMIT and spec.k < 65536 and spec.n < 65536:
             tiles_h, tiles_w = -(-spec.oh // _TILE), -(-spec.ow // _TILE)
             args = (x, w, bias, int(b is not None), out, *common, tiles_w)
-            self._kernel(f"direct_tiled<{t}, {_TILE}>")(
-                (tiles_h * tiles_w, spec.k, spec.n), (_TILE, _TILE), tuple(_i32(a) for a in args), shared_mem=smem
+            self._kernel(f"direct_tiled<{t}, {_TILE}, {_RY}>")(
+                (tiles_h * tiles_w, spec.k, spec.n), (_TILE, _TILE // _RY), tuple(_i32(a) for a in args),
+                shared_mem=smem,
             )
         else:
             total = spec.n * spec.k * spec.oh * spec.ow
@@ -139,6 +144,20 @@ class CupyBackend(Backend):
         self._kernel(f"winograd_input<{self._ctype(x)}, {m}>")((grid,), (_BLOCK,), tuple(_i32(a) for a in args))
         return v
 
+    def winograd_filter(self, w: Any, spec: ConvSpec, g: Any, m: int) -> Any:
+        import cupy
+
+        w = cupy.ascontiguousarray(w)
+        t = m + 2
+        filters = spec.k * spec.cg
+        u = cupy.empty((t * t, spec.groups, spec.kg, spec.cg), dtype=w.dtype)  # (T², G, K/G, C/G)
+        grid = -(-filters // _BLOCK)
+        self._kernel(f"winograd_filter<{self._ctype(w)}, {m}>")((grid,), (_BLOCK,), (w, u, np.int64(filters)))
+        return u
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        return _cublas_matmul(a, b)
+
     def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, at: Any, m: int, th: int, tw: int) -> Any:
         import cupy
 
@@ -154,6 +173,81 @@ class CupyBackend(Backend):
 
 def _i32(a: Any) -> Any:
     """Python ints as 32-bit C ints (the kernels' ``int`` parameters); arrays pass through."""
-    import numpy as np
-
     return np.int32(a) if isinstance(a, int) else a
+
+
+def gemm_plan(a: Any, b: Any) -> tuple[tuple[int, ...], list[list[int]], list[int]]:
+    """How to run ``a @ b`` (C-contiguous operands, NumPy broadcasting) as strided-batched GEMMs.
+
+    Returns the batch shape of the result, the loops to run in Python (``[size, stride_a, stride_b,
+    stride_c]`` each, element strides) and the one batch dimension to give cuBLAS (same form).
+    A broadcast batch dimension has stride 0; dimensions whose strides line up are merged, so the
+    Python loops are empty unless a batch dimension is broadcast in one operand but not in an
+    inner one (the groups of a grouped convolution with N > 1, say); then cuBLAS batches the
+    largest dimension and Python loops over the others.
+    """
+    batch = tuple(int(v) for v in np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    nd = len(batch)
+    m, n = a.shape[-2], b.shape[-1]
+
+    def strides(x: Any) -> list[int]:  # element strides over `batch`, 0 where broadcast
+        pad = nd - (x.ndim - 2)
+        shape = (1,) * pad + tuple(x.shape[:-2])
+        st = [0] * pad + [v // x.itemsize for v in x.strides[:-2]]
+        return [0 if sz == 1 else v for sz, v in zip(shape, st)]
+
+    c_strides = [int(np.prod(batch[i + 1:], dtype=np.int64)) * m * n for i in range(nd)]
+    dims = [[size, sa, sb, sc] for size, sa, sb, sc in zip(batch, strides(a), strides(b), c_strides) if size != 1]
+    merged: list[list[int]] = []
+    for d in dims:  # merge (outer, inner) when outer stride == inner stride * inner size, for a, b and c
+        if merged and all(merged[-1][i] == d[i] * d[0] for i in (1, 2, 3)):
+            merged[-1] = [merged[-1][0] * d[0], d[1], d[2], d[3]]
+        else:
+            merged.append(d)
+    if not merged:
+        merged = [[1, 0, 0, m * n]]
+    big = max(range(len(merged)), key=lambda i: merged[i][0])  # cuBLAS batches the largest, Python loops the rest
+    return batch, merged[:big] + merged[big + 1:], merged[big]
+
+
+def _cublas_matmul(a: Any, b: Any) -> Any:
+    """``a @ b`` with NumPy broadcasting over the batch dimensions, as strided-batched cuBLAS GEMMs.
+
+    Unlike ``cupy.matmul`` this keeps float16 in float16 (accumulating in float32, on the tensor
+    cores), where ``cupy.matmul`` casts to float32 and back, and it never copies a broadcast
+    operand or builds pointer arrays: a broadcast batch dimension is a batch stride of 0.
+    """
+    import cupy
+    from cupy_backends.cuda.api import runtime
+    from cupy_backends.cuda.libs import cublas
+
+    a, b = cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    batch, outer, inner = gemm_plan(a, b)
+    c = cupy.empty((*batch, m, n), dtype=a.dtype)
+    if c.size == 0:
+        return c
+    dtype = a.dtype.name
+    data_type = {"float16": runtime.CUDA_R_16F, "float32": runtime.CUDA_R_32F, "float64": runtime.CUDA_R_64F}[dtype]
+    if dtype == "float64":
+        compute, scalar = cublas.CUBLAS_COMPUTE_64F, np.float64
+    elif dtype == "float32" and os.environ.get("CUPY_TF32", "0") not in ("", "0"):
+        compute, scalar = cublas.CUBLAS_COMPUTE_32F_FAST_TF32, np.float32  # the user opted in, as for CuPy
+    else:
+        compute, scalar = cublas.CUBLAS_COMPUTE_32F, np.float32
+    one, zero = np.array(1, dtype=scalar), np.array(0, dtype=scalar)
+    handle = cupy.cuda.device.get_cublas_handle()
+    size = a.itemsize
+    op_n = 0  # CUBLAS_OP_N
+    for index in np.ndindex(*(d[0] for d in outer)):
+        oa, ob, oc = (sum(i * d[j] for i, d in zip(index, outer)) * size for j in (1, 2, 3))
+        # row-major C = A @ B is column-major C^T = B^T A^T: cuBLAS gets (b, a) with m and n swapped
+        cublas.gemmStridedBatchedEx(
+            handle, op_n, op_n, n, m, k, one.ctypes.data,
+            b.data.ptr + ob, data_type, n, inner[2],
+            a.data.ptr + oa, data_type, k, inner[1],
+            zero.ctypes.data, c.data.ptr + oc, data_type, n, inner[3],
+            inner[0], compute, cublas.CUBLAS_GEMM_DEFAULT,
+        )
+    return c

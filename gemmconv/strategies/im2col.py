@@ -10,12 +10,11 @@ from ._common import add_bias
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    xp = backend.xp
     g, crs = spec.groups, spec.cg * spec.kh * spec.kw
     cols = backend.im2col(x, spec)  # (N, C·R·S, OH·OW)
     cols = cols.reshape(spec.n, g, crs, spec.oh * spec.ow)  # -> (N, G, C/G·R·S, OH·OW)
     wm = w.reshape(g, spec.kg, crs)  # (K, C/G, R, S) -> (G, K/G, C/G·R·S)
-    y = xp.matmul(wm, cols)  # (G, K/G, C/G·R·S) @ (N, G, C/G·R·S, OH·OW) -> (N, G, K/G, OH·OW)
+    y = backend.matmul(wm, cols)  # (G, K/G, C/G·R·S) @ (N, G, C/G·R·S, OH·OW) -> (N, G, K/G, OH·OW)
     return add_bias(y.reshape(spec.out_shape), b)  # -> (N, K, OH, OW), no copy
 
 

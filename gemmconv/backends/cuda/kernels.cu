@@ -19,66 +19,81 @@ template <> __device__ __forceinline__ double from_acc<double>(double v) { retur
 
 // ---------------------------------------------------------------------------------------------
 // im2col: cols (N, C*KH*KW, OH*OW) from x (N, C, H, W); zero padding.
-// grid.x = N*C*KH*KW (one column-matrix row each), grid.y * block.x covers OH*OW:
-// consecutive threads write consecutive columns (coalesced) and, for stride 1, read
-// consecutive input pixels.
+// One block per column-matrix row (n, c, r, s), i.e. one shifted and strided copy of an input
+// plane; threads walk (oh, ow) in 2-D, so no thread divides, consecutive threads write
+// consecutive columns (coalesced) and, for stride 1, read consecutive input pixels.
+// grid = (N*C*KH*KW), block = (32, 8).
 template <typename T>
 __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, int C, int H, int W, int KH, int KW,
                        int sh, int sw, int pt, int pl, int dh, int dw, int OH, int OW) {
-    const int P = OH * OW;
-    const int p = blockIdx.y * blockDim.x + threadIdx.x;
-    if (p >= P) return;
     const int rows = C * KH * KW;
     const int nr = blockIdx.x;  // n * rows + row
     const int n = nr / rows, row = nr - n * rows;
     const int c = row / (KH * KW), r = (row / KW) % KH, s = row % KW;
-    const int oh = p / OW, ow = p - oh * OW;
-    const int ih = oh * sh - pt + r * dh, iw = ow * sw - pl + s * dw;
-    T v = from_acc<T>(0);
-    if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = x[((long long)(n * C + c) * H + ih) * W + iw];
-    cols[(long long)nr * P + p] = v;
+    const T* plane = x + (long long)(n * C + c) * H * W;
+    T* dst = cols + (long long)nr * OH * OW;
+    const T zero = from_acc<T>(0);
+    for (int oh = threadIdx.y; oh < OH; oh += blockDim.y) {
+        const int ih = oh * sh - pt + r * dh;
+        const bool row_ok = ih >= 0 && ih < H;
+        for (int ow = threadIdx.x; ow < OW; ow += blockDim.x) {
+            const int iw = ow * sw - pl + s * dw;
+            dst[oh * OW + ow] = (row_ok && iw >= 0 && iw < W) ? plane[ih * W + iw] : zero;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
-// direct_tiled: one block computes a TILE x TILE patch of one output plane (n, k). For each
-// input channel of k's group it stages the receptive field of the patch in shared memory
-// (so each input pixel is read from global memory once per block, not KH*KW times), then
-// every thread sums its taps. Depthwise layers (one channel per group) stage one tile.
-// grid = (tiles_h * tiles_w, K, N), block = (TILE, TILE), dynamic shared memory = in_h*in_w*sizeof(ACC).
-template <typename T, int TILE>
+// direct_tiled: one block computes a TILE x TILE patch of one output plane (n, k) with
+// TILE x (TILE / RY) threads, each summing RY outputs of one column. For each input channel of k's
+// group the block stages the patch's receptive field in shared memory (each input pixel is read
+// from global memory once per block, not KH*KW times), then every thread sums its taps. Depthwise
+// layers (one channel per group) stage one tile per block.
+// grid = (tiles_h * tiles_w, K, N), block = (TILE, TILE / RY), dynamic shared memory = in_h*in_w*sizeof(ACC).
+template <typename T, int TILE, int RY>
 __global__ void direct_tiled(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
                              int has_bias, T* __restrict__ out, int C, int H, int W, int K, int Cg, int KH, int KW,
                              int sh, int sw, int pt, int pl, int dh, int dw, int OH, int OW, int groups,
                              int tiles_w) {
     extern __shared__ unsigned char smem_raw[];
     ACC* tile = reinterpret_cast<ACC*>(smem_raw);
+    constexpr int THREADS = TILE * (TILE / RY);
     const int k = blockIdx.y, n = blockIdx.z;
     const int ti = blockIdx.x / tiles_w, tj = blockIdx.x - ti * tiles_w;
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * TILE + tx;
     const int in_h = (TILE - 1) * sh + (KH - 1) * dh + 1, in_w = (TILE - 1) * sw + (KW - 1) * dw + 1;
     const int ih0 = ti * TILE * sh - pt, iw0 = tj * TILE * sw - pl;
-    const int oh = ti * TILE + ty, ow = tj * TILE + tx;
+    const int ow = tj * TILE + tx;
     const int g = k / (K / groups);
-    ACC acc = 0;
+    ACC acc[RY];
+#pragma unroll
+    for (int q = 0; q < RY; ++q) acc[q] = 0;
     for (int cg = 0; cg < Cg; ++cg) {
         const T* plane = x + (long long)(n * C + g * Cg + cg) * H * W;
         __syncthreads();  // the previous channel's taps are done
-        for (int i = tid; i < in_h * in_w; i += TILE * TILE) {
+        for (int i = tid; i < in_h * in_w; i += THREADS) {
             const int a = i / in_w, e = i - a * in_w;
             const int ih = ih0 + a, iw = iw0 + e;
             tile[i] = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? to_acc(plane[ih * W + iw]) : ACC(0);
         }
         __syncthreads();
-        if (oh < OH && ow < OW) {
-            const T* wk = w + (long long)(k * Cg + cg) * KH * KW;
-            for (int r = 0; r < KH; ++r)
-                for (int s = 0; s < KW; ++s)
-                    acc += to_acc(wk[r * KW + s]) * tile[(ty * sh + r * dh) * in_w + tx * sw + s * dw];
-        }
+        const T* wk = w + (long long)(k * Cg + cg) * KH * KW;
+        for (int r = 0; r < KH; ++r)
+            for (int s = 0; s < KW; ++s) {
+                const ACC wv = to_acc(wk[r * KW + s]);
+                const ACC* src = tile + (r * dh) * in_w + tx * sw + s * dw;
+#pragma unroll
+                for (int q = 0; q < RY; ++q) acc[q] += wv * src[(ty + q * (TILE / RY)) * sh * in_w];
+            }
     }
-    if (oh < OH && ow < OW) {
-        if (has_bias) acc += to_acc(b[k]);
-        out[((long long)(n * K + k) * OH + oh) * OW + ow] = from_acc<T>(acc);
+    if (ow < OW) {
+        const ACC bias = has_bias ? to_acc(b[k]) : ACC(0);
+        T* dst = out + (long long)(n * K + k) * OH * OW;
+#pragma unroll
+        for (int q = 0; q < RY; ++q) {
+            const int oh = ti * TILE + ty + q * (TILE / RY);
+            if (oh < OH) dst[oh * OW + ow] = from_acc<T>(acc[q] + bias);
+        }
     }
 }
 
@@ -230,6 +245,53 @@ __global__ void winograd_output(const T* __restrict__ mt, T* __restrict__ out, c
             if (oh < OH && ow < OW) plane[oh * OW + ow] = from_acc<T>(s + bias);
         }
     }
+}
+
+// winograd_filter: u (T*T, K, Cg) = G g G^T for every 3x3 filter g of w (K, Cg, 3, 3), computed in
+// double and rounded once. One thread per filter; consecutive threads write consecutive filters.
+template <int M> struct wino_g;
+template <> struct wino_g<2> {
+    __device__ static __forceinline__ double at(int a, int e) {
+        const double m[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        return m[a][e];
+    }
+};
+template <> struct wino_g<4> {
+    __device__ static __forceinline__ double at(int a, int e) {
+        const double m[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6},  {0, 0, 1}};
+        return m[a][e];
+    }
+};
+
+template <typename T, int M>
+__global__ void winograd_filter(const T* __restrict__ w, T* __restrict__ u, long long filters) {
+    constexpr int TT = wino<M>::T;
+    const long long f = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (f >= filters) return;
+    double g[3][3], tmp[TT][3];
+#pragma unroll
+    for (int r = 0; r < 3; ++r)
+#pragma unroll
+        for (int s = 0; s < 3; ++s) g[r][s] = (double)to_acc(w[f * 9 + r * 3 + s]);
+#pragma unroll
+    for (int a = 0; a < TT; ++a)  // tmp = G g
+#pragma unroll
+        for (int s = 0; s < 3; ++s) {
+            double acc = 0;
+#pragma unroll
+            for (int r = 0; r < 3; ++r) acc += wino_g<M>::at(a, r) * g[r][s];
+            tmp[a][s] = acc;
+        }
+#pragma unroll
+    for (int a = 0; a < TT; ++a)  // u = tmp G^T
+#pragma unroll
+        for (int e = 0; e < TT; ++e) {
+            double acc = 0;
+#pragma unroll
+            for (int s = 0; s < 3; ++s) acc += tmp[a][s] * wino_g<M>::at(e, s);
+            u[(a * TT + e) * filters + f] = from_acc<T>((ACC)acc);
+        }
 }
 
 #undef ACC
