@@ -138,39 +138,66 @@ def main() -> int:
             cupy.get_default_memory_pool().free_all_blocks()
         console.print(table)
 
-    # Where the time goes (float32): im2col = pack + GEMM, winograd = input + GEMM + output (+ filter)
-    parts = Table(title="float32 breakdown, ms: im2col (pack | GEMM | same GEMM by cupy.matmul) and "
-                        "winograd F(4x4) (filter | in | GEMM | out)")
-    for col in ("layer", "im2col pack", "im2col GEMM", "cupy.matmul", "wino filter", "wino in", "wino GEMM",
-                "wino out"):
-        parts.add_column(col, justify="right")
-    for name, layer in LAYERS.items():
-        xh, wh, bh = layer.arrays(args.batch, "float32")
-        x, w, b = (cupy.asarray(a) for a in (xh, wh, bh))
-        be, x4, w4, b4, spec, _ = validate(x, w, b, stride=layer.stride, padding=layer.padding, dilation=1,
-                                           groups=layer.groups, padding_mode="zeros")
-        cols = be.im2col(x4, spec).reshape(spec.n, spec.groups, -1, spec.oh * spec.ow)
-        wm = w4.reshape(spec.groups, spec.kg, -1)
-        row = [name, f"{median_ms(lambda: be.im2col(x4, spec), args.reps):.3f}",
-               f"{median_ms(lambda: be.matmul(wm, cols), args.reps):.3f}",
-               f"{median_ms(lambda: cupy.matmul(wm, cols), args.reps):.3f}"]
-        del cols
-        if gemmconv.get_strategy("winograd").supports(spec) is None:
-            m, t = 4, 6
-            th, tw = -(-spec.oh // m), -(-spec.ow // m)
-            u = _filter_transform(be, w4, spec, m)
-            v = be.winograd_input(x4, spec, None, m, th, tw).reshape(t * t, spec.groups, spec.cg, -1)
-            mt = be.matmul(u, v).reshape(t, t, spec.k, -1)
-            row += [f"{median_ms(lambda: _filter_transform(be, w4, spec, m), args.reps):.3f}",
-                    f"{median_ms(lambda: be.winograd_input(x4, spec, None, m, th, tw), args.reps):.3f}",
-                    f"{median_ms(lambda: be.matmul(u, v), args.reps):.3f}",
-                    f"{median_ms(lambda: be.winograd_output(mt, b4, spec, None, m, th, tw), args.reps):.3f}"]
-            del u, v, mt
-        else:
-            row += ["-"] * 4
-        parts.add_row(*row)
-        cupy.get_default_memory_pool().free_all_blocks()
-    console.print(parts)
+    # Where the time goes: im2col = pack + GEMM, winograd = filter + input + GEMM + output
+    for dtype in ("float32", "float16"):
+        parts = Table(title=f"{dtype} breakdown, ms: im2col (pack | GEMM | same GEMM by cupy.matmul) and "
+                            "winograd F(4x4) (filter | in | GEMM | out)")
+        for col in ("layer", "im2col pack", "im2col GEMM", "cupy.matmul", "wino filter", "wino in", "wino GEMM",
+                    "wino out"):
+            parts.add_column(col, justify="right")
+        for name, layer in LAYERS.items():
+            xh, wh, bh = layer.arrays(args.batch, "float32")
+            x, w, b = (cupy.asarray(a).astype(dtype) for a in (xh, wh, bh))
+            be, x4, w4, b4, spec, _ = validate(x, w, b, stride=layer.stride, padding=layer.padding, dilation=1,
+                                               groups=layer.groups, padding_mode="zeros")
+            cols = be.im2col(x4, spec).reshape(spec.n, spec.groups, -1, spec.oh * spec.ow)
+            wm = w4.reshape(spec.groups, spec.kg, -1)
+            row = [name, f"{median_ms(lambda: be.im2col(x4, spec), args.reps):.3f}",
+                   f"{median_ms(lambda: be.matmul(wm, cols), args.reps):.3f}",
+                   f"{median_ms(lambda: cupy.matmul(wm, cols), args.reps):.3f}"]
+            del cols
+            if gemmconv.get_strategy("winograd").supports(spec) is None:
+                m, t = 4, 6
+                th, tw = -(-spec.oh // m), -(-spec.ow // m)
+                u = _filter_transform(be, w4, spec, m)
+                v = be.winograd_input(x4, spec, None, m, th, tw).reshape(t * t, spec.groups, spec.cg, -1)
+                mt = be.matmul(u, v).reshape(t, t, spec.k, -1)
+                row += [f"{median_ms(lambda: _filter_transform(be, w4, spec, m), args.reps):.3f}",
+                        f"{median_ms(lambda: be.winograd_input(x4, spec, None, m, th, tw), args.reps):.3f}",
+                        f"{median_ms(lambda: be.matmul(u, v), args.reps):.3f}",
+                        f"{median_ms(lambda: be.winograd_output(mt, b4, spec, None, m, th, tw), args.reps):.3f}"]
+                del u, v, mt
+            else:
+                row += ["-"] * 4
+            parts.add_row(*row)
+            cupy.get_default_memory_pool().free_all_blocks()
+        console.print(parts)
+
+    # Host time per call: when the GPU work is shorter than the Python launching it, the host is the limit
+    import cProfile
+    import pstats
+
+    layer = LAYERS["conv3x3_28"]
+    x, w, b = (cupy.asarray(a) for a in layer.arrays(args.batch, "float32"))
+    for s in ("winograd", "im2col", "direct"):
+        call = lambda: gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args)  # noqa: E731
+        call()
+        cupy.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        for _ in range(200):
+            call()
+        t_host = (time.perf_counter() - t0) / 200
+        cupy.cuda.Device().synchronize()
+        console.print(f"host time per conv2d call (conv3x3_28, {s}): {t_host * 1e6:.0f} us; "
+                      f"GPU median {median_ms(call, args.reps) * 1e3:.0f} us")
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(200):
+        gemmconv.conv2d(x, w, b, strategy="winograd", **layer.conv_args)
+    prof.disable()
+    cupy.cuda.Device().synchronize()
+    with open(os.path.join(args.out, "host_profile.txt"), "w") as f:
+        pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(25)
 
     # Targets (issue 3): ratios to cuDNN fp32 in this run
     def ratios(dtype, strategy, layers):

@@ -10,6 +10,7 @@ the user sets ``CUPY_TF32=1`` before importing CuPy.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from importlib import resources
@@ -47,6 +48,7 @@ class CupyBackend(Backend):
 
     def __init__(self) -> None:
         self._modules: dict[int, Any] = {}
+        self._functions: dict[tuple[int, str], Any] = {}
         self._lock = threading.Lock()
 
     @property
@@ -70,24 +72,26 @@ class CupyBackend(Backend):
         return a.device  # kernels, GEMMs and allocations on the device holding the input
 
     def current_device(self) -> int:
-        import cupy
+        from cupy_backends.cuda.api import runtime
 
-        return int(cupy.cuda.Device().id)
+        return int(runtime.getDevice())
 
     # -- compiled kernels ------------------------------------------------------
     def _kernel(self, name: str) -> Any:
-        import cupy
+        """The compiled kernel ``name`` on the current device (compiled once per device, then a dict lookup)."""
+        key = (self.current_device(), name)
+        fn = self._functions.get(key)
+        if fn is None:
+            import cupy
 
-        dev = self.current_device()
-        module = self._modules.get(dev)
-        if module is None:
             with self._lock:
-                module = self._modules.get(dev)
+                module = self._modules.get(key[0])
                 if module is None:
                     code = resources.files(__package__).joinpath("cuda/kernels.cu").read_text()
                     module = cupy.RawModule(code=code, options=("-std=c++17",), name_expressions=_name_expressions())
-                    self._modules[dev] = module
-        return module.get_function(name)
+                    self._modules[key[0]] = module
+                fn = self._functions[key] = module.get_function(name)
+        return fn
 
     @staticmethod
     def _ctype(a: Any) -> str:
@@ -99,9 +103,9 @@ class CupyBackend(Backend):
         x = cupy.ascontiguousarray(x)
         p = spec.oh * spec.ow
         cols = cupy.empty((spec.n, spec.c * spec.kh * spec.kw, p), dtype=x.dtype)
-        args = (x, cols, spec.c, spec.h, spec.w, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl,
+        args = (x, cols, spec.n, spec.c, spec.h, spec.w, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl,
                 spec.dh, spec.dw, spec.oh, spec.ow)
-        grid = (spec.n * spec.c * spec.kh * spec.kw,)  # one block per column-matrix row
+        grid = (-(-spec.n * spec.c * spec.kh * spec.kw // 8),)  # a warp per column-matrix row, 8 per block
         self._kernel(f"im2col<{self._ctype(x)}>")(grid, (32, 8), tuple(_i32(a) for a in args))
         return cols
 
@@ -171,12 +175,23 @@ class CupyBackend(Backend):
         return out
 
 
+#: host-side alpha = 1 and beta = 0 for cuBLAS, made once (their addresses are passed)
+_SCALARS = {t: (np.array(1, dtype=t), np.array(0, dtype=t)) for t in (np.float32, np.float64)}
+
+
 def _i32(a: Any) -> Any:
     """Python ints as 32-bit C ints (the kernels' ``int`` parameters); arrays pass through."""
     return np.int32(a) if isinstance(a, int) else a
 
 
 def gemm_plan(a: Any, b: Any) -> tuple[tuple[int, ...], list[list[int]], list[int]]:
+    """See :func:`_gemm_plan`; memoised on the operands' shapes and strides."""
+    return _gemm_plan(tuple(a.shape), tuple(a.strides), tuple(b.shape), tuple(b.strides), a.itemsize)
+
+
+@functools.lru_cache(maxsize=1024)
+def _gemm_plan(a_shape: tuple[int, ...], a_strides: tuple[int, ...], b_shape: tuple[int, ...],
+               b_strides: tuple[int, ...], itemsize: int) -> tuple[tuple[int, ...], list[list[int]], list[int]]:
     """How to run ``a @ b`` (C-contiguous operands, NumPy broadcasting) as strided-batched GEMMs.
 
     Returns the batch shape of the result, the loops to run in Python (``[size, stride_a, stride_b,
@@ -186,18 +201,19 @@ def gemm_plan(a: Any, b: Any) -> tuple[tuple[int, ...], list[list[int]], list[in
     inner one (the groups of a grouped convolution with N > 1, say); then cuBLAS batches the
     largest dimension and Python loops over the others.
     """
-    batch = tuple(int(v) for v in np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    batch = tuple(int(v) for v in np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
     nd = len(batch)
-    m, n = a.shape[-2], b.shape[-1]
+    m, n = a_shape[-2], b_shape[-1]
 
-    def strides(x: Any) -> list[int]:  # element strides over `batch`, 0 where broadcast
-        pad = nd - (x.ndim - 2)
-        shape = (1,) * pad + tuple(x.shape[:-2])
-        st = [0] * pad + [v // x.itemsize for v in x.strides[:-2]]
-        return [0 if sz == 1 else v for sz, v in zip(shape, st)]
+    def strides(shape: tuple[int, ...], st: tuple[int, ...]) -> list[int]:  # element strides, 0 where broadcast
+        pad = nd - (len(shape) - 2)
+        full = (1,) * pad + shape[:-2]
+        el = [0] * pad + [v // itemsize for v in st[:-2]]
+        return [0 if sz == 1 else v for sz, v in zip(full, el)]
 
     c_strides = [int(np.prod(batch[i + 1:], dtype=np.int64)) * m * n for i in range(nd)]
-    dims = [[size, sa, sb, sc] for size, sa, sb, sc in zip(batch, strides(a), strides(b), c_strides) if size != 1]
+    dims = [[size, sa, sb, sc] for size, sa, sb, sc in
+            zip(batch, strides(a_shape, a_strides), strides(b_shape, b_strides), c_strides) if size != 1]
     merged: list[list[int]] = []
     for d in dims:  # merge (outer, inner) when outer stride == inner stride * inner size, for a, b and c
         if merged and all(merged[-1][i] == d[i] * d[0] for i in (1, 2, 3)):
@@ -236,7 +252,7 @@ def _cublas_matmul(a: Any, b: Any) -> Any:
         compute, scalar = cublas.CUBLAS_COMPUTE_32F_FAST_TF32, np.float32  # the user opted in, as for CuPy
     else:
         compute, scalar = cublas.CUBLAS_COMPUTE_32F, np.float32
-    one, zero = np.array(1, dtype=scalar), np.array(0, dtype=scalar)
+    one, zero = _SCALARS[scalar]
     handle = cupy.cuda.device.get_cublas_handle()
     size = a.itemsize
     op_n = 0  # CUBLAS_OP_N

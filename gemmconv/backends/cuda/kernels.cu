@@ -19,27 +19,27 @@ template <> __device__ __forceinline__ double from_acc<double>(double v) { retur
 
 // ---------------------------------------------------------------------------------------------
 // im2col: cols (N, C*KH*KW, OH*OW) from x (N, C, H, W); zero padding.
-// One block per column-matrix row (n, c, r, s), i.e. one shifted and strided copy of an input
-// plane; threads walk (oh, ow) in 2-D, so no thread divides, consecutive threads write
-// consecutive columns (coalesced) and, for stride 1, read consecutive input pixels.
-// grid = (N*C*KH*KW), block = (32, 8).
+// One warp per column-matrix row (n, c, r, s), i.e. one shifted and strided copy of an input
+// plane, 8 rows per block; the lanes walk the row's OH*OW columns, so consecutive lanes write
+// consecutive columns (coalesced) and, for stride 1, read consecutive input pixels, and small
+// outputs (7x7) still fill the warp.
+// grid = (ceil(N*C*KH*KW / 8)), block = (32, 8).
 template <typename T>
-__global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, int C, int H, int W, int KH, int KW,
-                       int sh, int sw, int pt, int pl, int dh, int dw, int OH, int OW) {
+__global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, int N, int C, int H, int W, int KH,
+                       int KW, int sh, int sw, int pt, int pl, int dh, int dw, int OH, int OW) {
     const int rows = C * KH * KW;
-    const int nr = blockIdx.x;  // n * rows + row
+    const int nr = blockIdx.x * blockDim.y + threadIdx.y;  // n * rows + row
+    if (nr >= N * rows) return;
     const int n = nr / rows, row = nr - n * rows;
     const int c = row / (KH * KW), r = (row / KW) % KH, s = row % KW;
     const T* plane = x + (long long)(n * C + c) * H * W;
     T* dst = cols + (long long)nr * OH * OW;
     const T zero = from_acc<T>(0);
-    for (int oh = threadIdx.y; oh < OH; oh += blockDim.y) {
-        const int ih = oh * sh - pt + r * dh;
-        const bool row_ok = ih >= 0 && ih < H;
-        for (int ow = threadIdx.x; ow < OW; ow += blockDim.x) {
-            const int iw = ow * sw - pl + s * dw;
-            dst[oh * OW + ow] = (row_ok && iw >= 0 && iw < W) ? plane[ih * W + iw] : zero;
-        }
+    const int P = OH * OW;
+    for (int p = threadIdx.x; p < P; p += 32) {
+        const int oh = p / OW, ow = p - oh * OW;
+        const int ih = oh * sh - pt + r * dh, iw = ow * sw - pl + s * dw;
+        dst[p] = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? plane[ih * W + iw] : zero;
     }
 }
 
