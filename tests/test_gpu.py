@@ -32,7 +32,7 @@ def _host(a, dtype):
     return None if a is None else a.astype(dtype).astype(np.float64)
 
 
-@settings(max_examples=300)
+@settings(max_examples=600)
 @given(configs(), st.sampled_from(DTYPES))
 def test_every_strategy_matches_torch_on_gpu(cfg, dtype):
     x, w, b, args = cfg
