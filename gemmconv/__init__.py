@@ -9,25 +9,33 @@ from __future__ import annotations
 
 from . import strategies as _strategies  # noqa: F401  (registers the built-in strategies)
 from .api import choose_strategy, conv2d
+from .compare import Record, compare
 from .backends import Backend, get_backend, list_backends, register_backend
 from .errors import StrategyNotSupportedError
 from .registry import Strategy, get_strategy, list_strategies, register_strategy, unregister_strategy
 from .spec import ConvSpec
+from .tuning import autotune, get_autotune, set_autotune, tuning_cache
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend",
     "ConvSpec",
+    "Record",
     "Strategy",
     "StrategyNotSupportedError",
+    "autotune",
     "choose_strategy",
+    "compare",
     "conv2d",
+    "get_autotune",
     "get_backend",
     "get_strategy",
     "list_backends",
     "list_strategies",
     "register_backend",
     "register_strategy",
+    "set_autotune",
+    "tuning_cache",
     "unregister_strategy",
 ]

@@ -99,9 +99,10 @@ def choose_strategy(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> str:
     """Name of the strategy ``strategy="auto"`` would run for these arguments.
 
     Takes the same arguments as :func:`conv2d` (without ``strategy``) and
-    validates them the same way.
+    validates them the same way. With autotuning on (:func:`gemmconv.set_autotune`)
+    this measures the candidates on first sight of the configuration, as ``conv2d`` would.
     """
-    backend, _, _, _, spec, _ = validate(
+    backend, x, w, b, spec, _ = validate(
         x,
         w,
         b,
@@ -113,7 +114,10 @@ def choose_strategy(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> str:
     )
     if kwargs:
         raise TypeError(f"choose_strategy() got unexpected keyword arguments: {', '.join(kwargs)}")
-    return auto.choose(spec, backend)
+    with backend.device_context(x):
+        if spec.padded and spec.padding_mode != "zeros":
+            x, spec = backend.pad(x, spec), spec.without_padding()
+        return auto.select(backend, x, w, b, spec)
 
 
 def _summary(spec: Any) -> str:

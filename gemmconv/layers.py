@@ -1,4 +1,4 @@
-"""Named layers of common networks, shared by the demo, the benchmarks and the compare tool."""
+"""Named layers of common networks, shared by the compare tool and the benchmarks."""
 
 from __future__ import annotations
 

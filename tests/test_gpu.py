@@ -146,3 +146,29 @@ def test_zero_batch_and_unbatched():
     y = gemmconv.conv2d(cupy.ones((2, 6, 6), np.float32), w)
     assert y.shape == (3, 4, 4)
     np.testing.assert_array_equal(cupy.asnumpy(y), np.full((3, 4, 4), 18.0))
+
+
+def test_compare_on_gpu():
+    rng = np.random.default_rng(4)
+    x = cupy.asarray(rng.standard_normal((4, 16, 20, 20)).astype(np.float32))
+    w = cupy.asarray(rng.standard_normal((16, 16, 3, 3)).astype(np.float32))
+    records = gemmconv.compare(x, w, padding=1, repeat=3)
+    ok = {r.strategy: r for r in records if r.status == "ok"}
+    assert set(ok) == {"direct", "im2col", "winograd", "winograd_f2", "auto"}
+    assert all(r.backend == "cupy" and r.median_s > 0 and r.rel_error < 1e-4 for r in ok.values())
+    assert ok["im2col"].workspace_bytes >= 4 * 16 * 9 * 20 * 20 * 4  # the column matrices
+    assert ok["direct"].workspace_bytes < ok["im2col"].workspace_bytes
+
+
+def test_autotune_on_gpu():
+    rng = np.random.default_rng(5)
+    x = cupy.asarray(rng.standard_normal((4, 16, 20, 20)).astype(np.float32))
+    w = cupy.asarray(rng.standard_normal((16, 16, 3, 3)).astype(np.float32))
+    gemmconv.tuning_cache.clear()
+    with gemmconv.autotune(repeat=2):
+        y = gemmconv.conv2d(x, w, padding=1)
+        chosen = gemmconv.choose_strategy(x, w, padding=1)
+    assert len(gemmconv.tuning_cache) == 1 and chosen in gemmconv.list_strategies()
+    ref = torch_conv(cupy.asnumpy(x), cupy.asnumpy(w), None, padding=1)
+    np.testing.assert_allclose(cupy.asnumpy(y), ref, rtol=1e-4, atol=1e-4)
+    gemmconv.tuning_cache.clear()

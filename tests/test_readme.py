@@ -17,13 +17,14 @@ def _commands() -> list[str]:
 
 def test_ci_runs_the_readme_test_command():
     test_command = _commands()[1]
+    assert "[tests]" in test_command
     assert "pytest" in test_command and "torch==2.13.0" in test_command
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci
 
 
-def test_first_command_runs_the_demo():
-    assert _commands()[0].endswith("gemmconv demo")
+def test_first_command_runs_the_compare_tool():
+    assert _commands()[0].endswith("gemmconv compare")
 
 
 def test_strategy_table_matches_the_registry():

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import threading
+import time
+import tracemalloc
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from ..spec import ConvSpec
@@ -108,6 +109,39 @@ class Backend(ABC):
     def matmul(self, a: Any, b: Any) -> Any:
         """``a @ b`` with NumPy's broadcasting over leading dimensions (BLAS / cuBLAS)."""
         return self.xp.matmul(a, b)
+
+    # -- measuring (compare tool, autotuning) -----------------------------------
+    #: size of the square matrices whose product measures this backend's GEMM peak
+    peak_gemm_size: int = 1024
+
+    def synchronize(self) -> None:
+        """Wait until work queued on the current device is done (nothing to wait for on the CPU)."""
+
+    def time_calls(self, fn: Callable[[], Any], repeat: int) -> list[float]:
+        """Seconds taken by each of ``repeat`` calls of ``fn`` (device work included)."""
+        times = []
+        for _ in range(repeat):
+            self.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            self.synchronize()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def peak_memory(self, fn: Callable[[], Any]) -> tuple[Any, int]:
+        """``fn()`` and the peak bytes it held beyond what it returns (workspace), traced by tracemalloc."""
+        was_tracing = tracemalloc.is_tracing()
+        if not was_tracing:
+            tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            result = fn()
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            if not was_tracing:
+                tracemalloc.stop()
+        return result, max(0, peak - int(getattr(result, "nbytes", 0)))
 
     # -- kernels ---------------------------------------------------------------
     @abstractmethod

@@ -76,6 +76,38 @@ class CupyBackend(Backend):
 
         return int(runtime.getDevice())
 
+    # -- measuring ---------------------------------------------------------------
+    peak_gemm_size = 8192
+
+    def synchronize(self) -> None:
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+
+    def time_calls(self, fn: Any, repeat: int) -> list[float]:
+        """GPU time of each call, from CUDA events recorded around it on the current stream."""
+        import cupy
+
+        pairs = []
+        for _ in range(repeat):
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            fn()
+            end.record()
+            pairs.append((start, end))
+        pairs[-1][1].synchronize()
+        return [cupy.cuda.get_elapsed_time(a, b) / 1e3 for a, b in pairs]
+
+    def peak_memory(self, fn: Any) -> tuple[Any, int]:
+        """``fn()`` and the peak device bytes it allocated beyond its result (a CuPy memory hook)."""
+        import cupy
+
+        hook = _PeakHook()
+        with hook:
+            result = fn()
+        self.synchronize()
+        return result, max(0, hook.peak - int(getattr(result, "nbytes", 0)))
+
     # -- compiled kernels ------------------------------------------------------
     def _kernel(self, name: str) -> Any:
         """The compiled kernel ``name`` on the current device (compiled once per device, then a dict lookup)."""
@@ -173,6 +205,34 @@ class CupyBackend(Backend):
         grid = -(-spec.k * p // _BLOCK)
         self._kernel(f"winograd_output<{self._ctype(mt)}, {m}>")((grid,), (_BLOCK,), tuple(_i32(a) for a in args))
         return out
+
+
+@functools.lru_cache(maxsize=None)
+def _peak_hook_class() -> Any:
+    import cupy
+
+    class PeakHook(cupy.cuda.MemoryHook):
+        """Tracks the bytes allocated from CuPy's memory pool while it is active, and their peak."""
+
+        name = "gemmconv_peak"
+
+        def __init__(self) -> None:
+            self.current = self.peak = 0
+            self._sizes: dict[int, int] = {}
+
+        def malloc_postprocess(self, device_id: int, size: int, mem_size: int, mem_ptr: int, pmem_id: int) -> None:
+            self._sizes[mem_ptr] = mem_size
+            self.current += mem_size
+            self.peak = max(self.peak, self.current)
+
+        def free_postprocess(self, device_id: int, mem_size: int, mem_ptr: int, pmem_id: int) -> None:
+            self.current -= self._sizes.pop(mem_ptr, 0)
+
+    return PeakHook
+
+
+def _PeakHook() -> Any:  # noqa: N802 - a factory standing in for a class defined once CuPy is imported
+    return _peak_hook_class()()
 
 
 #: host-side alpha = 1 and beta = 0 for cuBLAS, made once (their addresses are passed)

@@ -15,8 +15,8 @@ the NumPy backend (``benchmarks/vs_torch.py``):
 
 On the CPU Winograd is not in the rule yet: its GEMM is 3.7x smaller than
 im2col's on a 64-channel 56² layer, but its tile transforms still cost more than
-that saves (5.3 ms against 3.6 ms at N=1). Measured selection, which picks it
-where it wins, comes with the compare tool.
+that saves (5.3 ms against 3.6 ms at N=1). Measured selection
+(:mod:`gemmconv.tuning`, off by default) picks it where it wins.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from typing import Any
 from ..registry import Strategy, get_strategy
 from ..spec import ConvSpec
 from .winograd import supports as winograd_supports
+
+#: the strategies ``auto`` chooses among (third-party strategies are run only when asked for by name)
+BUILTIN = ("1x1", "direct", "winograd", "winograd_f2", "im2col")
 
 
 def choose(spec: ConvSpec, backend: Any = None) -> str:
@@ -40,11 +43,26 @@ def choose(spec: ConvSpec, backend: Any = None) -> str:
     return "im2col"
 
 
+def candidates(spec: ConvSpec, backend: Any) -> list[str]:
+    """The built-in strategies that can run ``spec``, the rule's choice first (what measured selection times)."""
+    first = choose(spec, backend)
+    others = [s for s in BUILTIN if s != first and get_strategy(s).supports(spec) is None]
+    return [first, *others]
+
+
+def select(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> str:
+    """The strategy ``auto`` runs: measured when autotuning is on (see :mod:`gemmconv.tuning`), else the rule."""
+    from ..tuning import get_autotune, tuned_choice
+
+    if get_autotune().enabled:
+        return tuned_choice(backend, x, w, b, spec, candidates(spec, backend))
+    return choose(spec, backend)
+
+
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    chosen = get_strategy(choose(spec, backend))
-    if spec.padded and not chosen.pads_zeros:
-        x, spec = backend.pad(x, spec), spec.without_padding()
-    return chosen.run(backend, x, w, b, spec)
+    from ..measure import run_strategy
+
+    return run_strategy(select(backend, x, w, b, spec), backend, x, w, b, spec)
 
 
 STRATEGY = Strategy(

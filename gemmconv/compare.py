@@ -1,0 +1,167 @@
+"""Side-by-side comparison of every strategy on a layer: time, accuracy, workspace.
+
+``gemmconv.compare(x, w, b, **conv_args)`` measures one convolution;
+:func:`compare_layers` runs the named layer set (``gemmconv compare`` on the
+command line). Each strategy is warmed up, then timed ``repeat`` times (median
+and spread); its error is max|y - ref| / max|ref| against the convolution in
+float64; its workspace is the peak memory it held beyond its result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .layers import Layer
+from .measure import measure, reference, relative_error, run_strategy
+from .registry import get_strategy, list_strategies
+from .strategies.auto import select
+from .validate import validate
+
+__all__ = ["Record", "compare", "compare_layers", "machine_peaks"]
+
+
+@dataclass
+class Record:
+    """One strategy on one layer."""
+
+    layer: str
+    strategy: str
+    backend: str
+    dtype: str
+    batch: int
+    x_shape: tuple[int, ...]
+    w_shape: tuple[int, ...]
+    conv_args: dict[str, Any]
+    flops: int  # direct-convolution count (2 per multiply-add); Winograd's rate is "effective"
+    min_bytes: int  # x, w, b and y each moved once: the floor of memory traffic
+    status: str = "ok"  # "ok" or "refused"
+    reason: str = ""  # why a strategy refused
+    median_s: float | None = None
+    min_s: float | None = None
+    max_s: float | None = None
+    spread: float | None = None  # (max - min) / median
+    gflops: float | None = None
+    rel_error: float | None = None
+    workspace_bytes: int | None = None
+    chosen: str = ""  # for auto: the strategy it ran
+    winner: bool = False  # fastest strategy of its layer (auto excluded)
+    times_s: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] | None = None, repeat: int = 10,
+            warmup: int = 1, layer: str = "custom", progress: Callable[[str], None] | None = None,
+            **conv_args: Any) -> list[Record]:
+    """Run every strategy (or ``strategies``) on one convolution and measure it.
+
+    Parameters
+    ----------
+    x, w, b : arrays
+        As in :func:`gemmconv.conv2d` (NumPy or CuPy).
+    strategies : sequence of str, optional
+        Names to compare; default every registered strategy.
+    repeat : int
+        Timed calls per strategy (median and spread are reported).
+    warmup : int
+        Untimed calls first (compilation, caches).
+    layer : str
+        Name put in the records.
+    progress : callable, optional
+        Called with the strategy name before each measurement.
+    **conv_args
+        ``stride``, ``padding``, ``dilation``, ``groups``, ``padding_mode``.
+
+    Returns
+    -------
+    list of Record
+        One per strategy, in order; refused ones carry the reason. The fastest
+        (``auto`` aside) has ``winner=True``.
+    """
+    if not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    names = list(strategies) if strategies is not None else list_strategies()
+    for name in names:
+        get_strategy(name)  # unknown names fail before any work
+    args = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros")
+    args.update(conv_args)
+    backend, x4, w, b, spec, _ = validate(x, w, b, **args)
+    xp = backend.xp
+    itemsize = x4.dtype.itemsize
+    min_bytes = (x4.size + w.size + (0 if b is None else b.size) + spec.n * spec.k * spec.oh * spec.ow) * itemsize
+    common = dict(layer=layer, backend=backend.name, dtype=spec.dtype, batch=spec.n, x_shape=tuple(x4.shape),
+                  w_shape=tuple(w.shape), conv_args={k: v for k, v in args.items()}, flops=spec.flops,
+                  min_bytes=int(min_bytes))
+    records = []
+    with backend.device_context(x4):
+        ref = reference(backend, x4, w, b, spec)
+        for name in names:
+            if progress is not None:
+                progress(name)
+            reason = get_strategy(name).supports(spec)
+            if reason is not None:
+                records.append(Record(strategy=name, status="refused", reason=reason, **common))
+                continue
+            y, m = measure(name, backend, x4, w, b, spec, repeat, warmup)
+            _, workspace = backend.peak_memory(lambda: run_strategy(name, backend, x4, w, b, spec))
+            records.append(Record(
+                strategy=name, median_s=m.median, min_s=min(m.times), max_s=max(m.times), spread=m.spread,
+                gflops=spec.flops / m.median / 1e9 if m.median > 0 else None,
+                rel_error=relative_error(y, ref, xp), workspace_bytes=workspace,
+                chosen=select(backend, x4, w, b, spec) if name == "auto" else "", times_s=list(m.times), **common,
+            ))
+    ok = [r for r in records if r.status == "ok" and r.strategy != "auto"]
+    if ok:
+        min(ok, key=lambda r: r.median_s).winner = True
+    return records
+
+
+def compare_layers(layers: Sequence[Layer], *, batch: int = 1, dtype: str = "float32", backend: str = "numpy",
+                   strategies: Sequence[str] | None = None, repeat: int = 10,
+                   progress: Callable[[str], None] | None = None) -> list[Record]:
+    """:func:`compare` over named layers (see :data:`gemmconv.layers.LAYERS`), arrays made on ``backend``."""
+    xp = _namespace(backend)
+    records = []
+    for layer in layers:
+        arrays = [xp.asarray(a) for a in layer.arrays(batch, "float32")]
+        x, w, b = (a.astype(dtype) for a in arrays)
+        cb = None if progress is None else (lambda s, name=layer.name: progress(f"{name}: {s}"))
+        records += compare(x, w, b, strategies=strategies, repeat=repeat, layer=layer.name, progress=cb,
+                           **layer.conv_args)
+    return records
+
+
+def _namespace(backend: str) -> Any:
+    if backend == "numpy":
+        import numpy
+
+        return numpy
+    if backend == "cupy":
+        try:
+            import cupy
+        except ImportError as e:
+            raise ValueError(f"backend='cupy' needs CuPy: pip install 'gemmconv[cupy]' ({e})") from None
+        return cupy
+    raise ValueError(f"backend must be 'numpy' or 'cupy', got {backend!r}")
+
+
+def machine_peaks(backend: str = "numpy", dtype: str = "float32", repeat: int = 5) -> dict[str, float]:
+    """GEMM rate (GFLOP/s, a square matmul) and copy bandwidth (GB/s, read + write) measured now."""
+    from .backends import get_backend
+
+    xp = _namespace(backend)
+    probe = xp.zeros(1, dtype=dtype)
+    be = get_backend(probe)
+    nn = be.peak_gemm_size
+    a = xp.ones((nn, nn), dtype=dtype)
+    b = xp.ones((nn, nn), dtype=dtype)
+    be.matmul(a, b)
+    t_gemm = min(be.time_calls(lambda: be.matmul(a, b), repeat))
+    big = xp.ones(32 * 2**20 // probe.itemsize, dtype=dtype)  # 32 MiB, beyond the caches
+    big.copy()
+    t_copy = min(be.time_calls(lambda: big.copy(), repeat))
+    return {"gemm_gflops": 2 * nn**3 / t_gemm / 1e9, "bandwidth_gbs": 2 * big.nbytes / t_copy / 1e9,
+            "gemm_size": nn}

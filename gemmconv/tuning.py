@@ -1,0 +1,171 @@
+"""Measured strategy selection for ``strategy="auto"`` (like ``torch.backends.cudnn.benchmark``).
+
+Off by default: ``auto`` then follows its documented rule. Switch it on with
+``gemmconv.set_autotune(True)``, the ``gemmconv.autotune()`` context manager or
+``GEMMCONV_AUTOTUNE=1``. On first sight of a configuration — backend, device,
+every size including the batch, dtype and hyper-parameter — ``auto`` times the
+strategies that can run it and keeps the fastest; later calls look it up.
+
+- ``max_seconds`` bounds the time spent tuning one configuration: candidates are
+  timed in order of the rule's preference and the search stops when the budget
+  is spent (the fastest seen so far wins).
+- ``max_error`` excludes strategies whose relative error against a float64
+  reference is above it (Winograd F(4x4) is ~1e-5 in float32, 1e-2 in float16).
+- ``tuning_cache.clear()``, ``tuning_cache.save(path)`` and
+  ``tuning_cache.load(path)`` clear and persist the choices (JSON).
+
+Tuning is serialised by a lock (two threads tuning at once would time each
+other), and the cache is thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .spec import ConvSpec
+
+__all__ = ["TuningCache", "TuningConfig", "autotune", "get_autotune", "set_autotune", "tuning_cache"]
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """What measured selection does; see the module docstring."""
+
+    enabled: bool = False
+    max_seconds: float | None = 1.0
+    max_error: float | None = None
+    repeat: int = 3
+
+
+_config = TuningConfig(enabled=os.environ.get("GEMMCONV_AUTOTUNE", "0") not in ("", "0"))
+_config_lock = threading.Lock()
+
+
+def get_autotune() -> TuningConfig:
+    """The current measured-selection settings."""
+    return _config
+
+
+def set_autotune(enabled: bool = True, *, max_seconds: float | None = 1.0, max_error: float | None = None,
+                 repeat: int = 3) -> TuningConfig:
+    """Switch measured selection for ``strategy="auto"`` on or off; returns the previous settings.
+
+    Parameters
+    ----------
+    enabled : bool
+        Time the candidates on first sight of a configuration (True) or follow the rule (False).
+    max_seconds : float or None
+        Budget for tuning one configuration; None for no bound.
+    max_error : float or None
+        Exclude strategies whose relative error (max|y - ref| / max|ref|, ref in float64) exceeds this.
+    repeat : int
+        Timed calls per candidate (the median counts).
+    """
+    global _config
+    if not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    for name, v in (("max_seconds", max_seconds), ("max_error", max_error)):
+        if v is not None and (not isinstance(v, (int, float)) or v <= 0):
+            raise ValueError(f"{name} must be a positive number or None, got {v!r}")
+    with _config_lock:
+        old = _config
+        _config = TuningConfig(bool(enabled), max_seconds, max_error, repeat)
+    return old
+
+
+@contextlib.contextmanager
+def autotune(enabled: bool = True, **kwargs: Any) -> Iterator[TuningConfig]:
+    """Context manager form of :func:`set_autotune`; restores the previous settings on exit."""
+    old = set_autotune(enabled, **kwargs)
+    try:
+        yield get_autotune()
+    finally:
+        set_autotune(old.enabled, max_seconds=old.max_seconds, max_error=old.max_error, repeat=old.repeat)
+
+
+def _key(backend: Any, device: Any, spec: ConvSpec, max_error: float | None) -> str:
+    fields = asdict(replace(spec))
+    return json.dumps([backend.name, str(device), fields, max_error], sort_keys=True)
+
+
+class TuningCache:
+    """Thread-safe map from a configuration key to the strategy measured fastest for it."""
+
+    def __init__(self) -> None:
+        self._choices: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.tune_lock = threading.Lock()  # one tuning at a time
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._choices.get(key)
+
+    def put(self, key: str, strategy: str) -> None:
+        with self._lock:
+            self._choices[key] = strategy
+
+    def clear(self) -> None:
+        """Forget every choice."""
+        with self._lock:
+            self._choices.clear()
+
+    def __len__(self) -> int:
+        return len(self._choices)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the choices to a JSON file."""
+        with self._lock:
+            data = dict(self._choices)
+        with open(path, "w") as f:
+            json.dump({"gemmconv_tuning": 1, "choices": data}, f, indent=1)
+
+    def load(self, path: str | os.PathLike) -> int:
+        """Add the choices of a JSON file written by :meth:`save`; returns how many were read."""
+        with open(path) as f:
+            data = json.load(f)
+        if not isinstance(data, dict) or data.get("gemmconv_tuning") != 1:
+            raise ValueError(f"{os.fspath(path)!r} is not a gemmconv tuning cache (written by TuningCache.save)")
+        with self._lock:
+            self._choices.update(data["choices"])
+        return len(data["choices"])
+
+
+_now = time.perf_counter  # the clock of the tuning budget
+
+#: the process-wide cache used by ``strategy="auto"``
+tuning_cache = TuningCache()
+
+
+def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, candidates: list[str]) -> str:
+    """The measured-fastest of ``candidates`` for this configuration (cached)."""
+    from .measure import measure, reference, relative_error
+
+    cfg = _config
+    key = _key(backend, backend.device_key(x), spec, cfg.max_error)
+    hit = tuning_cache.get(key)
+    if hit is not None:
+        return hit
+    with tuning_cache.tune_lock:
+        hit = tuning_cache.get(key)
+        if hit is not None:
+            return hit
+        ref = reference(backend, x, w, b, spec) if cfg.max_error is not None else None
+        start, best, best_t = _now(), None, float("inf")
+        for name in candidates:
+            y, m = measure(name, backend, x, w, b, spec, cfg.repeat)
+            if ref is not None and relative_error(y, ref, backend.xp) > cfg.max_error:
+                continue
+            if m.median < best_t:
+                best, best_t = name, m.median
+            if cfg.max_seconds is not None and _now() - start > cfg.max_seconds:
+                break
+        choice = best or candidates[0]  # nothing within max_error: the rule's choice
+        tuning_cache.put(key, choice)
+        return choice

@@ -1,0 +1,114 @@
+"""The compare tool: records, the command line, its JSON and its plot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gemmconv
+from gemmconv.cli import main
+
+
+@pytest.fixture(scope="module")
+def records():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    return gemmconv.compare(x, w, None, padding=1, repeat=3)
+
+
+def test_one_record_per_strategy(records):
+    assert [r.strategy for r in records] == gemmconv.list_strategies()
+    refused = {r.strategy: r for r in records if r.status == "refused"}
+    assert set(refused) == {"1x1"} and refused["1x1"].reason == "needs a 1x1 kernel, got 3x3"
+    assert sum(r.winner for r in records) == 1
+    winner = next(r for r in records if r.winner)
+    assert winner.strategy != "auto"
+    assert winner.median_s == min(r.median_s for r in records if r.status == "ok" and r.strategy != "auto")
+
+
+def test_measurements_are_plausible(records):
+    ok = {r.strategy: r for r in records if r.status == "ok"}
+    for r in ok.values():
+        assert r.median_s > 0 and len(r.times_s) == 3 and r.min_s <= r.median_s <= r.max_s
+        assert r.gflops == pytest.approx(r.flops / r.median_s / 1e9)
+        assert r.flops == 2 * 2 * 8 * 16 * 16 * 8 * 9
+    assert ok["im2col"].rel_error < 1e-5 and ok["direct"].rel_error < 1e-5
+    assert 0 < ok["winograd"].rel_error < 1e-4
+    # im2col holds its column matrix: C·R·S × OH·OW per image, float32
+    assert ok["im2col"].workspace_bytes >= 2 * 8 * 9 * 16 * 16 * 4
+    assert ok["direct"].workspace_bytes < ok["im2col"].workspace_bytes / 10
+    assert ok["auto"].chosen == gemmconv.choose_strategy(np.zeros((2, 8, 16, 16), np.float32),
+                                                         np.zeros((8, 8, 3, 3), np.float32), padding=1)
+
+
+def test_compare_validates_like_conv2d():
+    x, w = np.ones((1, 2, 5, 5)), np.ones((1, 2, 3, 3))
+    with pytest.raises(ValueError, match="unknown strategy='fft'"):
+        gemmconv.compare(x, w, strategies=["fft"])
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        gemmconv.compare(x, w, stride=0)
+    with pytest.raises(ValueError, match="repeat must be an int >= 1"):
+        gemmconv.compare(x, w, repeat=0)
+
+
+def test_cli_writes_json_and_png(tmp_path, capsys):
+    out_json, out_png = tmp_path / "c.json", tmp_path / "c.png"
+    rc = main(["compare", "--shape", "2,4,12,12,8,3,3", "--padding", "1", "--repeat", "2",
+               "--json", str(out_json), "--plot", str(out_png)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "winograd" in text and "winner" in text and "refused: needs a 1x1 kernel" in text
+    data = json.loads(out_json.read_text())
+    assert data["batch"] == 2 and data["dtype"] == "float32" and data["backend"] == "numpy"
+    assert data["peaks"]["gemm_gflops"] > 0 and data["peaks"]["bandwidth_gbs"] > 0
+    recs = data["records"]
+    assert [r["strategy"] for r in recs] == gemmconv.list_strategies()
+    assert all(r["x_shape"] == [2, 4, 12, 12] and r["w_shape"] == [8, 4, 3, 3] for r in recs)
+    assert sum(r["winner"] for r in recs) == 1
+    assert all(r["median_s"] > 0 and r["rel_error"] < 1e-4 for r in recs if r["status"] == "ok")
+
+    import matplotlib.image
+
+    raw = out_png.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    img = matplotlib.image.imread(out_png)
+    assert img.ndim == 3 and img.shape[0] > 300 and img.shape[1] > 600
+    assert img[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_cli_builtin_layers_subset(capsys):
+    assert main(["compare", "--layers", "conv1x1s2_56", "--strategies", "1x1", "im2col", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "conv1x1s2_56" in out and "winners: conv1x1s2_56:" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compare", "--strategies", "fft"], "unknown strategies fft"),
+        (["compare", "--shape", "1,4,8,8,6,3,3", "--groups", "3"], "--groups 3 must divide C=4 and K=6"),
+        (["compare", "--repeat", "0"], "--repeat and --batch must be >= 1"),
+        (["compare", "--shape", "1,4,8,8,6,9,9"], "larger than the padded input"),
+    ],
+)
+def test_cli_bad_arguments(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().out
+
+
+def test_cli_rejects_malformed_shape(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["compare", "--shape", "1,2,3"])
+    assert info.value.code == 2
+    assert "--shape must be 7 positive integers" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "gemmconv", "compare", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "--plot" in proc.stdout
