@@ -10,6 +10,7 @@ fewer than ``--min-commits`` commits with results, or a strategy has no series.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import pathlib
 import sys
@@ -24,24 +25,30 @@ def main() -> int:
     args = p.parse_args()
     html = pathlib.Path(args.html)
     index = json.loads((html / "index.json").read_text())
-    bench = "conv.TimeConv2d.time_conv2d"
-    if bench not in index["benchmarks"]:
-        print(f"dashboard: {bench} missing; benchmarks: {sorted(index['benchmarks'])}")
-        return 1
     problems, summary = [], []
-    for strategy in STRATEGIES:
-        files = sorted(html.glob(f"graphs/**/{bench}.json"))
-        files = [f for f in files if f"strategy-{strategy}" in str(f) and "backend-numpy" in str(f)]
-        # a series: a list of [revision, value or list of values per parameter]
-        commits = set()
-        for f in files:
-            for revision, value in json.loads(f.read_text()):
-                values = value if isinstance(value, list) else [value]
-                if any(v is not None for v in values):
-                    commits.add(revision)
-        summary.append(f"{strategy}: {len(commits)} commits")
-        if len(commits) < args.min_commits:
-            problems.append(f"{strategy} has results for {len(commits)} commits (< {args.min_commits})")
+    for bench in ("conv.TimeConv2d.time_conv2d", "conv.PeakMemConv2d.peakmem_conv2d", "conv.TrackError.track_rel_error"):
+        if bench not in index["benchmarks"]:
+            problems.append(f"{bench} is missing")
+    bench = "conv.TimeConv2d.time_conv2d"
+    if not problems:
+        info = index["benchmarks"][bench]
+        combos = list(itertools.product(*info["params"]))  # the order of the values in each point
+        col = {name: i for i, name in enumerate(info["param_names"])}
+        files = [f for f in html.glob(f"graphs/branch-main/**/{bench}.json")]
+        if not files:
+            problems.append(f"no graph of {bench} on branch main")
+        for strategy in STRATEGIES:
+            wanted = [i for i, c in enumerate(combos)
+                      if c[col["strategy"]] == repr(strategy) and c[col["backend"]] == "'numpy'"]
+            commits = set()
+            for f in files:
+                for revision, values in json.loads(f.read_text()):
+                    values = values if isinstance(values, list) else [values]
+                    if any(values[i] is not None for i in wanted if i < len(values)):
+                        commits.add(revision)
+            summary.append(f"{strategy}: {len(commits)} commits")
+            if len(commits) < args.min_commits:
+                problems.append(f"{strategy} has CPU results for {len(commits)} commits (< {args.min_commits})")
     print("dashboard: " + ", ".join(summary))
     for msg in problems:
         print("dashboard: " + msg)
