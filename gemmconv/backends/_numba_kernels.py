@@ -64,7 +64,7 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow):  # pragma: no cover
 
 
 @njit(parallel=True, **_OPTS)
-def direct(x, w, b, has_bias, out, sh, sw, pt, pl, dh, dw, groups):  # pragma: no cover - compiled
+def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups):  # pragma: no cover - compiled
     """``out`` (N, K, OH, OW) = conv(x, w) + b by loops over output pixels and taps."""
     n_, c_, h_, w_ = x.shape
     k_, cg_, kh, kw = w.shape
@@ -75,7 +75,7 @@ def direct(x, w, b, has_bias, out, sh, sw, pt, pl, dh, dw, groups):  # pragma: n
         k = nk % k_
         c0 = (k // kg_) * cg_
         acc = out[n, k]
-        bias = b[k] if has_bias else 0.0
+        bias = b[k]
         for o in range(oh):
             for q in range(ow):
                 acc[o, q] = bias
@@ -98,71 +98,107 @@ def direct(x, w, b, has_bias, out, sh, sw, pt, pl, dh, dw, groups):  # pragma: n
                             seg_out[q] += wv * seg_in[q * sw]
 
 
+# Winograd transforms, written out for each tile size: the 1-D transforms below are the rows of
+# B^T and A^T (Lavin & Gray's points 0, ±1, ±2, ∞) with their zeros and ones folded away, so a tile
+# costs ~3x fewer operations than a generic (T, T) @ (T, T) product and no loop has an unknown
+# trip count.
 @njit(inline="always")
-def _sandwich(left, tile, tmp, res):  # pragma: no cover - compiled
-    """``res = left @ tile @ left.T`` for small matrices: (r, T) @ (T, T) @ (T, r)."""
-    rows, t = left.shape
-    for a in range(rows):  # tmp = left @ tile    (r, T) @ (T, T)
-        for e in range(t):
-            acc = left[a, 0] * tile[0, e]
-            for z in range(1, t):
-                acc += left[a, z] * tile[z, e]
-            tmp[a, e] = acc
-    for a in range(rows):  # res = tmp @ left.T   (r, T) @ (T, r)
-        for e in range(rows):
-            acc = tmp[a, 0] * left[e, 0]
-            for z in range(1, t):
-                acc += tmp[a, z] * left[e, z]
-            res[a, e] = acc
+def _x2(a):  # pragma: no cover - compiled
+    return a + a  # not 2 * a: an integer factor would promote float32 to float64 in numba
+
+
+@njit(inline="always")
+def _x4(a):  # pragma: no cover - compiled
+    return _x2(_x2(a))
+
+
+@njit(inline="always")
+def _bt2(d0, d1, d2, d3):  # pragma: no cover - compiled
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(inline="always")
+def _at2(m0, m1, m2, m3):  # pragma: no cover - compiled
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@njit(inline="always")
+def _bt4(d0, d1, d2, d3, d4, d5):  # pragma: no cover - compiled
+    return (_x4(d0 - d2) - d2 + d4, d3 + d4 - _x4(d1 + d2), _x4(d1 - d2) - d3 + d4,
+            _x2(d3 - d1) - d2 + d4, _x2(d1 - d3) - d2 + d4, _x4(d1 - d3) - d3 + d5)
+
+
+@njit(inline="always")
+def _at4(m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
+    s12, d12, s34, d34 = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+    return m0 + s12 + s34, d12 + _x2(d34), s12 + _x4(s34), d12 + _x2(_x4(d34)) + m5
 
 
 @njit(parallel=True, **_OPTS)
-def winograd_input(x, v, bt, m, th, tw, pt, pl):  # pragma: no cover - compiled
-    """``v`` (T, T, C, N·th·tw) = B^T d B for every input tile d (T×T, stepping by m)."""
+def winograd_input(x, v, m, th, tw, pt, pl):  # pragma: no cover - compiled
+    """``v`` (T, T, C, N·th·tw) = B^T d B for every input tile d (T×T, stepping by m), T = m + 2."""
     n_, c_, h_, w_ = x.shape
-    t = bt.shape[0]
+    t = m + 2
     for nc in prange(n_ * c_):
         n = nc // c_
         c = nc % c_
-        d = np.empty((t, t), dtype=x.dtype)
-        tmp = np.empty((t, t), dtype=x.dtype)
-        res = np.empty((t, t), dtype=x.dtype)
+        d = np.zeros((6, 6), dtype=x.dtype)
         for i in range(th):
             for j in range(tw):
                 p = (n * th + i) * tw + j
+                ih0, iw0 = i * m - pt, j * m - pl
+                inside = ih0 >= 0 and iw0 >= 0 and ih0 + t <= h_ and iw0 + t <= w_
                 for a in range(t):
-                    ih = i * m - pt + a
                     for e in range(t):
-                        iw = j * m - pl + e
-                        if 0 <= ih < h_ and 0 <= iw < w_:
+                        ih, iw = ih0 + a, iw0 + e
+                        if inside or (0 <= ih < h_ and 0 <= iw < w_):
                             d[a, e] = x[n, c, ih, iw]
                         else:
                             d[a, e] = 0
-                _sandwich(bt, d, tmp, res)  # B^T d B
-                for a in range(t):
-                    for e in range(t):
-                        v[a, e, c, p] = res[a, e]
+                if m == 4:
+                    for e in range(6):  # columns: B^T d
+                        d[0, e], d[1, e], d[2, e], d[3, e], d[4, e], d[5, e] = _bt4(
+                            d[0, e], d[1, e], d[2, e], d[3, e], d[4, e], d[5, e])
+                    for a in range(6):  # rows: (B^T d) B
+                        r = _bt4(d[a, 0], d[a, 1], d[a, 2], d[a, 3], d[a, 4], d[a, 5])
+                        for e in range(6):
+                            v[a, e, c, p] = r[e]
+                else:
+                    for e in range(4):
+                        d[0, e], d[1, e], d[2, e], d[3, e] = _bt2(d[0, e], d[1, e], d[2, e], d[3, e])
+                    for a in range(4):
+                        r = _bt2(d[a, 0], d[a, 1], d[a, 2], d[a, 3])
+                        for e in range(4):
+                            v[a, e, c, p] = r[e]
 
 
 @njit(parallel=True, **_OPTS)
-def winograd_output(mt, out, at, b, has_bias, m, th, tw):  # pragma: no cover - compiled
+def winograd_output(mt, out, b, m, th, tw):  # pragma: no cover - compiled
     """``out`` (N, K, OH, OW) = A^T M A + b for every tile M of ``mt`` (T, T, K, N·th·tw), cropped."""
     n_, k_, oh, ow = out.shape
-    t = at.shape[1]
     for nk in prange(n_ * k_):
         n = nk // k_
         k = nk % k_
-        bias = b[k] if has_bias else 0.0
-        tile = np.empty((t, t), dtype=out.dtype)
-        tmp = np.empty((m, t), dtype=out.dtype)
-        res = np.empty((m, m), dtype=out.dtype)
+        bias = b[k]
+        tmp = np.empty((4, 6), dtype=out.dtype)
         for i in range(th):
             for j in range(tw):
                 p = (n * th + i) * tw + j
-                for a in range(t):
-                    for e in range(t):
-                        tile[a, e] = mt[a, e, k, p]
-                _sandwich(at, tile, tmp, res)  # A^T M A
-                for a in range(min(m, oh - i * m)):  # cropped at the border
+                if m == 4:
+                    for e in range(6):  # columns: A^T M
+                        tmp[0, e], tmp[1, e], tmp[2, e], tmp[3, e] = _at4(
+                            mt[0, e, k, p], mt[1, e, k, p], mt[2, e, k, p], mt[3, e, k, p], mt[4, e, k, p],
+                            mt[5, e, k, p])
+                    rows = 4
+                else:
+                    for e in range(4):
+                        tmp[0, e], tmp[1, e] = _at2(mt[0, e, k, p], mt[1, e, k, p], mt[2, e, k, p], mt[3, e, k, p])
+                    rows = 2
+                for a in range(min(rows, oh - i * m)):  # rows: (A^T M) A, cropped at the border
+                    if m == 4:
+                        r = _at4(tmp[a, 0], tmp[a, 1], tmp[a, 2], tmp[a, 3], tmp[a, 4], tmp[a, 5])
+                    else:
+                        r2 = _at2(tmp[a, 0], tmp[a, 1], tmp[a, 2], tmp[a, 3])
+                        r = (r2[0], r2[1], r2[0], r2[1])
                     for e in range(min(m, ow - j * m)):
-                        out[n, k, i * m + a, j * m + e] = res[a, e] + bias
+                        out[n, k, i * m + a, j * m + e] = r[e] + bias

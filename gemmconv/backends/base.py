@@ -106,8 +106,12 @@ class Backend(ABC):
         widths = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
         return self.xp.pad(x, widths, mode=_PAD_MODES[spec.padding_mode])
 
-    def matmul(self, a: Any, b: Any) -> Any:
-        """``a @ b`` with NumPy's broadcasting over leading dimensions (BLAS / cuBLAS)."""
+    def matmul(self, a: Any, b: Any, scratch: bool = False) -> Any:
+        """``a @ b`` with NumPy's broadcasting over leading dimensions (BLAS / cuBLAS).
+
+        ``scratch=True`` says the product is a temporary the caller drops before its next call
+        on this thread, so a backend may write it into a reused buffer.
+        """
         return self.xp.matmul(a, b)
 
     # -- measuring (compare tool, autotuning) -----------------------------------

@@ -191,8 +191,8 @@ class CupyBackend(Backend):
         self._kernel(f"winograd_filter<{self._ctype(w)}, {m}>")((grid,), (_BLOCK,), (w, u, np.int64(filters)))
         return u
 
-    def matmul(self, a: Any, b: Any) -> Any:
-        return _cublas_matmul(a, b)
+    def matmul(self, a: Any, b: Any, scratch: bool = False) -> Any:
+        return _cublas_matmul(a, b)  # CuPy's memory pool already reuses device memory
 
     def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, at: Any, m: int, th: int, tw: int) -> Any:
         import cupy

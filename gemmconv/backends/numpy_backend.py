@@ -32,7 +32,40 @@ def _c(a: Any) -> np.ndarray:
 
 
 class NumpyBackend(Backend):
-    """NumPy arrays; kernels compiled with numba, GEMMs through NumPy's BLAS."""
+    """NumPy arrays; kernels compiled with numba, GEMMs through NumPy's BLAS.
+
+    Temporaries (im2col's column matrices, Winograd's transformed tiles and their product) live in
+    buffers kept per thread and reused by the next call, so a large layer does not page-fault its
+    workspace in afresh every time (glibc returns allocations over 32 MiB to the system on free).
+    The buffers stay allocated, as large as the largest layer seen; :meth:`clear_workspace` frees
+    them.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _scratch(self, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A reused C-contiguous buffer of ``shape`` for temporary ``key`` on this thread."""
+        bufs = self._local.__dict__.setdefault("bufs", {})
+        size = int(np.prod(shape, dtype=np.int64))
+        buf = bufs.get(key)
+        if buf is None or buf.dtype != dtype or buf.size < size:
+            buf = bufs[key] = np.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
+
+    def clear_workspace(self) -> None:
+        """Free this thread's reused buffers."""
+        self._local.__dict__.pop("bufs", None)
+
+    def peak_memory(self, fn: Any) -> tuple[Any, int]:
+        self.clear_workspace()  # so the measured call allocates (and reports) its workspace
+        return super().peak_memory(fn)
+
+    def matmul(self, a: Any, b: Any, scratch: bool = False) -> Any:
+        if not scratch:
+            return np.matmul(a, b)
+        shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+        return np.matmul(a, b, out=self._scratch("gemm", shape, np.result_type(a, b)))
 
     name = "numpy"
     module = "numpy"
@@ -49,7 +82,7 @@ class NumpyBackend(Backend):
         return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
     def im2col(self, x: Any, spec: ConvSpec) -> Any:
-        cols = np.empty((spec.n, spec.c * spec.kh * spec.kw, spec.oh * spec.ow), dtype=x.dtype)
+        cols = self._scratch("cols", (spec.n, spec.c * spec.kh * spec.kw, spec.oh * spec.ow), x.dtype)
         _launch(
             "im2col", _c(x), cols, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.oh,
             spec.ow,
@@ -58,21 +91,21 @@ class NumpyBackend(Backend):
 
     def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec) -> Any:
         out = np.empty(spec.out_shape, dtype=x.dtype)
-        bias = _c(b) if b is not None else np.zeros(1, dtype=x.dtype)
+        bias = _c(b) if b is not None else np.zeros(spec.k, dtype=x.dtype)
         _launch(
-            "direct", _c(x), _c(w), bias, b is not None, out, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw,
+            "direct", _c(x), _c(w), bias, out, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw,
             spec.groups,
         )
         return out
 
     def winograd_input(self, x: Any, spec: ConvSpec, bt: Any, m: int, th: int, tw: int) -> Any:
         t = m + 2
-        v = np.empty((t, t, spec.c, spec.n * th * tw), dtype=x.dtype)
-        _launch("winograd_input", _c(x), v, bt, m, th, tw, spec.pt, spec.pl)
+        v = self._scratch("wino_v", (t, t, spec.c, spec.n * th * tw), x.dtype)
+        _launch("winograd_input", _c(x), v, m, th, tw, spec.pt, spec.pl)
         return v
 
     def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, at: Any, m: int, th: int, tw: int) -> Any:
         out = np.empty(spec.out_shape, dtype=mt.dtype)
-        bias = _c(b) if b is not None else np.zeros(1, dtype=mt.dtype)
-        _launch("winograd_output", _c(mt), out, at, bias, b is not None, m, th, tw)
+        bias = _c(b) if b is not None else np.zeros(spec.k, dtype=mt.dtype)
+        _launch("winograd_output", _c(mt), out, bias, m, th, tw)
         return out

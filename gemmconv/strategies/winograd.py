@@ -46,7 +46,7 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     u = _filter_transform(backend, w, spec, m)
     v = backend.winograd_input(x, spec, bt, m, th, tw)  # (T, T, C, P), P = N·th·tw
     v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
-    mt = backend.matmul(u, v)  # (T², G, K/G, C/G) @ (T², G, C/G, P) -> (T², G, K/G, P)
+    mt = backend.matmul(u, v, scratch=True)  # (T², G, K/G, C/G) @ (T², G, C/G, P) -> (T², G, K/G, P)
     mt = mt.reshape(t, t, spec.k, p)  # -> (T, T, K, P)
     return backend.winograd_output(mt, b, spec, at, m, th, tw)
 
