@@ -1,18 +1,22 @@
-"""Every strategy against torch.nn.functional.conv2d on the named layer set, interleaved in one process.
+"""Every strategy against torch.nn.functional.conv2d on the CPU, interleaved in one process.
 
-    python benchmarks/vs_torch.py [--batch 1] [--rounds 5] [--reps 5] [--dtype float32]
+    python benchmarks/vs_torch.py [--batches 1 8] [--rounds 5] [--reps 5] [--layers ...]
 
-For each round and layer, torch and each strategy are timed back to back (median of
+For each round, batch and layer, torch and each strategy are timed back to back (median of
 ``--reps`` calls each, after a short pause and one untimed call, so that no library's idle
-threads are still spinning), and the ratio strategy/torch is taken per round.
-The table shows the median time over rounds and the median ratio with its spread
-(min-max over rounds): single absolute times on a shared machine are noise, ratios of
-interleaved runs are not. Needs torch (pip install torch==2.13.0) and rich.
+threads are still spinning), and the ratio strategy/torch is taken per round. The table shows
+the median time over rounds and the median ratio with its range over rounds: single absolute
+times on a shared machine are noise, ratios of interleaved runs are not. Then: the geometric
+mean of each strategy's ratios, im2col's GEMM rate against a plain SGEMM of the same shape, and
+the CPU targets. The default layer set is ResNet-18's (its 3x3 layers, stride-2 3x3 and 1x1, the
+stem) plus a depthwise 3x3: 8 layers x 2 batches = 16 cases. Needs torch (pip install
+torch==2.13.0) and rich.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -24,11 +28,16 @@ from rich.table import Table
 
 import gemmconv
 from gemmconv.layers import LAYERS
+from gemmconv.validate import validate
+
+RESNET18 = ["stem7x7s2", "conv3x3_56", "conv3x3_28", "conv3x3_14", "conv3x3_7", "conv3x3s2_56", "conv1x1s2_56",
+            "dw3x3_56"]
 
 
-def _median_time(fn, reps: int, settle: float = 0.02) -> float:
-    # Let the previous library's idle worker threads (torch's OpenMP, BLAS, numba) stop spinning
-    # first: on a 2-core machine a spinning pool of one library slows the other one down.
+def _median_time(fn, reps: int, settle: float = 0.15) -> float:
+    # Let the previous library's idle worker threads stop spinning first: OpenBLAS's spin for
+    # about 0.1 s after a GEMM (OPENBLAS_THREAD_TIMEOUT), torch's OpenMP threads too, and on a
+    # 2-core machine a spinning pool of one library slows the other one down.
     time.sleep(settle)
     fn()
     ts = []
@@ -39,74 +48,102 @@ def _median_time(fn, reps: int, settle: float = 0.02) -> float:
     return statistics.median(ts)
 
 
+def _gemm_share(layer, n: int, reps: int) -> float:
+    """Rate of im2col's GEMM (as the strategy calls it) over a plain 2-D SGEMM of the same size, in %."""
+    x, w, b = layer.arrays(n)
+    be, x4, w4, _, spec, _ = validate(x, w, b, stride=layer.stride, padding=layer.padding, dilation=1,
+                                      groups=layer.groups, padding_mode="zeros")
+    crs = spec.cg * spec.kh * spec.kw
+    cols = be.im2col(x4, spec).reshape(spec.n, spec.groups, crs, spec.oh * spec.ow).copy()
+    wm = w4.reshape(spec.groups, spec.kg, crs)
+    ours = _median_time(lambda: be.matmul(wm, cols), reps)
+    a = np.ascontiguousarray(np.random.default_rng(0).standard_normal((spec.kg, crs)).astype(np.float32))
+    bb = np.ascontiguousarray(np.random.default_rng(1).standard_normal((crs, spec.n * spec.oh * spec.ow)).astype(
+        np.float32))
+    plain = _median_time(lambda: a @ bb, reps) * spec.groups
+    return 100 * plain / ours
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    p.add_argument("--layers", nargs="*", default=list(LAYERS))
+    p.add_argument("--layers", nargs="*", default=RESNET18, choices=list(LAYERS))
     args = p.parse_args()
     strategies = gemmconv.list_strategies()
-    times: dict[tuple[str, str], list[float]] = {}
-    ratios: dict[tuple[str, str], list[float]] = {}
-    errors: dict[tuple[str, str], float] = {}
-    refused: dict[tuple[str, str], str] = {}
-
+    times: dict[tuple, list[float]] = {}
+    ratios: dict[tuple, list[float]] = {}
+    chosen: dict[tuple, str] = {}
     cases = {}
-    for name in args.layers:
-        layer = LAYERS[name]
-        x, w, b = layer.arrays(args.batch, args.dtype)
-        tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
-        ref = F.conv2d(tx.double(), tw.double(), tb.double(), **layer.conv_args).numpy()
-        cases[name] = (layer, x, w, b, tx, tw, tb, ref)
-        for s in strategies:  # warm-up, error, refusals
-            try:
-                y = gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args)
-                errors[name, s] = float(np.max(np.abs(y - ref)) / np.max(np.abs(ref)))
-            except gemmconv.StrategyNotSupportedError as e:
-                refused[name, s] = e.reason.split(" (received")[0]
-        F.conv2d(tx, tw, tb, **layer.conv_args)
+    for n in args.batches:
+        for name in args.layers:
+            layer = LAYERS[name]
+            x, w, b = layer.arrays(n, args.dtype)
+            tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+            runnable = []
+            for s in strategies:
+                try:
+                    gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args)
+                    runnable.append(s)
+                except gemmconv.StrategyNotSupportedError:
+                    pass
+            chosen[n, name] = gemmconv.choose_strategy(x, w, b, **layer.conv_args)
+            cases[n, name] = (layer, x, w, b, tx, tw, tb, runnable)
 
     for _ in range(args.rounds):
-        for name, (layer, x, w, b, tx, tw, tb, ref) in cases.items():
+        for (n, name), (layer, x, w, b, tx, tw, tb, runnable) in cases.items():
             t_torch = _median_time(lambda: F.conv2d(tx, tw, tb, **layer.conv_args), args.reps)
-            times.setdefault((name, "torch"), []).append(t_torch)
-            for s in strategies:
-                if (name, s) in refused:
-                    continue
+            times.setdefault((n, name, "torch"), []).append(t_torch)
+            for s in runnable:
                 t = _median_time(lambda: gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args), args.reps)
-                times.setdefault((name, s), []).append(t)
-                ratios.setdefault((name, s), []).append(t / t_torch)
+                times.setdefault((n, name, s), []).append(t)
+                ratios.setdefault((n, name, s), []).append(t / t_torch)
 
-    table = Table(title=f"gemmconv / torch {torch.__version__} conv2d, N={args.batch}, {args.dtype}, "
-                        f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds "
-                        "(ms, ratio to torch, ratio spread)")
+    console = Console(width=260)
+    table = Table(title=f"gemmconv / torch {torch.__version__} conv2d, {args.dtype}, {torch.get_num_threads()} "
+                        f"threads, median of {args.rounds} interleaved rounds: ms (ratio to torch, range of ratios)")
+    table.add_column("N")
     table.add_column("layer")
     table.add_column("torch ms", justify="right")
     for s in strategies:
         table.add_column(s, justify="right")
-    for name in cases:
-        row = [name, f"{statistics.median(times[name, 'torch']) * 1e3:.2f}"]
+    med = {key: statistics.median(r) for key, r in ratios.items()}
+    for (n, name) in cases:
+        row = [str(n), name, f"{statistics.median(times[n, name, 'torch']) * 1e3:.2f}"]
         for s in strategies:
-            if (name, s) in refused:
+            if (n, name, s) not in ratios:
                 row.append("-")
                 continue
-            r = ratios[name, s]
-            row.append(f"{statistics.median(times[name, s]) * 1e3:.2f} ({statistics.median(r):.2f}x "
-                       f"{min(r):.2f}-{max(r):.2f})")
+            r = ratios[n, name, s]
+            note = f" [{chosen[n, name]}]" if s == "auto" else ""
+            row.append(f"{statistics.median(times[n, name, s]) * 1e3:.2f} ({med[n, name, s]:.2f}x "
+                       f"{min(r):.2f}-{max(r):.2f}){note}")
         table.add_row(*row)
-    console = Console(width=250)
     console.print(table)
-    err = Table(title="relative error max|y-ref|/max|ref| vs torch float64")
-    err.add_column("layer")
-    for s in strategies:
-        err.add_column(s, justify="right")
-    for name in cases:
-        err.add_row(name, *(f"{errors[name, s]:.1e}" if (name, s) in errors else "-" for s in strategies))
-    console.print(err)
-    chosen = {name: gemmconv.choose_strategy(c[1], c[2], c[3], **c[0].conv_args) for name, c in cases.items()}
-    console.print("auto chose: " + ", ".join(f"{k}: {v}" for k, v in chosen.items()))
+
+    def geo(values):
+        return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")
+
+    console.print("geometric mean of ratios: " + ", ".join(
+        f"{s} {geo([v for (n, l, t), v in med.items() if t == s]):.2f}x"
+        f" ({sum(1 for (n, l, t) in med if t == s)} cases)" for s in strategies))
+    auto = {k: v for k, v in med.items() if k[2] == "auto"}
+    worst = max(auto, key=auto.get)
+    console.print(f"target auto: geomean <= 1.0x, none worse than 2x: geomean {geo(list(auto.values())):.2f}x, "
+                  f"worst {auto[worst]:.2f}x ({worst[1]}, N={worst[0]})")
+    ones = {k: v for k, v in med.items() if k[2] == "1x1"}
+    console.print("target 1x1 <= 0.9x: " + ", ".join(f"{k[1]} N={k[0]} {v:.2f}x" for k, v in ones.items()))
+    wino = {k: v for k, v in med.items() if k[2] == "winograd" and k[0] == 8 and LAYERS[k[1]].c >= 64
+            and LAYERS[k[1]].groups == 1}
+    console.print("target winograd <= 0.8x on 3x3 stride-1, >= 64 channels, N=8: "
+                  + ", ".join(f"{k[1]} {v:.2f}x" for k, v in wino.items()))
+    dw = {k: v for k, v in med.items() if k[2] == "direct" and LAYERS[k[1]].groups > 1}
+    console.print("target direct on depthwise <= 1.2x: " + ", ".join(f"N={k[0]} {v:.2f}x" for k, v in dw.items()))
+    share = [f"{name} N={n} {_gemm_share(LAYERS[name], n, args.reps):.0f}%"
+             for n in args.batches for name in args.layers if LAYERS[name].groups == 1]
+    console.print("target im2col's GEMM >= 80% of the same-size SGEMM rate: " + ", ".join(share))
 
 
 if __name__ == "__main__":

@@ -136,69 +136,99 @@ def _at4(m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
 
 @njit(parallel=True, **_OPTS)
 def winograd_input(x, v, m, th, tw, pt, pl):  # pragma: no cover - compiled
-    """``v`` (T, T, C, N·th·tw) = B^T d B for every input tile d (T×T, stepping by m), T = m + 2."""
+    """``v`` (T, T, C, N·th·tw) = B^T d B for every input tile d (T×T, stepping by m), T = m + 2.
+
+    One row of tiles at a time: its T input rows are copied (zero-padded) into a strip, the tiles
+    are gathered into a (T, T, tw) block, and both 1-D transforms run across the tw tiles, so the
+    innermost loops are long, independent and vectorised, and the stores to ``v`` are contiguous.
+    """
     n_, c_, h_, w_ = x.shape
     t = m + 2
+    width = tw * m + 2
+    q_lo, q_hi = min(pl, width), min(pl + w_, width)  # strip columns that hold input pixels
     for nc in prange(n_ * c_):
         n = nc // c_
         c = nc % c_
-        d = np.zeros((6, 6), dtype=x.dtype)
+        strip = np.zeros((t, width), dtype=x.dtype)
+        d = np.empty((t, t, tw), dtype=x.dtype)
         for i in range(th):
-            for j in range(tw):
-                p = (n * th + i) * tw + j
-                ih0, iw0 = i * m - pt, j * m - pl
-                inside = ih0 >= 0 and iw0 >= 0 and ih0 + t <= h_ and iw0 + t <= w_
-                for a in range(t):
-                    for e in range(t):
-                        ih, iw = ih0 + a, iw0 + e
-                        if inside or (0 <= ih < h_ and 0 <= iw < w_):
-                            d[a, e] = x[n, c, ih, iw]
-                        else:
-                            d[a, e] = 0
-                if m == 4:
-                    for e in range(6):  # columns: B^T d
-                        d[0, e], d[1, e], d[2, e], d[3, e], d[4, e], d[5, e] = _bt4(
-                            d[0, e], d[1, e], d[2, e], d[3, e], d[4, e], d[5, e])
-                    for a in range(6):  # rows: (B^T d) B
-                        r = _bt4(d[a, 0], d[a, 1], d[a, 2], d[a, 3], d[a, 4], d[a, 5])
-                        for e in range(6):
-                            v[a, e, c, p] = r[e]
+            p0 = (n * th + i) * tw
+            for a in range(t):
+                ih = i * m - pt + a
+                if 0 <= ih < h_:
+                    src = x[n, c, ih]
+                    for q in range(q_lo, q_hi):
+                        strip[a, q] = src[q - pl]
                 else:
-                    for e in range(4):
-                        d[0, e], d[1, e], d[2, e], d[3, e] = _bt2(d[0, e], d[1, e], d[2, e], d[3, e])
-                    for a in range(4):
-                        r = _bt2(d[a, 0], d[a, 1], d[a, 2], d[a, 3])
+                    strip[a, q_lo:q_hi] = 0
+            for a in range(t):
+                for e in range(t):
+                    for j in range(tw):
+                        d[a, e, j] = strip[a, j * m + e]
+            if m == 4:
+                for e in range(6):  # columns: B^T d
+                    for j in range(tw):
+                        d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j], d[4, e, j], d[5, e, j] = _bt4(
+                            d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j], d[4, e, j], d[5, e, j])
+                for a in range(6):  # rows: (B^T d) B
+                    for j in range(tw):
+                        r = _bt4(d[a, 0, j], d[a, 1, j], d[a, 2, j], d[a, 3, j], d[a, 4, j], d[a, 5, j])
+                        for e in range(6):
+                            v[a, e, c, p0 + j] = r[e]
+            else:
+                for e in range(4):
+                    for j in range(tw):
+                        d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j] = _bt2(
+                            d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j])
+                for a in range(4):
+                    for j in range(tw):
+                        r = _bt2(d[a, 0, j], d[a, 1, j], d[a, 2, j], d[a, 3, j])
                         for e in range(4):
-                            v[a, e, c, p] = r[e]
+                            v[a, e, c, p0 + j] = r[e]
 
 
 @njit(parallel=True, **_OPTS)
 def winograd_output(mt, out, b, m, th, tw):  # pragma: no cover - compiled
-    """``out`` (N, K, OH, OW) = A^T M A + b for every tile M of ``mt`` (T, T, K, N·th·tw), cropped."""
+    """``out`` (N, K, OH, OW) = A^T M A + b for every tile M of ``mt`` (T, T, K, N·th·tw), cropped.
+
+    One row of tiles at a time, as in :func:`winograd_input`: contiguous loads of a (T, T, tw) block,
+    both 1-D transforms across the tw tiles, then the rows written out.
+    """
     n_, k_, oh, ow = out.shape
+    t = m + 2
     for nk in prange(n_ * k_):
         n = nk // k_
         k = nk % k_
         bias = b[k]
-        tmp = np.empty((4, 6), dtype=out.dtype)
+        blk = np.empty((t, t, tw), dtype=out.dtype)
+        row = np.empty((m, tw * m), dtype=out.dtype)
         for i in range(th):
-            for j in range(tw):
-                p = (n * th + i) * tw + j
-                if m == 4:
-                    for e in range(6):  # columns: A^T M
-                        tmp[0, e], tmp[1, e], tmp[2, e], tmp[3, e] = _at4(
-                            mt[0, e, k, p], mt[1, e, k, p], mt[2, e, k, p], mt[3, e, k, p], mt[4, e, k, p],
-                            mt[5, e, k, p])
-                    rows = 4
-                else:
-                    for e in range(4):
-                        tmp[0, e], tmp[1, e] = _at2(mt[0, e, k, p], mt[1, e, k, p], mt[2, e, k, p], mt[3, e, k, p])
-                    rows = 2
-                for a in range(min(rows, oh - i * m)):  # rows: (A^T M) A, cropped at the border
-                    if m == 4:
-                        r = _at4(tmp[a, 0], tmp[a, 1], tmp[a, 2], tmp[a, 3], tmp[a, 4], tmp[a, 5])
-                    else:
-                        r2 = _at2(tmp[a, 0], tmp[a, 1], tmp[a, 2], tmp[a, 3])
-                        r = (r2[0], r2[1], r2[0], r2[1])
-                    for e in range(min(m, ow - j * m)):
-                        out[n, k, i * m + a, j * m + e] = r[e] + bias
+            p0 = (n * th + i) * tw
+            for a in range(t):
+                for e in range(t):
+                    src = mt[a, e, k]
+                    for j in range(tw):
+                        blk[a, e, j] = src[p0 + j]
+            if m == 4:
+                for e in range(6):  # columns: A^T M
+                    for j in range(tw):
+                        blk[0, e, j], blk[1, e, j], blk[2, e, j], blk[3, e, j] = _at4(
+                            blk[0, e, j], blk[1, e, j], blk[2, e, j], blk[3, e, j], blk[4, e, j], blk[5, e, j])
+                for a in range(4):  # rows: (A^T M) A
+                    for j in range(tw):
+                        r = _at4(blk[a, 0, j], blk[a, 1, j], blk[a, 2, j], blk[a, 3, j], blk[a, 4, j], blk[a, 5, j])
+                        for e in range(4):
+                            row[a, j * 4 + e] = r[e] + bias
+            else:
+                for e in range(4):
+                    for j in range(tw):
+                        blk[0, e, j], blk[1, e, j] = _at2(blk[0, e, j], blk[1, e, j], blk[2, e, j], blk[3, e, j])
+                for a in range(2):
+                    for j in range(tw):
+                        r = _at2(blk[a, 0, j], blk[a, 1, j], blk[a, 2, j], blk[a, 3, j])
+                        row[a, j * 2] = r[0] + bias
+                        row[a, j * 2 + 1] = r[1] + bias
+            for a in range(min(m, oh - i * m)):  # cropped at the border
+                dst = out[n, k, i * m + a]
+                for q in range(ow):
+                    dst[q] = row[a, q]
