@@ -173,38 +173,47 @@ def winograd_input(x, v, m, th, tw, pt, pl):  # pragma: no cover - compiled
         d = np.empty((t, t, tw), dtype=x.dtype)
         for i in range(th):
             p0 = (n * th + i) * tw
+            # indices below all run from 0 over slices, so numba can drop its negative-index test
             for a in range(t):
                 ih = i * m - pt + a
+                dst = strip[a, q_lo:q_hi]
                 if 0 <= ih < h_:
-                    src = x[n, c, ih]
-                    for q in range(q_lo, q_hi):
-                        strip[a, q] = src[q - pl]
+                    src = x[n, c, ih, q_lo - pl:]
+                    for q in range(q_hi - q_lo):
+                        dst[q] = src[q]
                 else:
-                    strip[a, q_lo:q_hi] = 0
+                    for q in range(q_hi - q_lo):
+                        dst[q] = 0
             for a in range(t):
                 for e in range(t):
-                    for j in range(tw):
-                        d[a, e, j] = strip[a, j * m + e]
+                    src = strip[a, e:]
+                    blk = d[a, e]
+                    if m == 4:
+                        for j in range(tw):
+                            blk[j] = src[j * 4]
+                    else:
+                        for j in range(tw):
+                            blk[j] = src[j * 2]
             if m == 4:
                 for e in range(6):  # columns: B^T d
                     for j in range(tw):
                         d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j], d[4, e, j], d[5, e, j] = _bt4(
                             d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j], d[4, e, j], d[5, e, j])
                 for a in range(6):  # rows: (B^T d) B
+                    v0, v1, v2 = v[a, 0, c, p0:], v[a, 1, c, p0:], v[a, 2, c, p0:]
+                    v3, v4, v5 = v[a, 3, c, p0:], v[a, 4, c, p0:], v[a, 5, c, p0:]
                     for j in range(tw):
-                        r = _bt4(d[a, 0, j], d[a, 1, j], d[a, 2, j], d[a, 3, j], d[a, 4, j], d[a, 5, j])
-                        for e in range(6):
-                            v[a, e, c, p0 + j] = r[e]
+                        v0[j], v1[j], v2[j], v3[j], v4[j], v5[j] = _bt4(
+                            d[a, 0, j], d[a, 1, j], d[a, 2, j], d[a, 3, j], d[a, 4, j], d[a, 5, j])
             else:
                 for e in range(4):
                     for j in range(tw):
                         d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j] = _bt2(
                             d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j])
                 for a in range(4):
+                    v0, v1, v2, v3 = v[a, 0, c, p0:], v[a, 1, c, p0:], v[a, 2, c, p0:], v[a, 3, c, p0:]
                     for j in range(tw):
-                        r = _bt2(d[a, 0, j], d[a, 1, j], d[a, 2, j], d[a, 3, j])
-                        for e in range(4):
-                            v[a, e, c, p0 + j] = r[e]
+                        v0[j], v1[j], v2[j], v3[j] = _bt2(d[a, 0, j], d[a, 1, j], d[a, 2, j], d[a, 3, j])
 
 
 @njit(parallel=True, **_OPTS)
@@ -226,9 +235,10 @@ def winograd_output(mt, out, b, m, th, tw):  # pragma: no cover - compiled
             p0 = (n * th + i) * tw
             for a in range(t):
                 for e in range(t):
-                    src = mt[a, e, k]
+                    src = mt[a, e, k, p0:]
+                    dst = blk[a, e]
                     for j in range(tw):
-                        blk[a, e, j] = src[p0 + j]
+                        dst[j] = src[j]
             if m == 4:
                 for e in range(6):  # columns: A^T M
                     for j in range(tw):
