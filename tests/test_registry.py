@@ -86,7 +86,9 @@ def _spec(x_shape, w_shape, **kw):
         ((1, 256, 56, 56), (64, 256, 1, 1), {}, "1x1"),
         ((1, 64, 56, 56), (128, 64, 1, 1), dict(stride=2), "1x1"),
         ((1, 128, 56, 56), (128, 1, 3, 3), dict(groups=128, padding=1), "direct"),
-        ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "im2col"),
+        ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd"),
+        ((1, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "im2col"),  # 16 tiles: too few
+        ((8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "winograd"),
         ((2, 12, 9, 9), (8, 3, 3, 3), dict(groups=4), "direct"),
         ((2, 20, 9, 9), (8, 5, 3, 3), dict(groups=4), "im2col"),
         ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "im2col"),
@@ -102,9 +104,10 @@ def test_auto_rule(x_shape, w_shape, kw, expected):
 
 
 def test_choose_strategy_public_and_validated():
-    x, w = np.ones((1, 64, 16, 16), np.float32), np.ones((64, 64, 3, 3), np.float32)
-    assert gemmconv.choose_strategy(x, w, padding=1) == "im2col"
+    x, w = np.ones((1, 64, 32, 32), np.float32), np.ones((64, 64, 3, 3), np.float32)
+    assert gemmconv.choose_strategy(x, w, padding=1) == "winograd"  # 8·8 = 64 output tiles
     assert gemmconv.choose_strategy(x, w[:, :, :1, :1]) == "1x1"
+    assert gemmconv.choose_strategy(x[:, :, :8, :8], w, padding=1) == "im2col"  # 4 tiles
     with pytest.raises(TypeError, match="unexpected keyword arguments: strategy"):
         gemmconv.choose_strategy(x, w, strategy="direct")
     with pytest.raises(ValueError, match="stride must be >= 1"):

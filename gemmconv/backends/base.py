@@ -43,8 +43,6 @@ class Backend(ABC):
     #: whether Winograd's filter transform is cached (host-checked against a copy of the weights);
     #: a GPU backend recomputes it instead, as the check would need a device->host sync per call
     caches_filters: bool = True
-    #: whether ``auto`` picks Winograd for 3x3 stride-1 layers with enough channels (on by measurement)
-    auto_winograd: bool = False
 
     @property
     @abstractmethod

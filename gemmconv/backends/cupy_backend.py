@@ -44,7 +44,6 @@ class CupyBackend(Backend):
     module = "cupy"
     dtypes = ("float16", "float32", "float64")
     caches_filters = False  # a content check would cost a device->host sync per call; one fused kernel instead
-    auto_winograd = True  # the Winograd GEMM is small enough on the GPU to win (benchmarks/gpu_check.py)
 
     def __init__(self) -> None:
         self._modules: dict[int, Any] = {}
