@@ -23,6 +23,7 @@ def conv2d(
     groups: int = 1,
     padding_mode: str = "zeros",
     strategy: str = "auto",
+    workspace_limit: int | None = None,
 ) -> Any:
     """2-D convolution (cross-correlation) with the semantics of ``torch.nn.functional.conv2d``.
 
@@ -51,6 +52,11 @@ def conv2d(
     strategy : str, optional
         A name from :func:`gemmconv.list_strategies`, or ``"auto"`` (default).
         An explicit strategy never falls back to another one.
+    workspace_limit : int or None, optional
+        Bytes of temporary memory ``im2col`` may use: it then builds and
+        multiplies its column matrix in chunks of images and output rows that
+        fit. With a limit, ``auto`` does not pick Winograd (whose workspace is
+        not bounded yet). None (default) means no bound.
 
     Returns
     -------
@@ -79,7 +85,8 @@ def conv2d(
     """
     strat = get_strategy(strategy)
     backend, x, w, b, spec, unbatched = validate(
-        x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode
+        x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
+        workspace_limit=workspace_limit,
     )
     reason = strat.supports(spec)
     if reason is not None:
@@ -111,6 +118,7 @@ def choose_strategy(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> str:
         dilation=kwargs.pop("dilation", 1),
         groups=kwargs.pop("groups", 1),
         padding_mode=kwargs.pop("padding_mode", "zeros"),
+        workspace_limit=kwargs.pop("workspace_limit", None),
     )
     if kwargs:
         raise TypeError(f"choose_strategy() got unexpected keyword arguments: {', '.join(kwargs)}")

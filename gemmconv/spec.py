@@ -40,6 +40,8 @@ class ConvSpec:
         One of :data:`PADDING_MODES`.
     dtype : str
         Name of the floating dtype shared by input, weight and bias.
+    workspace_limit : int or None
+        Bytes of temporary memory im2col may hold (None: no bound).
     """
 
     n: int
@@ -60,6 +62,7 @@ class ConvSpec:
     groups: int
     padding_mode: str
     dtype: str
+    workspace_limit: int | None = None
 
     @property
     def cg(self) -> int:

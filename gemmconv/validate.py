@@ -24,14 +24,13 @@ def _describe(value: Any) -> str:
 
 
 def _int(name: str, value: Any, minimum: int) -> int:
+    kind = "an int" if name in ("groups", "workspace_limit") else "an int or a pair of ints"
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a pair of ints, got the bool {value!r}")
+        raise TypeError(f"{name} must be {kind}, got the bool {value!r}")
     try:
         v = operator.index(value)
     except TypeError:
-        raise TypeError(
-            f"{name} must be an int or a pair of ints, got {value!r} ({type(value).__name__})"
-        ) from None
+        raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})") from None
     if v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return v
@@ -121,6 +120,7 @@ def validate(
     dilation: Any,
     groups: Any,
     padding_mode: Any,
+    workspace_limit: Any = None,
 ) -> tuple[Backend, Any, Any, Any, ConvSpec, bool]:
     """Check all arguments of :func:`gemmconv.conv2d`.
 
@@ -171,9 +171,11 @@ def validate(
     if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, got {padding_mode!r}")
 
+    if workspace_limit is not None:
+        workspace_limit = _int("workspace_limit", workspace_limit, 1)
     spec = ConvSpec(
         n=n, c=c, h=h, w=wd, k=k, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pb=pb, pl=pl, pr=pr,
-        dh=dh, dw=dw, groups=g, padding_mode=padding_mode, dtype=x.dtype.name,
+        dh=dh, dw=dw, groups=g, padding_mode=padding_mode, dtype=x.dtype.name, workspace_limit=workspace_limit,
     )
     if spec.ekh > h + pt + pb or spec.ekw > wd + pl + pr:
         raise ValueError(

@@ -149,3 +149,47 @@ def test_concurrent_calls_from_threads():
     with ThreadPoolExecutor(4) as pool:
         for s, y in pool.map(job, range(40)):
             np.testing.assert_array_equal(y, expected[s])
+
+
+@pytest.mark.parametrize("limit", [1, 4096, 60_000, 10**9])
+@pytest.mark.parametrize(
+    "shape, args",
+    [
+        ((3, 4, 20, 17, 6, 3), dict(padding=1)),
+        ((2, 6, 23, 19, 4, 5), dict(stride=2, padding=2, dilation=2, groups=2)),
+        ((1, 8, 30, 30, 8, 3), dict(stride=3, groups=4)),
+        ((2, 3, 12, 12, 5, 3), dict(padding=2, padding_mode="reflect")),
+    ],
+)
+def test_im2col_workspace_limit_gives_the_same_result(shape, args, limit):
+    rng = np.random.default_rng(8)
+    n, c, h, w, k, kk = shape
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((k, c // args.get("groups", 1), kk, kk))
+    b = rng.standard_normal(k)
+    y = gemmconv.conv2d(x, wt, b, strategy="im2col", workspace_limit=limit, **args)
+    np.testing.assert_allclose(y, torch_conv(x, wt, b, **args), rtol=1e-10, atol=1e-10)
+
+
+def test_im2col_workspace_limit_bounds_the_peak():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 16, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    backend = gemmconv.get_backend(x)
+    run = lambda limit: gemmconv.conv2d(x, w, padding=1, strategy="im2col", workspace_limit=limit)  # noqa: E731
+    y_full, peak_full = backend.peak_memory(lambda: run(None))
+    limit = 256 * 1024
+    y, peak = backend.peak_memory(lambda: run(limit))
+    assert peak_full > 4 * limit  # the unbounded column matrices: 2·144·1600·4 bytes
+    assert peak <= limit
+    np.testing.assert_allclose(y, y_full, rtol=1e-5, atol=1e-5)
+
+
+def test_workspace_limit_is_validated_and_steers_auto():
+    x, w = np.ones((1, 64, 32, 32), np.float32), np.ones((64, 64, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="workspace_limit must be >= 1, got 0"):
+        gemmconv.conv2d(x, w, workspace_limit=0)
+    with pytest.raises(TypeError, match="workspace_limit must be an int, got 1.5"):
+        gemmconv.conv2d(x, w, workspace_limit=1.5)
+    assert gemmconv.choose_strategy(x, w, padding=1) == "winograd"
+    assert gemmconv.choose_strategy(x, w, padding=1, workspace_limit=2**20) == "im2col"

@@ -13,7 +13,8 @@ The rule (first match wins), from the costs of each algorithm as measured
    Measured on 2 CPU cores at N=8 it beats im2col on every ResNet-18 3×3 layer
    (1.4–2.2x torch's time against 2.3–3.0x); with fewer tiles (7² or 14² at N=1)
    its transforms do not pay off. On an H200 at N=32 it is 0.44–0.91x cuDNN;
-4. otherwise → ``im2col``.
+4. otherwise → ``im2col`` (also instead of Winograd when a ``workspace_limit``
+   is given: im2col honours it, Winograd's workspace is not bounded yet).
 
 Measured selection (:mod:`gemmconv.tuning`, off by default) replaces the rule
 with timings of the candidates on the user's machine.
@@ -38,7 +39,8 @@ def choose(spec: ConvSpec, backend: Any = None) -> str:
     if spec.groups > 1 and spec.cg <= 4:
         return "direct"
     tiles = spec.n * -(-spec.oh // 4) * -(-spec.ow // 4)
-    if winograd_supports(spec) is None and min(spec.cg, spec.kg) >= 16 and tiles >= 32:
+    if (winograd_supports(spec) is None and min(spec.cg, spec.kg) >= 16 and tiles >= 32
+            and spec.workspace_limit is None):
         return "winograd_f2" if spec.dtype == "float16" else "winograd"
     return "im2col"
 
