@@ -159,11 +159,11 @@ class Backend(ABC):
         """The whole convolution (with zero padding and bias) by direct loops; shape ``spec.out_shape``."""
 
     @abstractmethod
-    def winograd_input(self, x: Any, spec: ConvSpec, bt: Any, m: int, th: int, tw: int) -> Any:
+    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
         """Input tiles ``B^T d B`` of shape ``(T, T, C, N·th·tw)`` with ``T = m + 2``, zero padding applied."""
 
     @abstractmethod
-    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, at: Any, m: int, th: int, tw: int) -> Any:
+    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
         """Output ``A^T M A`` from tiles ``mt`` of shape ``(T, T, K, N·th·tw)``, cropped, bias added."""
 
     def __repr__(self) -> str:

@@ -167,7 +167,7 @@ class CupyBackend(Backend):
             self._kernel(f"direct_global<{t}>")((grid,), (_BLOCK,), tuple(_i32(a) for a in args))
         return out
 
-    def winograd_input(self, x: Any, spec: ConvSpec, bt: Any, m: int, th: int, tw: int) -> Any:
+    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
         import cupy
 
         x = cupy.ascontiguousarray(x)
@@ -193,7 +193,7 @@ class CupyBackend(Backend):
     def matmul(self, a: Any, b: Any, scratch: bool = False) -> Any:
         return _cublas_matmul(a, b)  # CuPy's memory pool already reuses device memory
 
-    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, at: Any, m: int, th: int, tw: int) -> Any:
+    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
         import cupy
 
         mt = cupy.ascontiguousarray(mt)

@@ -98,13 +98,13 @@ class NumpyBackend(Backend):
         )
         return out
 
-    def winograd_input(self, x: Any, spec: ConvSpec, bt: Any, m: int, th: int, tw: int) -> Any:
+    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
         t = m + 2
         v = self._scratch("wino_v", (t, t, spec.c, spec.n * th * tw), x.dtype)
         _launch("winograd_input", _c(x), v, m, th, tw, spec.pt, spec.pl)
         return v
 
-    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, at: Any, m: int, th: int, tw: int) -> Any:
+    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
         out = np.empty(spec.out_shape, dtype=mt.dtype)
         bias = _c(b) if b is not None else np.zeros(spec.k, dtype=mt.dtype)
         _launch("winograd_output", _c(mt), out, bias, m, th, tw)

@@ -41,14 +41,12 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     t = m + 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
     p = spec.n * th * tw
-    bt = backend.constant(f"winograd_bt{m}", TRANSFORMS[m]["bt"], spec.dtype)
-    at = backend.constant(f"winograd_at{m}", TRANSFORMS[m]["at"], spec.dtype)
     u = _filter_transform(backend, w, spec, m)
-    v = backend.winograd_input(x, spec, bt, m, th, tw)  # (T, T, C, P), P = N·th·tw
+    v = backend.winograd_input(x, spec, m, th, tw)  # (T, T, C, P), P = N·th·tw
     v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
     mt = backend.matmul(u, v, scratch=True)  # (T², G, K/G, C/G) @ (T², G, C/G, P) -> (T², G, K/G, P)
     mt = mt.reshape(t, t, spec.k, p)  # -> (T, T, K, P)
-    return backend.winograd_output(mt, b, spec, at, m, th, tw)
+    return backend.winograd_output(mt, b, spec, m, th, tw)
 
 
 def run_f4(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
