@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import time
 
 import numpy as np
 import torch
@@ -30,22 +29,17 @@ import gemmconv
 from gemmconv.layers import LAYERS
 from gemmconv.validate import validate
 
+from _timing import median_time  # benchmarks/ is on sys.path when this script runs
+
 RESNET18 = ["stem7x7s2", "conv3x3_56", "conv3x3_28", "conv3x3_14", "conv3x3_7", "conv3x3s2_56", "conv1x1s2_56",
             "dw3x3_56"]
 
 
-def _median_time(fn, reps: int, settle: float = 0.15) -> float:
+def _median_time(fn, reps: int) -> float:
     # Let the previous library's idle worker threads stop spinning first: OpenBLAS's spin for
     # about 0.1 s after a GEMM (OPENBLAS_THREAD_TIMEOUT), torch's OpenMP threads too, and on a
     # 2-core machine a spinning pool of one library slows the other one down.
-    time.sleep(settle)
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return median_time(fn, reps, settle=0.15)
 
 
 def _gemm_share(layer, n: int, reps: int) -> float:

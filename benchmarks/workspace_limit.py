@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 from rich.console import Console
 from rich.table import Table
@@ -19,15 +18,7 @@ from rich.table import Table
 import gemmconv
 from gemmconv.layers import LAYERS
 
-
-def _median(fn, reps):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 
 
 def main() -> None:
@@ -54,8 +45,8 @@ def main() -> None:
 
             ratios, t_full, t_lim = [], [], []
             for _ in range(args.rounds):
-                a = _median(lambda: run(None), args.reps)
-                c = _median(lambda: run(limit), args.reps)
+                a = median_time(lambda: run(None), args.reps)
+                c = median_time(lambda: run(limit), args.reps)
                 t_full.append(a)
                 t_lim.append(c)
                 ratios.append(c / a)

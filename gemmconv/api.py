@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import StrategyNotSupportedError
+from .measure import run_strategy
 from .registry import get_strategy, supporting
 from .strategies import auto
 from .validate import validate
@@ -96,9 +97,7 @@ def conv2d(
         if spec.n == 0:
             y = backend.xp.empty(spec.out_shape, dtype=x.dtype)
         else:
-            if spec.padded and (spec.padding_mode != "zeros" or not strat.pads_zeros):
-                x, spec = backend.pad(x, spec), spec.without_padding()
-            y = strat.run(backend, x, w, b, spec)
+            y = run_strategy(strategy, backend, x, w, b, spec)  # pads first where the strategy needs it
     return y[0] if unbatched else y
 
 
