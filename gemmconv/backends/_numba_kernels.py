@@ -9,6 +9,7 @@ loops carry no bounds test and vectorise for unit stride.
 from __future__ import annotations
 
 import os
+import types
 
 import numba
 import numpy as np
@@ -35,12 +36,15 @@ def _valid_range(size: int, offset: int, stride: int, count: int) -> tuple[int, 
     return lo, max(lo, hi)
 
 
-@njit(parallel=True, **_OPTS)
-def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow):  # pragma: no cover - compiled
-    """Fill ``cols`` (N, C·KH·KW, OH·OW) from ``x`` (N, C, H, W); padding reads as zero."""
-    n_, c_, h_, w_ = x.shape
-    rows = c_ * kh * kw
-    for nr in prange(n_ * rows):
+def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
+    """Fill ``cols`` (NB, C·KH·KW, OB·OW) from ``x`` (N, C, H, W): images n0..n0+NB, output rows o0..o0+OB.
+
+    Padding reads as zero.
+    """
+    _, c_, h_, w_ = x.shape
+    nb, rows, length = cols.shape
+    ob = length // ow
+    for nr in prange(nb * rows):
         n = nr // rows
         row = nr % rows
         c = row // (kh * kw)
@@ -49,10 +53,10 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow):  # pragma: no cover
         iw0 = s * dw - pl
         q_lo, q_hi = _valid_range(w_, iw0, sw, ow)
         dst = cols[n, row]
-        plane = x[n, c]
-        for o in range(oh):
+        plane = x[n0 + n, c]
+        for o in range(ob):
             seg = dst[o * ow:(o + 1) * ow]
-            ih = o * sh - pt + r * dh
+            ih = (o0 + o) * sh - pt + r * dh
             if ih < 0 or ih >= h_:
                 seg[:] = 0
                 continue
@@ -63,7 +67,6 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow):  # pragma: no cover
             seg[q_hi:] = 0
 
 
-@njit(parallel=True, **_OPTS)
 def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups):  # pragma: no cover - compiled
     """``out`` (N, K, OH, OW) = conv(x, w) + b by loops over output pixels and taps.
 
@@ -154,25 +157,27 @@ def _at4(m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
     return m0 + s12 + s34, d12 + _x2(d34), s12 + _x4(s34), d12 + _x2(_x4(d34)) + m5
 
 
-@njit(parallel=True, **_OPTS)
-def winograd_input(x, v, m, th, tw, pt, pl):  # pragma: no cover - compiled
-    """``v`` (T, T, C, N·th·tw) = B^T d B for every input tile d (T×T, stepping by m), T = m + 2.
+def winograd_input(x, v, m, th, tw, pt, pl, r0):  # pragma: no cover - compiled
+    """``v`` (T, T, C, RB·tw) = B^T d B for the input tiles d (T×T, stepping by m) of tile rows r0..r0+RB.
+
+    T = m + 2; tile row g (of N·th) is row g % th of image g // th.
 
     One row of tiles at a time: its T input rows are copied (zero-padded) into a strip, the tiles
     are gathered into a (T, T, tw) block, and both 1-D transforms run across the tw tiles, so the
     innermost loops are long, independent and vectorised, and the stores to ``v`` are contiguous.
     """
-    n_, c_, h_, w_ = x.shape
+    _, c_, h_, w_ = x.shape
     t = m + 2
     width = tw * m + 2
+    rb = v.shape[3] // tw
     q_lo, q_hi = min(pl, width), min(pl + w_, width)  # strip columns that hold input pixels
-    for nc in prange(n_ * c_):
-        n = nc // c_
-        c = nc % c_
+    for c in prange(c_):
         strip = np.zeros((t, width), dtype=x.dtype)
         d = np.empty((t, t, tw), dtype=x.dtype)
-        for i in range(th):
-            p0 = (n * th + i) * tw
+        for gb in range(rb):
+            n = (r0 + gb) // th
+            i = (r0 + gb) % th
+            p0 = gb * tw
             # indices below all run from 0 over slices, so numba can drop its negative-index test
             for a in range(t):
                 ih = i * m - pt + a
@@ -216,23 +221,26 @@ def winograd_input(x, v, m, th, tw, pt, pl):  # pragma: no cover - compiled
                         v0[j], v1[j], v2[j], v3[j] = _bt2(d[a, 0, j], d[a, 1, j], d[a, 2, j], d[a, 3, j])
 
 
-@njit(parallel=True, **_OPTS)
-def winograd_output(mt, out, b, m, th, tw):  # pragma: no cover - compiled
-    """``out`` (N, K, OH, OW) = A^T M A + b for every tile M of ``mt`` (T, T, K, N·th·tw), cropped.
+def winograd_output(mt, out, b, m, th, tw, r0, k0):  # pragma: no cover - compiled
+    """``out`` (N, K, OH, OW) = A^T M A + b for the tiles M of ``mt`` (T, T, KB, RB·tw), cropped.
+
+    ``mt`` holds output channels k0..k0+KB of tile rows r0..r0+RB (row g is row g % th of image g // th).
 
     One row of tiles at a time, as in :func:`winograd_input`: contiguous loads of a (T, T, tw) block,
     both 1-D transforms across the tw tiles, then the rows written out.
     """
-    n_, k_, oh, ow = out.shape
+    _, _, oh, ow = out.shape
     t = m + 2
-    for nk in prange(n_ * k_):
-        n = nk // k_
-        k = nk % k_
-        bias = b[k]
+    kb = mt.shape[2]
+    rb = mt.shape[3] // tw
+    for k in prange(kb):
+        bias = b[k0 + k]
         blk = np.empty((t, t, tw), dtype=out.dtype)
         row = np.empty((m, tw * m), dtype=out.dtype)
-        for i in range(th):
-            p0 = (n * th + i) * tw
+        for gb in range(rb):
+            n = (r0 + gb) // th
+            i = (r0 + gb) % th
+            p0 = gb * tw
             for a in range(t):
                 for e in range(t):
                     src = mt[a, e, k, p0:]
@@ -259,6 +267,22 @@ def winograd_output(mt, out, b, m, th, tw):  # pragma: no cover - compiled
                         row[a, j * 2] = r[0] + bias
                         row[a, j * 2 + 1] = r[1] + bias
             for a in range(min(m, oh - i * m)):  # cropped at the border
-                dst = out[n, k, i * m + a]
+                dst = out[n, k0 + k, i * m + a]
                 for q in range(ow):
                     dst[q] = row[a, q]
+
+
+def _variant(fn, suffix, **opts):
+    """``fn`` compiled with ``opts``, under its own name (so numba's on-disk cache keeps the variants apart)."""
+    copy = types.FunctionType(fn.__code__.replace(co_name=fn.__name__ + suffix), fn.__globals__,
+                              fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    copy.__doc__ = fn.__doc__
+    return njit(**opts, **_OPTS)(copy)
+
+
+#: the kernels, each in two builds: ``PARALLEL[name]`` spreads its outer loop over numba's threads;
+#: ``SERIAL[name]`` runs on the calling thread (inside a worker of the blocked pipelines)
+_KERNELS = (im2col, direct, winograd_input, winograd_output)
+PARALLEL = {fn.__name__: _variant(fn, "", parallel=True) for fn in _KERNELS}
+SERIAL = {fn.__name__: _variant(fn, "_serial") for fn in _KERNELS}

@@ -9,11 +9,12 @@ Winograd tile transforms. GEMMs go through ``xp.matmul`` (BLAS / cuBLAS).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 import tracemalloc
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from ..spec import ConvSpec
@@ -104,13 +105,64 @@ class Backend(ABC):
         widths = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
         return self.xp.pad(x, widths, mode=_PAD_MODES[spec.padding_mode])
 
-    def matmul(self, a: Any, b: Any, scratch: bool = False) -> Any:
+    def matmul(self, a: Any, b: Any, scratch: bool = False, out: Any = None) -> Any:
         """``a @ b`` with NumPy's broadcasting over leading dimensions (BLAS / cuBLAS).
 
         ``scratch=True`` says the product is a temporary the caller drops before its next call
-        on this thread, so a backend may write it into a reused buffer.
+        on this thread, so a backend may write it into a reused buffer. ``out``, if given, is a
+        view of the right shape (unit stride in its last axis) to write the product into.
         """
-        return self.xp.matmul(a, b)
+        if out is None:
+            return self.xp.matmul(a, b)
+        out[...] = self.xp.matmul(a, b)
+        return out
+
+    # -- blocked pipelines -----------------------------------------------------
+    #: bytes of workspace one block of a blocked strategy (im2col, Winograd) should hold, so that a
+    #: block's pack/transform, GEMM and unpack run in one core's cache; ``None``: one block, the
+    #: whole problem (a GPU needs all the parallelism at once)
+    block_bytes: int | None = None
+
+    def workers(self) -> int:
+        """How many blocks :meth:`run_blocks` runs at once."""
+        return 1
+
+    def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any]) -> None:
+        """Call ``fn(item)`` for each independent item (blocks of a blocked strategy), in any order."""
+        for item in items:
+            fn(item)
+
+    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int) -> Any:
+        """Column matrices of images ``n0:n1`` and output rows ``o0:o1``: ``(n1-n0, C·KH·KW, (o1-o0)·OW)``.
+
+        This default packs the band of input rows those outputs read as a convolution of its own
+        (its padding is the part of the original padding it touches) through :meth:`im2col`.
+        """
+        r0 = o0 * spec.sh - spec.pt  # first padded-input row read, in input coordinates
+        r1 = (o1 - 1) * spec.sh - spec.pt + spec.ekh  # one past the last
+        lo, hi = max(r0, 0), min(r1, spec.h)
+        sub = dataclasses.replace(spec, n=n1 - n0, h=hi - lo, pt=lo - r0, pb=r1 - hi)
+        return self.im2col(x[n0:n1, :, lo:hi], sub)  # x rows (N', C, rows, W)
+
+    def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int) -> Any:
+        """:meth:`winograd_input` for tile rows ``r0:r1`` of the ``N·th`` rows: ``(T, T, C, (r1-r0)·tw)``.
+
+        Backends that set :attr:`block_bytes` implement it; this default takes the whole range only.
+        """
+        if (r0, r1) != (0, spec.n * th):
+            raise NotImplementedError(f"{type(self).__name__} transforms all tile rows at once (block_bytes=None)")
+        return self.winograd_input(x, spec, m, th, tw)
+
+    def winograd_output_rows(self, mt: Any, b: Any | None, out: Any, spec: ConvSpec, m: int, th: int, tw: int,
+                             r0: int, k0: int) -> None:
+        """:meth:`winograd_output` of tiles ``mt`` (T, T, KB, RB·tw), tile rows ``r0:r0+RB`` and output
+        channels ``k0:k0+KB``, written into ``out`` (N, K, OH, OW).
+
+        Backends that set :attr:`block_bytes` implement it; this default takes the whole range only.
+        """
+        if (r0, k0, mt.shape[2], mt.shape[3]) != (0, 0, spec.k, spec.n * th * tw):
+            raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (block_bytes=None)")
+        out[...] = self.winograd_output(mt, b, spec, m, th, tw)
 
     # -- measuring (compare tool, autotuning) -----------------------------------
     #: size of the square matrices whose product measures this backend's GEMM peak

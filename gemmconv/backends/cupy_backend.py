@@ -190,8 +190,12 @@ class CupyBackend(Backend):
         self._kernel(f"winograd_filter<{self._ctype(w)}, {m}>")((grid,), (_BLOCK,), (w, u, np.int64(filters)))
         return u
 
-    def matmul(self, a: Any, b: Any, scratch: bool = False) -> Any:
-        return _cublas_matmul(a, b)  # CuPy's memory pool already reuses device memory
+    def matmul(self, a: Any, b: Any, scratch: bool = False, out: Any = None) -> Any:
+        c = _cublas_matmul(a, b)  # CuPy's memory pool already reuses device memory
+        if out is None:
+            return c
+        out[...] = c
+        return out
 
     def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
         import cupy

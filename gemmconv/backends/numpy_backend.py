@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..spec import ConvSpec
+from . import _threads
 from .base import Backend
 
 __all__ = ["NumpyBackend"]
 
 
-#: one compiled kernel runs at a time (each uses every core; numba's workqueue layer forbids
-#: concurrent launches); GEMMs between kernels are not serialised
+#: one parallel compiled kernel runs at a time (each uses every core; numba's workqueue layer forbids
+#: concurrent launches); GEMMs between kernels and single-threaded kernels in workers are not serialised
 _LAUNCH = threading.Lock()
 
 
 def _launch(kernel: str, *args: Any) -> None:
-    """Run compiled kernel ``kernel`` (numba is imported on first use, so ``import gemmconv`` stays cheap)."""
+    """Run compiled kernel ``kernel`` (numba is imported on first use, so ``import gemmconv`` stays cheap).
+
+    Inside a worker of :meth:`NumpyBackend.run_blocks` the single-threaded build runs, else the
+    parallel one.
+    """
     from . import _numba_kernels
 
+    if _threads.in_worker():
+        _numba_kernels.SERIAL[kernel](*args)
+        return
     with _LAUNCH:
-        getattr(_numba_kernels, kernel)(*args)
+        _numba_kernels.PARALLEL[kernel](*args)
 
 
 def _c(a: Any) -> np.ndarray:
@@ -34,19 +43,31 @@ def _c(a: Any) -> np.ndarray:
 class NumpyBackend(Backend):
     """NumPy arrays; kernels compiled with numba, GEMMs through NumPy's BLAS.
 
-    Temporaries (im2col's column matrices, Winograd's transformed tiles and their product) live in
-    buffers kept per thread and reused by the next call, so a large layer does not page-fault its
+    Blocked strategies (im2col, Winograd) run their blocks on as many worker threads as NumPy's
+    BLAS has (see :mod:`gemmconv.backends._threads`), each block's pipeline on one core.
+    Temporaries (column matrices, Winograd's transformed tiles and their product) live in buffers
+    kept per thread and reused by the next call, so a large layer does not page-fault its
     workspace in afresh every time (glibc returns allocations over 32 MiB to the system on free).
-    The buffers stay allocated, as large as the largest layer seen; :meth:`clear_workspace` frees
+    The buffers stay allocated, as large as the largest block seen; :meth:`clear_workspace` frees
     them.
     """
 
+    #: per block: 1.5x one core's L2 on the development machine (2 MiB; its L3 is 32 MiB), between the best
+    #: two of 0.5-8 MiB measured on ResNet-18's layers (benchmarks/CPU_NOTES.md)
+    block_bytes: int | None = 3 << 20
+
     def __init__(self) -> None:
         self._local = threading.local()
+        self._all_bufs: list[dict[str, np.ndarray]] = []  # every thread's buffers, for clear_workspace
+        self._bufs_lock = threading.Lock()
 
     def _scratch(self, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A reused C-contiguous buffer of ``shape`` for temporary ``key`` on this thread."""
-        bufs = self._local.__dict__.setdefault("bufs", {})
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = {}
+            with self._bufs_lock:
+                self._all_bufs.append(bufs)
         size = int(np.prod(shape, dtype=np.int64))
         buf = bufs.get(key)
         if buf is None or buf.dtype != dtype or buf.size < size:
@@ -54,18 +75,26 @@ class NumpyBackend(Backend):
         return buf[:size].reshape(shape)
 
     def clear_workspace(self) -> None:
-        """Free this thread's reused buffers."""
-        self._local.__dict__.pop("bufs", None)
+        """Free the reused buffers of every thread (call it while no convolution runs)."""
+        with self._bufs_lock:
+            for bufs in self._all_bufs:
+                bufs.clear()
 
     def peak_memory(self, fn: Any) -> tuple[Any, int]:
         self.clear_workspace()  # so the measured call allocates (and reports) its workspace
         return super().peak_memory(fn)
 
-    def matmul(self, a: Any, b: Any, scratch: bool = False) -> Any:
-        if not scratch:
-            return np.matmul(a, b)
-        shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
-        return np.matmul(a, b, out=self._scratch("gemm", shape, np.result_type(a, b)))
+    def matmul(self, a: Any, b: Any, scratch: bool = False, out: Any = None) -> Any:
+        if out is None and scratch:
+            shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+            out = self._scratch("gemm", shape, np.result_type(a, b))
+        return np.matmul(a, b, out=out)
+
+    def workers(self) -> int:
+        return _threads.blas_threads()
+
+    def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any]) -> None:
+        _threads.run_blocks(fn, items, self.workers())
 
     name = "numpy"
     module = "numpy"
@@ -82,30 +111,42 @@ class NumpyBackend(Backend):
         return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
     def im2col(self, x: Any, spec: ConvSpec) -> Any:
-        cols = self._scratch("cols", (spec.n, spec.c * spec.kh * spec.kw, spec.oh * spec.ow), x.dtype)
+        return self.im2col_part(x, spec, 0, spec.n, 0, spec.oh)
+
+    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int) -> Any:
+        cols = self._scratch("cols", (n1 - n0, spec.c * spec.kh * spec.kw, (o1 - o0) * spec.ow), x.dtype)
         _launch(
-            "im2col", _c(x), cols, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.oh,
-            spec.ow,
+            "im2col", _c(x), cols, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.ow,
+            n0, o0,
         )
         return cols
 
     def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec) -> Any:
         out = np.empty(spec.out_shape, dtype=x.dtype)
-        bias = _c(b) if b is not None else np.zeros(spec.k, dtype=x.dtype)
         _launch(
-            "direct", _c(x), _c(w), bias, out, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw,
-            spec.groups,
+            "direct", _c(x), _c(w), self._bias(b, spec, x.dtype), out, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh,
+            spec.dw, spec.groups,
         )
         return out
 
     def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
+        return self.winograd_input_rows(x, spec, m, th, tw, 0, spec.n * th)
+
+    def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int) -> Any:
         t = m + 2
-        v = self._scratch("wino_v", (t, t, spec.c, spec.n * th * tw), x.dtype)
-        _launch("winograd_input", _c(x), v, m, th, tw, spec.pt, spec.pl)
+        v = self._scratch("wino_v", (t, t, spec.c, (r1 - r0) * tw), x.dtype)
+        _launch("winograd_input", _c(x), v, m, th, tw, spec.pt, spec.pl, r0)
         return v
 
     def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
         out = np.empty(spec.out_shape, dtype=mt.dtype)
-        bias = _c(b) if b is not None else np.zeros(spec.k, dtype=mt.dtype)
-        _launch("winograd_output", _c(mt), out, bias, m, th, tw)
+        self.winograd_output_rows(mt, b, out, spec, m, th, tw, 0, 0)
         return out
+
+    def winograd_output_rows(self, mt: Any, b: Any | None, out: Any, spec: ConvSpec, m: int, th: int, tw: int,
+                             r0: int, k0: int) -> None:
+        _launch("winograd_output", _c(mt), out, self._bias(b, spec, mt.dtype), m, th, tw, r0, k0)
+
+    @staticmethod
+    def _bias(b: Any | None, spec: ConvSpec, dtype: Any) -> np.ndarray:
+        return _c(b) if b is not None else np.zeros(spec.k, dtype=dtype)

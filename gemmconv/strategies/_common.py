@@ -10,3 +10,17 @@ def add_bias(y: Any, b: Any | None) -> Any:
     if b is not None:
         y += b.reshape(1, -1, 1, 1)  # (K,) -> (1, K, 1, 1)
     return y
+
+
+def split(total: int, unit_bytes: int, budget: int, parts: int) -> list[tuple[int, int]]:
+    """``[0, total)`` cut into near-equal ranges of at most ``budget`` bytes (``unit_bytes`` per unit,
+    at least one unit each), as many as a multiple of ``parts`` (one per worker) where there are
+    enough units, so that the workers finish together; one range if all of it is under 1/16 of
+    the budget (then a hand-out to workers costs more than it saves)."""
+    parts = max(parts, 1)
+    if total * unit_bytes <= budget // 16:  # too little work to be worth handing out
+        return [(0, total)]
+    count = -(-total // max(1, budget // max(unit_bytes, 1)))  # blocks that fit the budget
+    count = min(total, -(-count // parts) * parts)  # rounded up to a multiple of parts
+    bounds = [total * i // count for i in range(count + 1)]  # sizes differ by at most one
+    return list(zip(bounds[:-1], bounds[1:]))

@@ -1,21 +1,20 @@
 """``im2col``: pack the column matrix, then one GEMM per image and group.
 
-With ``spec.workspace_limit`` the column matrix is built and multiplied in chunks (groups of images,
-and bands of output rows within an image) whose columns, GEMM product and input band together fit
-the limit; a chunk is at least one output row of one image.
-A band of output rows is computed from the band of input rows it reads, as a convolution of its
-own (its padding is the part of the original padding it touches), so the packing kernels need no
-change.
+The work is cut into blocks (groups of images, or bands of output rows of one image) whose column
+matrix fits the backend's ``block_bytes`` and, when given, ``spec.workspace_limit`` shared among the
+blocks that run at once. Each block is packed, multiplied straight into its part of the output and
+given its bias while still in cache; the backend runs the blocks on its workers (on the CPU each
+block's whole pipeline stays on one core). A backend with ``block_bytes=None`` (the GPU) and no
+limit runs the whole problem as one block.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ..registry import Strategy
 from ..spec import ConvSpec
-from ._common import add_bias
+from ._common import add_bias, split
 
 
 def _gemm(backend: Any, x: Any, w: Any, spec: ConvSpec) -> Any:
@@ -28,34 +27,48 @@ def _gemm(backend: Any, x: Any, w: Any, spec: ConvSpec) -> Any:
     return y.reshape(spec.n, spec.k, spec.oh * spec.ow)  # -> (N, K, OH·OW), no copy
 
 
-def _band(x: Any, spec: ConvSpec, o0: int, o1: int) -> tuple[Any, ConvSpec]:
-    """Input rows and spec of output rows [o0, o1) as a convolution of their own."""
-    r0 = o0 * spec.sh - spec.pt  # first padded-input row read, in input coordinates
-    r1 = (o1 - 1) * spec.sh - spec.pt + spec.ekh  # one past the last
-    lo, hi = max(r0, 0), min(r1, spec.h)
-    sub = dataclasses.replace(spec, h=hi - lo, pt=lo - r0, pb=r1 - hi)
-    return x[:, :, lo:hi], sub  # (N, C, rows, W)
+def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int) -> list[tuple[int, int, int, int]]:
+    """Blocks ``(n0, n1, o0, o1)`` of images and output rows; one block when nothing asks to cut.
+
+    ``budget`` bounds a block's bytes: its columns, its GEMM product and the input rows its band
+    reads; at least ``workers`` blocks where the work allows.
+    """
+    limit = spec.workspace_limit
+    if limit is not None:  # the limit is shared by the blocks in flight, less the kernel's halo of input rows
+        share = max(1, (limit - spec.c * spec.ekh * spec.w * itemsize) // workers)
+        budget = share if budget is None else min(budget, share)
+    if budget is None:
+        return [(0, spec.n, 0, spec.oh)]
+    row_bytes = ((spec.c * spec.kh * spec.kw + spec.k) * spec.ow + spec.c * spec.sh * spec.w) * itemsize
+    image_bytes = spec.oh * row_bytes
+    if image_bytes <= budget and (spec.n >= workers or limit is not None):  # whole images per block
+        return [(n0, n1, 0, spec.oh) for n0, n1 in split(spec.n, image_bytes, budget, workers)]
+    return [(n, n + 1, o0, o1) for n in range(spec.n) for o0, o1 in split(spec.oh, row_bytes, budget, workers)]
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    limit = spec.workspace_limit
-    itemsize = x.dtype.itemsize
-    # bytes per output row of one image: its columns, its GEMM product and the input rows its band adds
-    row_bytes = ((spec.c * spec.kh * spec.kw + spec.k) * spec.ow + spec.c * spec.sh * spec.w) * itemsize
-    if limit is None or spec.n * spec.oh * row_bytes <= limit:
+    blocks = plan(spec, backend.block_bytes, backend.workers(), x.dtype.itemsize)
+    if blocks == [(0, spec.n, 0, spec.oh)]:
         return add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b)
     xp = backend.xp
+    x = xp.ascontiguousarray(x)  # once, not per block
+    g, crs = spec.groups, spec.cg * spec.kh * spec.kw
+    wm = w.reshape(g, spec.kg, crs)  # (K, C/G, R, S) -> (G, K/G, C/G·R·S)
+    bias = None if b is None else b.reshape(g, spec.kg, 1)  # (K,) -> (G, K/G, 1)
     y = xp.empty(spec.out_shape, dtype=x.dtype)
-    budget = limit - spec.c * spec.ekh * spec.w * itemsize  # less the kernel's halo of input rows
-    images = max(1, budget // (spec.oh * row_bytes))  # whole images per chunk
-    rows = spec.oh if images > 1 else max(1, budget // row_bytes)  # else bands of rows of one image
-    for n0 in range(0, spec.n, images):
-        n1 = min(spec.n, n0 + images)
-        for o0 in range(0, spec.oh, rows):
-            o1 = min(spec.oh, o0 + rows)
-            xb, sub = _band(x[n0:n1], dataclasses.replace(spec, n=n1 - n0), o0, o1)
-            y[n0:n1, :, o0:o1] = _gemm(backend, xb, w, sub).reshape(n1 - n0, spec.k, o1 - o0, spec.ow)
-    return add_bias(y, b)
+
+    def block(part: tuple[int, int, int, int]) -> None:
+        n0, n1, o0, o1 = part
+        cols = backend.im2col_part(x, spec, n0, n1, o0, o1)  # (NB, C·R·S, OB·OW)
+        cols = cols.reshape(n1 - n0, g, crs, (o1 - o0) * spec.ow)  # -> (NB, G, C/G·R·S, OB·OW)
+        # (NB, K, OB, OW) band of y -> (NB, G, K/G, OB·OW): rows of a band are adjacent, so this is a view
+        yv = y[n0:n1, :, o0:o1].reshape(n1 - n0, g, spec.kg, (o1 - o0) * spec.ow)
+        backend.matmul(wm, cols, out=yv)  # (G, K/G, C/G·R·S) @ (NB, G, C/G·R·S, OB·OW) -> (NB, G, K/G, OB·OW)
+        if bias is not None:
+            yv += bias
+
+    backend.run_blocks(block, blocks)
+    return y
 
 
 STRATEGY = Strategy(

@@ -3,6 +3,10 @@
 Input tiles are transformed by the backend kernel, multiplied by the cached
 filter transform in one batched GEMM over the T² tile positions, and
 transformed back by the backend kernel (which also crops and adds the bias).
+The tiles are cut into blocks of tile rows (see :func:`plan`) that the
+backend runs on its workers, so that on the CPU a block's transformed tiles
+and product stay in one core's cache between the three steps; a GPU backend
+(``block_bytes=None``) runs all tiles as one block.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 
 from ..registry import Strategy
 from ..spec import ConvSpec
+from ._common import split
 from .filter_cache import FilterCache
 from .winograd_transforms import TRANSFORMS
 
@@ -37,16 +42,57 @@ def _filter_transform(backend: Any, w: Any, spec: ConvSpec, m: int) -> Any:
     return FILTER_CACHE.get(backend, w, ("winograd", m), lambda w_: backend.winograd_filter(w_, spec, g, m))
 
 
+def plan(spec: ConvSpec, m: int, budget: int | None, workers: int, itemsize: int) -> list[tuple[int, int, int, int]]:
+    """Blocks ``(r0, r1, k0, k1)``: tile rows ``r0:r1`` of the N·th rows, output channels ``k0:k1``.
+
+    Every block multiplies by the filter transform U (T²·K·C/G floats). Where U outweighs all the
+    transformed tiles and their product (deep layers on small images: 37.7 MB against 3.5 MB at
+    512 channels, 7², N=8), the workers split the output channels, so each reads its slice of U
+    once, and each transforms the (few) input tiles itself. Otherwise blocks are bands of tile rows
+    whose transformed tiles and product (T²·(C + K) floats per tile) fit ``budget``, a multiple of
+    ``workers`` of them.
+    """
+    th, tw = -(-spec.oh // m), -(-spec.ow // m)
+    rows = spec.n * th
+    if budget is None:
+        return [(0, rows, 0, spec.k)]
+    t2 = (m + 2) ** 2
+    row_bytes = t2 * (spec.c + spec.k) * tw * itemsize
+    u_bytes = t2 * spec.k * spec.cg * itemsize
+    if workers > 1 and spec.groups == 1 and u_bytes >= rows * row_bytes and u_bytes + rows * row_bytes > budget // 16:
+        chunk = -(-spec.k // (workers * 16)) * 16  # channel slices in multiples of 16 (whole SIMD rows)
+        return [(0, rows, k0, min(spec.k, k0 + chunk)) for k0 in range(0, spec.k, chunk)]
+    return [(r0, r1, 0, spec.k) for r0, r1 in split(rows, row_bytes, budget, workers)]
+
+
 def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     t = m + 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
-    p = spec.n * th * tw
-    u = _filter_transform(backend, w, spec, m)
-    v = backend.winograd_input(x, spec, m, th, tw)  # (T, T, C, P), P = N·th·tw
-    v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
-    mt = backend.matmul(u, v, scratch=True)  # (T², G, K/G, C/G) @ (T², G, C/G, P) -> (T², G, K/G, P)
-    mt = mt.reshape(t, t, spec.k, p)  # -> (T, T, K, P)
-    return backend.winograd_output(mt, b, spec, m, th, tw)
+    u = _filter_transform(backend, w, spec, m)  # (T², G, K/G, C/G)
+    blocks = plan(spec, m, backend.block_bytes, backend.workers(), x.dtype.itemsize)
+    if len(blocks) == 1:
+        p = spec.n * th * tw
+        v = backend.winograd_input(x, spec, m, th, tw)  # (T, T, C, P), P = N·th·tw
+        v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
+        mt = backend.matmul(u, v, scratch=True)  # (T², G, K/G, C/G) @ (T², G, C/G, P) -> (T², G, K/G, P)
+        mt = mt.reshape(t, t, spec.k, p)  # -> (T, T, K, P)
+        return backend.winograd_output(mt, b, spec, m, th, tw)
+    xp = backend.xp
+    x = xp.ascontiguousarray(x)  # once, not per block
+    out = xp.empty(spec.out_shape, dtype=x.dtype)
+
+    def block(part: tuple[int, int, int, int]) -> None:
+        r0, r1, k0, k1 = part
+        p = (r1 - r0) * tw
+        v = backend.winograd_input_rows(x, spec, m, th, tw, r0, r1)  # (T, T, C, P), P = (r1-r0)·tw
+        v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
+        uk = u if (k0, k1) == (0, spec.k) else u[:, :, k0:k1]  # (T², G, KB/G, C/G); KB < K only when G = 1
+        mt = backend.matmul(uk, v, scratch=True)  # (T², G, KB/G, C/G) @ (T², G, C/G, P) -> (T², G, KB/G, P)
+        mt = mt.reshape(t, t, k1 - k0, p)  # -> (T, T, KB, P)
+        backend.winograd_output_rows(mt, b, out, spec, m, th, tw, r0, k0)
+
+    backend.run_blocks(block, blocks)
+    return out
 
 
 def run_f4(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:

@@ -1,0 +1,152 @@
+"""The blocked pipelines: block plans, the worker pool, and results with blocks forced small."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+import pytest
+from helpers import configs, record, scaled_error, tolerance
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
+
+import gemmconv
+from gemmconv.backends import _threads, get_backend
+from gemmconv.spec import ConvSpec
+from gemmconv.strategies import im2col, winograd
+from gemmconv.strategies._common import split
+from gemmconv.validate import validate
+
+NUMPY = get_backend(np.zeros(1))
+BLOCKED = ["im2col", "winograd", "winograd_f2", "auto"]
+
+
+@contextlib.contextmanager
+def blocks_of(nbytes: int | None, threads: int):
+    """The NumPy backend with ``nbytes`` per block and ``threads`` BLAS threads (= workers)."""
+    saved = NUMPY.block_bytes
+    NUMPY.block_bytes = nbytes
+    try:
+        with threadpool_limits(threads, user_api="blas"):
+            yield
+    finally:
+        NUMPY.block_bytes = saved
+
+
+def _spec(x_shape, w_shape, **args) -> ConvSpec:
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    defaults = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros")
+    return validate(x, w, None, **{**defaults, **args})[4]
+
+
+@settings(max_examples=300)
+@given(cfg=configs(), strategy=st.sampled_from(BLOCKED), nbytes=st.sampled_from([1, 700, 4096, 50_000]),
+       threads=st.sampled_from([1, 2, 3]))
+def test_small_blocks_match_torch(cfg, strategy, nbytes, threads):
+    x, w, b, args = cfg
+    with blocks_of(nbytes, threads):
+        try:
+            y = gemmconv.conv2d(x, w, b, strategy=strategy, **args)
+        except gemmconv.StrategyNotSupportedError:
+            return
+        except ValueError:  # a configuration torch refuses too (checked in test_properties)
+            return
+    chosen = gemmconv.choose_strategy(x, w, b, **args) if strategy == "auto" else strategy
+    err = scaled_error(y, x, w, b, **args)
+    record(strategy, str(x.dtype), err)
+    assert err <= tolerance(strategy, chosen, str(x.dtype))
+
+
+@pytest.mark.parametrize("strategy", ["im2col", "winograd", "winograd_f2"])
+@pytest.mark.parametrize("n, c, hw, k", [(1, 64, 56, 64), (3, 32, 23, 48), (2, 256, 7, 256)])
+def test_real_sized_blocks_match_unblocked(strategy, n, c, hw, k):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    w = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    with blocks_of(None, 1):
+        whole = gemmconv.conv2d(x, w, b, padding=1, strategy=strategy)
+    for nbytes in (64 * 1024, NUMPY.block_bytes):
+        with blocks_of(nbytes, 2):
+            np.testing.assert_allclose(gemmconv.conv2d(x, w, b, padding=1, strategy=strategy), whole,
+                                       rtol=2e-5, atol=2e-5)
+
+
+@given(total=st.integers(1, 500), unit=st.integers(1, 10_000), budget=st.integers(1, 10**6),
+       parts=st.integers(1, 8))
+def test_split_covers_the_range_in_near_equal_parts(total, unit, budget, parts):
+    ranges = split(total, unit, budget, parts)
+    assert ranges[0][0] == 0 and ranges[-1][1] == total
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    sizes = [hi - lo for lo, hi in ranges]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+    if len(ranges) > 1:
+        assert total * unit > budget // 16
+        assert max(sizes) == 1 or max(sizes) * unit <= budget
+        assert len(ranges) % parts == 0 or len(ranges) == total
+
+
+def test_im2col_plan():
+    spec = _spec((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    # a 56² image's columns are 7.2 MB: bands of rows, a multiple of 2 per image, each under 1 MiB
+    blocks = im2col.plan(spec, 1 << 20, 2, 4)
+    assert {(n0, n1) for n0, n1, _, _ in blocks} == {(n, n + 1) for n in range(8)}
+    per_image = [b for b in blocks if b[0] == 0]
+    assert len(per_image) % 2 == 0 and per_image[0][2] == 0 and per_image[-1][3] == 56
+    row_bytes = ((64 * 9 + 64) * 56 + 64 * 56) * 4
+    assert all((o1 - o0) * row_bytes <= 1 << 20 for _, _, o0, o1 in blocks)
+    assert im2col.plan(spec, None, 2, 4) == [(0, 8, 0, 56)]  # a GPU: one block
+    small = _spec((2, 8, 10, 10), (8, 8, 3, 3))  # 46 KB of columns, products and input rows
+    assert im2col.plan(small, 1 << 20, 2, 4) == [(0, 2, 0, 8)]  # too little work to hand out
+    # a workspace limit is shared by the workers
+    limited = _spec((8, 64, 56, 56), (64, 64, 3, 3), padding=1, workspace_limit=4 << 20)
+    assert max((o1 - o0) * row_bytes for _, _, o0, o1 in im2col.plan(limited, None, 4, 4)) <= 1 << 20
+
+
+def test_winograd_plan_splits_rows_or_channels():
+    spec = _spec((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    blocks = winograd.plan(spec, 4, 1 << 20, 2, 4)
+    assert all((k0, k1) == (0, 64) for _, _, k0, k1 in blocks)
+    assert blocks[0][0] == 0 and blocks[-1][1] == 8 * 14 and len(blocks) % 2 == 0
+    # 512 channels at 7²: the filter transform (37.7 MB) outweighs the tiles, the workers split K
+    deep = _spec((8, 512, 7, 7), (512, 512, 3, 3), padding=1)
+    assert winograd.plan(deep, 4, 1 << 20, 2, 4) == [(0, 16, 0, 256), (0, 16, 256, 512)]
+    assert winograd.plan(deep, 4, None, 2, 4) == [(0, 16, 0, 512)]
+
+
+def test_run_blocks_uses_pinned_worker_threads_and_restores_blas():
+    seen = []
+    lock = threading.Lock()
+
+    def fn(item):
+        with lock:
+            seen.append((item, threading.current_thread().name, _threads.in_worker()))
+
+    with threadpool_limits(2, user_api="blas"):
+        _threads.run_blocks(fn, list(range(10)), 2)
+        assert _threads.blas_threads() == 2  # restored after the blocks (they ran with 1)
+    assert sorted(i for i, _, _ in seen) == list(range(10))
+    assert all(name.startswith("gemmconv") and worker for _, name, worker in seen)
+    assert not _threads.in_worker()
+
+
+def test_run_blocks_runs_here_with_one_worker_and_raises_errors():
+    names = []
+    _threads.run_blocks(lambda i: names.append(threading.current_thread().name), [1, 2], 1)
+    assert names == [threading.current_thread().name] * 2
+
+    def boom(i):
+        if i == 3:
+            raise RuntimeError("block 3 failed")
+
+    with pytest.raises(RuntimeError, match="block 3 failed"):
+        _threads.run_blocks(boom, list(range(6)), 2)
+
+
+def test_blas_is_single_threaded_inside_blocks():
+    counts = []
+    with threadpool_limits(2, user_api="blas"):
+        _threads.run_blocks(lambda i: counts.append(_threads.blas_threads()), [0, 1, 2], 2)
+    assert counts == [1, 1, 1]
