@@ -162,9 +162,9 @@ def winograd_input(x, v, m, th, tw, pt, pl, r0):  # pragma: no cover - compiled
 
     T = m + 2; tile row g (of N·th) is row g % th of image g // th.
 
-    One row of tiles at a time: its T input rows are copied (zero-padded) into a strip, the tiles
-    are gathered into a (T, T, tw) block, and both 1-D transforms run across the tw tiles, so the
-    innermost loops are long, independent and vectorised, and the stores to ``v`` are contiguous.
+    Per channel and row of tiles: the T input rows are copied (zero-padded) into a strip; B^T runs
+    down the strip's columns (contiguous rows, vectorised over the whole width), then B across
+    each tile's T columns, writing one contiguous run of tw tiles to each of the T² rows of ``v``.
     """
     _, c_, h_, w_ = x.shape
     t = m + 2
@@ -173,7 +173,7 @@ def winograd_input(x, v, m, th, tw, pt, pl, r0):  # pragma: no cover - compiled
     q_lo, q_hi = min(pl, width), min(pl + w_, width)  # strip columns that hold input pixels
     for c in prange(c_):
         strip = np.zeros((t, width), dtype=x.dtype)
-        d = np.empty((t, t, tw), dtype=x.dtype)
+        cs = np.empty((t, width), dtype=x.dtype)  # B^T strip
         for gb in range(rb):
             n = (r0 + gb) // th
             i = (r0 + gb) % th
@@ -189,36 +189,29 @@ def winograd_input(x, v, m, th, tw, pt, pl, r0):  # pragma: no cover - compiled
                 else:
                     for q in range(q_hi - q_lo):
                         dst[q] = 0
-            for a in range(t):
-                for e in range(t):
-                    src = strip[a, e:]
-                    blk = d[a, e]
-                    if m == 4:
-                        for j in range(tw):
-                            blk[j] = src[j * 4]
-                    else:
-                        for j in range(tw):
-                            blk[j] = src[j * 2]
             if m == 4:
-                for e in range(6):  # columns: B^T d
-                    for j in range(tw):
-                        d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j], d[4, e, j], d[5, e, j] = _bt4(
-                            d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j], d[4, e, j], d[5, e, j])
-                for a in range(6):  # rows: (B^T d) B
+                s0, s1, s2, s3, s4, s5 = strip[0], strip[1], strip[2], strip[3], strip[4], strip[5]
+                c0, c1, c2, c3, c4, c5 = cs[0], cs[1], cs[2], cs[3], cs[4], cs[5]
+                for q in range(width):  # columns: B^T d
+                    c0[q], c1[q], c2[q], c3[q], c4[q], c5[q] = _bt4(s0[q], s1[q], s2[q], s3[q], s4[q], s5[q])
+                for a in range(6):  # rows: (B^T d) B, one tile per 4 columns
+                    src = cs[a]
                     v0, v1, v2 = v[a, 0, c, p0:], v[a, 1, c, p0:], v[a, 2, c, p0:]
                     v3, v4, v5 = v[a, 3, c, p0:], v[a, 4, c, p0:], v[a, 5, c, p0:]
                     for j in range(tw):
-                        v0[j], v1[j], v2[j], v3[j], v4[j], v5[j] = _bt4(
-                            d[a, 0, j], d[a, 1, j], d[a, 2, j], d[a, 3, j], d[a, 4, j], d[a, 5, j])
+                        e = src[j * 4:]
+                        v0[j], v1[j], v2[j], v3[j], v4[j], v5[j] = _bt4(e[0], e[1], e[2], e[3], e[4], e[5])
             else:
-                for e in range(4):
-                    for j in range(tw):
-                        d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j] = _bt2(
-                            d[0, e, j], d[1, e, j], d[2, e, j], d[3, e, j])
+                s0, s1, s2, s3 = strip[0], strip[1], strip[2], strip[3]
+                c0, c1, c2, c3 = cs[0], cs[1], cs[2], cs[3]
+                for q in range(width):
+                    c0[q], c1[q], c2[q], c3[q] = _bt2(s0[q], s1[q], s2[q], s3[q])
                 for a in range(4):
+                    src = cs[a]
                     v0, v1, v2, v3 = v[a, 0, c, p0:], v[a, 1, c, p0:], v[a, 2, c, p0:], v[a, 3, c, p0:]
                     for j in range(tw):
-                        v0[j], v1[j], v2[j], v3[j] = _bt2(d[a, 0, j], d[a, 1, j], d[a, 2, j], d[a, 3, j])
+                        e = src[j * 2:]
+                        v0[j], v1[j], v2[j], v3[j] = _bt2(e[0], e[1], e[2], e[3])
 
 
 def winograd_output(mt, out, b, m, th, tw, r0, k0):  # pragma: no cover - compiled
@@ -226,50 +219,53 @@ def winograd_output(mt, out, b, m, th, tw, r0, k0):  # pragma: no cover - compil
 
     ``mt`` holds output channels k0..k0+KB of tile rows r0..r0+RB (row g is row g % th of image g // th).
 
-    One row of tiles at a time, as in :func:`winograd_input`: contiguous loads of a (T, T, tw) block,
-    both 1-D transforms across the tw tiles, then the rows written out.
+    Per channel: A^T runs down the tiles (T contiguous rows of ``mt``, vectorised over all RB·tw
+    tiles of the block), then A across each tile, a row of tiles at a time, into a row buffer
+    that is cropped into ``out``.
     """
     _, _, oh, ow = out.shape
     t = m + 2
     kb = mt.shape[2]
-    rb = mt.shape[3] // tw
+    p_ = mt.shape[3]
     for k in prange(kb):
         bias = b[k0 + k]
-        blk = np.empty((t, t, tw), dtype=out.dtype)
+        am = np.empty((m, t, p_), dtype=out.dtype)  # A^T M
         row = np.empty((m, tw * m), dtype=out.dtype)
-        for gb in range(rb):
+        for e in range(t):  # columns: A^T M, over every tile of the block
+            if m == 4:
+                s0, s1, s2, s3, s4, s5 = mt[0, e, k], mt[1, e, k], mt[2, e, k], mt[3, e, k], mt[4, e, k], mt[5, e, k]
+                a0, a1, a2, a3 = am[0, e], am[1, e], am[2, e], am[3, e]
+                for p in range(p_):
+                    a0[p], a1[p], a2[p], a3[p] = _at4(s0[p], s1[p], s2[p], s3[p], s4[p], s5[p])
+            else:
+                s0, s1, s2, s3 = mt[0, e, k], mt[1, e, k], mt[2, e, k], mt[3, e, k]
+                a0, a1 = am[0, e], am[1, e]
+                for p in range(p_):
+                    a0[p], a1[p] = _at2(s0[p], s1[p], s2[p], s3[p])
+        for gb in range(p_ // tw):
             n = (r0 + gb) // th
             i = (r0 + gb) % th
             p0 = gb * tw
-            for a in range(t):
-                for e in range(t):
-                    src = mt[a, e, k, p0:]
-                    dst = blk[a, e]
+            for a in range(m):  # rows: (A^T M) A
+                dst = row[a]
+                if m == 4:
+                    e0, e1, e2 = am[a, 0, p0:], am[a, 1, p0:], am[a, 2, p0:]
+                    e3, e4, e5 = am[a, 3, p0:], am[a, 4, p0:], am[a, 5, p0:]
                     for j in range(tw):
-                        dst[j] = src[j]
-            if m == 4:
-                for e in range(6):  # columns: A^T M
+                        y0, y1, y2, y3 = _at4(e0[j], e1[j], e2[j], e3[j], e4[j], e5[j])
+                        o = dst[j * 4:]
+                        o[0], o[1], o[2], o[3] = y0 + bias, y1 + bias, y2 + bias, y3 + bias
+                else:
+                    e0, e1, e2, e3 = am[a, 0, p0:], am[a, 1, p0:], am[a, 2, p0:], am[a, 3, p0:]
                     for j in range(tw):
-                        blk[0, e, j], blk[1, e, j], blk[2, e, j], blk[3, e, j] = _at4(
-                            blk[0, e, j], blk[1, e, j], blk[2, e, j], blk[3, e, j], blk[4, e, j], blk[5, e, j])
-                for a in range(4):  # rows: (A^T M) A
-                    for j in range(tw):
-                        r = _at4(blk[a, 0, j], blk[a, 1, j], blk[a, 2, j], blk[a, 3, j], blk[a, 4, j], blk[a, 5, j])
-                        for e in range(4):
-                            row[a, j * 4 + e] = r[e] + bias
-            else:
-                for e in range(4):
-                    for j in range(tw):
-                        blk[0, e, j], blk[1, e, j] = _at2(blk[0, e, j], blk[1, e, j], blk[2, e, j], blk[3, e, j])
-                for a in range(2):
-                    for j in range(tw):
-                        r = _at2(blk[a, 0, j], blk[a, 1, j], blk[a, 2, j], blk[a, 3, j])
-                        row[a, j * 2] = r[0] + bias
-                        row[a, j * 2 + 1] = r[1] + bias
+                        y0, y1 = _at2(e0[j], e1[j], e2[j], e3[j])
+                        o = dst[j * 2:]
+                        o[0], o[1] = y0 + bias, y1 + bias
             for a in range(min(m, oh - i * m)):  # cropped at the border
                 dst = out[n, k0 + k, i * m + a]
+                src = row[a]
                 for q in range(ow):
-                    dst[q] = row[a, q]
+                    dst[q] = src[q]
 
 
 def _variant(fn, suffix, **opts):

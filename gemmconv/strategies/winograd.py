@@ -48,7 +48,7 @@ def plan(spec: ConvSpec, m: int, budget: int | None, workers: int, itemsize: int
     Every block multiplies by the filter transform U (T²·K·C/G floats). Where U outweighs all the
     transformed tiles and their product (deep layers on small images: 37.7 MB against 3.5 MB at
     512 channels, 7², N=8), the workers split the output channels, so each reads its slice of U
-    once, and each transforms the (few) input tiles itself. Otherwise blocks are bands of tile rows
+    once, after the (few) input tiles are transformed for all of them. Otherwise blocks are bands of tile rows
     whose transformed tiles and product (T²·(C + K) floats per tile) fit ``budget``, a multiple of
     ``workers`` of them.
     """
@@ -81,10 +81,15 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     x = xp.ascontiguousarray(x)  # once, not per block
     out = xp.empty(spec.out_shape, dtype=x.dtype)
 
+    # blocks of output channels share all the tile rows: transform the input once, before them
+    shared = None
+    if all((r0, r1) == (0, spec.n * th) for r0, r1, _, _ in blocks):
+        shared = backend.winograd_input(x, spec, m, th, tw)  # (T, T, C, P), P = N·th·tw
+
     def block(part: tuple[int, int, int, int]) -> None:
         r0, r1, k0, k1 = part
         p = (r1 - r0) * tw
-        v = backend.winograd_input_rows(x, spec, m, th, tw, r0, r1)  # (T, T, C, P), P = (r1-r0)·tw
+        v = shared if shared is not None else backend.winograd_input_rows(x, spec, m, th, tw, r0, r1)  # (T, T, C, P)
         v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
         uk = u if (k0, k1) == (0, spec.k) else u[:, :, k0:k1]  # (T², G, KB/G, C/G); KB < K only when G = 1
         mt = backend.matmul(uk, v, scratch=True)  # (T², G, KB/G, C/G) @ (T², G, C/G, P) -> (T², G, KB/G, P)
