@@ -20,19 +20,32 @@ from gemmconv.strategies._common import split
 from gemmconv.validate import validate
 
 NUMPY = get_backend(np.zeros(1))
-BLOCKED = ["im2col", "winograd", "winograd_f2", "auto"]
+BLOCKED = ["im2col", "winograd", "winograd_f2", "1x1", "auto"]
 
 
 @contextlib.contextmanager
 def blocks_of(nbytes: int | None, threads: int):
-    """The NumPy backend with ``nbytes`` per block and ``threads`` BLAS threads (= workers)."""
-    saved = NUMPY.block_bytes
-    NUMPY.block_bytes = nbytes
+    """The NumPy backend with ``nbytes`` per block, for any size of work, and ``threads`` BLAS threads (= workers)."""
+    saved = NUMPY.block_bytes, NUMPY.min_block_flops
+    NUMPY.block_bytes, NUMPY.min_block_flops = nbytes, 0
     try:
         with threadpool_limits(threads, user_api="blas"):
             yield
     finally:
-        NUMPY.block_bytes = saved
+        NUMPY.block_bytes, NUMPY.min_block_flops = saved
+
+
+def test_small_convolutions_run_as_one_block():
+    x, w = np.ones((1, 64, 28, 28), np.float32), np.ones((128, 64, 1, 1), np.float32)  # 12.8 MFLOP
+    calls = []
+    run_blocks = NUMPY.run_blocks
+    NUMPY.run_blocks = lambda fn, items: (calls.append(len(items)), run_blocks(fn, items))
+    try:
+        gemmconv.conv2d(x, w, strategy="1x1")
+        gemmconv.conv2d(np.ones((8, 64, 28, 28), np.float32), w, strategy="1x1")  # 103 MFLOP
+    finally:
+        del NUMPY.run_blocks
+    assert len(calls) == 1 and calls[0] >= 2  # only the 103 MFLOP one was cut into blocks
 
 
 def _spec(x_shape, w_shape, **args) -> ConvSpec:

@@ -122,6 +122,8 @@ class Backend(ABC):
     #: block's pack/transform, GEMM and unpack run in one core's cache; ``None``: one block, the
     #: whole problem (a GPU needs all the parallelism at once)
     block_bytes: int | None = None
+    #: convolutions of fewer flops than this run as one block
+    min_block_flops: int = 0
 
     def workers(self) -> int:
         """How many blocks :meth:`run_blocks` runs at once."""

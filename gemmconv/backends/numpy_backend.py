@@ -55,6 +55,9 @@ class NumpyBackend(Backend):
     #: per block: 1.5x one core's L2 on the development machine (2 MiB; its L3 is 32 MiB), between the best
     #: two of 0.5-8 MiB measured on ResNet-18's layers (benchmarks/CPU_NOTES.md)
     block_bytes: int | None = 3 << 20
+    #: waking the workers costs ~75 µs: a 1x1 layer of 13 MFLOP (64 -> 128 channels at 28²) took
+    #: 0.22 ms as one block and 0.49 ms in blocks; from ~100 MFLOP on, blocks win
+    min_block_flops: int = 32_000_000
 
     def __init__(self) -> None:
         self._local = threading.local()

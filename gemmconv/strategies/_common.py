@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..spec import ConvSpec
+
 
 def add_bias(y: Any, b: Any | None) -> Any:
     """Add the per-channel bias to a freshly computed ``y`` (N, K, OH, OW) in place."""
@@ -24,3 +26,10 @@ def split(total: int, unit_bytes: int, budget: int, parts: int) -> list[tuple[in
     count = min(total, -(-count // parts) * parts)  # rounded up to a multiple of parts
     bounds = [total * i // count for i in range(count + 1)]  # sizes differ by at most one
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+def block_budget(backend: Any, spec: ConvSpec) -> int | None:
+    """Bytes per block for ``spec`` on ``backend``: its ``block_bytes``, or ``None`` (one block) for a
+    convolution of fewer than ``backend.min_block_flops``, where handing blocks to workers costs more
+    than it saves."""
+    return None if spec.flops < backend.min_block_flops else backend.block_bytes

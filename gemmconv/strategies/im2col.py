@@ -10,11 +10,12 @@ limit runs the whole problem as one block.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..registry import Strategy
 from ..spec import ConvSpec
-from ._common import add_bias, split
+from ._common import add_bias, block_budget, split
 
 
 def _gemm(backend: Any, x: Any, w: Any, spec: ConvSpec) -> Any:
@@ -46,20 +47,19 @@ def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int) -> lis
     return [(n, n + 1, o0, o1) for n in range(spec.n) for o0, o1 in split(spec.oh, row_bytes, budget, workers)]
 
 
-def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    blocks = plan(spec, backend.block_bytes, backend.workers(), x.dtype.itemsize)
-    if blocks == [(0, spec.n, 0, spec.oh)]:
-        return add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b)
-    xp = backend.xp
-    x = xp.ascontiguousarray(x)  # once, not per block
+def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: list[tuple[int, int, int, int]],
+                columns: Callable[[int, int, int, int], Any]) -> Any:
+    """The convolution block by block: ``columns(n0, n1, o0, o1)`` gives a block's column matrices
+    (NB, C·R·S, OB·OW), each multiplied straight into its band of the output, plus the bias, on
+    the backend's workers (shared with the ``1x1`` strategy, whose columns are the input itself)."""
     g, crs = spec.groups, spec.cg * spec.kh * spec.kw
     wm = w.reshape(g, spec.kg, crs)  # (K, C/G, R, S) -> (G, K/G, C/G·R·S)
     bias = None if b is None else b.reshape(g, spec.kg, 1)  # (K,) -> (G, K/G, 1)
-    y = xp.empty(spec.out_shape, dtype=x.dtype)
+    y = backend.xp.empty(spec.out_shape, dtype=x.dtype)
 
     def block(part: tuple[int, int, int, int]) -> None:
         n0, n1, o0, o1 = part
-        cols = backend.im2col_part(x, spec, n0, n1, o0, o1)  # (NB, C·R·S, OB·OW)
+        cols = columns(n0, n1, o0, o1)  # (NB, C·R·S, OB·OW)
         cols = cols.reshape(n1 - n0, g, crs, (o1 - o0) * spec.ow)  # -> (NB, G, C/G·R·S, OB·OW)
         # (NB, K, OB, OW) band of y -> (NB, G, K/G, OB·OW): rows of a band are adjacent, so this is a view
         yv = y[n0:n1, :, o0:o1].reshape(n1 - n0, g, spec.kg, (o1 - o0) * spec.ow)
@@ -69,6 +69,14 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
 
     backend.run_blocks(block, blocks)
     return y
+
+
+def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
+    blocks = plan(spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
+    if blocks == [(0, spec.n, 0, spec.oh)]:
+        return add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b)
+    x = backend.xp.ascontiguousarray(x)  # once, not per block
+    return gemm_blocks(backend, x, w, b, spec, blocks, lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1))
 
 
 STRATEGY = Strategy(

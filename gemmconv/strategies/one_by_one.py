@@ -1,12 +1,18 @@
-"""``1x1``: a 1×1 convolution is a matmul over channels; stride by slicing, no column matrix."""
+"""``1x1``: a 1×1 convolution is a matmul over channels; no column matrix.
+
+Run in blocks of images or output rows like ``im2col`` (its :func:`~gemmconv.strategies.im2col.gemm_blocks`),
+whose columns are views of the input itself, or for a stride the strided pixels gathered per block.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..registry import Strategy
 from ..spec import ConvSpec
-from ._common import add_bias
+from . import im2col
+from ._common import add_bias, block_budget
 
 
 def supports(spec: ConvSpec) -> str | None:
@@ -16,12 +22,24 @@ def supports(spec: ConvSpec) -> str | None:
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    if (spec.sh, spec.sw) != (1, 1):
-        x = x[:, :, : spec.oh * spec.sh : spec.sh, : spec.ow * spec.sw : spec.sw]  # -> (N, C, OH, OW)
-    xs = x.reshape(spec.n, spec.groups, spec.cg, spec.oh * spec.ow)  # (N, C, OH, OW) -> (N, G, C/G, OH·OW)
-    wm = w.reshape(spec.groups, spec.kg, spec.cg)  # (K, C/G, 1, 1) -> (G, K/G, C/G)
-    y = backend.matmul(wm, xs)  # (G, K/G, C/G) @ (N, G, C/G, OH·OW) -> (N, G, K/G, OH·OW)
-    return add_bias(y.reshape(spec.out_shape), b)  # -> (N, K, OH, OW)
+    strided = (spec.sh, spec.sw) != (1, 1)
+    # unstrided, the columns are views of x: no workspace, so no limit to cut the blocks by
+    plan_spec = spec if strided else dataclasses.replace(spec, workspace_limit=None)
+    blocks = im2col.plan(plan_spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
+    if blocks == [(0, spec.n, 0, spec.oh)]:
+        if strided:
+            x = x[:, :, : spec.oh * spec.sh : spec.sh, : spec.ow * spec.sw : spec.sw]  # -> (N, C, OH, OW)
+        xs = x.reshape(spec.n, spec.groups, spec.cg, spec.oh * spec.ow)  # (N, C, OH, OW) -> (N, G, C/G, OH·OW)
+        wm = w.reshape(spec.groups, spec.kg, spec.cg)  # (K, C/G, 1, 1) -> (G, K/G, C/G)
+        y = backend.matmul(wm, xs)  # (G, K/G, C/G) @ (N, G, C/G, OH·OW) -> (N, G, K/G, OH·OW)
+        return add_bias(y.reshape(spec.out_shape), b)  # -> (N, K, OH, OW)
+    x = backend.xp.ascontiguousarray(x)
+    if strided:  # the strided pixels gathered per block (a 1x1 im2col)
+        return im2col.gemm_blocks(backend, x, w, b, spec, blocks,
+                                  lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1))
+    # (NB, C, OB, W) rows of x -> (NB, C, OB·W): a view, as the rows of a band are adjacent
+    return im2col.gemm_blocks(backend, x, w, b, spec, blocks,
+                              lambda n0, n1, o0, o1: x[n0:n1, :, o0:o1].reshape(n1 - n0, spec.c, (o1 - o0) * spec.w))
 
 
 STRATEGY = Strategy(

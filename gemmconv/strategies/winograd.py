@@ -15,7 +15,7 @@ from typing import Any
 
 from ..registry import Strategy
 from ..spec import ConvSpec
-from ._common import split
+from ._common import block_budget, split
 from .filter_cache import FilterCache
 from .winograd_transforms import TRANSFORMS
 
@@ -69,7 +69,7 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     t = m + 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
     u = _filter_transform(backend, w, spec, m)  # (T², G, K/G, C/G)
-    blocks = plan(spec, m, backend.block_bytes, backend.workers(), x.dtype.itemsize)
+    blocks = plan(spec, m, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
     if len(blocks) == 1:
         p = spec.n * th * tw
         v = backend.winograd_input(x, spec, m, th, tw)  # (T, T, C, P), P = N·th·tw
