@@ -39,11 +39,14 @@ def _valid_range(size: int, offset: int, stride: int, count: int) -> tuple[int, 
 def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
     """Fill ``cols`` (NB, C·KH·KW, OB·OW) from ``x`` (N, C, H, W): images n0..n0+NB, output rows o0..o0+OB.
 
-    Padding reads as zero.
+    Padding reads as zero. Where output rows are as wide as input rows at unit strides (3x3 'same'
+    layers), a column row is one contiguous run of the input plane, copied in one loop, whose
+    wrapped-around border columns are then zeroed; otherwise one copy per output row.
     """
     _, c_, h_, w_ = x.shape
     nb, rows, length = cols.shape
     ob = length // ow
+    flat_rows = sh == 1 and sw == 1 and ow == w_
     for nr in prange(nb * rows):
         n = nr // rows
         row = nr % rows
@@ -54,25 +57,67 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
         q_lo, q_hi = _valid_range(w_, iw0, sw, ow)
         dst = cols[n, row]
         plane = x[n0 + n, c]
+        # index from 0 through slices below: numba then drops its negative-index test and vectorises
+        if flat_rows:
+            ih0 = o0 - pt + r * dh  # input row of output row 0 of the block
+            a = min(ob, max(0, -ih0))  # output rows [a, z) read rows inside the image
+            z = max(a, min(ob, h_ - ih0))
+            for i in range(a * ow):
+                dst[i] = 0
+            # dst[o·OW + q] = plane[ih0 + o, q + iw0] for o in [a, z), as one run of the flat plane
+            start = (ih0 + a) * w_ + iw0  # below 0 by at most -iw0, in columns zeroed below
+            run = (z - a) * ow
+            lo = max(0, -start)
+            hi = max(lo, min(run, h_ * w_ - start))  # past the plane's end: columns zeroed below
+            seg = dst[a * ow:]
+            for i in range(lo):
+                seg[i] = 0
+            src = plane.reshape(h_ * w_)[start + lo:]
+            out = seg[lo:]
+            for i in range(hi - lo):
+                out[i] = src[i]
+            for i in range(hi, run):
+                seg[i] = 0
+            for o in range(a, z):  # border columns, which wrapped into the neighbouring rows
+                seg = dst[o * ow:]
+                for q in range(q_lo):
+                    seg[q] = 0
+                for q in range(q_hi, ow):
+                    seg[q] = 0
+            for i in range(z * ow, ob * ow):
+                dst[i] = 0
+            continue
         for o in range(ob):
-            seg = dst[o * ow:(o + 1) * ow]
             ih = (o0 + o) * sh - pt + r * dh
+            seg = dst[o * ow:]
             if ih < 0 or ih >= h_:
-                seg[:] = 0
+                for q in range(ow):
+                    seg[q] = 0
                 continue
-            seg[:q_lo] = 0
+            for q in range(q_lo):
+                seg[q] = 0
             src = plane[ih, q_lo * sw + iw0:]
-            for q in range(q_hi - q_lo):
-                seg[q_lo + q] = src[q * sw]
-            seg[q_hi:] = 0
+            out = seg[q_lo:]
+            if sw == 1:
+                for q in range(q_hi - q_lo):
+                    out[q] = src[q]
+            else:
+                for q in range(q_hi - q_lo):
+                    out[q] = src[q * sw]
+            for q in range(q_hi, ow):
+                seg[q] = 0
 
 
-def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups):  # pragma: no cover - compiled
-    """``out`` (N, K, OH, OW) = conv(x, w) + b by loops over output pixels and taps.
+def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no cover - compiled
+    """Output planes p0..p1 (plane n·K + k) of ``out`` (N, K, OH, OW) = conv(x, w) + b, by loops over
+    output pixels and taps.
 
-    Each output plane (n, k) copies the receptive field of each of its input channels, zero-padded,
-    into a thread-local buffer once, then every tap is a whole-plane loop with no bounds tests
-    (unit-stride and vectorised when the stride is 1).
+    Each output plane copies the receptive field of each of its input channels, zero-padded, into a
+    buffer, then adds the taps over the whole plane with no bounds tests. With unit column stride
+    the plane is computed in the buffer's own row pitch: output (o, q) sits at o·SH·WP + q of a flat
+    accumulator and tap (r, s) reads the flat buffer at that index + r·DH·WP + s·DW, so each tap
+    is one vectorised loop over the whole plane (the WP - OW columns past each row are computed
+    and dropped), three taps of a kernel row at a time, not one short loop per row and tap.
     """
     n_, c_, h_, w_ = x.shape
     k_, cg_, kh, kw = w.shape
@@ -81,44 +126,74 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups):  # pragma: no cover - 
     hp = (oh - 1) * sh + (kh - 1) * dh + 1  # rows and columns of padded input that the outputs read
     wp = (ow - 1) * sw + (kw - 1) * dw + 1
     e_lo, e_hi = min(pl, wp), max(min(pl + w_, wp), min(pl, wp))  # buffer columns backed by input
-    for nk in prange(n_ * k_):
-        n = nk // k_
-        k = nk % k_
-        c0 = (k // kg_) * cg_
-        acc = out[n, k]
-        bias = b[k]
-        for o in range(oh):
-            row_acc = acc[o]
-            for q in range(ow):
-                row_acc[q] = bias
-        buf = np.zeros((hp, wp), dtype=x.dtype)
-        for cg in range(cg_):
-            plane = x[n, c0 + cg]
-            for a in range(hp):
-                ih = a - pt
-                dst = buf[a, e_lo:e_hi]
-                if 0 <= ih < h_:
-                    src = plane[ih, e_lo - pl:]
-                    for e in range(e_hi - e_lo):
-                        dst[e] = src[e]
-                else:
-                    for e in range(e_hi - e_lo):
-                        dst[e] = 0
-            for r in range(kh):
-                for s in range(kw):
-                    wv = w[k, cg, r, s]
-                    col0 = s * dw
-                    for o in range(oh):
+    length = ((oh - 1) * sh + 1) * wp  # flat accumulator: output row o at o·SH·WP (sw == 1)
+    chunk = 8  # planes per buffer allocation
+    for ch in prange((p1 - p0 + chunk - 1) // chunk):
+        # padding columns stay zero: every plane rewrites only the columns backed by input
+        flat = np.zeros(hp * wp + (kw - 1) * dw, dtype=x.dtype)  # the last row's taps read past hp·wp
+        buf = flat[:hp * wp].reshape((hp, wp))
+        acc = np.empty(length if sw == 1 else 0, dtype=x.dtype)
+        for nk in range(p0 + ch * chunk, min(p1, p0 + (ch + 1) * chunk)):
+            n = nk // k_
+            k = nk % k_
+            c0 = (k // kg_) * cg_
+            bias = b[k]
+            plane_out = out[n, k]
+            if sw == 1:
+                for i in range(length):
+                    acc[i] = bias
+            else:
+                for o in range(oh):
+                    row_acc = plane_out[o]
+                    for q in range(ow):
+                        row_acc[q] = bias
+            for cg in range(cg_):
+                plane = x[n, c0 + cg]
+                for a in range(hp):
+                    ih = a - pt
+                    dst = buf[a, e_lo:e_hi]
+                    if 0 <= ih < h_:
+                        src = plane[ih, e_lo - pl:]
+                        for e in range(e_hi - e_lo):
+                            dst[e] = src[e]
+                    else:
+                        for e in range(e_hi - e_lo):
+                            dst[e] = 0
+                wk = w[k, cg]
+                for r in range(kh):
+                    if sw == 1:
                         # index from 0 through slices: numba then knows every index is non-negative,
-                        # drops its negative-index test and the loop vectorises (8x here)
-                        src = buf[o * sh + r * dh, col0:]
-                        dst = acc[o]
-                        if sw == 1:
-                            for q in range(ow):
-                                dst[q] += wv * src[q]
-                        else:
-                            for q in range(ow):
-                                dst[q] += wv * src[q * sw]
+                        # drops its negative-index test and the loops vectorise
+                        row0 = r * dh * wp
+                        s = 0
+                        while s + 3 <= kw:
+                            w0, w1, w2 = wk[r, s], wk[r, s + 1], wk[r, s + 2]
+                            f0 = flat[row0 + s * dw:]
+                            f1 = flat[row0 + (s + 1) * dw:]
+                            f2 = flat[row0 + (s + 2) * dw:]
+                            for i in range(length):
+                                acc[i] += w0 * f0[i] + w1 * f1[i] + w2 * f2[i]
+                            s += 3
+                        while s < kw:
+                            w0 = wk[r, s]
+                            f0 = flat[row0 + s * dw:]
+                            for i in range(length):
+                                acc[i] += w0 * f0[i]
+                            s += 1
+                    else:
+                        for s in range(kw):
+                            wv = wk[r, s]
+                            for o in range(oh):
+                                src = buf[o * sh + r * dh, s * dw:]
+                                dst = plane_out[o]
+                                for q in range(ow):
+                                    dst[q] += wv * src[q * sw]
+            if sw == 1:
+                for o in range(oh):
+                    src = acc[o * sh * wp:]
+                    dst = plane_out[o]
+                    for q in range(ow):
+                        dst[q] = src[q]
 
 
 # Winograd transforms, written out for each tile size: the 1-D transforms below are the rows of
@@ -277,8 +352,8 @@ def _variant(fn, suffix, **opts):
     return njit(**opts, **_OPTS)(copy)
 
 
-#: the kernels, each in two builds: ``PARALLEL[name]`` spreads its outer loop over numba's threads;
-#: ``SERIAL[name]`` runs on the calling thread (inside a worker of the blocked pipelines)
-_KERNELS = (im2col, direct, winograd_input, winograd_output)
-PARALLEL = {fn.__name__: _variant(fn, "", parallel=True) for fn in _KERNELS}
-SERIAL = {fn.__name__: _variant(fn, "_serial") for fn in _KERNELS}
+#: the kernels, built to run on the calling thread (``prange`` is a plain loop there); the NumPy
+#: backend's workers run them in parallel on parts of the work. ``PARALLEL`` holds the one kernel
+#: also built to spread its outer loop over numba's threads.
+SERIAL = {fn.__name__: _variant(fn, "_serial") for fn in (im2col, direct, winograd_input, winograd_output)}
+PARALLEL = {fn.__name__: _variant(fn, "", parallel=True) for fn in (winograd_input,)}

@@ -20,15 +20,18 @@ __all__ = ["NumpyBackend"]
 _LAUNCH = threading.Lock()
 
 
-def _launch(kernel: str, *args: Any) -> None:
+def _launch(kernel: str, *args: Any, parallel: bool = False) -> None:
     """Run compiled kernel ``kernel`` (numba is imported on first use, so ``import gemmconv`` stays cheap).
 
-    Inside a worker of :meth:`NumpyBackend.run_blocks` the single-threaded build runs, else the
-    parallel one.
+    Single-threaded, on the calling thread, unless ``parallel`` (and not inside a worker): parallel
+    work goes through :meth:`NumpyBackend.run_blocks`'s pinned workers, whose wake-up costs ~75 µs;
+    numba's own parallel launch measured slower than one thread on a 0.5 ms kernel (0.61 against
+    0.47 ms), its unpinned threads waking on one core. The one parallel launch left transforms the
+    input tiles that Winograd's channel-split blocks share.
     """
     from . import _numba_kernels
 
-    if _threads.in_worker():
+    if not parallel or _threads.in_worker():
         _numba_kernels.SERIAL[kernel](*args)
         return
     with _LAUNCH:
@@ -58,6 +61,8 @@ class NumpyBackend(Backend):
     #: waking the workers costs ~75 µs: a 1x1 layer of 13 MFLOP (64 -> 128 channels at 28²) took
     #: 0.22 ms as one block and 0.49 ms in blocks; from ~100 MFLOP on, blocks win
     min_block_flops: int = 32_000_000
+    #: the direct loops run ~10x fewer flops per second than a GEMM: from 4 MFLOP on, on the workers
+    min_direct_flops: int = 4_000_000
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -126,19 +131,26 @@ class NumpyBackend(Backend):
 
     def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec) -> Any:
         out = np.empty(spec.out_shape, dtype=x.dtype)
-        _launch(
-            "direct", _c(x), _c(w), self._bias(b, spec, x.dtype), out, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh,
-            spec.dw, spec.groups,
-        )
+        x, w, bias = _c(x), _c(w), self._bias(b, spec, x.dtype)
+        args = (x, w, bias, out, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups)
+        planes = spec.n * spec.k
+        parts = 1 if spec.flops < self.min_direct_flops else min(planes, 4 * self.workers())
+        bounds = [planes * i // parts for i in range(parts + 1)]  # planes n·K + k, parts of near-equal size
+        self.run_blocks(lambda part: _launch("direct", *args, *part), list(zip(bounds[:-1], bounds[1:])))
         return out
 
     def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
-        return self.winograd_input_rows(x, spec, m, th, tw, 0, spec.n * th)
+        # all tiles at once: a small layer (serial), or the tiles shared by channel-split blocks (parallel)
+        return self._winograd_input(x, spec, m, th, tw, 0, spec.n * th, spec.flops >= self.min_block_flops)
 
     def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int) -> Any:
+        return self._winograd_input(x, spec, m, th, tw, r0, r1, False)
+
+    def _winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
+                        parallel: bool) -> Any:
         t = m + 2
         v = self._scratch("wino_v", (t, t, spec.c, (r1 - r0) * tw), x.dtype)
-        _launch("winograd_input", _c(x), v, m, th, tw, spec.pt, spec.pl, r0)
+        _launch("winograd_input", _c(x), v, m, th, tw, spec.pt, spec.pl, r0, parallel=parallel)
         return v
 
     def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
