@@ -1,28 +1,16 @@
 """Compiled CPU kernels (numba) for the NumPy backend.
 
-Each kernel parallelises its outer loop with ``prange`` over independent
-output slices, so the threads never write the same element. Index ranges of
-the valid (non-padding) part of a row are computed once per row, so the inner
-loops carry no bounds test and vectorise for unit stride.
+Each kernel runs on the calling thread over a part of the work given by its
+arguments (images and output rows, tile rows and channels, output planes); the
+backend's pinned workers run parts in parallel, so no two threads write the same
+element. Index ranges of the valid (non-padding) part of a row are computed once
+per row, so the inner loops carry no bounds test and vectorise for unit stride.
 """
 
 from __future__ import annotations
 
-import os
-import types
-
-import numba
 import numpy as np
-from numba import njit, prange
-
-# numba's threading layer is process-wide and fixed at the first parallel launch. Its OpenMP
-# layer keeps idle workers spinning after each kernel, which on a small machine takes the
-# cores away from the BLAS threads of the GEMM that follows (measured: im2col on a 256-channel
-# 14x14 layer took 8.0 ms with OpenMP, 2.6 ms with workqueue, 1.5 ms of it kernel + GEMM).
-# So unless the user chose a layer (NUMBA_THREADING_LAYER), use workqueue. It does not allow
-# concurrent launches; the NumPy backend serialises its kernel launches with a lock.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+from numba import njit
 
 _OPTS = dict(cache=True, nogil=True)
 
@@ -36,6 +24,7 @@ def _valid_range(size: int, offset: int, stride: int, count: int) -> tuple[int, 
     return lo, max(lo, hi)
 
 
+@njit(**_OPTS)
 def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
     """Fill ``cols`` (NB, C·KH·KW, OB·OW) from ``x`` (N, C, H, W): images n0..n0+NB, output rows o0..o0+OB.
 
@@ -47,7 +36,7 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
     nb, rows, length = cols.shape
     ob = length // ow
     flat_rows = sh == 1 and sw == 1 and ow == w_
-    for nr in prange(nb * rows):
+    for nr in range(nb * rows):
         n = nr // rows
         row = nr % rows
         c = row // (kh * kw)
@@ -108,6 +97,7 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
                 seg[q] = 0
 
 
+@njit(**_OPTS)
 def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no cover - compiled
     """Output planes p0..p1 (plane n·K + k) of ``out`` (N, K, OH, OW) = conv(x, w) + b, by loops over
     output pixels and taps.
@@ -128,7 +118,7 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
     e_lo, e_hi = min(pl, wp), max(min(pl + w_, wp), min(pl, wp))  # buffer columns backed by input
     length = ((oh - 1) * sh + 1) * wp  # flat accumulator: output row o at o·SH·WP (sw == 1)
     chunk = 8  # planes per buffer allocation
-    for ch in prange((p1 - p0 + chunk - 1) // chunk):
+    for ch in range((p1 - p0 + chunk - 1) // chunk):
         # padding columns stay zero: every plane rewrites only the columns backed by input
         flat = np.zeros(hp * wp + (kw - 1) * dw, dtype=x.dtype)  # the last row's taps read past hp·wp
         buf = flat[:hp * wp].reshape((hp, wp))
@@ -232,8 +222,10 @@ def _at4(m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
     return m0 + s12 + s34, d12 + _x2(d34), s12 + _x4(s34), d12 + _x2(_x4(d34)) + m5
 
 
-def winograd_input(x, v, m, th, tw, pt, pl, r0):  # pragma: no cover - compiled
-    """``v`` (T, T, C, RB·tw) = B^T d B for the input tiles d (T×T, stepping by m) of tile rows r0..r0+RB.
+@njit(**_OPTS)
+def winograd_input(x, v, m, th, tw, pt, pl, r0, ch0):  # pragma: no cover - compiled
+    """``v`` (T, T, CB, RB·tw) = B^T d B for the input tiles d (T×T, stepping by m) of tile rows r0..r0+RB
+    and input channels ch0..ch0+CB.
 
     T = m + 2; tile row g (of N·th) is row g % th of image g // th.
 
@@ -246,7 +238,8 @@ def winograd_input(x, v, m, th, tw, pt, pl, r0):  # pragma: no cover - compiled
     width = tw * m + 2
     rb = v.shape[3] // tw
     q_lo, q_hi = min(pl, width), min(pl + w_, width)  # strip columns that hold input pixels
-    for c in prange(c_):
+    for cb in range(v.shape[2]):
+        c = ch0 + cb
         strip = np.zeros((t, width), dtype=x.dtype)
         cs = np.empty((t, width), dtype=x.dtype)  # B^T strip
         for gb in range(rb):
@@ -271,8 +264,8 @@ def winograd_input(x, v, m, th, tw, pt, pl, r0):  # pragma: no cover - compiled
                     c0[q], c1[q], c2[q], c3[q], c4[q], c5[q] = _bt4(s0[q], s1[q], s2[q], s3[q], s4[q], s5[q])
                 for a in range(6):  # rows: (B^T d) B, one tile per 4 columns
                     src = cs[a]
-                    v0, v1, v2 = v[a, 0, c, p0:], v[a, 1, c, p0:], v[a, 2, c, p0:]
-                    v3, v4, v5 = v[a, 3, c, p0:], v[a, 4, c, p0:], v[a, 5, c, p0:]
+                    v0, v1, v2 = v[a, 0, cb, p0:], v[a, 1, cb, p0:], v[a, 2, cb, p0:]
+                    v3, v4, v5 = v[a, 3, cb, p0:], v[a, 4, cb, p0:], v[a, 5, cb, p0:]
                     for j in range(tw):
                         e = src[j * 4:]
                         v0[j], v1[j], v2[j], v3[j], v4[j], v5[j] = _bt4(e[0], e[1], e[2], e[3], e[4], e[5])
@@ -283,12 +276,13 @@ def winograd_input(x, v, m, th, tw, pt, pl, r0):  # pragma: no cover - compiled
                     c0[q], c1[q], c2[q], c3[q] = _bt2(s0[q], s1[q], s2[q], s3[q])
                 for a in range(4):
                     src = cs[a]
-                    v0, v1, v2, v3 = v[a, 0, c, p0:], v[a, 1, c, p0:], v[a, 2, c, p0:], v[a, 3, c, p0:]
+                    v0, v1, v2, v3 = v[a, 0, cb, p0:], v[a, 1, cb, p0:], v[a, 2, cb, p0:], v[a, 3, cb, p0:]
                     for j in range(tw):
                         e = src[j * 2:]
                         v0[j], v1[j], v2[j], v3[j] = _bt2(e[0], e[1], e[2], e[3])
 
 
+@njit(**_OPTS)
 def winograd_output(mt, out, b, m, th, tw, r0, k0):  # pragma: no cover - compiled
     """``out`` (N, K, OH, OW) = A^T M A + b for the tiles M of ``mt`` (T, T, KB, RB·tw), cropped.
 
@@ -302,7 +296,7 @@ def winograd_output(mt, out, b, m, th, tw, r0, k0):  # pragma: no cover - compil
     t = m + 2
     kb = mt.shape[2]
     p_ = mt.shape[3]
-    for k in prange(kb):
+    for k in range(kb):
         bias = b[k0 + k]
         am = np.empty((m, t, p_), dtype=out.dtype)  # A^T M
         row = np.empty((m, tw * m), dtype=out.dtype)
@@ -342,18 +336,3 @@ def winograd_output(mt, out, b, m, th, tw, r0, k0):  # pragma: no cover - compil
                 for q in range(ow):
                     dst[q] = src[q]
 
-
-def _variant(fn, suffix, **opts):
-    """``fn`` compiled with ``opts``, under its own name (so numba's on-disk cache keeps the variants apart)."""
-    copy = types.FunctionType(fn.__code__.replace(co_name=fn.__name__ + suffix), fn.__globals__,
-                              fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
-    copy.__qualname__ = fn.__qualname__ + suffix
-    copy.__doc__ = fn.__doc__
-    return njit(**opts, **_OPTS)(copy)
-
-
-#: the kernels, built to run on the calling thread (``prange`` is a plain loop there); the NumPy
-#: backend's workers run them in parallel on parts of the work. ``PARALLEL`` holds the one kernel
-#: also built to spread its outer loop over numba's threads.
-SERIAL = {fn.__name__: _variant(fn, "_serial") for fn in (im2col, direct, winograd_input, winograd_output)}
-PARALLEL = {fn.__name__: _variant(fn, "", parallel=True) for fn in (winograd_input,)}

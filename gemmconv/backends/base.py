@@ -146,13 +146,16 @@ class Backend(ABC):
         sub = dataclasses.replace(spec, n=n1 - n0, h=hi - lo, pt=lo - r0, pb=r1 - hi)
         return self.im2col(x[n0:n1, :, lo:hi], sub)  # x rows (N', C, rows, W)
 
-    def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int) -> Any:
+    def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
+                            channels: tuple[int, int] | None = None, out: Any = None) -> Any:
         """:meth:`winograd_input` for tile rows ``r0:r1`` of the ``N·th`` rows: ``(T, T, C, (r1-r0)·tw)``.
 
+        With ``channels=(c0, c1)`` and ``out`` (T, T, C, (r1-r0)·tw), only those input channels are
+        transformed, into ``out[:, :, c0:c1]``, and ``out`` is returned.
         Backends that set :attr:`block_bytes` implement it; this default takes the whole range only.
         """
-        if (r0, r1) != (0, spec.n * th):
-            raise NotImplementedError(f"{type(self).__name__} transforms all tile rows at once (block_bytes=None)")
+        if (r0, r1) != (0, spec.n * th) or channels is not None:
+            raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (block_bytes=None)")
         return self.winograd_input(x, spec, m, th, tw)
 
     def winograd_output_rows(self, mt: Any, b: Any | None, out: Any, spec: ConvSpec, m: int, th: int, tw: int,

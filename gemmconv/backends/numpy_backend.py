@@ -15,27 +15,14 @@ from .base import Backend
 __all__ = ["NumpyBackend"]
 
 
-#: one parallel compiled kernel runs at a time (each uses every core; numba's workqueue layer forbids
-#: concurrent launches); GEMMs between kernels and single-threaded kernels in workers are not serialised
-_LAUNCH = threading.Lock()
-
-
-def _launch(kernel: str, *args: Any, parallel: bool = False) -> None:
-    """Run compiled kernel ``kernel`` (numba is imported on first use, so ``import gemmconv`` stays cheap).
-
-    Single-threaded, on the calling thread, unless ``parallel`` (and not inside a worker): parallel
-    work goes through :meth:`NumpyBackend.run_blocks`'s pinned workers, whose wake-up costs ~75 µs;
-    numba's own parallel launch measured slower than one thread on a 0.5 ms kernel (0.61 against
-    0.47 ms), its unpinned threads waking on one core. The one parallel launch left transforms the
-    input tiles that Winograd's channel-split blocks share.
-    """
+def _launch(kernel: str, *args: Any) -> None:
+    """Run compiled kernel ``kernel`` on the calling thread (numba is imported on first use, so
+    ``import gemmconv`` stays cheap). Parallel work goes through :meth:`NumpyBackend.run_blocks`'s
+    pinned workers: numba's own parallel launch measured slower than one thread on a 0.5 ms
+    kernel (0.61 against 0.47 ms; its unpinned threads woke on one core)."""
     from . import _numba_kernels
 
-    if not parallel or _threads.in_worker():
-        _numba_kernels.SERIAL[kernel](*args)
-        return
-    with _LAUNCH:
-        _numba_kernels.PARALLEL[kernel](*args)
+    getattr(_numba_kernels, kernel)(*args)
 
 
 def _c(a: Any) -> np.ndarray:
@@ -140,17 +127,14 @@ class NumpyBackend(Backend):
         return out
 
     def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
-        # all tiles at once: a small layer (serial), or the tiles shared by channel-split blocks (parallel)
-        return self._winograd_input(x, spec, m, th, tw, 0, spec.n * th, spec.flops >= self.min_block_flops)
+        return self.winograd_input_rows(x, spec, m, th, tw, 0, spec.n * th)
 
-    def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int) -> Any:
-        return self._winograd_input(x, spec, m, th, tw, r0, r1, False)
-
-    def _winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
-                        parallel: bool) -> Any:
+    def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
+                            channels: tuple[int, int] | None = None, out: Any = None) -> Any:
         t = m + 2
-        v = self._scratch("wino_v", (t, t, spec.c, (r1 - r0) * tw), x.dtype)
-        _launch("winograd_input", _c(x), v, m, th, tw, spec.pt, spec.pl, r0, parallel=parallel)
+        c0, c1 = channels if channels is not None else (0, spec.c)
+        v = out if out is not None else self._scratch("wino_v", (t, t, spec.c, (r1 - r0) * tw), x.dtype)
+        _launch("winograd_input", _c(x), v[:, :, c0:c1], m, th, tw, spec.pt, spec.pl, r0, c0)
         return v
 
     def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:

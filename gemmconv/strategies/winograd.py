@@ -81,10 +81,15 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     x = xp.ascontiguousarray(x)  # once, not per block
     out = xp.empty(spec.out_shape, dtype=x.dtype)
 
-    # blocks of output channels share all the tile rows: transform the input once, before them
+    # blocks of output channels share all the tile rows: transform the input once, before them,
+    # the workers taking slices of the input channels
     shared = None
     if all((r0, r1) == (0, spec.n * th) for r0, r1, _, _ in blocks):
-        shared = backend.winograd_input(x, spec, m, th, tw)  # (T, T, C, P), P = N·th·tw
+        shared = xp.empty((t, t, spec.c, spec.n * th * tw), dtype=x.dtype)  # (T, T, C, P), P = N·th·tw
+        slices = split(spec.c, 1, spec.c, backend.workers())
+        backend.run_blocks(
+            lambda cs: backend.winograd_input_rows(x, spec, m, th, tw, 0, spec.n * th, channels=cs, out=shared),
+            slices)
 
     def block(part: tuple[int, int, int, int]) -> None:
         r0, r1, k0, k1 = part
