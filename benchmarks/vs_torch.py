@@ -27,6 +27,8 @@ from rich.table import Table
 
 import gemmconv
 from gemmconv.layers import LAYERS
+from gemmconv.strategies import im2col
+from gemmconv.strategies._common import block_budget
 from gemmconv.validate import validate
 
 from _timing import median_time  # benchmarks/ is on sys.path when this script runs
@@ -43,14 +45,25 @@ def _median_time(fn, reps: int) -> float:
 
 
 def _gemm_share(layer, n: int, reps: int) -> float:
-    """Rate of im2col's GEMM (as the strategy calls it) over a plain 2-D SGEMM of the same size, in %."""
+    """Rate of im2col's GEMMs, run as the strategy runs them, over one plain SGEMM of the whole size, in %.
+
+    The strategy's blocks (as planned for this layer) run on the backend's workers with their
+    column matrices packed beforehand, so only the GEMMs (and their writes into the output) are
+    timed; the plain SGEMM is (K/G, C/G·R·S) @ (C/G·R·S, N·OH·OW) on NumPy's BLAS threads, per group.
+    """
     x, w, b = layer.arrays(n)
     be, x4, w4, _, spec, _ = validate(x, w, b, stride=layer.stride, padding=layer.padding, dilation=1,
                                       groups=layer.groups, padding_mode="zeros")
     crs = spec.cg * spec.kh * spec.kw
-    cols = be.im2col(x4, spec).reshape(spec.n, spec.groups, crs, spec.oh * spec.ow).copy()
-    wm = w4.reshape(spec.groups, spec.kg, crs)
-    ours = _median_time(lambda: be.matmul(wm, cols), reps)
+    blocks = im2col.plan(spec, block_budget(be, spec), be.workers(), x4.dtype.itemsize)
+    packed = {part: be.im2col_part(x4, spec, *part).copy() for part in blocks}
+    if len(blocks) == 1:  # one block: the strategy's unblocked GEMM
+        cols = packed[blocks[0]].reshape(spec.n, spec.groups, crs, spec.oh * spec.ow)
+        wm = w4.reshape(spec.groups, spec.kg, crs)
+        ours = _median_time(lambda: be.matmul(wm, cols), reps)
+    else:
+        ours = _median_time(lambda: im2col.gemm_blocks(be, x4, w4, None, spec, blocks,
+                                                       lambda *part: packed[part]), reps)
     a = np.ascontiguousarray(np.random.default_rng(0).standard_normal((spec.kg, crs)).astype(np.float32))
     bb = np.ascontiguousarray(np.random.default_rng(1).standard_normal((crs, spec.n * spec.oh * spec.ow)).astype(
         np.float32))
