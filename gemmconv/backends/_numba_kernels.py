@@ -25,16 +25,66 @@ def _valid_range(size: int, offset: int, stride: int, count: int) -> tuple[int, 
 
 
 @njit(**_OPTS)
+def _im2col_stride2(x, cols, kh, kw, sh, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
+    """:func:`im2col` for column stride 2: each input row is split once into its even and odd
+    columns, from which the KW column rows that read it copy contiguous runs."""
+    _, c_, h_, w_ = x.shape
+    nb, rows, length = cols.shape
+    ob = length // ow
+    half = (w_ + 1) // 2
+    phases = np.empty((2, half), dtype=x.dtype)
+    for ncr in range(nb * c_ * kh):
+        n = ncr // (c_ * kh)
+        c = (ncr // kh) % c_
+        r = ncr % kh
+        plane = x[n0 + n, c]
+        row0 = (c * kh + r) * kw
+        for o in range(ob):
+            ih = (o0 + o) * sh - pt + r * dh
+            if ih < 0 or ih >= h_:
+                for s in range(kw):
+                    seg = cols[n, row0 + s, o * ow:]
+                    for q in range(ow):
+                        seg[q] = 0
+                continue
+            src = plane[ih]
+            ev, od = phases[0], phases[1]
+            for i in range(w_ // 2):
+                ev[i] = src[2 * i]
+                od[i] = src[2 * i + 1]
+            if w_ % 2:
+                ev[half - 1] = src[w_ - 1]
+            for s in range(kw):
+                iw0 = s * dw - pl  # output q reads column 2q + iw0 = 2(q + base) + phase
+                phase = iw0 % 2
+                base = (iw0 - phase) // 2
+                q_lo, q_hi = _valid_range(w_, iw0, 2, ow)
+                seg = cols[n, row0 + s, o * ow:]
+                for q in range(q_lo):
+                    seg[q] = 0
+                run = phases[phase, q_lo + base:]
+                out = seg[q_lo:]
+                for q in range(q_hi - q_lo):
+                    out[q] = run[q]
+                for q in range(q_hi, ow):
+                    seg[q] = 0
+
+
+@njit(**_OPTS)
 def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
     """Fill ``cols`` (NB, C·KH·KW, OB·OW) from ``x`` (N, C, H, W): images n0..n0+NB, output rows o0..o0+OB.
 
     Padding reads as zero. Where output rows are as wide as input rows at unit strides (3x3 'same'
     layers), a column row is one contiguous run of the input plane, copied in one loop, whose
-    wrapped-around border columns are then zeroed; otherwise one copy per output row.
+    wrapped-around border columns are then zeroed; otherwise one copy per output row (column
+    stride 2: see :func:`_im2col_stride2`).
     """
     _, c_, h_, w_ = x.shape
     nb, rows, length = cols.shape
     ob = length // ow
+    if sw == 2:
+        _im2col_stride2(x, cols, kh, kw, sh, pt, pl, dh, dw, ow, n0, o0)
+        return
     flat_rows = sh == 1 and sw == 1 and ow == w_
     for nr in range(nb * rows):
         n = nr // rows
