@@ -87,7 +87,8 @@ def _spec(x_shape, w_shape, **kw):
         ((1, 64, 56, 56), (128, 64, 1, 1), dict(stride=2), "1x1"),
         ((1, 128, 56, 56), (128, 1, 3, 3), dict(groups=128, padding=1), "direct"),
         ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd"),
-        ((1, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "im2col"),  # 16 tiles: too few
+        ((1, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "winograd"),  # 16 tiles: enough
+        ((1, 256, 12, 12), (256, 256, 3, 3), dict(padding=1), "im2col"),  # 9 tiles: too few
         ((8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "winograd"),
         ((2, 12, 9, 9), (8, 3, 3, 3), dict(groups=4), "direct"),
         ((2, 20, 9, 9), (8, 5, 3, 3), dict(groups=4), "im2col"),

@@ -20,7 +20,7 @@ def clean_cache():
     gemmconv.tuning_cache.clear()
 
 
-X = np.random.default_rng(0).standard_normal((2, 16, 12, 12)).astype(np.float32)
+X = np.random.default_rng(0).standard_normal((2, 16, 8, 8)).astype(np.float32)
 W = np.random.default_rng(1).standard_normal((16, 16, 3, 3)).astype(np.float32)
 
 
@@ -40,7 +40,7 @@ def fake_timings(monkeypatch, times):
 
 def test_off_by_default_follows_the_rule():
     assert not gemmconv.get_autotune().enabled
-    assert gemmconv.choose_strategy(X, W, padding=1) == "im2col"  # 2·3·3 = 18 tiles: below the rule's 32
+    assert gemmconv.choose_strategy(X, W, padding=1) == "im2col"  # 2·2·2 = 8 tiles: below the rule's 16
     assert len(gemmconv.tuning_cache) == 0
 
 

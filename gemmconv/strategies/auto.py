@@ -6,13 +6,15 @@ The rule (first match wins), from the costs of each algorithm as measured
 1. a 1×1 kernel → ``1x1`` (a plain GEMM, no workspace, no copy);
 2. grouped with ≤ 4 input channels per group (depthwise included) → ``direct``
    (a GEMM of depth ≤ 4·R·S is memory-bound; the column matrix would be pure
-   overhead: 0.54 ms against 3.8 ms for im2col on a 128-channel 56² depthwise layer);
+   overhead: 0.35 ms against 1.6 ms for im2col on a 128-channel 56² depthwise layer);
 3. a 3×3 stride-1 layer with ≥ 16 input and output channels per group and at
-   least 32 output tiles of 4×4 over the batch → ``winograd`` (F(4×4)), or
+   least 16 output tiles of 4×4 over the batch → ``winograd`` (F(4×4)), or
    ``winograd_f2`` for float16, whose F(4×4) error (~1e-2) would be visible.
-   Measured on 2 CPU cores at N=8 it beats im2col on every ResNet-18 3×3 layer
-   (1.4–2.2x torch's time against 2.3–3.0x); with fewer tiles (7² or 14² at N=1)
-   its transforms do not pay off. On an H200 at N=32 it is 0.44–0.91x cuDNN;
+   Measured on 2 CPU cores it beats im2col on every ResNet-18 3×3 layer from
+   16 tiles on (N=8: 0.70–1.12x torch's time against 1.40–1.65x; 14² at N=1,
+   16 tiles: 1.38x against 1.63x); with 4 tiles (7² at N=1) its transforms and
+   its 4x larger filter transform do not pay off (1.63x against 1.39x).
+   On an H200 at N=32 it is 0.44–0.91x cuDNN;
 4. otherwise → ``im2col`` (also instead of Winograd when a ``workspace_limit``
    is given: im2col honours it, Winograd's workspace is not bounded yet).
 
@@ -39,7 +41,7 @@ def choose(spec: ConvSpec, backend: Any = None) -> str:
     if spec.groups > 1 and spec.cg <= 4:
         return "direct"
     tiles = spec.n * -(-spec.oh // 4) * -(-spec.ow // 4)
-    if (winograd_supports(spec) is None and min(spec.cg, spec.kg) >= 16 and tiles >= 32
+    if (winograd_supports(spec) is None and min(spec.cg, spec.kg) >= 16 and tiles >= 16
             and spec.workspace_limit is None):
         return "winograd_f2" if spec.dtype == "float16" else "winograd"
     return "im2col"
