@@ -48,7 +48,7 @@ def blas_threads() -> int:
 
 
 def in_worker() -> bool:
-    """Whether this thread is running a block of :func:`run_blocks` (kernels then run single-threaded)."""
+    """Whether this thread is a worker of :func:`run_blocks` (a nested :func:`run_blocks` then runs inline)."""
     return getattr(_local, "worker", False)
 
 
