@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import threading
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -163,3 +167,32 @@ def test_blas_is_single_threaded_inside_blocks():
     with threadpool_limits(2, user_api="blas"):
         _threads.run_blocks(lambda i: counts.append(_threads.blas_threads()), [0, 1, 2], 2)
     assert counts == [1, 1, 1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_blocks_run_in_a_forked_child():
+    # the child has none of the parent's pool threads: it must start its own, not wait forever
+    x = np.random.default_rng(4).standard_normal((4, 32, 20, 20)).astype(np.float32)
+    w = np.random.default_rng(5).standard_normal((32, 32, 3, 3)).astype(np.float32)
+    with blocks_of(4096, 2):
+        expected = gemmconv.conv2d(x, w, padding=1, strategy="im2col")  # starts the parent's pool
+        with warnings.catch_warnings():  # Python >= 3.12 warns on fork() with threads running
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                y = gemmconv.conv2d(x, w, padding=1, strategy="im2col")
+                code = 0 if np.allclose(y, expected, rtol=1e-5, atol=1e-5) else 2
+            finally:
+                os._exit(code)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung running blocks")

@@ -71,6 +71,21 @@ class _SingleThreadedBlas:
                     c.set_num_threads(n)
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's pool threads: start afresh (and undo a BLAS limit in force)."""
+    global _lock
+    _lock = threading.Lock()
+    if _single["depth"]:
+        for c, n in _single["saved"]:
+            c.set_num_threads(n)
+    _single["depth"], _single["saved"] = 0, []
+    _pool["executor"], _pool["size"] = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _start_worker(index: Any) -> None:
     """Initialiser of a pool thread: mark it a worker and pin it to its own core.
 
