@@ -1,8 +1,8 @@
 """Worker threads for the NumPy backend's blocked pipelines, and NumPy's BLAS thread count.
 
-A blocked strategy (im2col, Winograd) hands the backend a list of independent blocks. With more
-than one core, each worker thread takes blocks one at a time and runs the whole pipeline of a block
-(pack or transform, GEMM, unpack) on its own core: single-threaded compiled kernels, a
+A blocked strategy (im2col, Winograd, 1x1; ``direct``'s output planes) hands the backend a list of
+independent blocks. With more than one core, each worker thread takes blocks one at a time and
+runs the whole pipeline of a block (pack or transform, GEMM, unpack) on its own core: single-threaded compiled kernels, a
 single-threaded BLAS call, buffers that stay in that core's cache. Nothing is handed between cores
 inside a call, and no library's idle threads spin on a core another library needs (OpenBLAS's
 threads spin ~0.1 s after each GEMM, and took the cores from the compiled kernel that followed).

@@ -152,22 +152,18 @@ class Backend(ABC):
 
         With ``channels=(c0, c1)`` and ``out`` (T, T, C, (r1-r0)·tw), only those input channels are
         transformed, into ``out[:, :, c0:c1]``, and ``out`` is returned.
-        Backends that set :attr:`block_bytes` implement it; this default takes the whole range only.
+        Only called in blocks, so only backends that set :attr:`block_bytes` implement it.
         """
-        if (r0, r1) != (0, spec.n * th) or channels is not None:
-            raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (block_bytes=None)")
-        return self.winograd_input(x, spec, m, th, tw)
+        raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (block_bytes=None)")
 
     def winograd_output_rows(self, mt: Any, b: Any | None, out: Any, spec: ConvSpec, m: int, th: int, tw: int,
                              r0: int, k0: int) -> None:
         """:meth:`winograd_output` of tiles ``mt`` (T, T, KB, RB·tw), tile rows ``r0:r0+RB`` and output
         channels ``k0:k0+KB``, written into ``out`` (N, K, OH, OW).
 
-        Backends that set :attr:`block_bytes` implement it; this default takes the whole range only.
+        Only called in blocks, so only backends that set :attr:`block_bytes` implement it.
         """
-        if (r0, k0, mt.shape[2], mt.shape[3]) != (0, 0, spec.k, spec.n * th * tw):
-            raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (block_bytes=None)")
-        out[...] = self.winograd_output(mt, b, spec, m, th, tw)
+        raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (block_bytes=None)")
 
     # -- measuring (compare tool, autotuning) -----------------------------------
     #: size of the square matrices whose product measures this backend's GEMM peak

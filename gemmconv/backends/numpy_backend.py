@@ -33,8 +33,8 @@ def _c(a: Any) -> np.ndarray:
 class NumpyBackend(Backend):
     """NumPy arrays; kernels compiled with numba, GEMMs through NumPy's BLAS.
 
-    Blocked strategies (im2col, Winograd) run their blocks on as many worker threads as NumPy's
-    BLAS has (see :mod:`gemmconv.backends._threads`), each block's pipeline on one core.
+    Blocked strategies (im2col, Winograd, 1x1) and ``direct`` run their blocks on as many worker
+    threads as NumPy's BLAS has (see :mod:`gemmconv.backends._threads`), each block on one core.
     Temporaries (column matrices, Winograd's transformed tiles and their product) live in buffers
     kept per thread and reused by the next call, so a large layer does not page-fault its
     workspace in afresh every time (glibc returns allocations over 32 MiB to the system on free).
