@@ -56,9 +56,9 @@ def _gemm_share(layer, n: int, reps: int) -> float:
                                       groups=layer.groups, padding_mode="zeros")
     crs = spec.cg * spec.kh * spec.kw
     blocks = im2col.plan(spec, block_budget(be, spec), be.workers(), x4.dtype.itemsize)
-    packed = {part: be.im2col_part(x4, spec, *part).copy() for part in blocks}
+    packed = {part[:4]: be.im2col_part(x4, spec, *part[:4]).copy() for part in blocks}
     if len(blocks) == 1:  # one block: the strategy's unblocked GEMM
-        cols = packed[blocks[0]].reshape(spec.n, spec.groups, crs, spec.oh * spec.ow)
+        cols = packed[blocks[0][:4]].reshape(spec.n, spec.groups, crs, spec.oh * spec.ow)
         wm = w4.reshape(spec.groups, spec.kg, crs)
         ours = _median_time(lambda: be.matmul(wm, cols), reps)
     else:

@@ -109,17 +109,46 @@ def test_im2col_plan():
     spec = _spec((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
     # a 56² image's columns are 7.2 MB: bands of rows, a multiple of 2 per image, each under 1 MiB
     blocks = im2col.plan(spec, 1 << 20, 2, 4)
-    assert {(n0, n1) for n0, n1, _, _ in blocks} == {(n, n + 1) for n in range(8)}
+    assert {(n0, n1) for n0, n1, *_ in blocks} == {(n, n + 1) for n in range(8)}
+    assert all((k0, k1) == (0, 64) for *_, k0, k1 in blocks)
     per_image = [b for b in blocks if b[0] == 0]
     assert len(per_image) % 2 == 0 and per_image[0][2] == 0 and per_image[-1][3] == 56
     row_bytes = ((64 * 9 + 64) * 56 + 64 * 56) * 4
-    assert all((o1 - o0) * row_bytes <= 1 << 20 for _, _, o0, o1 in blocks)
-    assert im2col.plan(spec, None, 2, 4) == [(0, 8, 0, 56)]  # a GPU: one block
+    assert all((o1 - o0) * row_bytes <= 1 << 20 for _, _, o0, o1, _, _ in blocks)
+    assert im2col.plan(spec, None, 2, 4) == [(0, 8, 0, 56, 0, 64)]  # a GPU: one block
     small = _spec((2, 8, 10, 10), (8, 8, 3, 3))  # 46 KB of columns, products and input rows
-    assert im2col.plan(small, 1 << 20, 2, 4) == [(0, 2, 0, 8)]  # too little work to hand out
+    assert im2col.plan(small, 1 << 20, 2, 4) == [(0, 2, 0, 8, 0, 8)]  # too little work to hand out
     # a workspace limit is shared by the workers
     limited = _spec((8, 64, 56, 56), (64, 64, 3, 3), padding=1, workspace_limit=4 << 20)
-    assert max((o1 - o0) * row_bytes for _, _, o0, o1 in im2col.plan(limited, None, 4, 4)) <= 1 << 20
+    assert max((o1 - o0) * row_bytes for _, _, o0, o1, _, _ in im2col.plan(limited, None, 4, 4)) <= 1 << 20
+
+
+def test_im2col_plan_splits_channels_where_weights_outweigh_columns():
+    # 512 channels at 7², N=1: 9.4 MB of weights against 0.9 MB of columns; bands of rows would each read all
+    deep = _spec((1, 512, 7, 7), (512, 512, 3, 3), padding=1)
+    assert im2col.plan(deep, 3 << 20, 2, 4) == [(0, 1, 0, 7, 0, 256), (0, 1, 0, 7, 256, 512)]
+    assert im2col.plan(deep, 3 << 20, 1, 4) == [(0, 1, 0, 7, 0, 512)]  # one worker: nothing to split
+    # the whole batch's columns must fit one block: at N=8 (7.2 MB) whole images again
+    assert all((k0, k1) == (0, 512) for *_, k0, k1 in im2col.plan(_spec((8, 512, 7, 7), (512, 512, 3, 3),
+                                                                          padding=1), 3 << 20, 2, 4))
+    grouped = _spec((1, 512, 7, 7), (512, 256, 3, 3), padding=1, groups=2)
+    assert all((k0, k1) == (0, 512) for *_, k0, k1 in im2col.plan(grouped, 3 << 20, 2, 4))
+
+
+@pytest.mark.parametrize("strategy, kh, stride", [("im2col", 3, 1), ("im2col", 3, 2), ("1x1", 1, 1), ("1x1", 1, 2)])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_channel_split_blocks_match_torch(strategy, kh, stride, threads):
+    # weights (96 x 64·KH·KW) outweigh the columns of a 6² output: plan splits the output channels
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 64, 6 * stride, 6 * stride)).astype(np.float32)
+    w = (rng.standard_normal((96, 64, kh, kh)) / np.sqrt(64 * kh * kh)).astype(np.float32)
+    b = rng.standard_normal(96).astype(np.float32)
+    args = dict(stride=stride, padding=kh // 2)
+    spec = _spec(x.shape, w.shape, **args)
+    assert len({(k0, k1) for *_, k0, k1 in im2col.plan(spec, 256 << 10, threads, 4)}) == threads
+    with blocks_of(256 << 10, threads):
+        y = gemmconv.conv2d(x, w, b, strategy=strategy, **args)
+    assert scaled_error(y, x, w, b, **args) <= tolerance(strategy, strategy, "float32")
 
 
 def test_winograd_plan_splits_rows_or_channels():

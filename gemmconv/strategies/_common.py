@@ -33,3 +33,9 @@ def block_budget(backend: Any, spec: ConvSpec) -> int | None:
     convolution of fewer than ``backend.min_block_flops``, where handing blocks to workers costs more
     than it saves."""
     return None if spec.flops < backend.min_block_flops else backend.block_bytes
+
+
+def channel_slices(k: int, workers: int) -> list[tuple[int, int]]:
+    """``[0, k)`` output channels cut into one slice per worker, in multiples of 16 (whole SIMD rows)."""
+    chunk = -(-k // (max(workers, 1) * 16)) * 16
+    return [(k0, min(k, k0 + chunk)) for k0 in range(0, k, chunk)]

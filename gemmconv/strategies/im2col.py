@@ -3,7 +3,8 @@
 The work is cut into blocks (groups of images, or bands of output rows of one image) whose column
 matrix fits the backend's ``block_bytes`` and, when given, ``spec.workspace_limit`` shared among the
 blocks that run at once. Each block is packed, multiplied straight into its part of the output and
-given its bias while still in cache; the backend runs the blocks on its workers (on the CPU each
+given its bias while still in cache (for deep layers on small images the blocks are slices of
+the output channels instead); the backend runs the blocks on its workers (on the CPU each
 block's whole pipeline stays on one core). A backend with ``block_bytes=None`` (the GPU) and no
 limit runs the whole problem as one block.
 """
@@ -15,7 +16,10 @@ from typing import Any
 
 from ..registry import Strategy
 from ..spec import ConvSpec
-from ._common import add_bias, block_budget, split
+from ._common import add_bias, block_budget, channel_slices, split
+
+#: ``(n0, n1, o0, o1, k0, k1)``: images, output rows and output channels of one block
+Block = tuple[int, int, int, int, int, int]
 
 
 def _gemm(backend: Any, x: Any, w: Any, spec: ConvSpec) -> Any:
@@ -28,44 +32,62 @@ def _gemm(backend: Any, x: Any, w: Any, spec: ConvSpec) -> Any:
     return y.reshape(spec.n, spec.k, spec.oh * spec.ow)  # -> (N, K, OH·OW), no copy
 
 
-def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int) -> list[tuple[int, int, int, int]]:
-    """Blocks ``(n0, n1, o0, o1)`` of images and output rows; one block when nothing asks to cut.
+def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int) -> list[Block]:
+    """Blocks ``(n0, n1, o0, o1, k0, k1)`` of images, output rows and output channels; one block when
+    nothing asks to cut.
 
     ``budget`` bounds a block's bytes: its columns, its GEMM product and the input rows its band
-    reads; at least ``workers`` blocks where the work allows.
+    reads; at least ``workers`` blocks where the work allows. Where the weights outweigh the
+    columns of the whole batch and those fit one block (deep layers on small images: 9.4 MB of
+    weights against 0.9 MB of columns at 512 channels, 7², N=1), the workers split the output
+    channels instead: each packs the (few) columns itself and reads only its slice of the weights,
+    where bands of rows would each stream all of them.
     """
     limit = spec.workspace_limit
     if limit is not None:  # the limit is shared by the blocks in flight, less the kernel's halo of input rows
         share = max(1, (limit - spec.c * spec.ekh * spec.w * itemsize) // workers)
         budget = share if budget is None else min(budget, share)
     if budget is None:
-        return [(0, spec.n, 0, spec.oh)]
-    row_bytes = ((spec.c * spec.kh * spec.kw + spec.k) * spec.ow + spec.c * spec.sh * spec.w) * itemsize
+        return [(0, spec.n, 0, spec.oh, 0, spec.k)]
+    crs = spec.c * spec.kh * spec.kw
+    row_bytes = ((crs + spec.k) * spec.ow + spec.c * spec.sh * spec.w) * itemsize
     image_bytes = spec.oh * row_bytes
+    batch_bytes = spec.n * image_bytes
+    if (workers > 1 and spec.groups == 1 and spec.k >= 16 * workers and budget // 16 < batch_bytes <= budget
+            and spec.k * crs >= spec.n * crs * spec.oh * spec.ow):
+        return [(0, spec.n, 0, spec.oh, k0, k1) for k0, k1 in channel_slices(spec.k, workers)]
     if image_bytes <= budget and (spec.n >= workers or limit is not None):  # whole images per block
-        return [(n0, n1, 0, spec.oh) for n0, n1 in split(spec.n, image_bytes, budget, workers)]
-    return [(n, n + 1, o0, o1) for n in range(spec.n) for o0, o1 in split(spec.oh, row_bytes, budget, workers)]
+        return [(n0, n1, 0, spec.oh, 0, spec.k) for n0, n1 in split(spec.n, image_bytes, budget, workers)]
+    return [(n, n + 1, o0, o1, 0, spec.k) for n in range(spec.n)
+            for o0, o1 in split(spec.oh, row_bytes, budget, workers)]
 
 
-def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: list[tuple[int, int, int, int]],
+def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: list[Block],
                 columns: Callable[[int, int, int, int], Any]) -> Any:
     """The convolution block by block: ``columns(n0, n1, o0, o1)`` gives a block's column matrices
-    (NB, C·R·S, OB·OW), each multiplied straight into its band of the output, plus the bias, on
-    the backend's workers (shared with the ``1x1`` strategy, whose columns are the input itself)."""
+    (NB, C·R·S, OB·OW), each multiplied (by the block's slice of the weights) straight into its
+    part of the output, plus the bias, on the backend's workers (shared with the ``1x1`` strategy,
+    whose columns are the input itself)."""
     g, crs = spec.groups, spec.cg * spec.kh * spec.kw
     wm = w.reshape(g, spec.kg, crs)  # (K, C/G, R, S) -> (G, K/G, C/G·R·S)
     bias = None if b is None else b.reshape(g, spec.kg, 1)  # (K,) -> (G, K/G, 1)
     y = backend.xp.empty(spec.out_shape, dtype=x.dtype)
 
-    def block(part: tuple[int, int, int, int]) -> None:
-        n0, n1, o0, o1 = part
+    def block(part: Block) -> None:
+        n0, n1, o0, o1, k0, k1 = part
         cols = columns(n0, n1, o0, o1)  # (NB, C·R·S, OB·OW)
         cols = cols.reshape(n1 - n0, g, crs, (o1 - o0) * spec.ow)  # -> (NB, G, C/G·R·S, OB·OW)
-        # (NB, K, OB, OW) band of y -> (NB, G, K/G, OB·OW): rows of a band are adjacent, so this is a view
-        yv = y[n0:n1, :, o0:o1].reshape(n1 - n0, g, spec.kg, (o1 - o0) * spec.ow)
-        backend.matmul(wm, cols, out=yv)  # (G, K/G, C/G·R·S) @ (NB, G, C/G·R·S, OB·OW) -> (NB, G, K/G, OB·OW)
-        if bias is not None:
-            yv += bias
+        if (k0, k1) == (0, spec.k):
+            wk, bk = wm, bias
+            # (NB, K, OB, OW) band of y -> (NB, G, K/G, OB·OW): rows of a band are adjacent, so this is a view
+            yv = y[n0:n1, :, o0:o1].reshape(n1 - n0, g, spec.kg, (o1 - o0) * spec.ow)
+        else:  # a slice of the output channels (G = 1, all rows: plan's channel split)
+            wk, bk = wm[:, k0:k1], None if bias is None else bias[:, k0:k1]  # (1, KB, C·R·S), (1, KB, 1)
+            # (NB, KB, OH, OW) channels of y -> (NB, 1, KB, OH·OW): whole planes, so this is a view
+            yv = y[n0:n1, k0:k1].reshape(n1 - n0, 1, k1 - k0, spec.oh * spec.ow)
+        backend.matmul(wk, cols, out=yv)  # (G, KB/G, C/G·R·S) @ (NB, G, C/G·R·S, OB·OW) -> (NB, G, KB/G, OB·OW)
+        if bk is not None:
+            yv += bk
 
     backend.run_blocks(block, blocks)
     return y
@@ -73,7 +95,7 @@ def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: li
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     blocks = plan(spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
-    if blocks == [(0, spec.n, 0, spec.oh)]:
+    if blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]:
         return add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b)
     x = backend.xp.ascontiguousarray(x)  # once, not per block
     return gemm_blocks(backend, x, w, b, spec, blocks, lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1))

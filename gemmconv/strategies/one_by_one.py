@@ -26,7 +26,7 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     # unstrided, the columns are views of x: no workspace, so no limit to cut the blocks by
     plan_spec = spec if strided else dataclasses.replace(spec, workspace_limit=None)
     blocks = im2col.plan(plan_spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
-    if blocks == [(0, spec.n, 0, spec.oh)]:
+    if blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]:
         if strided:
             x = x[:, :, : spec.oh * spec.sh : spec.sh, : spec.ow * spec.sw : spec.sw]  # -> (N, C, OH, OW)
         xs = x.reshape(spec.n, spec.groups, spec.cg, spec.oh * spec.ow)  # (N, C, OH, OW) -> (N, G, C/G, OH·OW)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..registry import Strategy
 from ..spec import ConvSpec
-from ._common import block_budget, split
+from ._common import block_budget, channel_slices, split
 from .filter_cache import FilterCache
 from .winograd_transforms import TRANSFORMS
 
@@ -60,8 +60,7 @@ def plan(spec: ConvSpec, m: int, budget: int | None, workers: int, itemsize: int
     row_bytes = t2 * (spec.c + spec.k) * tw * itemsize
     u_bytes = t2 * spec.k * spec.cg * itemsize
     if workers > 1 and spec.groups == 1 and u_bytes >= rows * row_bytes and u_bytes + rows * row_bytes > budget // 16:
-        chunk = -(-spec.k // (workers * 16)) * 16  # channel slices in multiples of 16 (whole SIMD rows)
-        return [(0, rows, k0, min(spec.k, k0 + chunk)) for k0 in range(0, spec.k, chunk)]
+        return [(0, rows, k0, k1) for k0, k1 in channel_slices(spec.k, workers)]
     return [(r0, r1, 0, spec.k) for r0, r1 in split(rows, row_bytes, budget, workers)]
 
 
