@@ -71,19 +71,57 @@ def _im2col_stride2(x, cols, kh, kw, sh, pt, pl, dh, dw, ow, n0, o0):  # pragma:
 
 
 @njit(**_OPTS)
+def _im2col_padded(x, cols, kh, kw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
+    """:func:`im2col` at unit stride for narrow outputs (deep layers on small images): the input rows
+    a band reads are copied once per plane into a zero-padded buffer, from which each column row
+    copies OB runs of OW with no border tests (7²: 54 -> ~20 ns per column row)."""
+    _, c_, h_, w_ = x.shape
+    nb, rows, length = cols.shape
+    ob = length // ow
+    hp, wp = ob + (kh - 1) * dh, ow + (kw - 1) * dw
+    pad = np.zeros((hp, wp), dtype=x.dtype)
+    j_lo, j_hi = min(pl, wp), max(min(pl, wp), min(wp, pl + w_))  # buffer columns that hold input pixels
+    for n in range(nb):
+        for c in range(c_):
+            plane = x[n0 + n, c]
+            for i in range(hp):  # buffer row i holds input row o0 - pt + i
+                ih = o0 - pt + i
+                dst = pad[i, j_lo:]
+                if 0 <= ih < h_:
+                    src = plane[ih, j_lo - pl:]
+                    for j in range(j_hi - j_lo):
+                        dst[j] = src[j]
+                else:
+                    for j in range(j_hi - j_lo):
+                        dst[j] = 0
+            for r in range(kh):
+                for s in range(kw):
+                    d = cols[n, (c * kh + r) * kw + s]
+                    for o in range(ob):
+                        src = pad[o + r * dh, s * dw:]
+                        seg = d[o * ow:]
+                        for q in range(ow):
+                            seg[q] = src[q]
+
+
+@njit(**_OPTS)
 def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
     """Fill ``cols`` (NB, C·KH·KW, OB·OW) from ``x`` (N, C, H, W): images n0..n0+NB, output rows o0..o0+OB.
 
     Padding reads as zero. Where output rows are as wide as input rows at unit strides (3x3 'same'
     layers), a column row is one contiguous run of the input plane, copied in one loop, whose
     wrapped-around border columns are then zeroed; otherwise one copy per output row (column
-    stride 2: see :func:`_im2col_stride2`).
+    stride 2: see :func:`_im2col_stride2`; outputs at most 8 wide at unit stride: see
+    :func:`_im2col_padded`).
     """
     _, c_, h_, w_ = x.shape
     nb, rows, length = cols.shape
     ob = length // ow
     if sw == 2:
         _im2col_stride2(x, cols, kh, kw, sh, pt, pl, dh, dw, ow, n0, o0)
+        return
+    if sh == 1 and sw == 1 and ow <= 8:
+        _im2col_padded(x, cols, kh, kw, pt, pl, dh, dw, ow, n0, o0)
         return
     flat_rows = sh == 1 and sw == 1 and ow == w_
     for nr in range(nb * rows):
