@@ -185,6 +185,12 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
                 seg[q] = 0
 
 
+#: direct: largest plane (accumulator floats) that takes a 3x3 kernel's nine taps in one pass; past
+#: it the accumulator and the padded input outgrow L1 and three passes of three taps measured faster
+#: (128 ch: 56² 0.24 -> 0.21 ms in one pass, 112² 0.51 -> 0.56 ms)
+_NINE_TAPS_MAX = 4096
+
+
 @njit(**_OPTS)
 def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no cover - compiled
     """Output planes p0..p1 (plane n·K + k) of ``out`` (N, K, OH, OW) = conv(x, w) + b, by loops over
@@ -195,7 +201,8 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
     the plane is computed in the buffer's own row pitch: output (o, q) sits at o·SH·WP + q of a flat
     accumulator and tap (r, s) reads the flat buffer at that index + r·DH·WP + s·DW, so each tap
     is one vectorised loop over the whole plane (the WP - OW columns past each row are computed
-    and dropped), three taps of a kernel row at a time, not one short loop per row and tap.
+    and dropped), three taps of a kernel row at a time (all nine of a 3x3 kernel on planes that fit
+    L1), not one short loop per row and tap.
     """
     n_, c_, h_, w_ = x.shape
     k_, cg_, kh, kw = w.shape
@@ -238,6 +245,18 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
                         for e in range(e_hi - e_lo):
                             dst[e] = 0
                 wk = w[k, cg]
+                if sw == 1 and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX:
+                    # all nine taps in one pass: the accumulator is read and written once, not thrice
+                    w00, w01, w02 = wk[0, 0], wk[0, 1], wk[0, 2]
+                    w10, w11, w12 = wk[1, 0], wk[1, 1], wk[1, 2]
+                    w20, w21, w22 = wk[2, 0], wk[2, 1], wk[2, 2]
+                    f0, f1, f2 = flat, flat[dw:], flat[2 * dw:]
+                    g0, g1, g2 = flat[dh * wp:], flat[dh * wp + dw:], flat[dh * wp + 2 * dw:]
+                    h0, h1, h2 = flat[2 * dh * wp:], flat[2 * dh * wp + dw:], flat[2 * dh * wp + 2 * dw:]
+                    for i in range(length):
+                        acc[i] += (w00 * f0[i] + w01 * f1[i] + w02 * f2[i] + w10 * g0[i] + w11 * g1[i]
+                                   + w12 * g2[i] + w20 * h0[i] + w21 * h1[i] + w22 * h2[i])
+                    continue
                 for r in range(kh):
                     if sw == 1:
                         # index from 0 through slices: numba then knows every index is non-negative,
