@@ -24,6 +24,22 @@ def _valid_range(size: int, offset: int, stride: int, count: int) -> tuple[int, 
     return lo, max(lo, hi)
 
 
+@njit(inline="always")
+def _copy_rows(plane, buf, ih0, pl, lo, hi):  # pragma: no cover - compiled
+    """Row a of ``buf``, columns lo:hi = row ih0 + a of ``plane`` from column lo - pl on, or zeros where
+    that row lies outside the plane; the other columns of ``buf`` (its zero padding) are left alone."""
+    for a in range(buf.shape[0]):
+        ih = ih0 + a
+        dst = buf[a, lo:hi]
+        if 0 <= ih < plane.shape[0]:
+            src = plane[ih, lo - pl:]
+            for e in range(hi - lo):
+                dst[e] = src[e]
+        else:
+            for e in range(hi - lo):
+                dst[e] = 0
+
+
 @njit(**_OPTS)
 def _im2col_stride2(x, cols, kh, kw, sh, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
     """:func:`im2col` for column stride 2: each input row is split once into its even and odd
@@ -83,17 +99,7 @@ def _im2col_padded(x, cols, kh, kw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
     j_lo, j_hi = min(pl, wp), max(min(pl, wp), min(wp, pl + w_))  # buffer columns that hold input pixels
     for n in range(nb):
         for c in range(c_):
-            plane = x[n0 + n, c]
-            for i in range(hp):  # buffer row i holds input row o0 - pt + i
-                ih = o0 - pt + i
-                dst = pad[i, j_lo:]
-                if 0 <= ih < h_:
-                    src = plane[ih, j_lo - pl:]
-                    for j in range(j_hi - j_lo):
-                        dst[j] = src[j]
-                else:
-                    for j in range(j_hi - j_lo):
-                        dst[j] = 0
+            _copy_rows(x[n0 + n, c], pad, o0 - pt, pl, j_lo, j_hi)  # buffer row i: input row o0 - pt + i
             for r in range(kh):
                 for s in range(kw):
                     d = cols[n, (c * kh + r) * kw + s]
@@ -233,17 +239,7 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
                     for q in range(ow):
                         row_acc[q] = bias
             for cg in range(cg_):
-                plane = x[n, c0 + cg]
-                for a in range(hp):
-                    ih = a - pt
-                    dst = buf[a, e_lo:e_hi]
-                    if 0 <= ih < h_:
-                        src = plane[ih, e_lo - pl:]
-                        for e in range(e_hi - e_lo):
-                            dst[e] = src[e]
-                    else:
-                        for e in range(e_hi - e_lo):
-                            dst[e] = 0
+                _copy_rows(x[n, c0 + cg], buf, -pt, pl, e_lo, e_hi)
                 wk = w[k, cg]
                 if sw == 1 and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX:
                     # all nine taps in one pass: the accumulator is read and written once, not thrice
@@ -354,16 +350,7 @@ def winograd_input(x, v, m, th, tw, pt, pl, r0, ch0):  # pragma: no cover - comp
             i = (r0 + gb) % th
             p0 = gb * tw
             # indices below all run from 0 over slices, so numba can drop its negative-index test
-            for a in range(t):
-                ih = i * m - pt + a
-                dst = strip[a, q_lo:q_hi]
-                if 0 <= ih < h_:
-                    src = x[n, c, ih, q_lo - pl:]
-                    for q in range(q_hi - q_lo):
-                        dst[q] = src[q]
-                else:
-                    for q in range(q_hi - q_lo):
-                        dst[q] = 0
+            _copy_rows(x[n, c], strip, i * m - pt, pl, q_lo, q_hi)
             if m == 4:
                 s0, s1, s2, s3, s4, s5 = strip[0], strip[1], strip[2], strip[3], strip[4], strip[5]
                 c0, c1, c2, c3, c4, c5 = cs[0], cs[1], cs[2], cs[3], cs[4], cs[5]
