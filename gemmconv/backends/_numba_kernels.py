@@ -341,10 +341,12 @@ def winograd_input(x, v, m, th, tw, pt, pl, r0, ch0):  # pragma: no cover - comp
     width = tw * m + 2
     rb = v.shape[3] // tw
     q_lo, q_hi = min(pl, width), min(pl + w_, width)  # strip columns that hold input pixels
+    # allocated once, not per channel (an allocation costs about as much as transforming a 7² plane's 4 tiles);
+    # _copy_rows leaves the strip's padding columns alone, so they stay zero
+    strip = np.zeros((t, width), dtype=x.dtype)
+    cs = np.empty((t, width), dtype=x.dtype)  # B^T strip
     for cb in range(v.shape[2]):
         c = ch0 + cb
-        strip = np.zeros((t, width), dtype=x.dtype)
-        cs = np.empty((t, width), dtype=x.dtype)  # B^T strip
         for gb in range(rb):
             n = (r0 + gb) // th
             i = (r0 + gb) % th
@@ -390,10 +392,10 @@ def winograd_output(mt, out, b, m, th, tw, r0, k0):  # pragma: no cover - compil
     t = m + 2
     kb = mt.shape[2]
     p_ = mt.shape[3]
+    am = np.empty((m, t, p_), dtype=out.dtype)  # A^T M, reused by every channel
+    row = np.empty((m, tw * m), dtype=out.dtype)
     for k in range(kb):
         bias = b[k0 + k]
-        am = np.empty((m, t, p_), dtype=out.dtype)  # A^T M
-        row = np.empty((m, tw * m), dtype=out.dtype)
         for e in range(t):  # columns: A^T M, over every tile of the block
             if m == 4:
                 s0, s1, s2, s3, s4, s5 = mt[0, e, k], mt[1, e, k], mt[2, e, k], mt[3, e, k], mt[4, e, k], mt[5, e, k]

@@ -146,6 +146,11 @@ class Backend(ABC):
         sub = dataclasses.replace(spec, n=n1 - n0, h=hi - lo, pt=lo - r0, pb=r1 - hi)
         return self.im2col(x[n0:n1, :, lo:hi], sub)  # x rows (N', C, rows, W)
 
+    def winograd_tiles(self, t: int, c: int, p: int, dtype: Any) -> Any:
+        """An uninitialised ``(T, T, C, P)`` array for transformed input tiles (each ``(C, P)`` matrix
+        C-contiguous; a backend may space the T² matrices apart)."""
+        return self.xp.empty((t, t, c, p), dtype=dtype)
+
     def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
                             channels: tuple[int, int] | None = None, out: Any = None) -> Any:
         """:meth:`winograd_input` for tile rows ``r0:r1`` of the ``N·th`` rows: ``(T, T, C, (r1-r0)·tw)``.

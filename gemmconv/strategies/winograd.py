@@ -84,7 +84,7 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     # the workers taking slices of the input channels
     shared = None
     if all((r0, r1) == (0, spec.n * th) for r0, r1, _, _ in blocks):
-        shared = xp.empty((t, t, spec.c, spec.n * th * tw), dtype=x.dtype)  # (T, T, C, P), P = N·th·tw
+        shared = backend.winograd_tiles(t, spec.c, spec.n * th * tw, x.dtype)  # (T, T, C, P), P = N·th·tw
         slices = split(spec.c, 1, spec.c, backend.workers())
         backend.run_blocks(
             lambda cs: backend.winograd_input_rows(x, spec, m, th, tw, 0, spec.n * th, channels=cs, out=shared),
