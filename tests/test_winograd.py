@@ -38,6 +38,34 @@ def test_changed_weights_are_never_served_a_stale_transform(strategy):
     assert not np.allclose(y1, y2)
 
 
+@pytest.mark.parametrize("k", [3, 250])  # in the first and in the last worker's slice
+def test_changed_weights_are_caught_by_the_workers_check_on_channel_split_layers(k):
+    """Deep layers on small images check the cached transform on the workers, a slice of the output
+    channels each (winograd.plan splits the channels there)."""
+    from threadpoolctl import threadpool_limits
+
+    from gemmconv.strategies import winograd
+    from gemmconv.strategies._common import block_budget
+    from gemmconv.validate import validate
+
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((1, 256, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((256, 256, 3, 3)).astype(np.float32)
+    with threadpool_limits(2):
+        be, x4, w4, _, spec, _ = validate(x, w, None, stride=1, padding=1, dilation=1, groups=1, padding_mode="zeros")
+        assert len({b[2:] for b in winograd.plan(spec, 4, block_budget(be, spec), 2, 4)}) == 2  # channel split
+        FILTER_CACHE.clear()
+        y1 = gemmconv.conv2d(x, w, padding=1, strategy="winograd")
+        hits, misses = FILTER_CACHE.hits, FILTER_CACHE.misses
+        np.testing.assert_array_equal(gemmconv.conv2d(x, w, padding=1, strategy="winograd"), y1)
+        assert (FILTER_CACHE.hits, FILTER_CACHE.misses) == (hits + 1, misses)
+        w[k, 100, 2, 0] += 1.0  # in place
+        y2 = gemmconv.conv2d(x, w, padding=1, strategy="winograd")
+        assert FILTER_CACHE.misses == misses + 1
+    np.testing.assert_allclose(y2, gemmconv.conv2d(x, w, padding=1, strategy="im2col"), rtol=1e-3, atol=1e-3)
+    assert not np.allclose(y1[:, k], y2[:, k])
+
+
 def test_cache_tells_tile_sizes_and_dtypes_apart():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 2, 8, 8))
