@@ -112,7 +112,8 @@ def _im2col_padded(x, cols, kh, kw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
 
 @njit(**_OPTS)
 def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
-    """Fill ``cols`` (NB, C·KH·KW, OB·OW) from ``x`` (N, C, H, W): images n0..n0+NB, output rows o0..o0+OB.
+    """Fill ``cols`` (NB, C·KH·KW, OB·OW) from ``x`` (N, C, H, W): images n0..n0+NB, output rows o0..o0+OB
+    (``cols`` may have rows past C·KH·KW: they are left alone).
 
     Padding reads as zero. Where output rows are as wide as input rows at unit strides (3x3 'same'
     layers), a column row is one contiguous run of the input plane, copied in one loop, whose
@@ -121,7 +122,8 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
     :func:`_im2col_padded`).
     """
     _, c_, h_, w_ = x.shape
-    nb, rows, length = cols.shape
+    nb, length = cols.shape[0], cols.shape[2]
+    rows = c_ * kh * kw  # cols may have more rows (a row of ones for the bias), left alone
     ob = length // ow
     if sw == 2:
         _im2col_stride2(x, cols, kh, kw, sh, pt, pl, dh, dw, ow, n0, o0)

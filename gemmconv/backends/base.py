@@ -134,8 +134,10 @@ class Backend(ABC):
         for item in items:
             fn(item)
 
-    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int) -> Any:
-        """Column matrices of images ``n0:n1`` and output rows ``o0:o1``: ``(n1-n0, C·KH·KW, (o1-o0)·OW)``.
+    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int, ones_row: bool = False) -> Any:
+        """Column matrices of images ``n0:n1`` and output rows ``o0:o1``: ``(n1-n0, C·KH·KW, (o1-o0)·OW)``,
+        with ``ones_row`` one more row, of ones (a GEMM by weights with the bias as their last column
+        then adds the bias).
 
         This default packs the band of input rows those outputs read as a convolution of its own
         (its padding is the part of the original padding it touches) through :meth:`im2col`.
@@ -144,7 +146,11 @@ class Backend(ABC):
         r1 = (o1 - 1) * spec.sh - spec.pt + spec.ekh  # one past the last
         lo, hi = max(r0, 0), min(r1, spec.h)
         sub = dataclasses.replace(spec, n=n1 - n0, h=hi - lo, pt=lo - r0, pb=r1 - hi)
-        return self.im2col(x[n0:n1, :, lo:hi], sub)  # x rows (N', C, rows, W)
+        cols = self.im2col(x[n0:n1, :, lo:hi], sub)  # x rows (N', C, rows, W) -> (N', C·R·S, OB·OW)
+        if not ones_row:
+            return cols
+        ones = self.xp.ones((cols.shape[0], 1, cols.shape[2]), dtype=cols.dtype)
+        return self.xp.concatenate([cols, ones], axis=1)  # -> (N', C·R·S + 1, OB·OW)
 
     def winograd_tiles(self, t: int, c: int, p: int, dtype: Any) -> Any:
         """An uninitialised ``(T, T, C, P)`` array for transformed input tiles (each ``(C, P)`` matrix

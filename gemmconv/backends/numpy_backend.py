@@ -110,8 +110,18 @@ class NumpyBackend(Backend):
     def im2col(self, x: Any, spec: ConvSpec) -> Any:
         return self.im2col_part(x, spec, 0, spec.n, 0, spec.oh)
 
-    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int) -> Any:
-        cols = self._scratch("cols", (n1 - n0, spec.c * spec.kh * spec.kw, (o1 - o0) * spec.ow), x.dtype)
+    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int, ones_row: bool = False) -> Any:
+        crs = spec.c * spec.kh * spec.kw
+        cols = self._scratch("cols", (n1 - n0, crs + ones_row, (o1 - o0) * spec.ow), x.dtype)
+        if ones_row:
+            cols[:, crs] = 1  # the kernel fills rows :crs only
+        if (spec.kh, spec.kw, spec.pt, spec.pl) == (1, 1, 0, 0):  # a 1x1 kernel's strided pixels, no padding
+            # NumPy's strided copy: 21 µs for 64 channels at 28² against 28 for a compiled loop
+            ob, sh, sw = o1 - o0, spec.sh, spec.sw
+            # (NB, C, OB·OW) rows of cols -> (NB, C, OB, OW)
+            np.copyto(cols[:, : spec.c].reshape(n1 - n0, spec.c, ob, spec.ow),
+                      x[n0:n1, :, o0 * sh: (o1 - 1) * sh + 1: sh, : (spec.ow - 1) * sw + 1: sw])
+            return cols
         _launch(
             "im2col", _c(x), cols, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.ow,
             n0, o0,

@@ -26,7 +26,7 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     # unstrided, the columns are views of x: no workspace, so no limit to cut the blocks by
     plan_spec = spec if strided else dataclasses.replace(spec, workspace_limit=None)
     blocks = im2col.plan(plan_spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
-    if blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]:
+    if backend.block_bytes is None and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]:  # the GPU: one matmul
         if strided:
             x = x[:, :, : spec.oh * spec.sh : spec.sh, : spec.ow * spec.sw : spec.sw]  # -> (N, C, OH, OW)
         xs = x.reshape(spec.n, spec.groups, spec.cg, spec.oh * spec.ow)  # (N, C, OH, OW) -> (N, G, C/G, OH·OW)
@@ -34,9 +34,11 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
         y = backend.matmul(wm, xs)  # (G, K/G, C/G) @ (N, G, C/G, OH·OW) -> (N, G, K/G, OH·OW)
         return add_bias(y.reshape(spec.out_shape), b)  # -> (N, K, OH, OW)
     x = backend.xp.ascontiguousarray(x)
-    if strided:  # the strided pixels gathered per block (a 1x1 im2col)
-        return im2col.gemm_blocks(backend, x, w, b, spec, blocks,
-                                  lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1))
+    if strided:  # the strided pixels gathered per block (a 1x1 im2col), with the bias where it pays
+        fold = im2col.folds_bias(spec, b)
+        return im2col.gemm_blocks(
+            backend, x, w, b, spec, blocks,
+            lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=fold), fold)
     # (NB, C, OB, W) rows of x -> (NB, C, OB·W): a view, as the rows of a band are adjacent
     return im2col.gemm_blocks(backend, x, w, b, spec, blocks,
                               lambda n0, n1, o0, o1: x[n0:n1, :, o0:o1].reshape(n1 - n0, spec.c, (o1 - o0) * spec.w))
