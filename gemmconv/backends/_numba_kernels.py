@@ -41,49 +41,79 @@ def _copy_rows(plane, buf, ih0, pl, lo, hi):  # pragma: no cover - compiled
 
 
 @njit(**_OPTS)
-def _im2col_stride2(x, cols, kh, kw, sh, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
-    """:func:`im2col` for column stride 2: each input row is split once into its even and odd
-    columns, from which the KW column rows that read it copy contiguous runs."""
+def _im2col_phases(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
+    """:func:`im2col` for strided convolutions: per plane, the input rows a band reads are split once
+    into their SH·SW polyphase planes (rows SH·i + rp, columns SW·j + cp), ``ow`` wide, so that a
+    column row is one contiguous run of one of them, as for unit-stride 'same' rows (3x3/2 at 56²:
+    a band packed 2.5x faster than from each input row split into even and odd columns per tap).
+
+    Output (o, q) of tap (r, s) reads input row SH·(o0 + o) - pt + r·dh = SH·(o0 + o + rb) + rp and
+    column SW·q - pl + s·dw = SW·(q + sb) + cp: row o0 + o + rb, column q + sb of plane (rp, cp). The
+    columns where q + sb falls outside [0, ow) wrapped into a neighbouring row and are rewritten.
+    """
     _, c_, h_, w_ = x.shape
-    nb, rows, length = cols.shape
+    nb, length = cols.shape[0], cols.shape[2]
     ob = length // ow
-    half = (w_ + 1) // 2
-    phases = np.empty((2, half), dtype=x.dtype)
-    for ncr in range(nb * c_ * kh):
-        n = ncr // (c_ * kh)
-        c = (ncr // kh) % c_
-        r = ncr % kh
-        plane = x[n0 + n, c]
-        row0 = (c * kh + r) * kw
-        for o in range(ob):
-            ih = (o0 + o) * sh - pt + r * dh
-            if ih < 0 or ih >= h_:
+    rb_lo, rb_hi = (-pt) // sh, ((kh - 1) * dh - pt) // sh  # floor division, as in Python
+    i_start = o0 + rb_lo  # plane row of the buffers' row 0
+    nrows = ob + rb_hi - rb_lo
+    size = nrows * ow
+    planes = np.empty((sh, sw, size), dtype=x.dtype)
+    j_full = min(ow, w_ // sw)  # columns j where every phase SW·j + cp lies inside the row
+    for n in range(nb):
+        for c in range(c_):
+            plane = x[n0 + n, c]
+            for rp in range(sh):  # the polyphase planes of the band
+                for i in range(nrows):
+                    ih = sh * (i_start + i) + rp
+                    if ih < 0 or ih >= h_:
+                        for cp in range(sw):
+                            row = planes[rp, cp, i * ow:]
+                            for j in range(ow):
+                                row[j] = 0
+                        continue
+                    src = plane[ih]
+                    if sw == 2:
+                        ev, od = planes[rp, 0, i * ow:], planes[rp, 1, i * ow:]
+                        for j in range(j_full):
+                            ev[j] = src[2 * j]
+                            od[j] = src[2 * j + 1]
+                    else:
+                        for cp in range(sw):
+                            row = planes[rp, cp, i * ow:]
+                            for j in range(j_full):
+                                row[j] = src[sw * j + cp]
+                    for cp in range(sw):
+                        row = planes[rp, cp, i * ow:]
+                        for j in range(j_full, ow):
+                            iw = sw * j + cp
+                            row[j] = src[iw] if iw < w_ else 0
+            for r in range(kh):
+                rp = (r * dh - pt) % sh
+                rb = (r * dh - pt - rp) // sh
                 for s in range(kw):
-                    seg = cols[n, row0 + s, o * ow:]
-                    for q in range(ow):
-                        seg[q] = 0
-                continue
-            src = plane[ih]
-            ev, od = phases[0], phases[1]
-            for i in range(w_ // 2):
-                ev[i] = src[2 * i]
-                od[i] = src[2 * i + 1]
-            if w_ % 2:
-                ev[half - 1] = src[w_ - 1]
-            for s in range(kw):
-                iw0 = s * dw - pl  # output q reads column 2q + iw0 = 2(q + base) + phase
-                phase = iw0 % 2
-                base = (iw0 - phase) // 2
-                q_lo, q_hi = _valid_range(w_, iw0, 2, ow)
-                seg = cols[n, row0 + s, o * ow:]
-                for q in range(q_lo):
-                    seg[q] = 0
-                run = phases[phase, q_lo + base:]
-                out = seg[q_lo:]
-                for q in range(q_hi - q_lo):
-                    out[q] = run[q]
-                for q in range(q_hi, ow):
-                    seg[q] = 0
+                    cp = (s * dw - pl) % sw
+                    sb = (s * dw - pl - cp) // sw
+                    src = planes[rp, cp]
+                    dst = cols[n, (c * kh + r) * kw + s]
+                    start = (rb - rb_lo) * ow + sb  # dst[t] = src[start + t]; outside src only at border columns
+                    lo, hi = max(0, -start), max(0, min(ob * ow, size - start))
+                    run = src[start + lo:]
+                    out = dst[lo:]
+                    for t in range(hi - lo):
+                        out[t] = run[t]
+                    for t in range(lo):
+                        dst[t] = 0
+                    for t in range(max(hi, lo), ob * ow):
+                        dst[t] = 0
+                    for o in range(ob):  # border columns, which wrapped into the neighbouring rows
+                        seg = dst[o * ow:]
+                        for q in range(min(-sb, ow)):  # left of the plane
+                            seg[q] = 0
+                        ih = sh * (o0 + o + rb) + rp
+                        for q in range(max(0, ow - sb), ow):  # past the buffers' ow columns
+                            iw = sw * (q + sb) + cp
+                            seg[q] = plane[ih, iw] if 0 <= ih < h_ and iw < w_ else 0
 
 
 @njit(**_OPTS)
@@ -117,16 +147,16 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
 
     Padding reads as zero. Where output rows are as wide as input rows at unit strides (3x3 'same'
     layers), a column row is one contiguous run of the input plane, copied in one loop, whose
-    wrapped-around border columns are then zeroed; otherwise one copy per output row (column
-    stride 2: see :func:`_im2col_stride2`; outputs at most 8 wide at unit stride: see
-    :func:`_im2col_padded`).
+    wrapped-around border columns are then zeroed; strided layers do the same from polyphase planes
+    (see :func:`_im2col_phases`); otherwise one copy per output row (outputs at most 8 wide at unit
+    stride: see :func:`_im2col_padded`).
     """
     _, c_, h_, w_ = x.shape
     nb, length = cols.shape[0], cols.shape[2]
     rows = c_ * kh * kw  # cols may have more rows (a row of ones for the bias), left alone
     ob = length // ow
-    if sw == 2:
-        _im2col_stride2(x, cols, kh, kw, sh, pt, pl, dh, dw, ow, n0, o0)
+    if sh > 1 or sw > 1:
+        _im2col_phases(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0)
         return
     if sh == 1 and sw == 1 and ow <= 8:
         _im2col_padded(x, cols, kh, kw, pt, pl, dh, dw, ow, n0, o0)
