@@ -265,3 +265,51 @@ def test_bias_rides_the_gemm_where_the_weights_are_small():
     assert not im2col.folds_bias(deep, np.ones(256))
     grouped = _spec((1, 64, 56, 56), (64, 32, 1, 1), groups=2)
     assert not im2col.folds_bias(grouped, np.ones(64))
+
+
+def test_run_phases_finishes_a_phase_before_the_next_and_raises_errors():
+    done, order = [], []
+    lock = threading.Lock()
+
+    def first(i):
+        time.sleep(0.002 * (i % 3))  # uneven items
+        with lock:
+            done.append(i)
+
+    def second(i):
+        with lock:
+            order.append((i, len(done), after_ran[0]))
+
+    after_ran = [0]
+
+    def after():
+        after_ran[0] += 1
+
+    with threadpool_limits(2, user_api="blas"):
+        _threads.run_phases([(first, list(range(7)), after), (second, list(range(5)), None)], 2)
+    assert sorted(done) == list(range(7)) and after_ran == [1]
+    assert sorted(i for i, _, _ in order) == list(range(5))
+    assert all(n_done == 7 and ran == 1 for _, n_done, ran in order)  # the second phase saw the first complete
+
+    def boom(i):
+        if i == 2:
+            raise RuntimeError("phase item 2 failed")
+
+    ran = []
+    with pytest.raises(RuntimeError, match="phase item 2 failed"):
+        _threads.run_phases([(boom, list(range(4)), None), (ran.append, [0, 1], None)], 2)
+    assert ran == []  # a failed phase stops the later ones
+
+
+def test_concurrent_phased_calls_do_not_wait_on_each_other():
+    """Callers sharing the pool: a worker waits only for items other workers are running."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(k):
+        out = []
+        _threads.run_phases([(lambda i: time.sleep(0.001), range(2), None), (out.append, range(3), None)], 2)
+        return sorted(out)
+
+    with threadpool_limits(2, user_api="blas"), ThreadPoolExecutor(4) as callers:
+        results = list(callers.map(call, range(12), timeout=60))
+    assert results == [[0, 1, 2]] * 12

@@ -134,6 +134,15 @@ class Backend(ABC):
         for item in items:
             fn(item)
 
+    def run_phases(self, phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Callable[[], None] | None]]
+                   ) -> None:
+        """For each phase ``(fn, items, after)`` in turn: :meth:`run_blocks` ``(fn, items)``, then ``after()``
+        (if given); a phase's items may rely on every earlier phase being done."""
+        for fn, items, after in phases:
+            self.run_blocks(fn, items)
+            if after is not None:
+                after()
+
     def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int, ones_row: bool = False) -> Any:
         """Column matrices of images ``n0:n1`` and output rows ``o0:o1``: ``(n1-n0, C·KH·KW, (o1-o0)·OW)``,
         with ``ones_row`` one more row, of ones (a GEMM by weights with the bias as their last column

@@ -93,6 +93,10 @@ class NumpyBackend(Backend):
     def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any]) -> None:
         _threads.run_blocks(fn, items, self.workers())
 
+    def run_phases(self, phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Callable[[], None] | None]]
+                   ) -> None:
+        _threads.run_phases(phases, self.workers())  # one hand-out for all the phases
+
     name = "numpy"
     module = "numpy"
     dtypes = ("float32", "float64")

@@ -73,10 +73,10 @@ def plan(spec: ConvSpec, m: int, budget: int | None, workers: int, itemsize: int
 def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     t = m + 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
-    u = _filter_transform(backend, w, spec, m)  # (T², G, K/G, C/G), or a cache lookup still to check
+    found = _filter_transform(backend, w, spec, m)  # (T², G, K/G, C/G), or a cache lookup still to check
     blocks = plan(spec, m, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
     if len(blocks) == 1:
-        u = _checked(u, spec)
+        u = _checked(found, spec)
         p = spec.n * th * tw
         v = backend.winograd_input(x, spec, m, th, tw)  # (T, T, C, P), P = N·th·tw
         v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
@@ -86,38 +86,42 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     xp = backend.xp
     x = xp.ascontiguousarray(x)  # once, not per block
     out = xp.empty(spec.out_shape, dtype=x.dtype)
-
-    # blocks of output channels share all the tile rows: transform the input once, before them, each
-    # worker taking a slice of the input channels and checking a slice of the cached filter's weights
-    # (deep layers: 2 x 9.4 MB read at 512 channels, ~0.7 ms on one core)
-    shared = None
-    if all((r0, r1) == (0, spec.n * th) for r0, r1, _, _ in blocks):
-        shared = backend.winograd_tiles(t, spec.c, spec.n * th * tw, x.dtype)  # (T, T, C, P), P = N·th·tw
-        parts = backend.workers()
-        matched = [True] * parts
-
-        def prepare(i: int) -> None:
-            cs = (spec.c * i // parts, spec.c * (i + 1) // parts)
-            backend.winograd_input_rows(x, spec, m, th, tw, 0, spec.n * th, channels=cs, out=shared)
-            if isinstance(u, Lookup):
-                matched[i] = u.matches(spec.k * i // parts, spec.k * (i + 1) // parts)
-
-        backend.run_blocks(prepare, range(parts))
-        if isinstance(u, Lookup):
-            u = u.settle(all(matched))
-    u = _checked(u, spec)
+    shared = None  # (T, T, C, P): all tile rows' input tiles, where the blocks split the output channels
+    u_ref = [found]  # the filter transform, once checked
 
     def block(part: tuple[int, int, int, int]) -> None:
         r0, r1, k0, k1 = part
         p = (r1 - r0) * tw
         v = shared if shared is not None else backend.winograd_input_rows(x, spec, m, th, tw, r0, r1)  # (T, T, C, P)
         v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
-        uk = u if (k0, k1) == (0, spec.k) else u[:, :, k0:k1]  # (T², G, KB/G, C/G); KB < K only when G = 1
+        uk = u_ref[0] if (k0, k1) == (0, spec.k) else u_ref[0][:, :, k0:k1]  # (T², G, KB/G, C/G); KB < K only when G = 1
         mt = backend.matmul(uk, v, scratch=True)  # (T², G, KB/G, C/G) @ (T², G, C/G, P) -> (T², G, KB/G, P)
         mt = mt.reshape(t, t, k1 - k0, p)  # -> (T, T, KB, P)
         backend.winograd_output_rows(mt, b, out, spec, m, th, tw, r0, k0)
 
-    backend.run_blocks(block, blocks)
+    if not all((r0, r1) == (0, spec.n * th) for r0, r1, _, _ in blocks):  # bands of tile rows
+        u_ref[0] = _checked(found, spec)
+        backend.run_blocks(block, blocks)
+        return out
+
+    # blocks of output channels share all the tile rows: first transform the input once, each worker
+    # taking a slice of the input channels and checking a slice of the cached filter's weights (deep
+    # layers: 2 x 9.4 MB read at 512 channels, ~0.7 ms on one core), then the blocks, in one hand-out
+    shared = backend.winograd_tiles(t, spec.c, spec.n * th * tw, x.dtype)  # (T, T, C, P), P = N·th·tw
+    parts = backend.workers()
+    matched = [True] * parts
+
+    def prepare(i: int) -> None:
+        cs = (spec.c * i // parts, spec.c * (i + 1) // parts)
+        backend.winograd_input_rows(x, spec, m, th, tw, 0, spec.n * th, channels=cs, out=shared)
+        if isinstance(found, Lookup):
+            matched[i] = found.matches(spec.k * i // parts, spec.k * (i + 1) // parts)
+
+    def settle() -> None:
+        if isinstance(found, Lookup):
+            u_ref[0] = found.settle(all(matched))
+
+    backend.run_phases([(prepare, range(parts), settle), (block, blocks, None)])
     return out
 
 
