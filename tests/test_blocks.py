@@ -231,12 +231,12 @@ def test_blocks_run_in_a_forked_child():
 @pytest.mark.parametrize("scratch", [True, False])
 def test_winograd_tile_matrices_start_an_odd_number_of_cache_lines_apart(c, p, scratch):
     be = get_backend(np.zeros(1))
-    v = be._tiles(6, c, p, np.float32, scratch=scratch)
-    assert v.shape == (6, 6, c, p) and v.strides[2:] == (p * 4, 4)  # each (C, P) matrix C-contiguous
-    assert v.strides[0] == 6 * v.strides[1] and v.strides[1] >= c * p * 4  # the T² matrices don't overlap
-    assert v.strides[1] % 64 == 0 and (v.strides[1] // 64) % 2 == 1  # ... and fall in different L1 sets
+    v = be._spaced("test", 36, p, c, np.float32, scratch=scratch)
+    assert v.shape == (36, p, c) and v.strides[1:] == (c * 4, 4)  # each (P, C) matrix C-contiguous
+    assert v.strides[0] >= c * p * 4  # the T² matrices don't overlap
+    assert v.strides[0] % 64 == 0 and (v.strides[0] // 64) % 2 == 1  # ... and fall in different L1 sets
     v[...] = np.arange(v.size, dtype=np.float32).reshape(v.shape)  # every element its own: no overlap
-    assert np.array_equal(v.reshape(36, c, p)[35], np.arange(35 * c * p, 36 * c * p).reshape(c, p))
+    assert np.array_equal(v[35], np.arange(35 * c * p, 36 * c * p).reshape(p, c))
 
 
 @pytest.mark.parametrize("stride, padding", [(2, 0), (1, 1), (2, 1)])

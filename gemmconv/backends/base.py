@@ -162,9 +162,19 @@ class Backend(ABC):
         return self.xp.concatenate([cols, ones], axis=1)  # -> (N', C·R·S + 1, OB·OW)
 
     def winograd_tiles(self, t: int, c: int, p: int, dtype: Any) -> Any:
-        """An uninitialised ``(T, T, C, P)`` array for transformed input tiles (each ``(C, P)`` matrix
-        C-contiguous; a backend may space the T² matrices apart)."""
+        """An uninitialised array for ``p`` transformed input tiles of ``c`` channels, in the layout
+        :meth:`winograd_input` returns (here ``(T, T, C, P)``)."""
         return self.xp.empty((t, t, c, p), dtype=dtype)
+
+    def winograd_multiply(self, u: Any, v: Any, spec: ConvSpec, m: int, k0: int, k1: int) -> Any:
+        """The products ``M = U V`` of the filter transform (:meth:`winograd_filter`) and input tiles
+        (:meth:`winograd_input`) for output channels ``k0:k1`` (all of them when G > 1), in the layout
+        :meth:`winograd_output` reads: here ``(T, T, KB, P)``."""
+        t, p = m + 2, v.shape[-1]
+        v = v.reshape(t * t, spec.groups, spec.cg, p)  # (T, T, C, P) -> (T², G, C/G, P)
+        uk = u if (k0, k1) == (0, spec.k) else u[:, :, k0:k1]  # (T², G, KB/G, C/G); KB < K only when G = 1
+        mt = self.matmul(uk, v, scratch=True)  # (T², G, KB/G, C/G) @ (T², G, C/G, P) -> (T², G, KB/G, P)
+        return mt.reshape(t, t, k1 - k0, p)  # -> (T, T, KB, P)
 
     def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
                             channels: tuple[int, int] | None = None, out: Any = None) -> Any:

@@ -25,6 +25,13 @@ def _launch(kernel: str, *args: Any) -> None:
     getattr(_numba_kernels, kernel)(*args)
 
 
+def _rows(v: np.ndarray) -> np.ndarray:
+    """The C-contiguous (T², pitch) buffer under a (T², P, C) view of :meth:`NumpyBackend._spaced`, or of a
+    C-contiguous (T², P, C) array (the compiled kernels then see contiguous rows)."""
+    return np.lib.stride_tricks.as_strided(v, shape=(v.shape[0], v.strides[0] // v.itemsize),
+                                           strides=(v.strides[0], v.itemsize))
+
+
 def _c(a: Any) -> np.ndarray:
     """C-contiguous (what the compiled kernels expect); no copy if it already is."""
     return np.ascontiguousarray(a)
@@ -142,35 +149,38 @@ class NumpyBackend(Backend):
         self.run_blocks(lambda part: _launch("direct", *args, *part), list(zip(bounds[:-1], bounds[1:])))
         return out
 
+    # Winograd, laid out channels-last: the transforms run over contiguous vectors of channels, and
+    # the GEMM is M^T = V^T U^T per tile element, (P, C) @ (C, K) -> (P, K) (the base class's
+    # layout is U V, (K, C) @ (C, P)).
+    def winograd_filter(self, w: Any, spec: ConvSpec, g: Any, m: int) -> Any:
+        u = super().winograd_filter(w, spec, g, m)  # (T², G, K/G, C/G)
+        return np.ascontiguousarray(u.transpose(0, 1, 3, 2))  # -> (T², G, C/G, K/G)
+
+    def winograd_tiles(self, t: int, c: int, p: int, dtype: Any) -> np.ndarray:
+        return self._spaced("wino_v", t * t, p, c, dtype, scratch=False)
+
     def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
         return self.winograd_input_rows(x, spec, m, th, tw, 0, spec.n * th)
 
     def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
                             channels: tuple[int, int] | None = None, out: Any = None) -> Any:
-        t = m + 2
+        """Input tiles as (T², P, C), P = (r1 - r0)·tw."""
+        t, p = m + 2, (r1 - r0) * tw
         c0, c1 = channels if channels is not None else (0, spec.c)
-        v = out if out is not None else self._tiles(t, spec.c, (r1 - r0) * tw, x.dtype, scratch=True)
-        _launch("winograd_input", _c(x), v[:, :, c0:c1], m, th, tw, spec.pt, spec.pl, r0, c0)
+        v = out if out is not None else self._spaced("wino_v", t * t, p, spec.c, x.dtype, scratch=True)
+        _launch("winograd_input", _c(x), _rows(v), p, m, th, tw, spec.pt, spec.pl, r0, c0, c1)
         return v
 
-    def winograd_tiles(self, t: int, c: int, p: int, dtype: Any) -> np.ndarray:
-        return self._tiles(t, c, p, dtype, scratch=False)
-
-    def _tiles(self, t: int, c: int, p: int, dtype: Any, scratch: bool) -> np.ndarray:
-        """(T, T, C, P) whose T² matrices start an odd number of cache lines apart (a fresh array, or this
-        thread's reused buffer).
-
-        The input transform writes each tile to all T² matrices; were they a multiple of 4 KiB apart
-        (C·P·4 bytes is, at 256 channels and 16 tiles), those writes would all fall in one set of the
-        L1 cache and evict each other: 7² and 14² planes transformed 1.6-2x slower.
-        """
-        itemsize = np.dtype(dtype).itemsize
-        lines = -(-c * p * itemsize // 64)
-        pitch = (lines + 1 - lines % 2) * 64 // itemsize  # elements from one matrix to the next
-        buf = self._scratch("wino_v", (t * t * pitch,), dtype) if scratch else np.empty(t * t * pitch, dtype=dtype)
-        # (T²·pitch,) -> (T, T, C, P) view: matrix (a, b) starts at (a·T + b)·pitch
-        return np.lib.stride_tricks.as_strided(
-            buf, shape=(t, t, c, p), strides=(t * pitch * itemsize, pitch * itemsize, p * itemsize, itemsize))
+    def winograd_multiply(self, u: Any, v: Any, spec: ConvSpec, m: int, k0: int, k1: int) -> Any:
+        """M^T = V^T U^T for output channels k0:k1, as (T², P, KB)."""
+        t2, p = v.shape[0], v.shape[1]
+        g, kb = spec.groups, k1 - k0
+        vg = v.reshape(t2, p, g, spec.cg).transpose(0, 2, 1, 3)  # (T², P, C) -> (T², G, P, C/G), a view
+        uk = u if (k0, k1) == (0, spec.k) else u[:, :, :, k0:k1]  # (T², G, C/G, KB/G); KB < K only when G = 1
+        mt = self._spaced("gemm", t2, p, kb, v.dtype, scratch=True)  # (T², P, KB)
+        # (T², G, P, C/G) @ (T², G, C/G, KB/G) -> (T², G, P, KB/G), written as (T², P, KB)
+        np.matmul(vg, uk, out=mt.reshape(t2, p, g, kb // g).transpose(0, 2, 1, 3))
+        return mt
 
     def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
         out = np.empty(spec.out_shape, dtype=mt.dtype)
@@ -179,7 +189,23 @@ class NumpyBackend(Backend):
 
     def winograd_output_rows(self, mt: Any, b: Any | None, out: Any, spec: ConvSpec, m: int, th: int, tw: int,
                              r0: int, k0: int) -> None:
-        _launch("winograd_output", _c(mt), out, self._bias(b, spec, mt.dtype), m, th, tw, r0, k0)
+        _launch("winograd_output", _rows(mt), mt.shape[1], mt.shape[2], out, self._bias(b, spec, mt.dtype),
+                m, th, tw, r0, k0)
+
+    def _spaced(self, key: str, t2: int, p: int, c: int, dtype: Any, scratch: bool) -> np.ndarray:
+        """(T², P, C) whose T² matrices start an odd number of cache lines apart (a fresh array, or this
+        thread's reused buffer ``key``).
+
+        The transforms touch all T² matrices for each tile; were they a multiple of 4 KiB apart (P·C·4
+        bytes is, at 256 channels and 16 tiles), those accesses would fall in one set of the L1 cache
+        and evict each other (7² and 14² planes transformed 1.6-2x slower).
+        """
+        itemsize = np.dtype(dtype).itemsize
+        lines = -(-c * p * itemsize // 64)
+        pitch = (lines + 1 - lines % 2) * 64 // itemsize  # elements from one matrix to the next
+        buf = self._scratch(key, (t2 * pitch,), dtype) if scratch else np.empty(t2 * pitch, dtype=dtype)
+        # (T²·pitch,) -> (T², P, C) view: matrix i starts at i·pitch
+        return np.lib.stride_tricks.as_strided(buf, shape=(t2, p, c), strides=(pitch * itemsize, c * itemsize, itemsize))
 
     @staticmethod
     def _bias(b: Any | None, spec: ConvSpec, dtype: Any) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 Input tiles are transformed by the backend kernel, multiplied by the cached
 filter transform in one batched GEMM over the T² tile positions, and
-transformed back by the backend kernel (which also crops and adds the bias).
+transformed back by the backend kernel (which also crops and adds the bias);
+the backend chooses the layouts (channels-last on the CPU, whose transforms
+then run over vectors of channels).
 The tiles are cut into blocks of tile rows (see :func:`plan`) that the
 backend runs on its workers, so that on the CPU a block's transformed tiles
 and product stay in one core's cache between the three steps; a GPU backend
@@ -34,8 +36,8 @@ def supports(spec: ConvSpec) -> str | None:
 
 
 def _filter_transform(backend: Any, w: Any, spec: ConvSpec, m: int) -> Any:
-    """``U = G g G^T`` as (T², G, K/G, C/G): a :class:`~.filter_cache.Lookup` to settle where the backend
-    caches filters, else the transform itself."""
+    """``U = G g G^T`` in the backend's layout: a :class:`~.filter_cache.Lookup` to settle where the
+    backend caches filters, else the transform itself."""
     work = "float32" if spec.dtype == "float16" else "float64"
     g = backend.constant(f"winograd_g{m}", TRANSFORMS[m]["g"], work)
     if not backend.caches_filters:
@@ -73,30 +75,22 @@ def plan(spec: ConvSpec, m: int, budget: int | None, workers: int, itemsize: int
 def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     t = m + 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
-    found = _filter_transform(backend, w, spec, m)  # (T², G, K/G, C/G), or a cache lookup still to check
+    found = _filter_transform(backend, w, spec, m)  # U, or a cache lookup still to check
     blocks = plan(spec, m, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
     if len(blocks) == 1:
         u = _checked(found, spec)
-        p = spec.n * th * tw
-        v = backend.winograd_input(x, spec, m, th, tw)  # (T, T, C, P), P = N·th·tw
-        v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
-        mt = backend.matmul(u, v, scratch=True)  # (T², G, K/G, C/G) @ (T², G, C/G, P) -> (T², G, K/G, P)
-        mt = mt.reshape(t, t, spec.k, p)  # -> (T, T, K, P)
-        return backend.winograd_output(mt, b, spec, m, th, tw)
+        v = backend.winograd_input(x, spec, m, th, tw)  # all N·th·tw tiles
+        return backend.winograd_output(backend.winograd_multiply(u, v, spec, m, 0, spec.k), b, spec, m, th, tw)
     xp = backend.xp
     x = xp.ascontiguousarray(x)  # once, not per block
     out = xp.empty(spec.out_shape, dtype=x.dtype)
-    shared = None  # (T, T, C, P): all tile rows' input tiles, where the blocks split the output channels
+    shared = None  # all tile rows' input tiles, where the blocks split the output channels
     u_ref = [found]  # the filter transform, once checked
 
     def block(part: tuple[int, int, int, int]) -> None:
         r0, r1, k0, k1 = part
-        p = (r1 - r0) * tw
-        v = shared if shared is not None else backend.winograd_input_rows(x, spec, m, th, tw, r0, r1)  # (T, T, C, P)
-        v = v.reshape(t * t, spec.groups, spec.cg, p)  # -> (T², G, C/G, P)
-        uk = u_ref[0] if (k0, k1) == (0, spec.k) else u_ref[0][:, :, k0:k1]  # (T², G, KB/G, C/G); KB < K only when G = 1
-        mt = backend.matmul(uk, v, scratch=True)  # (T², G, KB/G, C/G) @ (T², G, C/G, P) -> (T², G, KB/G, P)
-        mt = mt.reshape(t, t, k1 - k0, p)  # -> (T, T, KB, P)
+        v = shared if shared is not None else backend.winograd_input_rows(x, spec, m, th, tw, r0, r1)
+        mt = backend.winograd_multiply(u_ref[0], v, spec, m, k0, k1)  # KB < K only when G = 1
         backend.winograd_output_rows(mt, b, out, spec, m, th, tw, r0, k0)
 
     if not all((r0, r1) == (0, spec.n * th) for r0, r1, _, _ in blocks):  # bands of tile rows
@@ -107,7 +101,7 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     # blocks of output channels share all the tile rows: first transform the input once, each worker
     # taking a slice of the input channels and checking a slice of the cached filter's weights (deep
     # layers: 2 x 9.4 MB read at 512 channels, ~0.7 ms on one core), then the blocks, in one hand-out
-    shared = backend.winograd_tiles(t, spec.c, spec.n * th * tw, x.dtype)  # (T, T, C, P), P = N·th·tw
+    shared = backend.winograd_tiles(t, spec.c, spec.n * th * tw, x.dtype)  # the N·th·tw tiles of all channels
     parts = backend.workers()
     matched = [True] * parts
 
