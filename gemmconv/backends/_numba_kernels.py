@@ -357,6 +357,43 @@ def _at4(m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
     return m0 + s12 + s34, d12 + _x2(d34), s12 + _x4(s34), d12 + _x2(_x4(d34)) + m5
 
 
+@njit(inline="always")
+def _strip_bt4(rt, cs, width, cb):  # pragma: no cover - compiled
+    for q in range(width):  # B^T down each column of the strip, over the channels
+        s0, s1, s2, s3, s4, s5 = rt[0, q], rt[1, q], rt[2, q], rt[3, q], rt[4, q], rt[5, q]
+        d0, d1, d2, d3, d4, d5 = cs[0, q], cs[1, q], cs[2, q], cs[3, q], cs[4, q], cs[5, q]
+        for c in range(cb):
+            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = _bt4(s0[c], s1[c], s2[c], s3[c], s4[c], s5[c])
+
+
+@njit(inline="always")
+def _strip_bt2(rt, cs, width, cb):  # pragma: no cover - compiled
+    for q in range(width):
+        s0, s1, s2, s3 = rt[0, q], rt[1, q], rt[2, q], rt[3, q]
+        d0, d1, d2, d3 = cs[0, q], cs[1, q], cs[2, q], cs[3, q]
+        for c in range(cb):
+            d0[c], d1[c], d2[c], d3[c] = _bt2(s0[c], s1[c], s2[c], s3[c])
+
+
+@njit(inline="always")
+def _tile_b4(cs, vt, q, base, cb):  # pragma: no cover - compiled
+    for a in range(6):  # B across the tile's columns q..q+5, over the channels, into the 36 rows of vt
+        e0, e1, e2, e3, e4, e5 = cs[a, q], cs[a, q + 1], cs[a, q + 2], cs[a, q + 3], cs[a, q + 4], cs[a, q + 5]
+        o0, o1, o2 = vt[a * 6, base:], vt[a * 6 + 1, base:], vt[a * 6 + 2, base:]
+        o3, o4, o5 = vt[a * 6 + 3, base:], vt[a * 6 + 4, base:], vt[a * 6 + 5, base:]
+        for c in range(cb):
+            o0[c], o1[c], o2[c], o3[c], o4[c], o5[c] = _bt4(e0[c], e1[c], e2[c], e3[c], e4[c], e5[c])
+
+
+@njit(inline="always")
+def _tile_b2(cs, vt, q, base, cb):  # pragma: no cover - compiled
+    for a in range(4):
+        e0, e1, e2, e3 = cs[a, q], cs[a, q + 1], cs[a, q + 2], cs[a, q + 3]
+        o0, o1, o2, o3 = vt[a * 4, base:], vt[a * 4 + 1, base:], vt[a * 4 + 2, base:], vt[a * 4 + 3, base:]
+        for c in range(cb):
+            o0[c], o1[c], o2[c], o3[c] = _bt2(e0[c], e1[c], e2[c], e3[c])
+
+
 @njit(**_OPTS)
 def winograd_input(x, vt, p_, m, th, tw, pt, pl, r0, c0, c1):  # pragma: no cover - compiled
     """Input tiles' ``B^T d B`` into ``vt`` (T², pitch): row a·T + b holds element (a, b) of tile p and
@@ -392,32 +429,45 @@ def winograd_input(x, vt, p_, m, th, tw, pt, pl, r0, c0, c1):  # pragma: no cove
                     d = dst[q]
                     for c in range(cb):
                         d[c] = 0
-        for q in range(width):  # columns: B^T d, over the channels
-            if m == 4:
-                s0, s1, s2, s3, s4, s5 = rt[0, q], rt[1, q], rt[2, q], rt[3, q], rt[4, q], rt[5, q]
-                d0, d1, d2, d3, d4, d5 = cs[0, q], cs[1, q], cs[2, q], cs[3, q], cs[4, q], cs[5, q]
-                for c in range(cb):
-                    d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = _bt4(s0[c], s1[c], s2[c], s3[c], s4[c], s5[c])
-            else:
-                s0, s1, s2, s3 = rt[0, q], rt[1, q], rt[2, q], rt[3, q]
-                d0, d1, d2, d3 = cs[0, q], cs[1, q], cs[2, q], cs[3, q]
-                for c in range(cb):
-                    d0[c], d1[c], d2[c], d3[c] = _bt2(s0[c], s1[c], s2[c], s3[c])
-        for j in range(tw):  # rows: (B^T d) B, tile by tile, over the channels
-            base = (gb * tw + j) * c_ + c0
-            for a in range(t):
-                q = j * m
-                if m == 4:
-                    e0, e1, e2, e3, e4, e5 = cs[a, q], cs[a, q + 1], cs[a, q + 2], cs[a, q + 3], cs[a, q + 4], cs[a, q + 5]
-                    o0, o1, o2 = vt[a * 6, base:], vt[a * 6 + 1, base:], vt[a * 6 + 2, base:]
-                    o3, o4, o5 = vt[a * 6 + 3, base:], vt[a * 6 + 4, base:], vt[a * 6 + 5, base:]
-                    for c in range(cb):
-                        o0[c], o1[c], o2[c], o3[c], o4[c], o5[c] = _bt4(e0[c], e1[c], e2[c], e3[c], e4[c], e5[c])
-                else:
-                    e0, e1, e2, e3 = cs[a, q], cs[a, q + 1], cs[a, q + 2], cs[a, q + 3]
-                    o0, o1, o2, o3 = vt[a * 4, base:], vt[a * 4 + 1, base:], vt[a * 4 + 2, base:], vt[a * 4 + 3, base:]
-                    for c in range(cb):
-                        o0[c], o1[c], o2[c], o3[c] = _bt2(e0[c], e1[c], e2[c], e3[c])
+        if m == 4:  # (each branch's loops have constant trip counts: unrolled)
+            _strip_bt4(rt, cs, width, cb)
+            for j in range(tw):
+                _tile_b4(cs, vt, j * 4, (gb * tw + j) * c_ + c0, cb)
+        else:
+            _strip_bt2(rt, cs, width, cb)
+            for j in range(tw):
+                _tile_b2(cs, vt, j * 2, (gb * tw + j) * c_ + c0, cb)
+
+
+@njit(inline="always")
+def _tile_a4(mt, base, am, ot, q, bias, kb):  # pragma: no cover - compiled
+    for e in range(6):  # A^T down the tile's column e, over the channels
+        s0, s1, s2 = mt[e, base:], mt[6 + e, base:], mt[12 + e, base:]
+        s3, s4, s5 = mt[18 + e, base:], mt[24 + e, base:], mt[30 + e, base:]
+        a0, a1, a2, a3 = am[0, e], am[1, e], am[2, e], am[3, e]
+        for k in range(kb):
+            a0[k], a1[k], a2[k], a3[k] = _at4(s0[k], s1[k], s2[k], s3[k], s4[k], s5[k])
+    for y in range(4):  # A across, plus the bias, into output columns q..q+3 of the row buffer
+        f0, f1, f2, f3, f4, f5 = am[y, 0], am[y, 1], am[y, 2], am[y, 3], am[y, 4], am[y, 5]
+        g0, g1, g2, g3 = ot[y, q], ot[y, q + 1], ot[y, q + 2], ot[y, q + 3]
+        for k in range(kb):
+            y0, y1, y2, y3 = _at4(f0[k], f1[k], f2[k], f3[k], f4[k], f5[k])
+            g0[k], g1[k], g2[k], g3[k] = y0 + bias[k], y1 + bias[k], y2 + bias[k], y3 + bias[k]
+
+
+@njit(inline="always")
+def _tile_a2(mt, base, am, ot, q, bias, kb):  # pragma: no cover - compiled
+    for e in range(4):
+        s0, s1, s2, s3 = mt[e, base:], mt[4 + e, base:], mt[8 + e, base:], mt[12 + e, base:]
+        a0, a1 = am[0, e], am[1, e]
+        for k in range(kb):
+            a0[k], a1[k] = _at2(s0[k], s1[k], s2[k], s3[k])
+    for y in range(2):
+        f0, f1, f2, f3 = am[y, 0], am[y, 1], am[y, 2], am[y, 3]
+        g0, g1 = ot[y, q], ot[y, q + 1]
+        for k in range(kb):
+            y0, y1 = _at2(f0[k], f1[k], f2[k], f3[k])
+            g0[k], g1[k] = y0 + bias[k], y1 + bias[k]
 
 
 @njit(**_OPTS)
@@ -438,33 +488,10 @@ def winograd_output(mt, p_, kb, out, b, m, th, tw, r0, k0):  # pragma: no cover 
         n = (r0 + gb) // th
         i = (r0 + gb) % th
         for j in range(tw):
-            base = (gb * tw + j) * kb
-            for e in range(t):  # columns: A^T M
-                if m == 4:
-                    s0, s1, s2 = mt[e, base:], mt[6 + e, base:], mt[12 + e, base:]
-                    s3, s4, s5 = mt[18 + e, base:], mt[24 + e, base:], mt[30 + e, base:]
-                    a0, a1, a2, a3 = am[0, e], am[1, e], am[2, e], am[3, e]
-                    for k in range(kb):
-                        a0[k], a1[k], a2[k], a3[k] = _at4(s0[k], s1[k], s2[k], s3[k], s4[k], s5[k])
-                else:
-                    s0, s1, s2, s3 = mt[e, base:], mt[4 + e, base:], mt[8 + e, base:], mt[12 + e, base:]
-                    a0, a1 = am[0, e], am[1, e]
-                    for k in range(kb):
-                        a0[k], a1[k] = _at2(s0[k], s1[k], s2[k], s3[k])
-            for y in range(m):  # rows: (A^T M) A, plus the bias
-                q = j * m
-                if m == 4:
-                    f0, f1, f2, f3, f4, f5 = am[y, 0], am[y, 1], am[y, 2], am[y, 3], am[y, 4], am[y, 5]
-                    g0, g1, g2, g3 = ot[y, q], ot[y, q + 1], ot[y, q + 2], ot[y, q + 3]
-                    for k in range(kb):
-                        y0, y1, y2, y3 = _at4(f0[k], f1[k], f2[k], f3[k], f4[k], f5[k])
-                        g0[k], g1[k], g2[k], g3[k] = y0 + bias[k], y1 + bias[k], y2 + bias[k], y3 + bias[k]
-                else:
-                    f0, f1, f2, f3 = am[y, 0], am[y, 1], am[y, 2], am[y, 3]
-                    g0, g1 = ot[y, q], ot[y, q + 1]
-                    for k in range(kb):
-                        y0, y1 = _at2(f0[k], f1[k], f2[k], f3[k])
-                        g0[k], g1[k] = y0 + bias[k], y1 + bias[k]
+            if m == 4:  # (each branch's loops have constant trip counts: unrolled)
+                _tile_a4(mt, (gb * tw + j) * kb, am, ot, j * 4, bias, kb)
+            else:
+                _tile_a2(mt, (gb * tw + j) * kb, am, ot, j * 2, bias, kb)
         for y in range(min(m, oh - i * m)):  # cropped at the border
             src = ot[y]
             for k in range(kb):
