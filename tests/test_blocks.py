@@ -265,6 +265,12 @@ def test_bias_rides_the_gemm_where_the_weights_are_small():
     assert not im2col.folds_bias(deep, np.ones(256))
     grouped = _spec((1, 64, 56, 56), (64, 32, 1, 1), groups=2)
     assert not im2col.folds_bias(grouped, np.ones(64))
+    assert im2col.folds_bias(_spec((1, 64, 56, 56), (128, 64, 1, 1), stride=2, workspace_limit=1 << 20), 1)
+    tight = _spec((1, 64, 56, 56), (128, 64, 1, 1), stride=2, workspace_limit=100_000)
+    assert not im2col.folds_bias(tight, np.ones(128))  # the widened weights would take over an eighth of it
+    # the plan counts the widened weights and the row of ones against a limit
+    limited = _spec((1, 64, 56, 56), (64, 64, 3, 3), padding=1, workspace_limit=2 << 20)
+    assert len(im2col.plan(limited, None, 2, 4, fold_bias=True)) >= len(im2col.plan(limited, None, 2, 4))
 
 
 def test_run_phases_finishes_a_phase_before_the_next_and_raises_errors():

@@ -33,7 +33,7 @@ def _gemm(backend: Any, x: Any, w: Any, spec: ConvSpec) -> Any:
     return y.reshape(spec.n, spec.k, spec.oh * spec.ow)  # -> (N, K, OH·OW), no copy
 
 
-def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int) -> list[Block]:
+def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int, fold_bias: bool = False) -> list[Block]:
     """Blocks ``(n0, n1, o0, o1, k0, k1)`` of images, output rows and output channels; one block when
     nothing asks to cut.
 
@@ -42,15 +42,17 @@ def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int) -> lis
     columns of the whole batch and those fit one block (deep layers on small images: 9.4 MB of
     weights against 0.9 MB of columns at 512 channels, 7², N=1), the workers split the output
     channels instead: each packs the (few) columns itself and reads only its slice of the weights,
-    where bands of rows would each stream all of them.
+    where bands of rows would each stream all of them. With ``fold_bias`` (:func:`folds_bias`) the
+    columns have a row of ones more, and the widened weights count against a workspace limit.
     """
+    crs = spec.c * spec.kh * spec.kw + fold_bias
     limit = spec.workspace_limit
-    if limit is not None:  # the limit is shared by the blocks in flight, less the kernel's halo of input rows
-        share = max(1, (limit - spec.c * spec.ekh * spec.w * itemsize) // workers)
+    if limit is not None:  # shared by the blocks in flight, less the kernel's halo of input rows and widened weights
+        fixed = spec.c * spec.ekh * spec.w * itemsize + fold_bias * spec.k * crs * itemsize
+        share = max(1, (limit - fixed) // workers)
         budget = share if budget is None else min(budget, share)
     if budget is None:
         return [(0, spec.n, 0, spec.oh, 0, spec.k)]
-    crs = spec.c * spec.kh * spec.kw
     row_bytes = ((crs + spec.k) * spec.ow + spec.c * spec.sh * spec.w) * itemsize
     image_bytes = spec.oh * row_bytes
     batch_bytes = spec.n * image_bytes
@@ -67,9 +69,12 @@ def folds_bias(spec: ConvSpec, b: Any | None) -> bool:
     """Whether the GEMM adds the bias: the weights widened by a last column, the bias, against a last
     row of ones in the columns. Where the weights are small beside the output (1x1 and stem layers),
     copying them once per call costs less than a pass of its own over the output (1x1, 64 -> 128
-    channels at 28², N=1: 16 of 160 µs); groups of 1 only."""
+    channels at 28², N=1: 16 of 160 µs); groups of 1 only, and under a ``workspace_limit`` only where
+    the widened weights take at most an eighth of it (:func:`plan` counts them)."""
     crs = spec.c * spec.kh * spec.kw
-    return b is not None and spec.groups == 1 and 8 * (crs + 1) <= spec.n * spec.oh * spec.ow
+    limit = spec.workspace_limit
+    return (b is not None and spec.groups == 1 and 8 * (crs + 1) <= spec.n * spec.oh * spec.ow
+            and (limit is None or 8 * spec.k * (crs + 1) * 8 <= limit))  # 8-byte items at most
 
 
 def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: list[Block],
@@ -110,11 +115,11 @@ def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: li
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    blocks = plan(spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
+    fold = folds_bias(spec, b)
+    blocks = plan(spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize, fold)
     if backend.block_bytes is None and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]:  # the GPU: one GEMM
         return add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b)
     x = backend.xp.ascontiguousarray(x)  # once, not per block
-    fold = folds_bias(spec, b)
     return gemm_blocks(backend, x, w, b, spec, blocks,
                        lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=fold), fold)
 

@@ -25,7 +25,8 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     strided = (spec.sh, spec.sw) != (1, 1)
     # unstrided, the columns are views of x: no workspace, so no limit to cut the blocks by
     plan_spec = spec if strided else dataclasses.replace(spec, workspace_limit=None)
-    blocks = im2col.plan(plan_spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
+    fold = strided and im2col.folds_bias(spec, b)  # the gathered columns take a row of ones
+    blocks = im2col.plan(plan_spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize, fold)
     if backend.block_bytes is None and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]:  # the GPU: one matmul
         if strided:
             x = x[:, :, : spec.oh * spec.sh : spec.sh, : spec.ow * spec.sw : spec.sw]  # -> (N, C, OH, OW)
@@ -35,7 +36,6 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
         return add_bias(y.reshape(spec.out_shape), b)  # -> (N, K, OH, OW)
     x = backend.xp.ascontiguousarray(x)
     if strided:  # the strided pixels gathered per block (a 1x1 im2col), with the bias where it pays
-        fold = im2col.folds_bias(spec, b)
         return im2col.gemm_blocks(
             backend, x, w, b, spec, blocks,
             lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=fold), fold)
