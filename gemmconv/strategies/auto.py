@@ -11,9 +11,10 @@ The rule (first match wins), from the costs of each algorithm as measured
    least 16 output tiles of 4×4 over the batch → ``winograd`` (F(4×4)), or
    ``winograd_f2`` for float16, whose F(4×4) error (~1e-2) would be visible.
    Measured on 2 CPU cores it beats im2col on every ResNet-18 3×3 layer from
-   16 tiles on (N=8: 0.70–1.12x torch's time against 1.40–1.65x; 14² at N=1,
-   16 tiles: 1.38x against 1.63x); with 4 tiles (7² at N=1) its transforms and
-   its 4x larger filter transform do not pay off (1.63x against 1.39x).
+   16 tiles on (N=8: 0.50–1.01x torch's time against 1.23–1.59x; 14² at N=1,
+   16 tiles: 1.20–1.41x against 1.53–1.56x); with 4 tiles (7² at N=1) its
+   GEMMs of 4 columns and its 4x larger filter transform do not pay off (2.2x
+   against 1.1x).
    On an H200 at N=32 it is 0.44–0.91x cuDNN;
 4. otherwise → ``im2col`` (also instead of Winograd when a ``workspace_limit``
    is given: im2col honours it, Winograd's workspace is not bounded yet).
