@@ -256,6 +256,15 @@ def test_columns_with_a_row_of_ones(stride, padding):
         np.testing.assert_array_equal(ones[:, :crs], plain)
         np.testing.assert_array_equal(generic, ones)
         assert (ones[:, crs] == 1).all()
+    # the ones row is kept between calls of one shape: another shape over the same buffer must not leave it stale
+    be.im2col_part(x4, spec, 0, 2, 0, spec.oh, ones_row=True)
+    be.im2col_part(x4 * 0 + 5, spec, 0, 2, 1, spec.oh)  # other rows, fives everywhere: overwrites the old ones row
+    again = be.im2col_part(x4, spec, 0, 2, 0, spec.oh, ones_row=True)
+    assert (again[:, crs] == 1).all()
+    other = be.im2col_part(x4 * 0 + 5, spec, 0, 1, 1, spec.oh, ones_row=True)  # another shape, with ones
+    assert (other[:, crs] == 1).all() and (other[:, :crs] == 5).mean() > 0.5
+    again = be.im2col_part(x4, spec, 0, 2, 0, spec.oh, ones_row=True)
+    assert (again[:, crs] == 1).all()
 
 
 def test_bias_rides_the_gemm_where_the_weights_are_small():

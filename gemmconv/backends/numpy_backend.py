@@ -123,9 +123,14 @@ class NumpyBackend(Backend):
 
     def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int, ones_row: bool = False) -> Any:
         crs = spec.c * spec.kh * spec.kw
-        cols = self._scratch("cols", (n1 - n0, crs + ones_row, (o1 - o0) * spec.ow), x.dtype)
-        if ones_row:
-            cols[:, crs] = 1  # the kernel fills rows :crs only
+        shape = (n1 - n0, crs + ones_row, (o1 - o0) * spec.ow)
+        cols = self._scratch("cols", shape, x.dtype)
+        # the kernel fills rows :crs only; the ones stay from the last call of this shape on this thread's
+        # buffer (the mark holds the buffer itself, so a reallocated one never matches)
+        mark = getattr(self._local, "ones", None)
+        if ones_row and (mark is None or mark[0] is not cols.base or mark[1] != shape):
+            cols[:, crs] = 1
+        self._local.ones = (cols.base, shape) if ones_row else None
         if (spec.kh, spec.kw, spec.pt, spec.pl) == (1, 1, 0, 0):  # a 1x1 kernel's strided pixels, no padding
             # NumPy's strided copy: 21 µs for 64 channels at 28² against 28 for a compiled loop
             ob, sh, sw = o1 - o0, spec.sh, spec.sw
