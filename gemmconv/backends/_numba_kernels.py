@@ -230,17 +230,23 @@ _NINE_TAPS_MAX = 4096
 
 
 @njit(inline="always")
-def _nine_taps(acc, flat, wk, start, wp, dh, dw, length):  # pragma: no cover - compiled
-    """acc[i] = start + the nine taps of the 3x3 kernel ``wk`` at i, over the flat padded plane."""
+def _nine_taps(acc, flat, wk, wp, dh, dw, length, start, fresh):  # pragma: no cover - compiled
+    """The nine taps of the 3x3 kernel ``wk`` at each i of the flat padded plane, added to ``acc`` or, if
+    ``fresh``, written to it after ``start`` (one pass: the accumulator is read and written once)."""
     w00, w01, w02 = wk[0, 0], wk[0, 1], wk[0, 2]
     w10, w11, w12 = wk[1, 0], wk[1, 1], wk[1, 2]
     w20, w21, w22 = wk[2, 0], wk[2, 1], wk[2, 2]
     f0, f1, f2 = flat, flat[dw:], flat[2 * dw:]
     g0, g1, g2 = flat[dh * wp:], flat[dh * wp + dw:], flat[dh * wp + 2 * dw:]
     h0, h1, h2 = flat[2 * dh * wp:], flat[2 * dh * wp + dw:], flat[2 * dh * wp + 2 * dw:]
-    for i in range(length):
-        acc[i] = start + (w00 * f0[i] + w01 * f1[i] + w02 * f2[i] + w10 * g0[i] + w11 * g1[i]
-                          + w12 * g2[i] + w20 * h0[i] + w21 * h1[i] + w22 * h2[i])
+    if fresh:
+        for i in range(length):
+            acc[i] = start + (w00 * f0[i] + w01 * f1[i] + w02 * f2[i] + w10 * g0[i] + w11 * g1[i]
+                              + w12 * g2[i] + w20 * h0[i] + w21 * h1[i] + w22 * h2[i])
+    else:
+        for i in range(length):
+            acc[i] += (w00 * f0[i] + w01 * f1[i] + w02 * f2[i] + w10 * g0[i] + w11 * g1[i]
+                       + w12 * g2[i] + w20 * h0[i] + w21 * h1[i] + w22 * h2[i])
 
 
 @njit(**_OPTS)
@@ -279,7 +285,7 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
             if sw == 1 and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX and cg_ == 1:
                 # depthwise 3x3: one pass over the plane, the bias included (7% faster than a pass of its own)
                 _copy_rows(x[n, c0], buf, -pt, pl, e_lo, e_hi)
-                _nine_taps(acc, flat, w[k, 0], bias, wp, dh, dw, length)
+                _nine_taps(acc, flat, w[k, 0], wp, dh, dw, length, bias, True)
                 for o in range(oh):
                     src = acc[o * sh * wp:]
                     dst = plane_out[o]
@@ -298,16 +304,7 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
                 _copy_rows(x[n, c0 + cg], buf, -pt, pl, e_lo, e_hi)
                 wk = w[k, cg]
                 if sw == 1 and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX:
-                    # all nine taps in one pass: the accumulator is read and written once, not thrice
-                    w00, w01, w02 = wk[0, 0], wk[0, 1], wk[0, 2]
-                    w10, w11, w12 = wk[1, 0], wk[1, 1], wk[1, 2]
-                    w20, w21, w22 = wk[2, 0], wk[2, 1], wk[2, 2]
-                    f0, f1, f2 = flat, flat[dw:], flat[2 * dw:]
-                    g0, g1, g2 = flat[dh * wp:], flat[dh * wp + dw:], flat[dh * wp + 2 * dw:]
-                    h0, h1, h2 = flat[2 * dh * wp:], flat[2 * dh * wp + dw:], flat[2 * dh * wp + 2 * dw:]
-                    for i in range(length):
-                        acc[i] += (w00 * f0[i] + w01 * f1[i] + w02 * f2[i] + w10 * g0[i] + w11 * g1[i]
-                                   + w12 * g2[i] + w20 * h0[i] + w21 * h1[i] + w22 * h2[i])
+                    _nine_taps(acc, flat, wk, wp, dh, dw, length, bias, False)
                     continue
                 for r in range(kh):
                     if sw == 1:
