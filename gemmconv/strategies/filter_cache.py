@@ -67,11 +67,6 @@ class FilterCache:
             entry = self._entries.get(key)
         return Lookup(self, backend, w, key, entry, compute)
 
-    def get(self, backend: Any, w: Any, tag: Hashable, compute: Callable[[Any], Any]) -> Any:
-        """The transform of ``w`` under ``tag``, checked against ``w`` here; computed with ``compute(w)`` on a miss."""
-        found = self.lookup(backend, w, tag, compute)
-        return found.settle(found.matches(0, w.shape[0]))
-
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:
