@@ -157,14 +157,14 @@ def main() -> int:
                    f"{median_ms(lambda: cupy.matmul(wm, cols), args.reps):.3f}"]
             del cols
             if gemmconv.get_strategy("winograd").supports(spec) is None:
-                m, t = 4, 6
+                m = 4
                 th, tw = -(-spec.oh // m), -(-spec.ow // m)
                 u = _filter_transform(be, w4, spec, m)
-                v = be.winograd_input(x4, spec, m, th, tw).reshape(t * t, spec.groups, spec.cg, -1)
-                mt = be.matmul(u, v).reshape(t, t, spec.k, -1)
+                v = be.winograd_input(x4, spec, m, th, tw)
+                mt = be.winograd_multiply(u, v, spec, m, 0, spec.k)
                 row += [f"{median_ms(lambda: _filter_transform(be, w4, spec, m), args.reps):.3f}",
                         f"{median_ms(lambda: be.winograd_input(x4, spec, m, th, tw), args.reps):.3f}",
-                        f"{median_ms(lambda: be.matmul(u, v), args.reps):.3f}",
+                        f"{median_ms(lambda: be.winograd_multiply(u, v, spec, m, 0, spec.k), args.reps):.3f}",
                         f"{median_ms(lambda: be.winograd_output(mt, b4, spec, m, th, tw), args.reps):.3f}"]
                 del u, v, mt
             else:
