@@ -49,7 +49,7 @@ class NumpyBackend(Backend):
     them.
     """
 
-    #: per block: 1.5x one core's L2 on the development machine (2 MiB; its L3 is 32 MiB), between the best
+    #: per block: 3x one core's L2 on the development machine (1 MiB; its L3 is 32 MiB), between the best
     #: two of 0.5-8 MiB measured on ResNet-18's layers (benchmarks/CPU_NOTES.md)
     block_bytes: int | None = 3 << 20
     #: waking the workers costs ~75 µs: a 1x1 layer of 13 MFLOP (64 -> 128 channels at 28²) took
