@@ -379,18 +379,22 @@ def _at4(m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def _strip_bt4(rt, cs, width, cb):  # pragma: no cover - compiled
-    for q in range(width):  # B^T down each column of the strip, over the channels
-        s0, s1, s2, s3, s4, s5 = rt[0, q], rt[1, q], rt[2, q], rt[3, q], rt[4, q], rt[5, q]
+def _strip_bt4(rt, top, cs, width, cb):  # pragma: no cover - compiled
+    """B^T down each column of the strip, over the channels; strip row u is ring slot (top + u) % 6 of ``rt``."""
+    r0, r1, r2 = rt[top % 6], rt[(top + 1) % 6], rt[(top + 2) % 6]
+    r3, r4, r5 = rt[(top + 3) % 6], rt[(top + 4) % 6], rt[(top + 5) % 6]
+    for q in range(width):
+        s0, s1, s2, s3, s4, s5 = r0[q], r1[q], r2[q], r3[q], r4[q], r5[q]
         d0, d1, d2, d3, d4, d5 = cs[0, q], cs[1, q], cs[2, q], cs[3, q], cs[4, q], cs[5, q]
         for c in range(cb):
             d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = _bt4(s0[c], s1[c], s2[c], s3[c], s4[c], s5[c])
 
 
 @njit(inline="always")
-def _strip_bt2(rt, cs, width, cb):  # pragma: no cover - compiled
+def _strip_bt2(rt, top, cs, width, cb):  # pragma: no cover - compiled
+    r0, r1, r2, r3 = rt[top % 4], rt[(top + 1) % 4], rt[(top + 2) % 4], rt[(top + 3) % 4]
     for q in range(width):
-        s0, s1, s2, s3 = rt[0, q], rt[1, q], rt[2, q], rt[3, q]
+        s0, s1, s2, s3 = r0[q], r1[q], r2[q], r3[q]
         d0, d1, d2, d3 = cs[0, q], cs[1, q], cs[2, q], cs[3, q]
         for c in range(cb):
             d0[c], d1[c], d2[c], d3[c] = _bt2(s0[c], s1[c], s2[c], s3[c])
@@ -425,20 +429,26 @@ def winograd_input(x, vt, p_, m, th, tw, pt, pl, r0, c0, c1):  # pragma: no cove
     so that B^T (down the strip) and B (across each tile) run over contiguous vectors of channels and
     each of a tile's T² elements is stored as one run of channels (the GEMM's (P, C) rows). Laid out
     (C, P) instead, the same transform ran scalar per tile: 27-59 ns a tile and channel against 11-16.
+    The strip is a ring of T rows (input row r in slot r % T): the next row of tiles of the same image
+    copies only its m new rows, not the 2 it shares (the copies are about half the kernel's time).
     """
     _, c_, h_, w_ = x.shape
     t = m + 2
     cb = c1 - c0
     width = tw * m + 2
     q_lo, q_hi = min(pl, width), min(pl + w_, width)  # strip columns that hold input pixels
-    rt = np.zeros((t, width, cb), dtype=x.dtype)  # the T input rows, channels last; padding columns stay 0
-    cs = np.empty((t, width, cb), dtype=x.dtype)  # B^T of them
+    rt = np.zeros((t, width, cb), dtype=x.dtype)  # ring of input rows, channels last; padding columns stay 0
+    cs = np.empty((t, width, cb), dtype=x.dtype)  # B^T of the strip
+    held = -1  # image n·th + i of the tile row whose input rows the ring holds (-1: none)
     for gb in range(p_ // tw):
         n = (r0 + gb) // th
         i = (r0 + gb) % th
-        for u in range(t):
-            ih = i * m - pt + u
-            dst = rt[u]
+        top = i * m - pt  # the strip's first input row
+        kept = t - m if held == r0 + gb - 1 and i > 0 else 0  # the previous tile row's last rows, still in the ring
+        held = r0 + gb
+        for u in range(kept, t):
+            ih = top + u
+            dst = rt[ih % t]  # (a floor modulo, as in Python: never negative)
             if 0 <= ih < h_:
                 rows = x[n, c0:c1, ih]  # (CB, W): read down the channels, written contiguously
                 for q in range(q_lo, q_hi):
@@ -451,11 +461,11 @@ def winograd_input(x, vt, p_, m, th, tw, pt, pl, r0, c0, c1):  # pragma: no cove
                     for c in range(cb):
                         d[c] = 0
         if m == 4:  # (each branch's loops have constant trip counts: unrolled)
-            _strip_bt4(rt, cs, width, cb)
+            _strip_bt4(rt, top, cs, width, cb)
             for j in range(tw):
                 _tile_b4(cs, vt, j * 4, (gb * tw + j) * c_ + c0, cb)
         else:
-            _strip_bt2(rt, cs, width, cb)
+            _strip_bt2(rt, top, cs, width, cb)
             for j in range(tw):
                 _tile_b2(cs, vt, j * 2, (gb * tw + j) * c_ + c0, cb)
 
