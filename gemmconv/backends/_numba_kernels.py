@@ -270,6 +270,8 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
     wp = (ow - 1) * sw + (kw - 1) * dw + 1
     e_lo, e_hi = min(pl, wp), max(min(pl + w_, wp), min(pl, wp))  # buffer columns backed by input
     length = ((oh - 1) * sh + 1) * wp  # flat accumulator: output row o at o·SH·WP (sw == 1)
+    nine_taps = sw == 1 and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX  # a plane's taps in one pass
+    one_pass = nine_taps and cg_ == 1  # ... the bias included
     chunk = 8  # planes per buffer allocation
     for ch in range((p1 - p0 + chunk - 1) // chunk):
         # padding columns stay zero: every plane rewrites only the columns backed by input
@@ -282,17 +284,10 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
             c0 = (k // kg_) * cg_
             bias = b[k]
             plane_out = out[n, k]
-            if sw == 1 and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX and cg_ == 1:
-                # depthwise 3x3: one pass over the plane, the bias included (7% faster than a pass of its own)
+            if one_pass:  # depthwise 3x3: the bias in the taps' pass (7% faster than a pass of its own)
                 _copy_rows(x[n, c0], buf, -pt, pl, e_lo, e_hi)
                 _nine_taps(acc, flat, w[k, 0], wp, dh, dw, length, bias, True)
-                for o in range(oh):
-                    src = acc[o * sh * wp:]
-                    dst = plane_out[o]
-                    for q in range(ow):
-                        dst[q] = src[q]
-                continue
-            if sw == 1:
+            elif sw == 1:
                 for i in range(length):
                     acc[i] = bias
             else:
@@ -300,10 +295,10 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
                     row_acc = plane_out[o]
                     for q in range(ow):
                         row_acc[q] = bias
-            for cg in range(cg_):
+            for cg in range(0 if one_pass else cg_):
                 _copy_rows(x[n, c0 + cg], buf, -pt, pl, e_lo, e_hi)
                 wk = w[k, cg]
-                if sw == 1 and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX:
+                if nine_taps:
                     _nine_taps(acc, flat, wk, wp, dh, dw, length, bias, False)
                     continue
                 for r in range(kh):

@@ -112,31 +112,15 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool["executor"]
 
 
-def _work(fn: Callable[[Any], None], items: Sequence[Any], counter: Any) -> None:
-    while (i := next(counter)) < len(items):  # next() on itertools.count is atomic under the GIL
-        fn(items[i])
-
-
 def run_blocks(fn: Callable[[Any], None], items: Sequence[Any], workers: int) -> None:
     """``fn(item)`` for every item, on ``workers`` pool threads (one per core), each taking the next item.
 
     With one worker or one item, ``fn`` runs on the calling thread. The calling thread only waits:
     taking blocks itself beside W-1 pinned workers (it is not pinned, and may share a core with one)
     measured slower and erratic (im2col at N=1 on 256 channels at 14²: 1.6x torch's time -> 3.1x).
+    The first error raised by ``fn`` is raised here (items not yet started are then skipped).
     """
-    workers = min(workers, len(items))
-    if workers <= 1 or in_worker():
-        for item in items:
-            fn(item)
-        return
-    counter = itertools.count()
-    with _SingleThreadedBlas():
-        pool = _executor(workers)
-        futures = [pool.submit(_work, fn, items, counter) for _ in range(workers)]
-        errors = [f.exception() for f in futures]
-    for e in errors:
-        if e is not None:
-            raise e
+    run_phases([(fn, items, None)], workers)
 
 
 class _Phase:
@@ -153,11 +137,16 @@ class _Phase:
 
 def _work_phases(phases: list[_Phase]) -> None:
     for phase in phases:
-        while (i := next(phase.next)) < len(phase.items):
+        # the end of a phase is kept track of only where something waits for it (a phase or an after())
+        tracked = phase is not phases[-1] or phase.after is not None
+        while (i := next(phase.next)) < len(phase.items):  # next() on itertools.count is atomic under the GIL
             try:
-                phase.fn(phase.items[i])
+                if phase.error is None:  # after an error, the items left are skipped
+                    phase.fn(phase.items[i])
             except BaseException as e:  # noqa: BLE001 - kept for the caller; later phases are skipped
                 phase.error = phase.error or e
+            if not tracked:
+                continue
             with phase.lock:
                 phase.done += 1
                 last = phase.done == len(phase.items)
@@ -168,6 +157,8 @@ def _work_phases(phases: list[_Phase]) -> None:
                 except BaseException as e:  # noqa: BLE001
                     phase.error = e
                 phase.finished.set()
+        if phase is phases[-1]:  # nothing follows: the caller waits for every worker anyway
+            return
         # every item is taken, each by a worker running it now: this wait cannot outlast them
         phase.finished.wait()
         if phase.error is not None:
