@@ -17,8 +17,9 @@ _OPTS = dict(cache=True, nogil=True)
 
 @njit(inline="always")
 def _valid_range(size: int, offset: int, stride: int, count: int) -> tuple[int, int]:
-    """Range [lo, hi) of output positions o with 0 <= o*stride + offset < size."""
-    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    """Range [lo, hi) of output positions o with 0 <= o*stride + offset < size, within [0, count]
+    (lo <= hi <= count: loops up to lo and from hi to count stay inside a row of count)."""
+    lo = 0 if offset >= 0 else min(count, (-offset + stride - 1) // stride)
     last = size - 1 - offset
     hi = 0 if last < 0 else min(count, last // stride + 1)
     return lo, max(lo, hi)
@@ -40,12 +41,40 @@ def _copy_rows(plane, buf, ih0, pl, lo, hi):  # pragma: no cover - compiled
                 dst[e] = 0
 
 
+@njit(inline="always")
+def _phase_slots(k, d, pad, stride):  # pragma: no cover - compiled
+    """The distinct phases (t·d - pad) mod stride of a kernel's k taps, and each tap's slot among them:
+    at most min(k, stride) phases, so the planes follow the kernel, not the stride."""
+    values = np.empty(k, dtype=np.int64)
+    slots = np.empty(k, dtype=np.int64)
+    count = 0
+    for t in range(k):
+        ph = (t * d - pad) % stride
+        slot = count
+        for i in range(count):
+            if values[i] == ph:
+                slot = i
+        if slot == count:
+            values[count] = ph
+            count += 1
+        slots[t] = slot
+    return values[:count], slots
+
+
+@njit(inline="always")
+def _phase_elements(kh, kw, sh, sw, pt, pl, dh, dw, ob, ow):  # pragma: no cover - compiled
+    """Elements of :func:`_im2col_phases`' planes for a band of ``ob`` output rows."""
+    rb_lo, rb_hi = (-pt) // sh, ((kh - 1) * dh - pt) // sh
+    return min(kh, sh) * min(kw, sw) * (ob + rb_hi - rb_lo) * ow
+
+
 @njit(**_OPTS)
 def _im2col_phases(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
     """:func:`im2col` for strided convolutions: per plane, the input rows a band reads are split once
-    into their SH·SW polyphase planes (rows SH·i + rp, columns SW·j + cp), ``ow`` wide, so that a
-    column row is one contiguous run of one of them, as for unit-stride 'same' rows (3x3/2 at 56²:
-    a band packed 2.5x faster than from each input row split into even and odd columns per tap).
+    into the polyphase planes its taps read (rows SH·i + rp, columns SW·j + cp, for the phases rp and
+    cp of the kernel's taps: at most KH·KW of the SH·SW), ``ow`` wide, so that a column row is one
+    contiguous run of one of them, as for unit-stride 'same' rows (3x3/2 at 56²: a band packed 2.5x
+    faster than from each input row split into even and odd columns per tap).
 
     Output (o, q) of tap (r, s) reads input row SH·(o0 + o) - pt + r·dh = SH·(o0 + o + rb) + rp and
     column SW·q - pl + s·dw = SW·(q + sb) + cp: row o0 + o + rb, column q + sb of plane (rp, cp). The
@@ -58,53 +87,61 @@ def _im2col_phases(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # prag
     i_start = o0 + rb_lo  # plane row of the buffers' row 0
     nrows = ob + rb_hi - rb_lo
     size = nrows * ow
-    planes = np.empty((sh, sw, size), dtype=x.dtype)
+    rph, r_slot = _phase_slots(kh, dh, pt, sh)
+    cph, s_slot = _phase_slots(kw, dw, pl, sw)
+    planes = np.empty((len(rph), len(cph), size), dtype=x.dtype)
     j_full = min(ow, w_ // sw)  # columns j where every phase SW·j + cp lies inside the row
+    both = sw == 2 and len(cph) == 2  # even and odd columns, split in one pass
+    ev_slot = 0 if both and cph[0] == 0 else 1
     for n in range(nb):
         for c in range(c_):
             plane = x[n0 + n, c]
-            for rp in range(sh):  # the polyphase planes of the band
+            for ri in range(len(rph)):  # the polyphase planes of the band
+                rp = rph[ri]
                 for i in range(nrows):
                     ih = sh * (i_start + i) + rp
                     if ih < 0 or ih >= h_:
-                        for cp in range(sw):
-                            row = planes[rp, cp, i * ow:]
+                        for ci in range(len(cph)):
+                            row = planes[ri, ci, i * ow:]
                             for j in range(ow):
                                 row[j] = 0
                         continue
                     src = plane[ih]
-                    if sw == 2:
-                        ev, od = planes[rp, 0, i * ow:], planes[rp, 1, i * ow:]
+                    if both:
+                        ev, od = planes[ri, ev_slot, i * ow:], planes[ri, 1 - ev_slot, i * ow:]
                         for j in range(j_full):
                             ev[j] = src[2 * j]
                             od[j] = src[2 * j + 1]
                     else:
-                        for cp in range(sw):
-                            row = planes[rp, cp, i * ow:]
+                        for ci in range(len(cph)):
+                            cp = cph[ci]
+                            row = planes[ri, ci, i * ow:]
                             for j in range(j_full):
                                 row[j] = src[sw * j + cp]
-                    for cp in range(sw):
-                        row = planes[rp, cp, i * ow:]
+                    for ci in range(len(cph)):
+                        cp = cph[ci]
+                        row = planes[ri, ci, i * ow:]
                         for j in range(j_full, ow):
                             iw = sw * j + cp
                             row[j] = src[iw] if iw < w_ else 0
             for r in range(kh):
-                rp = (r * dh - pt) % sh
+                rp = rph[r_slot[r]]
                 rb = (r * dh - pt - rp) // sh
                 for s in range(kw):
-                    cp = (s * dw - pl) % sw
+                    cp = cph[s_slot[s]]
                     sb = (s * dw - pl - cp) // sw
-                    src = planes[rp, cp]
+                    src = planes[r_slot[r], s_slot[s]]
                     dst = cols[n, (c * kh + r) * kw + s]
                     start = (rb - rb_lo) * ow + sb  # dst[t] = src[start + t]; outside src only at border columns
-                    lo, hi = max(0, -start), max(0, min(ob * ow, size - start))
+                    lo = min(ob * ow, max(0, -start))  # never past the row
+                    hi = max(lo, min(ob * ow, size - start))
                     run = src[start + lo:]
                     out = dst[lo:]
                     for t in range(hi - lo):
                         out[t] = run[t]
                     for t in range(lo):
                         dst[t] = 0
-                    for t in range(max(hi, lo), ob * ow):
+                    for t in range(hi, ob * ow):
                         dst[t] = 0
                     for o in range(ob):  # border columns, which wrapped into the neighbouring rows
                         seg = dst[o * ow:]
@@ -149,16 +186,21 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
     layers), a column row is one contiguous run of the input plane, copied in one loop, whose
     wrapped-around border columns are then zeroed; strided layers do the same from polyphase planes
     (see :func:`_im2col_phases`); otherwise one copy per output row (outputs at most 8 wide at unit
-    stride: see :func:`_im2col_padded`).
+    stride: see :func:`_im2col_padded`). Where a buffered path's buffer would outgrow the columns (a
+    stride or dilation far beyond the kernel), one copy per output row, with no buffer.
     """
     _, c_, h_, w_ = x.shape
     nb, length = cols.shape[0], cols.shape[2]
     rows = c_ * kh * kw  # cols may have more rows (a row of ones for the bias), left alone
     ob = length // ow
+    # the buffered paths only where their buffer is not much larger than the columns they fill (a
+    # stride or dilation far beyond the kernel would make it so): else one copy per output row
+    most = 4 * kh * kw * ob * ow + 4096
     if sh > 1 or sw > 1:
-        _im2col_phases(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0)
-        return
-    if sh == 1 and sw == 1 and ow <= 8:
+        if _phase_elements(kh, kw, sh, sw, pt, pl, dh, dw, ob, ow) <= most:
+            _im2col_phases(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0)
+            return
+    elif ow <= 8 and (ob + (kh - 1) * dh) * (ow + (kw - 1) * dw) <= most:
         _im2col_padded(x, cols, kh, kw, pt, pl, dh, dw, ow, n0, o0)
         return
     flat_rows = sh == 1 and sw == 1 and ow == w_
@@ -182,7 +224,7 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
             # dst[o·OW + q] = plane[ih0 + o, q + iw0] for o in [a, z), as one run of the flat plane
             start = (ih0 + a) * w_ + iw0  # below 0 by at most -iw0, in columns zeroed below
             run = (z - a) * ow
-            lo = max(0, -start)
+            lo = min(run, max(0, -start))  # never past the run: with z == a the run is empty
             hi = max(lo, min(run, h_ * w_ - start))  # past the plane's end: columns zeroed below
             seg = dst[a * ow:]
             for i in range(lo):
@@ -249,52 +291,84 @@ def _nine_taps(acc, flat, wk, wp, dh, dw, length, start, fresh):  # pragma: no c
                        + w12 * g2[i] + w20 * h0[i] + w21 * h1[i] + w22 * h2[i])
 
 
+@njit(inline="always")
+def _direct_rows(plane, wk, plane_out, sh, sw, pt, pl, dh, dw):  # pragma: no cover - compiled
+    """Add the taps of ``wk`` over input ``plane`` to ``plane_out`` row by row, reading the plane itself
+    (no buffer): the output rows and columns each tap reads inside the plane are found once per tap."""
+    h_, w_ = plane.shape
+    oh, ow = plane_out.shape
+    kh, kw = wk.shape
+    for r in range(kh):
+        o_lo, o_hi = _valid_range(h_, r * dh - pt, sh, oh)
+        for s in range(kw):
+            iw0 = s * dw - pl
+            q_lo, q_hi = _valid_range(w_, iw0, sw, ow)
+            if q_lo == q_hi:
+                continue
+            wv = wk[r, s]
+            for o in range(o_lo, o_hi):
+                src = plane[o * sh + r * dh - pt, q_lo * sw + iw0:]
+                dst = plane_out[o, q_lo:]
+                if sw == 1:
+                    for q in range(q_hi - q_lo):
+                        dst[q] += wv * src[q]
+                else:
+                    for q in range(q_hi - q_lo):
+                        dst[q] += wv * src[q * sw]
+
+
 @njit(**_OPTS)
 def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no cover - compiled
     """Output planes p0..p1 (plane n·K + k) of ``out`` (N, K, OH, OW) = conv(x, w) + b, by loops over
     output pixels and taps.
 
-    Each output plane copies the receptive field of each of its input channels, zero-padded, into a
-    buffer, then adds the taps over the whole plane with no bounds tests. With unit column stride
-    the plane is computed in the buffer's own row pitch: output (o, q) sits at o·SH·WP + q of a flat
-    accumulator and tap (r, s) reads the flat buffer at that index + r·DH·WP + s·DW, so each tap
-    is one vectorised loop over the whole plane (the WP - OW columns past each row are computed
-    and dropped), three taps of a kernel row at a time (all nine of a 3x3 kernel on planes that fit
-    L1), not one short loop per row and tap.
+    At unit stride, each output plane copies the receptive field of each of its input channels,
+    zero-padded, into a buffer, then adds the taps over the whole plane with no bounds tests: the
+    plane is computed in the buffer's own row pitch, output (o, q) at o·WP + q of a flat accumulator,
+    and tap (r, s) reads the flat buffer at that index + r·DH·WP + s·DW, so each tap is one
+    vectorised loop over the whole plane (the WP - OW columns past each row are computed and
+    dropped), three taps of a kernel row at a time (all nine of a 3x3 kernel on planes that fit L1),
+    not one short loop per row and tap. Strided layers, and those whose buffer would far outgrow the
+    planes (a dilation far beyond the input), add each tap row by row from the input plane itself
+    (:func:`_direct_rows`): their work and memory follow the output, not the stride.
     """
     n_, c_, h_, w_ = x.shape
     k_, cg_, kh, kw = w.shape
     _, _, oh, ow = out.shape
     kg_ = k_ // groups
-    hp = (oh - 1) * sh + (kh - 1) * dh + 1  # rows and columns of padded input that the outputs read
-    wp = (ow - 1) * sw + (kw - 1) * dw + 1
+    hp = oh + (kh - 1) * dh  # rows and columns of padded input that the outputs read (unit stride)
+    wp = ow + (kw - 1) * dw
+    buffered = sh == 1 and sw == 1 and hp * wp <= 4 * (oh * ow + h_ * w_) + 4096
     e_lo, e_hi = min(pl, wp), max(min(pl + w_, wp), min(pl, wp))  # buffer columns backed by input
-    length = ((oh - 1) * sh + 1) * wp  # flat accumulator: output row o at o·SH·WP (sw == 1)
-    nine_taps = sw == 1 and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX  # a plane's taps in one pass
+    length = oh * wp  # flat accumulator: output row o at o·WP
+    nine_taps = buffered and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX  # a plane's taps in one pass
     one_pass = nine_taps and cg_ == 1  # ... the bias included
     chunk = 8  # planes per buffer allocation
     for ch in range((p1 - p0 + chunk - 1) // chunk):
         # padding columns stay zero: every plane rewrites only the columns backed by input
-        flat = np.zeros(hp * wp + (kw - 1) * dw, dtype=x.dtype)  # the last row's taps read past hp·wp
-        buf = flat[:hp * wp].reshape((hp, wp))
-        acc = np.empty(length if sw == 1 else 0, dtype=x.dtype)
+        flat = np.zeros(hp * wp + (kw - 1) * dw if buffered else 0, dtype=x.dtype)  # the last row's taps read past hp·wp
+        buf = flat[:hp * wp].reshape((hp if buffered else 0, wp))
+        acc = np.empty(length if buffered else 0, dtype=x.dtype)
         for nk in range(p0 + ch * chunk, min(p1, p0 + (ch + 1) * chunk)):
             n = nk // k_
             k = nk % k_
             c0 = (k // kg_) * cg_
             bias = b[k]
             plane_out = out[n, k]
-            if one_pass:  # depthwise 3x3: the bias in the taps' pass (7% faster than a pass of its own)
-                _copy_rows(x[n, c0], buf, -pt, pl, e_lo, e_hi)
-                _nine_taps(acc, flat, w[k, 0], wp, dh, dw, length, bias, True)
-            elif sw == 1:
-                for i in range(length):
-                    acc[i] = bias
-            else:
+            if not buffered:
                 for o in range(oh):
                     row_acc = plane_out[o]
                     for q in range(ow):
                         row_acc[q] = bias
+                for cg in range(cg_):
+                    _direct_rows(x[n, c0 + cg], w[k, cg], plane_out, sh, sw, pt, pl, dh, dw)
+                continue
+            if one_pass:  # depthwise 3x3: the bias in the taps' pass (7% faster than a pass of its own)
+                _copy_rows(x[n, c0], buf, -pt, pl, e_lo, e_hi)
+                _nine_taps(acc, flat, w[k, 0], wp, dh, dw, length, bias, True)
+            else:
+                for i in range(length):
+                    acc[i] = bias
             for cg in range(0 if one_pass else cg_):
                 _copy_rows(x[n, c0 + cg], buf, -pt, pl, e_lo, e_hi)
                 wk = w[k, cg]
@@ -302,39 +376,29 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
                     _nine_taps(acc, flat, wk, wp, dh, dw, length, bias, False)
                     continue
                 for r in range(kh):
-                    if sw == 1:
-                        # index from 0 through slices: numba then knows every index is non-negative,
-                        # drops its negative-index test and the loops vectorise
-                        row0 = r * dh * wp
-                        s = 0
-                        while s + 3 <= kw:
-                            w0, w1, w2 = wk[r, s], wk[r, s + 1], wk[r, s + 2]
-                            f0 = flat[row0 + s * dw:]
-                            f1 = flat[row0 + (s + 1) * dw:]
-                            f2 = flat[row0 + (s + 2) * dw:]
-                            for i in range(length):
-                                acc[i] += w0 * f0[i] + w1 * f1[i] + w2 * f2[i]
-                            s += 3
-                        while s < kw:
-                            w0 = wk[r, s]
-                            f0 = flat[row0 + s * dw:]
-                            for i in range(length):
-                                acc[i] += w0 * f0[i]
-                            s += 1
-                    else:
-                        for s in range(kw):
-                            wv = wk[r, s]
-                            for o in range(oh):
-                                src = buf[o * sh + r * dh, s * dw:]
-                                dst = plane_out[o]
-                                for q in range(ow):
-                                    dst[q] += wv * src[q * sw]
-            if sw == 1:
-                for o in range(oh):
-                    src = acc[o * sh * wp:]
-                    dst = plane_out[o]
-                    for q in range(ow):
-                        dst[q] = src[q]
+                    # index from 0 through slices: numba then knows every index is non-negative,
+                    # drops its negative-index test and the loops vectorise
+                    row0 = r * dh * wp
+                    s = 0
+                    while s + 3 <= kw:
+                        w0, w1, w2 = wk[r, s], wk[r, s + 1], wk[r, s + 2]
+                        f0 = flat[row0 + s * dw:]
+                        f1 = flat[row0 + (s + 1) * dw:]
+                        f2 = flat[row0 + (s + 2) * dw:]
+                        for i in range(length):
+                            acc[i] += w0 * f0[i] + w1 * f1[i] + w2 * f2[i]
+                        s += 3
+                    while s < kw:
+                        w0 = wk[r, s]
+                        f0 = flat[row0 + s * dw:]
+                        for i in range(length):
+                            acc[i] += w0 * f0[i]
+                        s += 1
+            for o in range(oh):
+                src = acc[o * wp:]
+                dst = plane_out[o]
+                for q in range(ow):
+                    dst[q] = src[q]
 
 
 # Winograd transforms, written out for each tile size: the 1-D transforms below are the rows of
