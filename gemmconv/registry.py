@@ -9,11 +9,11 @@ choice of ``auto``, the documentation table and the tests.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._forksafe import ForkSafeLock
 from .spec import ConvSpec
 
 __all__ = ["Strategy", "get_strategy", "list_strategies", "register_strategy", "unregister_strategy"]
@@ -56,7 +56,7 @@ class Strategy:
 
 
 _REGISTRY: dict[str, Strategy] = {}
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 
 
 def register_strategy(strategy: Strategy) -> Strategy:

@@ -10,9 +10,9 @@ group, whose entries load to a :class:`Backend` subclass or instance.
 from __future__ import annotations
 
 import sys
-import threading
 from typing import Any
 
+from .._forksafe import ForkSafeLock
 from .base import Backend
 
 __all__ = ["Backend", "get_backend", "list_backends", "register_backend"]
@@ -20,7 +20,7 @@ __all__ = ["Backend", "get_backend", "list_backends", "register_backend"]
 ENTRY_POINT_GROUP = "gemmconv.backends"
 
 _BACKENDS: dict[str, Backend] = {}
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 _entry_points_loaded = False
 
 

@@ -24,10 +24,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .._forksafe import ForkSafeLock
+
 __all__ = ["blas_threads", "in_worker", "run_blocks", "run_phases"]
 
 _local = threading.local()
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 _single = {"depth": 0, "saved": []}
 _pool: dict[str, Any] = {"executor": None, "size": 0}
 
@@ -73,8 +75,6 @@ class _SingleThreadedBlas:
 
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's pool threads: start afresh (and undo a BLAS limit in force)."""
-    global _lock
-    _lock = threading.Lock()
     if _single["depth"]:
         for c, n in _single["saved"]:
             c.set_num_threads(n)
@@ -136,6 +136,13 @@ class _Phase:
 
 
 def _work_phases(phases: list[_Phase]) -> None:
+    import numpy as np
+
+    with np.errstate(all="ignore"):  # as on the calling thread (NumpyBackend.device_context)
+        _work(phases)
+
+
+def _work(phases: list[_Phase]) -> None:
     for phase in phases:
         # the end of a phase is kept track of only where something waits for it (a phase or an after())
         tracked = phase is not phases[-1] or phase.after is not None

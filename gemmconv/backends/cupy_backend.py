@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import threading
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
+from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
 from .base import Backend
 
@@ -48,7 +48,7 @@ class CupyBackend(Backend):
     def __init__(self) -> None:
         self._modules: dict[int, Any] = {}
         self._functions: dict[tuple[int, str], Any] = {}
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     @property
     def xp(self) -> Any:

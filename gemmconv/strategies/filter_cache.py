@@ -1,9 +1,10 @@
 """A bounded, thread-safe cache of transformed filters (Winograd's ``G g G^T``).
 
-Entries are found by the weight buffer's address, shape, strides and dtype and
-then checked against a stored copy of the weights, element by element, so an
-array modified in place (or a new array at a recycled address) is never
-served a stale transform. The check reads the weights and the copy (at 512
+Entries are found by the weight buffer's address, shape, strides and dtype, and
+a tag holding everything else the transform depends on (for Winograd: the tile
+size and the groups, which set its layout), then checked against a stored copy
+of the weights, element by element, so an array modified in place (or a new
+array at a recycled address) is never served a stale transform. The check reads the weights and the copy (at 512
 channels, 2 x 9.4 MB: ~0.7 ms); :meth:`FilterCache.lookup` leaves it to the
 caller, who can split it over worker threads (:meth:`Lookup.matches` on slices
 of the output channels) before settling the lookup.
@@ -11,10 +12,11 @@ of the output channels) before settling the lookup.
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
+
+from .._forksafe import ForkSafeLock
 
 __all__ = ["FilterCache", "Lookup"]
 
@@ -55,7 +57,7 @@ class FilterCache:
     def __init__(self, max_entries: int = 64) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self.hits = 0
         self.misses = 0
 

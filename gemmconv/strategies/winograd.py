@@ -42,7 +42,9 @@ def _filter_transform(backend: Any, w: Any, spec: ConvSpec, m: int) -> Any:
     g = backend.constant(f"winograd_g{m}", TRANSFORMS[m]["g"], work)
     if not backend.caches_filters:
         return backend.winograd_filter(w, spec, g, m)
-    return FILTER_CACHE.lookup(backend, w, ("winograd", m), lambda w_: backend.winograd_filter(w_, spec, g, m))
+    # the key's tag holds all else the transform depends on: the tile size and the groups (its layout)
+    tag = ("winograd", m, spec.groups)
+    return FILTER_CACHE.lookup(backend, w, tag, lambda w_: backend.winograd_filter(w_, spec, g, m))
 
 
 def _checked(u: Any, spec: ConvSpec) -> Any:
