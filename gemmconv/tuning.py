@@ -12,10 +12,15 @@ strategies that can run it and keeps the fastest; later calls look it up.
 - ``max_error`` excludes strategies whose relative error against a float64
   reference is above it (Winograd F(4x4) is ~1e-5 in float32, 1e-2 in float16).
 - ``tuning_cache.clear()``, ``tuning_cache.save(path)`` and
-  ``tuning_cache.load(path)`` clear and persist the choices (JSON).
+  ``tuning_cache.load(path)`` clear and persist the choices (JSON, versioned).
+  A loaded file is checked whole (format, keys, strategy names) before any of it
+  is used, and a cached choice runs only if it is among the candidates for the
+  configuration (the strategies whose predicate accepts it); one that is not
+  (from another version, machine or an edit) is dropped and tuned again.
 
 Tuning is serialised by a lock (two threads tuning at once would time each
-other), and the cache is thread-safe.
+other), and the cache is thread-safe; a forked child gets both locks back
+unlocked (:mod:`gemmconv._forksafe`).
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ._forksafe import ForkSafeLock
 from .spec import ConvSpec
 
 __all__ = ["TuningCache", "TuningConfig", "autotune", "get_autotune", "set_autotune", "tuning_cache"]
@@ -45,7 +50,7 @@ class TuningConfig:
 
 
 _config = TuningConfig(enabled=os.environ.get("GEMMCONV_AUTOTUNE", "0") not in ("", "0"))
-_config_lock = threading.Lock()
+_config_lock = ForkSafeLock()
 
 
 def get_autotune() -> TuningConfig:
@@ -100,8 +105,8 @@ class TuningCache:
 
     def __init__(self) -> None:
         self._choices: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self.tune_lock = threading.Lock()  # one tuning at a time
+        self._lock = ForkSafeLock()
+        self.tune_lock = ForkSafeLock()  # one tuning at a time
 
     def get(self, key: str) -> str | None:
         with self._lock:
@@ -119,22 +124,82 @@ class TuningCache:
     def __len__(self) -> int:
         return len(self._choices)
 
+    def drop(self, key: str) -> None:
+        """Forget the choice for ``key`` (no error if there is none)."""
+        with self._lock:
+            self._choices.pop(key, None)
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write the choices to a JSON file."""
+        """Write the choices to a JSON file (format :data:`FORMAT`)."""
         with self._lock:
             data = dict(self._choices)
         with open(path, "w") as f:
-            json.dump({"gemmconv_tuning": 1, "choices": data}, f, indent=1)
+            json.dump({"gemmconv_tuning": FORMAT, "choices": data}, f, indent=1)
 
     def load(self, path: str | os.PathLike) -> int:
-        """Add the choices of a JSON file written by :meth:`save`; returns how many were read."""
-        with open(path) as f:
-            data = json.load(f)
-        if not isinstance(data, dict) or data.get("gemmconv_tuning") != 1:
-            raise ValueError(f"{os.fspath(path)!r} is not a gemmconv tuning cache (written by TuningCache.save)")
+        """Add the choices of a JSON file written by :meth:`save`; returns how many were read.
+
+        The whole file is checked before any choice is added: its format, and each entry's key (a
+        configuration as :meth:`save` writes it) and strategy (one ``auto`` chooses among).
+
+        Raises
+        ------
+        ValueError
+            If the file is not valid JSON, not a tuning cache of a format this version reads, or
+            holds a malformed entry; the message names the file and the entry.
+        """
+        name = os.fspath(path)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{name!r} is not valid JSON ({e}); write tuning caches with tuning_cache.save") from None
+        if not isinstance(data, dict) or "gemmconv_tuning" not in data:
+            raise ValueError(f"{name!r} is not a gemmconv tuning cache (written by TuningCache.save)")
+        if data["gemmconv_tuning"] not in READS:
+            raise ValueError(f"{name!r} is a tuning cache of format {data['gemmconv_tuning']!r}; this version of "
+                             f"gemmconv reads formats {', '.join(map(str, READS))}: tune again and save")
+        choices = data.get("choices")
+        if not isinstance(choices, dict):
+            raise ValueError(f"{name!r}: 'choices' must map configurations to strategy names, got "
+                             f"{type(choices).__name__}")
+        for key, strategy in choices.items():
+            problem = _entry_problem(key, strategy)
+            if problem is not None:
+                raise ValueError(f"{name!r}: entry {_shorten(key)!r} -> {_shorten(strategy)!r} {problem}")
         with self._lock:
-            self._choices.update(data["choices"])
-        return len(data["choices"])
+            self._choices.update(choices)
+        return len(choices)
+
+
+#: the format :meth:`TuningCache.save` writes: 2 since choices are checked on load and before use
+FORMAT = 2
+#: the formats :meth:`TuningCache.load` reads (1 has the same layout; its entries are checked the same way)
+READS = (1, 2)
+_SPEC_FIELDS = {f.name for f in fields(ConvSpec)}
+
+
+def _shorten(value: Any, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _entry_problem(key: Any, strategy: Any) -> str | None:
+    """Why a loaded entry is malformed, or None: the key must be a configuration as :func:`_key`
+    writes it, the strategy one that ``auto`` chooses among."""
+    from .strategies.auto import BUILTIN
+
+    if not isinstance(strategy, str) or strategy not in BUILTIN:
+        return f"names no strategy auto chooses among ({', '.join(BUILTIN)})"
+    try:
+        backend, device, spec, max_error = json.loads(key)
+        ConvSpec(**spec)
+    except (TypeError, ValueError):
+        return "has a key that is not a configuration written by TuningCache.save"
+    if (not isinstance(backend, str) or not isinstance(device, str) or set(spec) != _SPEC_FIELDS
+            or (max_error is not None and not isinstance(max_error, (int, float)))):
+        return "has a key that is not a configuration written by TuningCache.save"
+    return None
 
 
 _now = time.perf_counter  # the clock of the tuning budget
@@ -150,12 +215,14 @@ def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, candidate
     cfg = _config
     key = _key(backend, backend.device_key(x), spec, cfg.max_error)
     hit = tuning_cache.get(key)
-    if hit is not None:
+    if hit in candidates:  # a loaded choice is run only where the strategy can run this spec
         return hit
     with tuning_cache.tune_lock:
         hit = tuning_cache.get(key)
-        if hit is not None:
+        if hit in candidates:
             return hit
+        if hit is not None:  # a choice (loaded from a file) that cannot run this configuration: tune again
+            tuning_cache.drop(key)
         ref = reference(backend, x, w, b, spec) if cfg.max_error is not None else None
         start, best, best_t = _now(), None, float("inf")
         for name in candidates:
