@@ -14,7 +14,11 @@ from typing import Any
 from .backends import Backend, get_backend
 from .spec import PADDING_MODES, ConvSpec
 
-__all__ = ["validate"]
+__all__ = ["check_padded_copy", "validate"]
+
+#: bound on every extent (padded input, effective kernel, stride, padding): the compiled kernels index
+#: in int64, and sums of a few of these must stay in range
+MAX_EXTENT = 2**60
 
 
 @functools.lru_cache(maxsize=64)
@@ -192,4 +196,54 @@ def validate(
         )
     if spec.padded:
         _check_padding_mode(spec)
+    _check_extents(spec)
+    _check_output(backend, spec, x)
     return backend, x, w, b, spec, unbatched
+
+
+def _bytes(count: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count:,} bytes ({count / size:.1f} {unit})"
+    return f"{count:,} bytes"
+
+
+def _check_extents(spec: ConvSpec) -> None:
+    """Every extent below :data:`MAX_EXTENT`, so no index the kernels compute overflows int64."""
+    checks = (
+        ("stride", (spec.sh, spec.sw), max(spec.sh, spec.sw)),
+        ("dilation", (spec.dh, spec.dw), max(spec.ekh, spec.ekw)),
+        ("padding", (spec.pt, spec.pb, spec.pl, spec.pr),
+         max(spec.h + spec.pt + spec.pb, spec.w + spec.pl + spec.pr)),
+    )
+    for name, value, extent in checks:
+        if extent >= MAX_EXTENT:
+            raise ValueError(
+                f"{name}={value} is too large: gemmconv indexes in int64 and needs strides, dilated kernels "
+                f"and padded inputs below 2**60 in each dimension (got {extent}); pass a smaller {name}"
+            )
+
+
+def _check_output(backend: Backend, spec: ConvSpec, x: Any) -> None:
+    """The output must fit in the memory of the machine (or device) that holds ``x``."""
+    memory = backend.memory_bytes(x)
+    need = spec.n * spec.k * spec.oh * spec.ow * x.dtype.itemsize
+    if memory is not None and need > memory:
+        raise ValueError(
+            f"the output, of shape {spec.out_shape} and dtype {x.dtype}, needs {_bytes(need)}, more than the "
+            f"{_bytes(memory)} of memory that holds x; it follows from x's shape and padding="
+            f"{(spec.pt, spec.pb, spec.pl, spec.pr)} (top, bottom, left, right), stride={(spec.sh, spec.sw)}, "
+            f"dilation={(spec.dh, spec.dw)}: pass less padding, a larger stride or a smaller input"
+        )
+
+
+def check_padded_copy(backend: Backend, x: Any, spec: ConvSpec) -> None:
+    """A strategy about to pad ``x`` explicitly: the padded copy must fit in memory (checked before any work)."""
+    memory = backend.memory_bytes(x)
+    need = spec.n * spec.c * (spec.h + spec.pt + spec.pb) * (spec.w + spec.pl + spec.pr) * x.dtype.itemsize
+    if memory is not None and need > memory:
+        raise ValueError(
+            f"padding={(spec.pt, spec.pb, spec.pl, spec.pr)} (top, bottom, left, right) with "
+            f"padding_mode={spec.padding_mode!r} pads a copy of x that needs {_bytes(need)}, more than the "
+            f"{_bytes(memory)} of memory that holds x; pass less padding"
+        )

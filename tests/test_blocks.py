@@ -43,7 +43,7 @@ def test_small_convolutions_run_as_one_block():
     x, w = np.ones((1, 64, 28, 28), np.float32), np.ones((128, 64, 1, 1), np.float32)  # 12.8 MFLOP
     calls = []
     run_blocks = NUMPY.run_blocks
-    NUMPY.run_blocks = lambda fn, items: (calls.append(len(items)), run_blocks(fn, items))
+    NUMPY.run_blocks = lambda fn, items, workers=None: (calls.append(len(items)), run_blocks(fn, items, workers))
     try:
         gemmconv.conv2d(x, w, strategy="1x1")
         gemmconv.conv2d(np.ones((8, 64, 28, 28), np.float32), w, strategy="1x1")  # 103 MFLOP

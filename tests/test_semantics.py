@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 from helpers import torch_conv
 
+from gemmconv.strategies import im2col
+from gemmconv.validate import validate
+
 import gemmconv
 
 STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
@@ -151,7 +154,7 @@ def test_concurrent_calls_from_threads():
             np.testing.assert_array_equal(y, expected[s])
 
 
-@pytest.mark.parametrize("limit", [1, 4096, 60_000, 10**9])
+@pytest.mark.parametrize("limit", ["least", 60_000, 10**9])
 @pytest.mark.parametrize(
     "shape, args",
     [
@@ -167,6 +170,12 @@ def test_im2col_workspace_limit_gives_the_same_result(shape, args, limit):
     x = rng.standard_normal((n, c, h, w))
     wt = rng.standard_normal((k, c // args.get("groups", 1), kk, kk))
     b = rng.standard_normal(k)
+    if limit == "least":  # the smallest limit im2col keeps to; one byte less is refused, naming it
+        spec = validate(x, wt, b, **{"stride": 1, "padding": 0, "dilation": 1, "groups": 1,
+                                     "padding_mode": "zeros", **args}, workspace_limit=1)[4]
+        limit = im2col.min_workspace(spec)
+        with pytest.raises(gemmconv.StrategyNotSupportedError, match=f"below the {limit} bytes .* >= {limit}"):
+            gemmconv.conv2d(x, wt, b, strategy="im2col", workspace_limit=limit - 1, **args)
     y = gemmconv.conv2d(x, wt, b, strategy="im2col", workspace_limit=limit, **args)
     np.testing.assert_allclose(y, torch_conv(x, wt, b, **args), rtol=1e-10, atol=1e-10)
 

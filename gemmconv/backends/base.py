@@ -70,6 +70,11 @@ class Backend(ABC):
         """Address of ``a``'s first element (for caches keyed by buffer)."""
         return int(a.__array_interface__["data"][0])
 
+    def memory_bytes(self, a: Any) -> int | None:
+        """Bytes of memory on the device holding ``a``: arrays larger than this are refused before any
+        work (None: no such check)."""
+        return None
+
     def device_context(self, a: Any) -> contextlib.AbstractContextManager:
         """A context in which work on ``a``'s device runs (nothing to switch on the CPU)."""
         return contextlib.nullcontext()
@@ -129,8 +134,9 @@ class Backend(ABC):
         """How many blocks :meth:`run_blocks` runs at once."""
         return 1
 
-    def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any]) -> None:
-        """Call ``fn(item)`` for each independent item (blocks of a blocked strategy), in any order."""
+    def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any], workers: int | None = None) -> None:
+        """Call ``fn(item)`` for each independent item (blocks of a blocked strategy), in any order, at most
+        ``workers`` at once (default :meth:`workers`)."""
         for item in items:
             fn(item)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
 from . import _threads
 from .base import Backend
@@ -23,6 +27,15 @@ def _launch(kernel: str, *args: Any) -> None:
     from . import _numba_kernels
 
     getattr(_numba_kernels, kernel)(*args)
+
+
+@functools.lru_cache(maxsize=1)
+def _physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _rows(v: np.ndarray) -> np.ndarray:
@@ -62,8 +75,16 @@ class NumpyBackend(Backend):
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._all_bufs: list[dict[str, np.ndarray]] = []  # every thread's buffers, for clear_workspace
-        self._bufs_lock = threading.Lock()
+        self._all_bufs: list[dict[str, Any]] = []  # every thread's buffers, for clear_workspace
+        self._bufs_lock = ForkSafeLock()
+
+    def memory_bytes(self, a: Any) -> int | None:
+        return _physical_memory()
+
+    def device_context(self, a: Any) -> contextlib.AbstractContextManager:
+        """NumPy's floating-point warnings off on this thread while a convolution runs (NaN or Inf in
+        the input make NaN or Inf in the output, as in torch, with no warning; the workers do the same)."""
+        return np.errstate(all="ignore")
 
     def _scratch(self, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A reused C-contiguous buffer of ``shape`` for temporary ``key`` on this thread."""
@@ -97,8 +118,9 @@ class NumpyBackend(Backend):
     def workers(self) -> int:
         return _threads.blas_threads()
 
-    def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any]) -> None:
-        _threads.run_blocks(fn, items, self.workers())
+    def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any], workers: int | None = None) -> None:
+        most = self.workers()
+        _threads.run_blocks(fn, items, most if workers is None else min(workers, most))
 
     def run_phases(self, phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Callable[[], None] | None]]
                    ) -> None:
@@ -126,11 +148,13 @@ class NumpyBackend(Backend):
         shape = (n1 - n0, crs + ones_row, (o1 - o0) * spec.ow)
         cols = self._scratch("cols", shape, x.dtype)
         # the kernel fills rows :crs only; the ones stay from the last call of this shape on this thread's
-        # buffer (the mark holds the buffer itself, so a reallocated one never matches)
-        mark = getattr(self._local, "ones", None)
+        # buffer (the mark, kept with the buffers so clear_workspace drops it, holds the buffer itself, so
+        # a reallocated one never matches)
+        bufs = self._local.bufs
+        mark = bufs.get("ones_mark")
         if ones_row and (mark is None or mark[0] is not cols.base or mark[1] != shape):
             cols[:, crs] = 1
-        self._local.ones = (cols.base, shape) if ones_row else None
+        bufs["ones_mark"] = (cols.base, shape) if ones_row else None
         if (spec.kh, spec.kw, spec.pt, spec.pl) == (1, 1, 0, 0):  # a 1x1 kernel's strided pixels, no padding
             # NumPy's strided copy: 21 µs for 64 channels at 28² against 28 for a compiled loop
             ob, sh, sw = o1 - o0, spec.sh, spec.sw

@@ -3,7 +3,9 @@
 The rule (first match wins), from the costs of each algorithm as measured
 (``benchmarks/vs_torch.py`` on the CPU, ``benchmarks/gpu_check.py`` on the GPU):
 
-1. a 1×1 kernel → ``1x1`` (a plain GEMM, no workspace, no copy);
+1. a 1×1 kernel → ``1x1`` (a plain GEMM, no workspace, no copy), unless it is
+   both padded and strided (``1x1`` pads the input explicitly: a copy that
+   follows the padding, not the output);
 2. grouped with ≤ 4 input channels per group (depthwise included) → ``direct``
    (a GEMM of depth ≤ 4·R·S is memory-bound; the column matrix would be pure
    overhead: 0.35 ms against 1.6 ms for im2col on a 128-channel 56² depthwise layer);
@@ -17,7 +19,12 @@ The rule (first match wins), from the costs of each algorithm as measured
    against 1.1x).
    On an H200 at N=32 it is 0.44–0.91x cuDNN;
 4. otherwise → ``im2col`` (also instead of Winograd when a ``workspace_limit``
-   is given: im2col honours it, Winograd's workspace is not bounded yet).
+   is given: im2col honours it, Winograd's workspace is not bounded yet);
+5. a ``workspace_limit`` below im2col's smallest block (one output row) →
+   ``direct``, whose only workspace is one padded input plane at unit stride
+   (none when strided).
+
+Every choice is one whose predicate accepts the configuration.
 
 Measured selection (:mod:`gemmconv.tuning`, off by default) replaces the rule
 with timings of the candidates on the user's machine.
@@ -29,6 +36,7 @@ from typing import Any
 
 from ..registry import Strategy, get_strategy
 from ..spec import ConvSpec
+from . import im2col, one_by_one
 from .winograd import supports as winograd_supports
 
 #: the strategies ``auto`` chooses among (third-party strategies are run only when asked for by name)
@@ -37,7 +45,8 @@ BUILTIN = ("1x1", "direct", "winograd", "winograd_f2", "im2col")
 
 def choose(spec: ConvSpec, backend: Any = None) -> str:
     """Name of the strategy the rule picks for ``spec`` (the rule is the same on every backend)."""
-    if (spec.kh, spec.kw) == (1, 1):
+    padded_strided = spec.padded and (spec.sh, spec.sw) != (1, 1)
+    if (spec.kh, spec.kw) == (1, 1) and not padded_strided and one_by_one.supports(spec) is None:
         return "1x1"
     if spec.groups > 1 and spec.cg <= 4:
         return "direct"
@@ -45,7 +54,7 @@ def choose(spec: ConvSpec, backend: Any = None) -> str:
     if (winograd_supports(spec) is None and min(spec.cg, spec.kg) >= 16 and tiles >= 16
             and spec.workspace_limit is None):
         return "winograd_f2" if spec.dtype == "float16" else "winograd"
-    return "im2col"
+    return "im2col" if im2col.supports(spec) is None else "direct"
 
 
 def candidates(spec: ConvSpec, backend: Any) -> list[str]:

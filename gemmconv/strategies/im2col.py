@@ -33,6 +33,54 @@ def _gemm(backend: Any, x: Any, w: Any, spec: ConvSpec) -> Any:
     return y.reshape(spec.n, spec.k, spec.oh * spec.ow)  # -> (N, K, OH·OW), no copy
 
 
+_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
+
+
+def _charges(spec: ConvSpec, itemsize: int, fold_bias: bool) -> tuple[int, int]:
+    """Bytes ``(fixed, row)`` charged to a workspace limit: besides the blocks, the input rows the kernel's
+    extent adds to a band and the widened weights; per output row of one image, its columns, its
+    GEMM product and the input rows it reads."""
+    crs = spec.c * spec.kh * spec.kw + fold_bias
+    fixed = spec.c * min(spec.ekh, spec.h) * spec.w * itemsize + fold_bias * spec.k * crs * itemsize
+    row = ((crs + spec.k) * spec.ow + spec.c * min(spec.sh, spec.ekh) * spec.w) * itemsize
+    return fixed, row
+
+
+def min_workspace(spec: ConvSpec, fold_bias: bool = False, pads_zeros: bool = True) -> int:
+    """The smallest ``workspace_limit`` im2col can keep to for ``spec``: one block of one output row. Unless
+    the strategy pads with zeros itself (``pads_zeros``; never for other padding modes), it sees the
+    input padded explicitly."""
+    if spec.padded and (spec.padding_mode != "zeros" or not pads_zeros):
+        spec = spec.without_padding()
+    fixed, row = _charges(spec, _ITEMSIZE[spec.dtype], fold_bias)
+    return fixed + row
+
+
+def limit_problem(spec: ConvSpec, pads_zeros: bool = True) -> str | None:
+    """Why ``spec.workspace_limit`` is too small for an im2col block (also the strided 1x1's), or None."""
+    limit = spec.workspace_limit
+    if limit is None:
+        return None
+    need = min_workspace(spec, pads_zeros=pads_zeros)
+    if limit >= need:
+        return None
+    return (f"workspace_limit={limit} is below the {need} bytes of its smallest block for this layer (one "
+            f"output row of one image, with the input rows it reads); pass workspace_limit >= {need} or None")
+
+
+def supports(spec: ConvSpec) -> str | None:
+    return limit_problem(spec)
+
+
+def in_flight(spec: ConvSpec, workers: int, itemsize: int, fold_bias: bool = False) -> int:
+    """How many blocks run at once: one per worker, fewer where the workspace limit holds fewer
+    one-row blocks (so that the limit holds)."""
+    if spec.workspace_limit is None:
+        return workers
+    fixed, row = _charges(spec, itemsize, fold_bias)
+    return max(1, min(workers, (spec.workspace_limit - fixed) // row))
+
+
 def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int, fold_bias: bool = False) -> list[Block]:
     """Blocks ``(n0, n1, o0, o1, k0, k1)`` of images, output rows and output channels; one block when
     nothing asks to cut.
@@ -43,17 +91,18 @@ def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int, fold_b
     weights against 0.9 MB of columns at 512 channels, 7², N=1), the workers split the output
     channels instead: each packs the (few) columns itself and reads only its slice of the weights,
     where bands of rows would each stream all of them. With ``fold_bias`` (:func:`folds_bias`) the
-    columns have a row of ones more, and the widened weights count against a workspace limit.
+    columns have a row of ones more, and the widened weights count against a workspace limit,
+    which the blocks in flight (:func:`in_flight`) share.
     """
     crs = spec.c * spec.kh * spec.kw + fold_bias
     limit = spec.workspace_limit
+    fixed, row_bytes = _charges(spec, itemsize, fold_bias)
     if limit is not None:  # shared by the blocks in flight, less the kernel's halo of input rows and widened weights
-        fixed = spec.c * spec.ekh * spec.w * itemsize + fold_bias * spec.k * crs * itemsize
+        workers = in_flight(spec, workers, itemsize, fold_bias)
         share = max(1, (limit - fixed) // workers)
         budget = share if budget is None else min(budget, share)
     if budget is None:
         return [(0, spec.n, 0, spec.oh, 0, spec.k)]
-    row_bytes = ((crs + spec.k) * spec.ow + spec.c * spec.sh * spec.w) * itemsize
     image_bytes = spec.oh * row_bytes
     batch_bytes = spec.n * image_bytes
     if (workers > 1 and spec.groups == 1 and spec.k >= 16 * workers and budget // 16 < batch_bytes <= budget
@@ -70,20 +119,24 @@ def folds_bias(spec: ConvSpec, b: Any | None) -> bool:
     row of ones in the columns. Where the weights are small beside the output (1x1 and stem layers),
     copying them once per call costs less than a pass of its own over the output (1x1, 64 -> 128
     channels at 28², N=1: 16 of 160 µs); groups of 1 only, and under a ``workspace_limit`` only where
-    the widened weights take at most an eighth of it (:func:`plan` counts them)."""
+    the widened weights take at most an eighth of it (:func:`plan` counts them) and it still holds a
+    block of one row."""
     crs = spec.c * spec.kh * spec.kw
     limit = spec.workspace_limit
     return (b is not None and spec.groups == 1 and 8 * (crs + 1) <= spec.n * spec.oh * spec.ow
-            and (limit is None or 8 * spec.k * (crs + 1) * 8 <= limit))  # 8-byte items at most
+            and (limit is None or (8 * spec.k * (crs + 1) * 8 <= limit  # 8-byte items at most
+                                   and min_workspace(spec, fold_bias=True) <= limit)))
 
 
 def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: list[Block],
-                columns: Callable[[int, int, int, int], Any], fold_bias: bool = False) -> Any:
+                columns: Callable[[int, int, int, int], Any], fold_bias: bool = False,
+                workers: int | None = None) -> Any:
     """The convolution block by block: ``columns(n0, n1, o0, o1)`` gives a block's column matrices
     (NB, C·R·S, OB·OW), each multiplied (by the block's slice of the weights) straight into its
     part of the output, plus the bias, on the backend's workers (shared with the ``1x1`` strategy,
     whose columns are the input itself). With ``fold_bias`` (see :func:`folds_bias`) the columns
-    have a last row of ones, (NB, C·R·S + 1, OB·OW), and the GEMM adds the bias.
+    have a last row of ones, (NB, C·R·S + 1, OB·OW), and the GEMM adds the bias. At most
+    ``workers`` blocks run at once (default: the backend's workers).
     """
     g, crs = spec.groups, spec.cg * spec.kh * spec.kw
     if fold_bias:  # G = 1
@@ -110,22 +163,26 @@ def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: li
         if bk is not None:
             yv += bk
 
-    backend.run_blocks(block, blocks)
+    backend.run_blocks(block, blocks, workers)
     return y
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     fold = folds_bias(spec, b)
-    blocks = plan(spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize, fold)
+    workers, itemsize = backend.workers(), x.dtype.itemsize
+    blocks = plan(spec, block_budget(backend, spec), workers, itemsize, fold)
     if backend.block_bytes is None and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]:  # the GPU: one GEMM
         return add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b)
     x = backend.xp.ascontiguousarray(x)  # once, not per block
     return gemm_blocks(backend, x, w, b, spec, blocks,
-                       lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=fold), fold)
+                       lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=fold), fold,
+                       in_flight(spec, workers, itemsize, fold))
 
 
 STRATEGY = Strategy(
     name="im2col",
     run=run,
-    description="column matrix (C·R·S × OH·OW per image) + one GEMM per image and group; any configuration",
+    supports=supports,
+    description="column matrix (C·R·S × OH·OW per image) + one GEMM per image and group; any configuration "
+    "(a workspace_limit must hold one output row's block)",
 )

@@ -18,6 +18,8 @@ from ._common import add_bias, block_budget
 def supports(spec: ConvSpec) -> str | None:
     if (spec.kh, spec.kw) != (1, 1):
         return f"needs a 1x1 kernel, got {spec.kh}x{spec.kw}"
+    if (spec.sh, spec.sw) != (1, 1):  # the strided pixels are gathered in blocks, as im2col's columns
+        return im2col.limit_problem(spec, pads_zeros=False)
     return None
 
 
@@ -26,6 +28,7 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     # unstrided, the columns are views of x: no workspace, so no limit to cut the blocks by
     plan_spec = spec if strided else dataclasses.replace(spec, workspace_limit=None)
     fold = strided and im2col.folds_bias(spec, b)  # the gathered columns take a row of ones
+    workers = im2col.in_flight(plan_spec, backend.workers(), x.dtype.itemsize, fold)
     blocks = im2col.plan(plan_spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize, fold)
     if backend.block_bytes is None and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]:  # the GPU: one matmul
         if strided:
@@ -38,7 +41,7 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     if strided:  # the strided pixels gathered per block (a 1x1 im2col), with the bias where it pays
         return im2col.gemm_blocks(
             backend, x, w, b, spec, blocks,
-            lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=fold), fold)
+            lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=fold), fold, workers)
     # (NB, C, OB, W) rows of x -> (NB, C, OB·W): a view, as the rows of a band are adjacent
     return im2col.gemm_blocks(backend, x, w, b, spec, blocks,
                               lambda n0, n1, o0, o1: x[n0:n1, :, o0:o1].reshape(n1 - n0, spec.c, (o1 - o0) * spec.w))
