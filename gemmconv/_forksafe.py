@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any
 
 __all__ = ["ForkSafeLock"]
 
@@ -23,7 +22,7 @@ class ForkSafeLock:
     """A :class:`threading.Lock` (``with``, :meth:`acquire`, :meth:`release`, :meth:`locked`) that is
     unlocked in a forked child."""
 
-    __slots__ = ("_lock", "__weakref__")
+    __slots__ = ("__weakref__", "_lock")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -32,7 +31,7 @@ class ForkSafeLock:
     def __enter__(self) -> bool:
         return self._lock.acquire()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._lock.release()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:

@@ -160,9 +160,9 @@ class TuningCache:
             raise ValueError(f"{name!r} is a tuning cache of format {data['gemmconv_tuning']!r}; this version of "
                              f"gemmconv reads formats {', '.join(map(str, READS))}: tune again and save")
         choices = data.get("choices")
-        if not isinstance(choices, dict):
-            raise ValueError(f"{name!r}: 'choices' must map configurations to strategy names, got "
-                             f"{type(choices).__name__}")
+        if not isinstance(choices, dict):  # a malformed file: a ValueError, as json's own
+            raise ValueError(  # noqa: TRY004
+                f"{name!r}: 'choices' must map configurations to strategy names, got {type(choices).__name__}")
         for key, strategy in choices.items():
             problem = _entry_problem(key, strategy)
             if problem is not None:

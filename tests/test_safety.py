@@ -197,7 +197,7 @@ def test_the_smallest_limit_is_kept(threads):
     x = np.random.default_rng(4).standard_normal((2, 16, 40, 40)).astype(np.float32)
     w = np.random.default_rng(5).standard_normal((16, 16, 3, 3)).astype(np.float32)
     limit = im2col.min_workspace(_spec(x, w, padding=1, workspace_limit=1))
-    run = lambda: gemmconv.conv2d(x, w, padding=1, strategy="im2col", workspace_limit=limit)  # noqa: E731
+    run = lambda: gemmconv.conv2d(x, w, padding=1, strategy="im2col", workspace_limit=limit)
     with threadpool_limits(threads, user_api="blas"):  # two workers share the limit, or run one at a time
         run()  # compiled (numba's compiler allocates too)
         y, peak = NUMPY.peak_memory(run)

@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 from helpers import torch_conv
 
+import gemmconv
 from gemmconv.strategies import im2col
 from gemmconv.validate import validate
-
-import gemmconv
 
 STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
 
