@@ -16,9 +16,6 @@ from .spec import PADDING_MODES, ConvSpec
 
 __all__ = ["check_padded_copy", "validate"]
 
-#: bound on every extent (padded input, effective kernel, stride, padding): the compiled kernels index
-#: in int64, and sums of a few of these must stay in range
-MAX_EXTENT = 2**60
 
 
 @functools.lru_cache(maxsize=64)
@@ -196,7 +193,7 @@ def validate(
         )
     if spec.padded:
         _check_padding_mode(spec)
-    _check_extents(spec)
+    _check_extents(backend, spec)
     _check_output(backend, spec, x)
     return backend, x, w, b, spec, unbatched
 
@@ -208,19 +205,28 @@ def _bytes(count: int) -> str:
     return f"{count:,} bytes"
 
 
-def _check_extents(spec: ConvSpec) -> None:
-    """Every extent below :data:`MAX_EXTENT`, so no index the kernels compute overflows int64."""
+def _check_extents(backend: Backend, spec: ConvSpec) -> None:
+    """No index the backend's kernels compute overflows: every extent (padded input, dilated kernel, stride)
+    at most a quarter of its :attr:`~Backend.index_limit` (sums of a few of them stay in range), every plane
+    the kernels index (input, output, and the padded input where it is padded explicitly) at most the limit."""
+    limit = backend.index_limit
+    bits = limit.bit_length()
+    padded = (spec.h + spec.pt + spec.pb, spec.w + spec.pl + spec.pr)
     checks = (
-        ("stride", (spec.sh, spec.sw), max(spec.sh, spec.sw)),
-        ("dilation", (spec.dh, spec.dw), max(spec.ekh, spec.ekw)),
+        ("stride", (spec.sh, spec.sw), max(spec.sh, spec.sw), limit // 4),
+        ("dilation", (spec.dh, spec.dw), max(spec.ekh, spec.ekw), limit // 4),
+        ("padding", (spec.pt, spec.pb, spec.pl, spec.pr), max(padded), limit // 4),
         ("padding", (spec.pt, spec.pb, spec.pl, spec.pr),
-         max(spec.h + spec.pt + spec.pb, spec.w + spec.pl + spec.pr)),
+         padded[0] * padded[1] if spec.padding_mode != "zeros" else 0, limit),
+        ("x", f"of shape {(spec.n, spec.c, spec.h, spec.w)}", max(spec.h * spec.w, spec.oh * spec.ow), limit),
     )
-    for name, value, extent in checks:
-        if extent >= MAX_EXTENT:
+    for name, value, extent, most in checks:
+        if extent > most:
+            what = f"{name}={value}" if name != "x" else f"x {value}"
             raise ValueError(
-                f"{name}={value} is too large: gemmconv indexes in int64 and needs strides, dilated kernels "
-                f"and padded inputs below 2**60 in each dimension (got {extent}); pass a smaller {name}"
+                f"{what} is too large for the {backend.name} backend, whose kernels compute indices below "
+                f"2**{bits}: strides, dilated kernels and padded inputs must be at most 2**{bits - 2} in each "
+                f"dimension, and planes at most 2**{bits} elements (got {extent}); pass a smaller {name}"
             )
 
 

@@ -41,6 +41,9 @@ class Backend(ABC):
     module: str = ""
     #: dtype names this backend computes in
     dtypes: tuple[str, ...] = ()
+    #: largest index the kernels compute without overflow (int64 on the CPU, less a margin); validation keeps
+    #: every extent (padded input, dilated kernel, stride) to a quarter of it and every plane to it
+    index_limit: int = 2**62 - 1
     #: whether Winograd's filter transform is cached (host-checked against a copy of the weights);
     #: a GPU backend recomputes it instead, as the check would need a device->host sync per call
     caches_filters: bool = True

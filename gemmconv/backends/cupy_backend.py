@@ -44,6 +44,7 @@ class CupyBackend(Backend):
     module = "cupy"
     dtypes = ("float16", "float32", "float64")
     caches_filters = False  # a content check would cost a device->host sync per call; one fused kernel instead
+    index_limit = 2**31 - 1  # the CUDA kernels take int (32-bit) sizes and index planes in int
 
     def __init__(self) -> None:
         self._modules: dict[int, Any] = {}
