@@ -98,3 +98,25 @@ def test_grouped_winograd():
             gemmconv.conv2d(x, w, padding=1, groups=3, strategy="direct"),
             rtol=1e-11, atol=1e-11,
         )
+
+
+def test_cache_is_bounded_in_bytes():
+    FILTER_CACHE.clear()
+    saved = FILTER_CACHE.max_bytes
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 16, 8, 8))
+    ws = [rng.standard_normal((16, 16, 3, 3)) for _ in range(6)]
+    entry = ws[0].nbytes + 36 * 16 * 16 * 8  # the copy of w and its F(4x4) transform: 90 KiB
+    try:
+        FILTER_CACHE.max_bytes = 3 * entry
+        for w in ws:
+            gemmconv.conv2d(x, w, padding=1, strategy="winograd")
+        assert len(FILTER_CACHE) == 3 and FILTER_CACHE.nbytes == 3 * entry
+        FILTER_CACHE.max_bytes = entry // 2  # smaller than one entry: nothing kept, and still right
+        y = gemmconv.conv2d(x, ws[0] + 1, padding=1, strategy="winograd")
+        np.testing.assert_allclose(y, gemmconv.conv2d(x, ws[0] + 1, padding=1, strategy="direct"), rtol=1e-9, atol=1e-9)
+        FILTER_CACHE.clear()
+        assert len(FILTER_CACHE) == 0 and FILTER_CACHE.nbytes == 0
+    finally:
+        FILTER_CACHE.max_bytes = saved
+        FILTER_CACHE.clear()
