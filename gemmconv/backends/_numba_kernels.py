@@ -10,10 +10,12 @@ per row, so the inner loops carry no bounds test and vectorise for unit stride.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
-_OPTS = dict(cache=True, nogil=True)
+_OPTS: dict[str, Any] = {"cache": True, "nogil": True}
 
 
 @njit(inline="always")
@@ -159,8 +161,8 @@ def _im2col_padded(x, cols, kh, kw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
     """:func:`im2col` at unit stride for narrow outputs (deep layers on small images): the input rows
     a band reads are copied once per plane into a zero-padded buffer, from which each column row
     copies OB runs of OW with no border tests (7²: 54 -> ~20 ns per column row)."""
-    _, c_, h_, w_ = x.shape
-    nb, rows, length = cols.shape
+    _, c_, _, w_ = x.shape
+    nb, _, length = cols.shape
     ob = length // ow
     hp, wp = ob + (kh - 1) * dh, ow + (kw - 1) * dw
     pad = np.zeros((hp, wp), dtype=x.dtype)
@@ -333,7 +335,7 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
     planes (a dilation far beyond the input), add each tap row by row from the input plane itself
     (:func:`_direct_rows`): their work and memory follow the output, not the stride.
     """
-    n_, c_, h_, w_ = x.shape
+    _, _, h_, w_ = x.shape
     k_, cg_, kh, kw = w.shape
     _, _, oh, ow = out.shape
     kg_ = k_ // groups

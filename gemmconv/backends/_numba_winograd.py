@@ -6,10 +6,12 @@ arguments give; the backend's workers run parts in parallel.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
-_OPTS = dict(cache=True, nogil=True)
+_OPTS: dict[str, Any] = {"cache": True, "nogil": True}
 
 
 # Winograd transforms, written out for each tile size: the 1-D transforms below are the rows of
