@@ -1,10 +1,11 @@
 """Check the built asv dashboard: enough history, and a series for every strategy.
 
-    python benchmarks/check_dashboard.py [.asv/html] [--min-commits 5]
+    python benchmarks/check_dashboard.py [.asv/html] [--min-commits 5] [--machine NAME]
 
 Reads the ``index.json`` that ``asv publish`` writes and the graph files of
-``conv.TimeConv2d.time_conv2d``; exits 1 (with the reason) if the CPU machine has
-fewer than ``--min-commits`` commits with results, or a strategy has no series.
+``conv.TimeConv2d.time_conv2d``; prints, per machine name, how many commits have CPU results, and exits 1
+(with the reason) if a strategy has CPU results for fewer than ``--min-commits`` commits (on ``--machine``
+alone, if given), or has no series.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("html", nargs="?", default=".asv/html")
     p.add_argument("--min-commits", type=int, default=5)
+    p.add_argument("--machine", help="count only this machine's results")
     args = p.parse_args()
     html = pathlib.Path(args.html)
     index = json.loads((html / "index.json").read_text())
@@ -34,9 +36,17 @@ def main() -> int:
         info = index["benchmarks"][bench]
         combos = list(itertools.product(*info["params"]))  # the order of the values in each point
         col = {name: i for i, name in enumerate(info["param_names"])}
-        files = [f for f in html.glob(f"graphs/branch-main/**/{bench}.json")]
+        files = [f for f in html.glob(f"graphs/**/{bench}.json") if "branch-main" in f.parts]
+        per_machine: dict[str, set[str]] = {}
+        for f in files:  # asv puts each machine's graphs under .../machine-NAME/...
+            machine = next((part[len("machine-"):] for part in f.parts if part.startswith("machine-")), "?")
+            revisions = {r for r, v in json.loads(f.read_text()) if v is not None and v != [None] * len(v or [])}
+            per_machine.setdefault(machine, set()).update(revisions)
+        summary.append("; ".join(f"{m}: {len(r)} commits" for m, r in sorted(per_machine.items())))
+        if args.machine is not None:
+            files = [f for f in files if f"machine-{args.machine}" in f.parts]
         if not files:
-            problems.append(f"no graph of {bench} on branch main")
+            problems.append(f"no graph of {bench} on branch main" + (f" for {args.machine}" if args.machine else ""))
         for strategy in STRATEGIES:
             wanted = [i for i, c in enumerate(combos)
                       if c[col["strategy"]] == repr(strategy) and c[col["backend"]] == "'numpy'"]

@@ -67,3 +67,31 @@ def test_results_are_found_for_a_commit_under_any_machine(tmp_path):
     (tmp_path / "xeon-avx512-2c" / "fedcba98-virtualenv-py3.11.json").write_text("{}")
     assert check_results_fresh.machines_with_results(commit, tmp_path) == ["zen3-avx2-2c"]
 
+
+
+offline_dashboard = _load("offline_dashboard")
+
+PAGE = """<head>
+<script src="https://code.jquery.com/jquery-3.3.1.min.js" integrity="sha256-x" crossorigin="anonymous" onerror="f()"></script>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/css/bootstrap.min.css" integrity="sha256-y" crossorigin="anonymous">
+<script src="asv.js"></script>
+</head><a href="https://github.com/airspeed-velocity/asv/">asv</a>"""
+
+
+def test_the_dashboard_pages_point_at_the_vendored_copies():
+    page = offline_dashboard.rewrite(PAGE)
+    assert '<script src="vendor/jquery.min.js" onerror="f()"></script>' in page
+    assert '<link rel="stylesheet" href="vendor/css/bootstrap.min.css">' in page
+    assert '<script src="asv.js">' in page and 'href="https://github.com/airspeed-velocity/asv/"' in page  # a link
+    with pytest.raises(ValueError, match="does not hold"):
+        offline_dashboard.rewrite('<script src="https://cdn.example.org/d3.js"></script>')
+
+
+def test_every_vendored_file_matches_its_checksum_and_has_a_license(tmp_path):
+    sums = offline_dashboard.checksums()
+    assert set(offline_dashboard.LOCAL.values()) <= set(sums)
+    (tmp_path / "index.html").write_text(PAGE)
+    offline_dashboard.install(tmp_path)  # raises if a file differs from its SHA-256
+    assert (tmp_path / "vendor" / "fonts" / "glyphicons-halflings-regular.woff").exists()
+    assert len(list((tmp_path / "vendor" / "licenses").iterdir())) == 6
+    assert "https://" not in (tmp_path / "index.html").read_text().split("<a ")[0]
