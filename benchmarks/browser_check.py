@@ -48,7 +48,8 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def check(html_dir: pathlib.Path, screenshot: pathlib.Path | None = None, seconds: float = 30) -> list[str]:
+def check(html_dir: pathlib.Path, screenshot: pathlib.Path | None = None, seconds: float = 30,
+          machine: str | None = None) -> list[str]:
     """Problems found with the dashboard in ``html_dir`` (empty: the time graph renders offline)."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
@@ -58,7 +59,8 @@ def check(html_dir: pathlib.Path, screenshot: pathlib.Path | None = None, second
     driver = _driver()
     problems = []
     try:
-        driver.get(f"http://127.0.0.1:{server.server_address[1]}/{GRAPH}")
+        only = f"&machine={machine}" if machine else ""  # one machine's series (all by default)
+        driver.get(f"http://127.0.0.1:{server.server_address[1]}/{GRAPH}{only}")
         drawn = ("return document.querySelector('canvas.flot-base') !== null && "
                  "document.querySelectorAll('.flot-tick-label').length > 0")
         try:  # the graph drawn (a canvas and axis labels: data came in), or asv's error page
@@ -81,8 +83,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("html_dir", type=pathlib.Path)
     parser.add_argument("--screenshot", type=pathlib.Path)
+    parser.add_argument("--machine", help="show only this machine's series")
     opts = parser.parse_args()
-    problems = check(opts.html_dir, opts.screenshot)
+    problems = check(opts.html_dir, opts.screenshot, machine=opts.machine)
     for p in problems:
         print(f"browser_check: {p}", file=sys.stderr)
     if problems:
