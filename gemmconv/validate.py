@@ -193,8 +193,15 @@ def validate(
         )
     if spec.padded:
         _check_padding_mode(spec)
-    _check_extents(backend, spec)
-    _check_output(backend, spec, x)
+    oh, ow = spec.oh, spec.ow  # (properties: computed once here)
+    hp, wp = h + pt + pb, wd + pl + pr
+    limit = backend.index_limit
+    if (max(sh, sw, spec.ekh, spec.ekw, hp, wp) > limit // 4 or max(h * wd, oh * ow) > limit
+            or (padding_mode != "zeros" and hp * wp > limit)):
+        _check_extents(backend, spec)  # the message: which argument, and the bounds
+    memory = backend.memory_bytes(x)
+    if memory is not None and n * k * oh * ow * x.dtype.itemsize > memory:
+        _check_output(backend, spec, x)
     return backend, x, w, b, spec, unbatched
 
 

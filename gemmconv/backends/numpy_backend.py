@@ -24,9 +24,15 @@ def _launch(kernel: str, *args: Any) -> None:
     ``import gemmconv`` stays cheap). Parallel work goes through :meth:`NumpyBackend.run_blocks`'s
     pinned workers: numba's own parallel launch measured slower than one thread on a 0.5 ms
     kernel (0.61 against 0.47 ms; its unpinned threads woke on one core)."""
-    from . import _numba_kernels, _numba_winograd
+    fn = _KERNELS.get(kernel)
+    if fn is None:
+        from . import _numba_kernels, _numba_winograd
 
-    getattr(_numba_winograd if kernel.startswith("winograd") else _numba_kernels, kernel)(*args)
+        fn = _KERNELS[kernel] = getattr(_numba_winograd if kernel.startswith("winograd") else _numba_kernels, kernel)
+    fn(*args)
+
+
+_KERNELS: dict[str, Any] = {}  # name -> compiled kernel, once imported
 
 
 @functools.lru_cache(maxsize=1)

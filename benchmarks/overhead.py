@@ -1,0 +1,73 @@
+"""Per-call time of a tiny convolution, gemmconv against torch, interleaved in one process (issue 14).
+
+    python benchmarks/overhead.py [--rounds 7] [--calls 2000]
+
+The convolution is so small (x 1x8x8x8, w 8x8x3x3, padding 1: 74 kFLOP) that its time is the cost of a call:
+validation, dispatch and the launch of the kernel. Each round times ``--calls`` calls of torch's
+``F.conv2d`` and of ``gemmconv.conv2d`` with each strategy, one after the other; the table gives the median
+over rounds of the mean time per call and of its ratio to torch's in the same round. Where gemmconv has
+plans (``gemmconv.plan``), a planned call is timed too. Needs torch (pip install torch==2.13.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import gemmconv
+
+STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "auto"]
+
+
+def per_call(fn: Callable[[], object], calls: int) -> float:
+    """Mean seconds per call over ``calls`` calls (after 50 untimed ones)."""
+    for _ in range(50):
+        fn()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=2000)
+    opts = parser.parse_args()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 8, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+    cases: dict[str, Callable[[], object]] = {
+        f"conv2d {s}": (lambda s=s: gemmconv.conv2d(x, w, b, padding=1, strategy=s)) for s in STRATEGIES}
+    if hasattr(gemmconv, "plan"):
+        for s in STRATEGIES:
+            p = gemmconv.plan(x, w, b, padding=1, strategy=s)
+            cases[f"plan {s}"] = lambda p=p: p(x, w, b)
+    times: dict[str, list[float]] = {name: [] for name in ["torch", *cases]}
+    ratios: dict[str, list[float]] = {name: [] for name in cases}
+    with torch.no_grad():
+        for _ in range(opts.rounds):
+            t_torch = per_call(lambda: F.conv2d(tx, tw, tb, padding=1), opts.calls)
+            times["torch"].append(t_torch)
+            for name, fn in cases.items():
+                t = per_call(fn, opts.calls)
+                times[name].append(t)
+                ratios[name].append(t / t_torch)
+    print(f"tiny convolution (x 1x8x8x8, w 8x8x3x3, padding 1), float32, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} torch threads; median of {opts.rounds} rounds of {opts.calls} calls")
+    print(f"{'case':22s} {'us per call':>12s} {'x torch':>8s}")
+    print(f"{'torch F.conv2d':22s} {statistics.median(times['torch']) * 1e6:12.1f} {1.0:8.2f}")
+    for name in cases:
+        print(f"{name:22s} {statistics.median(times[name]) * 1e6:12.1f} {statistics.median(ratios[name]):8.2f}")
+
+
+if __name__ == "__main__":
+    main()
