@@ -8,7 +8,7 @@ from .errors import StrategyNotSupportedError
 from .measure import run_strategy
 from .registry import get_strategy, supporting
 from .strategies import auto
-from .validate import check_padded_copy, validate
+from .validate import pad_explicitly, validate
 
 __all__ = ["choose_strategy", "conv2d"]
 
@@ -123,8 +123,7 @@ def choose_strategy(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> str:
         raise TypeError(f"choose_strategy() got unexpected keyword arguments: {', '.join(kwargs)}")
     with backend.device_context(x):
         if spec.padded and spec.padding_mode != "zeros":
-            check_padded_copy(backend, x, spec)
-            x, spec = backend.pad(x, spec), spec.without_padding()
+            x, spec = pad_explicitly(backend, x, spec)
         return auto.select(backend, x, w, b, spec)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .registry import get_strategy
 from .spec import ConvSpec
-from .validate import check_padded_copy
+from .validate import pad_explicitly
 
 __all__ = ["Measurement", "measure", "reference", "relative_error"]
 
@@ -38,8 +38,7 @@ def run_strategy(name: str, backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec
     """Run a registered strategy on validated arrays, padding first where it needs it (as conv2d does)."""
     strat = get_strategy(name)
     if spec.padded and (spec.padding_mode != "zeros" or not strat.pads_zeros):
-        check_padded_copy(backend, x, spec)
-        x, spec = backend.pad(x, spec), spec.without_padding()
+        x, spec = pad_explicitly(backend, x, spec)
     return strat.run(backend, x, w, b, spec)
 
 

@@ -194,12 +194,11 @@ def _entry_problem(key: Any, strategy: Any) -> str | None:
     try:
         backend, device, spec, max_error = json.loads(key)
         ConvSpec(**spec)
+        well_formed = (isinstance(backend, str) and isinstance(device, str) and set(spec) == _SPEC_FIELDS
+                       and (max_error is None or isinstance(max_error, (int, float))))
     except (TypeError, ValueError):
-        return "has a key that is not a configuration written by TuningCache.save"
-    if (not isinstance(backend, str) or not isinstance(device, str) or set(spec) != _SPEC_FIELDS
-            or (max_error is not None and not isinstance(max_error, (int, float)))):
-        return "has a key that is not a configuration written by TuningCache.save"
-    return None
+        well_formed = False
+    return None if well_formed else "has a key that is not a configuration written by TuningCache.save"
 
 
 _now = time.perf_counter  # the clock of the tuning budget

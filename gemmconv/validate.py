@@ -14,7 +14,7 @@ from typing import Any
 from .backends import Backend, get_backend
 from .spec import PADDING_MODES, ConvSpec
 
-__all__ = ["check_padded_copy", "validate"]
+__all__ = ["pad_explicitly", "validate"]
 
 
 
@@ -193,15 +193,7 @@ def validate(
         )
     if spec.padded:
         _check_padding_mode(spec)
-    oh, ow = spec.oh, spec.ow  # (properties: computed once here)
-    hp, wp = h + pt + pb, wd + pl + pr
-    limit = backend.index_limit
-    if (max(sh, sw, spec.ekh, spec.ekw, hp, wp) > limit // 4 or max(h * wd, oh * ow) > limit
-            or (padding_mode != "zeros" and hp * wp > limit)):
-        _check_extents(backend, spec)  # the message: which argument, and the bounds
-    memory = backend.memory_bytes(x)
-    if memory is not None and n * k * oh * ow * x.dtype.itemsize > memory:
-        _check_output(backend, spec, x)
+    _check_sizes(backend, spec, x)
     return backend, x, w, b, spec, unbatched
 
 
@@ -212,46 +204,49 @@ def _bytes(count: int) -> str:
     return f"{count:,} bytes"
 
 
-def _check_extents(backend: Backend, spec: ConvSpec) -> None:
-    """No index the backend's kernels compute overflows: every extent (padded input, dilated kernel, stride)
-    at most a quarter of its :attr:`~Backend.index_limit` (sums of a few of them stay in range), every plane
-    the kernels index (input, output, and the padded input where it is padded explicitly) at most the limit."""
+def _check_sizes(backend: Backend, spec: ConvSpec, x: Any) -> None:
+    """No index the backend's kernels compute overflows, and the output fits in memory.
+
+    Every extent (padded input, dilated kernel, stride) must be at most a quarter of the backend's
+    :attr:`~Backend.index_limit` (sums of a few of them stay in range), every plane the kernels index
+    (input, output, and the padded input where it is padded explicitly) at most the limit, and the
+    output at most the memory of the device holding ``x``. Messages are formatted only on failure.
+    """
     limit = backend.index_limit
-    bits = limit.bit_length()
-    padded = (spec.h + spec.pt + spec.pb, spec.w + spec.pl + spec.pr)
+    oh, ow = spec.oh, spec.ow  # (properties: computed once here)
+    hp, wp = spec.h + spec.pt + spec.pb, spec.w + spec.pl + spec.pr
     checks = (
-        ("stride", (spec.sh, spec.sw), max(spec.sh, spec.sw), limit // 4),
-        ("dilation", (spec.dh, spec.dw), max(spec.ekh, spec.ekw), limit // 4),
-        ("padding", (spec.pt, spec.pb, spec.pl, spec.pr), max(padded), limit // 4),
-        ("padding", (spec.pt, spec.pb, spec.pl, spec.pr),
-         padded[0] * padded[1] if spec.padding_mode != "zeros" else 0, limit),
-        ("x", f"of shape {(spec.n, spec.c, spec.h, spec.w)}", max(spec.h * spec.w, spec.oh * spec.ow), limit),
+        ("stride", max(spec.sh, spec.sw), limit // 4),
+        ("dilation", max(spec.ekh, spec.ekw), limit // 4),
+        ("padding", max(hp, wp), limit // 4),
+        ("padding", hp * wp if spec.padding_mode != "zeros" else 0, limit),
+        ("x", max(spec.h * spec.w, oh * ow), limit),
     )
-    for name, value, extent, most in checks:
+    for name, extent, most in checks:
         if extent > most:
-            what = f"{name}={value}" if name != "x" else f"x {value}"
+            bits = limit.bit_length()
+            what = {"stride": f"stride={(spec.sh, spec.sw)}", "dilation": f"dilation={(spec.dh, spec.dw)}",
+                    "padding": f"padding={(spec.pt, spec.pb, spec.pl, spec.pr)}",
+                    "x": f"x of shape {(spec.n, spec.c, spec.h, spec.w)}"}[name]
             raise ValueError(
                 f"{what} is too large for the {backend.name} backend, whose kernels compute indices below "
                 f"2**{bits}: strides, dilated kernels and padded inputs must be at most 2**{bits - 2} in each "
                 f"dimension, and planes at most 2**{bits} elements (got {extent}); pass a smaller {name}"
             )
-
-
-def _check_output(backend: Backend, spec: ConvSpec, x: Any) -> None:
-    """The output must fit in the memory of the machine (or device) that holds ``x``."""
     memory = backend.memory_bytes(x)
-    need = spec.n * spec.k * spec.oh * spec.ow * x.dtype.itemsize
+    need = spec.n * spec.k * oh * ow * x.dtype.itemsize
     if memory is not None and need > memory:
         raise ValueError(
-            f"the output, of shape {spec.out_shape} and dtype {x.dtype}, needs {_bytes(need)}, more than the "
-            f"{_bytes(memory)} of memory that holds x; it follows from x's shape and padding="
+            f"the output, of shape {(spec.n, spec.k, oh, ow)} and dtype {x.dtype}, needs {_bytes(need)}, more than "
+            f"the {_bytes(memory)} of memory that holds x; it follows from x's shape and padding="
             f"{(spec.pt, spec.pb, spec.pl, spec.pr)} (top, bottom, left, right), stride={(spec.sh, spec.sw)}, "
             f"dilation={(spec.dh, spec.dw)}: pass less padding, a larger stride or a smaller input"
         )
 
 
-def check_padded_copy(backend: Backend, x: Any, spec: ConvSpec) -> None:
-    """A strategy about to pad ``x`` explicitly: the padded copy must fit in memory (checked before any work)."""
+def pad_explicitly(backend: Backend, x: Any, spec: ConvSpec) -> tuple[Any, ConvSpec]:
+    """``x`` padded by ``spec``'s padding and mode, and the spec of the unpadded convolution of it; the padded
+    copy must fit in memory (checked before it is made)."""
     memory = backend.memory_bytes(x)
     need = spec.n * spec.c * (spec.h + spec.pt + spec.pb) * (spec.w + spec.pl + spec.pr) * x.dtype.itemsize
     if memory is not None and need > memory:
@@ -260,3 +255,4 @@ def check_padded_copy(backend: Backend, x: Any, spec: ConvSpec) -> None:
             f"padding_mode={spec.padding_mode!r} pads a copy of x that needs {_bytes(need)}, more than the "
             f"{_bytes(memory)} of memory that holds x; pass less padding"
         )
+    return backend.pad(x, spec), spec.without_padding()

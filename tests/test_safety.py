@@ -162,15 +162,15 @@ def test_values_past_int64_are_refused_naming_the_argument(name, value):
 def test_the_cupy_kernels_int32_indices_bound_the_sizes():
     # the CUDA kernels take int sizes: the CuPy backend's limit, applied by the same check (no GPU needed)
     from gemmconv.backends.cupy_backend import CupyBackend
-    from gemmconv.validate import _check_extents
+    from gemmconv.validate import _check_sizes
 
     spec = _spec(np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)), stride=2**30)
-    _check_extents(NUMPY, spec)
+    _check_sizes(NUMPY, spec, np.ones(1))
     with pytest.raises(ValueError, match=r"^stride=.*cupy backend.*below 2\*\*31.*at most 2\*\*29"):
-        _check_extents(CupyBackend(), spec)
+        _check_sizes(CupyBackend(), spec, np.ones(1))
     big = _spec(np.ones((1, 1, 5, 5), np.float32), np.ones((1, 1, 1, 1), np.float32), padding=25_000)  # 50005²
     with pytest.raises(ValueError, match="^x of shape"):
-        _check_extents(CupyBackend(), big)
+        _check_sizes(CupyBackend(), big, np.ones(1))
 
 
 @pytest.mark.parametrize("args, what", [

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from .._forksafe import ForkSafeLock
 
 __all__ = ["blas_threads", "in_worker", "run_blocks", "run_phases"]
@@ -136,8 +138,6 @@ class _Phase:
 
 
 def _work_phases(phases: list[_Phase]) -> None:
-    import numpy as np
-
     with np.errstate(all="ignore"):  # as on the calling thread (NumpyBackend.device_context)
         _work(phases)
 

@@ -28,8 +28,9 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     # unstrided, the columns are views of x: no workspace, so no limit to cut the blocks by
     plan_spec = spec if strided else dataclasses.replace(spec, workspace_limit=None)
     fold = strided and im2col.folds_bias(spec, b)  # the gathered columns take a row of ones
-    workers = im2col.in_flight(plan_spec, backend.workers(), x.dtype.itemsize, fold)
-    blocks = im2col.plan(plan_spec, block_budget(backend, spec), backend.workers(), x.dtype.itemsize, fold)
+    workers, itemsize = backend.workers(), x.dtype.itemsize
+    blocks = im2col.plan(plan_spec, block_budget(backend, spec), workers, itemsize, fold)
+    workers = im2col.in_flight(plan_spec, workers, itemsize, fold)  # blocks run at once under a limit
     if backend.block_bytes is None and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]:  # the GPU: one matmul
         if strided:
             x = x[:, :, : spec.oh * spec.sh : spec.sh, : spec.ow * spec.sw : spec.sw]  # -> (N, C, OH, OW)
