@@ -28,6 +28,7 @@ from helpers import scaled_error, tolerance, torch_conv
 
 import gemmconv
 from gemmconv.strategies import im2col
+from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
 
 STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
@@ -72,7 +73,7 @@ def run_one(rng: np.random.Generator, counts: collections.Counter, failures: lis
         ref = None  # torch refuses: gemmconv must raise ValueError
     limit = None
     if shapes["limit"] != "none" and ref is not None:
-        spec = validate(x, w, b, **args, workspace_limit=1)[4]
+        spec = validate(x, w, b, ConvArgs(**args, workspace_limit=1)).spec
         least = im2col.min_workspace(spec) if hasattr(im2col, "min_workspace") else 1  # (older commits: any limit)
         limit = least + (int(rng.integers(0, 5000)) if shapes["limit"] == "above" else 0)
     copies = [a.copy() for a in (x, w) + ((b,) if b is not None else ())]

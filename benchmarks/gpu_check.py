@@ -30,6 +30,7 @@ from rich.table import Table
 import gemmconv
 from gemmconv.layers import LAYERS
 from gemmconv.strategies.winograd import _filter_transform
+from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
 
 torch.backends.cudnn.allow_tf32 = False
@@ -148,8 +149,7 @@ def main() -> int:
         for name, layer in LAYERS.items():
             xh, wh, bh = layer.arrays(args.batch, "float32")
             x, w, b = (cupy.asarray(a).astype(dtype) for a in (xh, wh, bh))
-            be, x4, w4, b4, spec, _ = validate(x, w, b, stride=layer.stride, padding=layer.padding, dilation=1,
-                                               groups=layer.groups, padding_mode="zeros")
+            be, x4, w4, b4, spec, _ = validate(x, w, b, ConvArgs(**layer.conv_args))
             cols = be.im2col(x4, spec).reshape(spec.n, spec.groups, -1, spec.oh * spec.ow)
             wm = w4.reshape(spec.groups, spec.kg, -1)
             row = [name, f"{median_ms(lambda: be.im2col(x4, spec), args.reps):.3f}",

@@ -29,6 +29,7 @@ import gemmconv
 from gemmconv.layers import LAYERS
 from gemmconv.strategies import im2col
 from gemmconv.strategies._common import block_budget
+from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
 
 from _timing import median_time  # benchmarks/ is on sys.path when this script runs
@@ -52,8 +53,7 @@ def _gemm_share(layer, n: int, reps: int) -> float:
     timed; the plain SGEMM is (K/G, C/G·R·S) @ (C/G·R·S, N·OH·OW) on NumPy's BLAS threads, per group.
     """
     x, w, b = layer.arrays(n)
-    be, x4, w4, _, spec, _ = validate(x, w, b, stride=layer.stride, padding=layer.padding, dilation=1,
-                                      groups=layer.groups, padding_mode="zeros")
+    be, x4, w4, _, spec, _ = validate(x, w, b, ConvArgs(**layer.conv_args))
     crs = spec.cg * spec.kh * spec.kw
     blocks = im2col.plan(spec, block_budget(be, spec), be.workers(), x4.dtype.itemsize)
     packed = {part[:4]: be.im2col_part(x4, spec, *part[:4]).copy() for part in blocks}

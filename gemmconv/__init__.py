@@ -8,10 +8,13 @@
 from __future__ import annotations
 
 from . import strategies as _strategies  # noqa: F401  (registers the built-in strategies)
-from .api import choose_strategy, conv2d
+from .api import choose_strategy, conv2d, plan
+from .backends._threads import ThreadSettings, get_threads, set_threads
+from .caches import clear_caches
 from .compare import Record, compare
 from .backends import Backend, get_backend, list_backends, register_backend
 from .errors import StrategyNotSupportedError
+from .plan import ConvPlan
 from .registry import Strategy, get_strategy, list_strategies, register_strategy, unregister_strategy
 from .spec import ConvSpec
 from .tuning import autotune, get_autotune, set_autotune, tuning_cache
@@ -20,22 +23,28 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend",
+    "ConvPlan",
     "ConvSpec",
     "Record",
     "Strategy",
     "StrategyNotSupportedError",
+    "ThreadSettings",
     "autotune",
     "choose_strategy",
+    "clear_caches",
     "compare",
     "conv2d",
     "get_autotune",
     "get_backend",
     "get_strategy",
+    "get_threads",
     "list_backends",
     "list_strategies",
+    "plan",
     "register_backend",
     "register_strategy",
     "set_autotune",
+    "set_threads",
     "tuning_cache",
     "unregister_strategy",
 ]

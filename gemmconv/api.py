@@ -1,16 +1,22 @@
-"""The public entry point, :func:`conv2d`."""
+"""The public entry points: :func:`conv2d`, :func:`plan` and :func:`choose_strategy`.
+
+``conv2d`` looks its plan up in :data:`~gemmconv.plan.PLAN_CACHE` (by everything a plan
+depends on), makes it on a miss, and calls it: the same path as ``plan(...)(x, w, b)``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
-from .errors import StrategyNotSupportedError
-from .measure import run_strategy
-from .registry import get_strategy, supporting
-from .strategies import auto
-from .validate import pad_explicitly, validate
+from .args import DEFAULTS, ConvArgs
+from .backends import get_backend
+from .plan import PLAN_CACHE, ConvPlan, make_plan
+from .tuning import get_autotune, tuning_cache
 
-__all__ = ["choose_strategy", "conv2d"]
+__all__ = ["choose_strategy", "conv2d", "plan"]
+
+_D = DEFAULTS
 
 
 def conv2d(
@@ -18,13 +24,14 @@ def conv2d(
     w: Any,
     b: Any | None = None,
     *,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] | str = 0,
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    padding_mode: str = "zeros",
-    strategy: str = "auto",
-    workspace_limit: int | None = None,
+    stride: int | tuple[int, ...] = _D.stride,
+    padding: int | tuple[int, ...] | str = _D.padding,
+    dilation: int | tuple[int, ...] = _D.dilation,
+    groups: int = _D.groups,
+    padding_mode: str = _D.padding_mode,
+    strategy: str = _D.strategy,
+    workspace_limit: int | None = _D.workspace_limit,
+    out: Any | None = None,
 ) -> Any:
     """2-D convolution (cross-correlation) with the semantics of ``torch.nn.functional.conv2d``.
 
@@ -33,17 +40,20 @@ def conv2d(
     x : array
         Input of shape (N, C, H, W), or (C, H, W) for a single image. A NumPy
         array (or an array of another registered backend), float32 or float64.
+        C may be 0: the result is then the bias broadcast to (N, K, OH, OW)
+        (zeros without a bias), the value of an empty sum; torch returns an
+        array of shape (N, 0, OH, OW) instead.
     w : array
         Weights of shape (K, C / groups, KH, KW), same library and dtype as ``x``.
     b : array or None, optional
         Bias of shape (K,), same library and dtype as ``x``.
-    stride : int or (int, int), optional
+    stride : int, (int,) or (int, int), optional
         Step of the kernel over the input, ``>= 1``.
-    padding : int, (int, int), "valid" or "same", optional
+    padding : int, (int,), (int, int), "valid" or "same", optional
         Zeros (or ``padding_mode`` values) added on both sides of H and W.
         ``"same"`` keeps the size (stride 1 only); for an even effective kernel
         the extra row/column goes to the bottom/right, as in torch.
-    dilation : int or (int, int), optional
+    dilation : int, (int,) or (int, int), optional
         Spacing between kernel taps, ``>= 1``.
     groups : int, optional
         Number of blocked connections; divides C and K. ``groups == C`` is a
@@ -58,19 +68,24 @@ def conv2d(
         multiplies its column matrix in chunks of images and output rows that
         fit. With a limit, ``auto`` does not pick Winograd (whose workspace is
         not bounded yet). None (default) means no bound.
+    out : array, optional
+        Where to write the result: an array of the result's shape, dtype and
+        library (and device) that shares no memory with the inputs.
 
     Returns
     -------
     array
         (N, K, OH, OW), or (K, OH, OW) for unbatched input; same library,
-        device and dtype as ``x``. The inputs are not modified.
+        device and dtype as ``x``; ``out`` if given, else a fresh array.
+        The inputs are not modified.
 
     Raises
     ------
     TypeError
         For arrays of the wrong type or dtype, or of mixed libraries.
     ValueError
-        For inconsistent shapes or hyper-parameters, or an unknown strategy.
+        For inconsistent shapes or hyper-parameters, an unknown strategy or
+        an unsuitable ``out``.
     StrategyNotSupportedError
         If ``strategy`` cannot run this configuration (a ``ValueError``).
 
@@ -84,51 +99,82 @@ def conv2d(
     array([[[ 56.,  72.],
             [104., 120.]]])
     """
-    strat = get_strategy(strategy)
-    backend, x, w, b, spec, unbatched = validate(
-        x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
-        workspace_limit=workspace_limit,
-    )
-    reason = strat.supports(spec)
-    if reason is not None:
-        raise StrategyNotSupportedError(strategy, f"{reason} (received {_summary(spec)})", supporting(spec))
+    key = _key(x, w, b, (stride, padding, dilation, groups, padding_mode, strategy, workspace_limit))
+    p = PLAN_CACHE.get(key) if key is not None else None
+    if p is None:
+        p = make_plan(x, w, b, ConvArgs(stride, padding, dilation, groups, padding_mode, strategy, workspace_limit))
+        if key is not None:
+            PLAN_CACHE.put(key, p)
+    return p(x, w, b, out)
 
-    with backend.device_context(x):
-        if spec.n == 0:
-            y = backend.xp.empty(spec.out_shape, dtype=x.dtype)
-        else:
-            y = run_strategy(strategy, backend, x, w, b, spec)  # pads first where the strategy needs it
-    return y[0] if unbatched else y
+
+def plan(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> ConvPlan:
+    """A reusable convolution for arrays like ``x``, ``w`` and ``b``.
+
+    Takes the arguments of :func:`conv2d` (without ``out``). Validation, the
+    backend, the strategy (``auto`` and autotuning resolved here, once) and
+    the strategy's blocks and workspace are decided when the plan is made;
+    calling it runs the convolution.
+
+    Returns
+    -------
+    ConvPlan
+        ``p(x, w, b=None, out=None)`` runs it on arrays of the same shapes,
+        dtype, library and device (a ``ValueError`` names what differs);
+        ``p.strategy`` is the strategy it runs and ``p.workspace_bytes`` the
+        temporary memory one call holds.
+
+    Examples
+    --------
+    >>> import numpy as np, gemmconv
+    >>> x = np.ones((1, 2, 5, 5), np.float32); w = np.ones((4, 2, 3, 3), np.float32)
+    >>> p = gemmconv.plan(x, w, padding=1, strategy="im2col")
+    >>> p.strategy, p.out_shape
+    ('im2col', (1, 4, 5, 5))
+    >>> float(p(x, w)[0, 0, 2, 2])
+    18.0
+    """
+    return make_plan(x, w, b, ConvArgs.from_kwargs("plan", kwargs))
 
 
 def choose_strategy(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> str:
     """Name of the strategy ``strategy="auto"`` would run for these arguments.
 
-    Takes the same arguments as :func:`conv2d` (without ``strategy``) and
+    Takes the same arguments as :func:`conv2d` (without ``strategy`` and ``out``) and
     validates them the same way. With autotuning on (:func:`gemmconv.set_autotune`)
     this measures the candidates on first sight of the configuration, as ``conv2d`` would.
     """
-    backend, x, w, b, spec, _ = validate(
-        x,
-        w,
-        b,
-        stride=kwargs.pop("stride", 1),
-        padding=kwargs.pop("padding", 0),
-        dilation=kwargs.pop("dilation", 1),
-        groups=kwargs.pop("groups", 1),
-        padding_mode=kwargs.pop("padding_mode", "zeros"),
-        workspace_limit=kwargs.pop("workspace_limit", None),
-    )
-    if kwargs:
-        raise TypeError(f"choose_strategy() got unexpected keyword arguments: {', '.join(kwargs)}")
-    with backend.device_context(x):
-        if spec.padded and spec.padding_mode != "zeros":
-            x, spec = pad_explicitly(backend, x, spec)
-        return auto.select(backend, x, w, b, spec)
+    if "strategy" in kwargs:
+        raise TypeError("choose_strategy() got unexpected keyword argument(s) 'strategy': it names what "
+                        "strategy='auto' resolves to")
+    return make_plan(x, w, b, ConvArgs.from_kwargs("choose_strategy", kwargs)).strategy
 
 
-def _summary(spec: Any) -> str:
-    return (
-        f"kernel {spec.kh}x{spec.kw}, stride {(spec.sh, spec.sw)}, dilation {(spec.dh, spec.dw)}, "
-        f"groups {spec.groups}, x {(spec.n, spec.c, spec.h, spec.w)}"
-    )
+_SCALARS = (int, str, type(None))
+
+
+def _plain(v: Any) -> bool:
+    """Whether ``v`` keys the plan cache as it is: an int, str or None (not a bool, which equals an int
+    but is refused), or a tuple of ints."""
+    t = type(v)
+    return t in _SCALARS or (t is tuple and all(type(e) is int for e in v))
+
+
+def _key(x: Any, w: Any, b: Any, args: tuple[Any, ...]) -> Hashable | None:
+    """Everything a plan depends on (None where an argument is not plainly hashable: no caching)."""
+    for a in args:
+        if not _plain(a):
+            return None
+    try:
+        arrays = (type(x), x.shape, x.dtype, type(w), w.shape, w.dtype,
+                  None if b is None else (type(b), b.shape, b.dtype))
+    except AttributeError:  # not arrays: validation says so
+        return None
+    tuning = get_autotune()
+    device = None if type(x).__module__ == "numpy" else _device(x)
+    return (arrays, args, device, tuning if tuning.enabled else None,
+            tuning_cache.generation if tuning.enabled else 0)
+
+
+def _device(x: Any) -> Hashable:
+    return get_backend(x).device_key(x)  # a TypeError for an array of no backend, as validation gives

@@ -10,13 +10,18 @@ float64; its workspace is the peak memory it held beyond its result.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
+from .args import ConvArgs
+from .backends import get_backend
+from .errors import StrategyNotSupportedError
 from .layers import Layer
-from .measure import measure, reference, relative_error, run_strategy
+from .measure import measure, reference, relative_error
+from .plan import make_plan, runner_for
 from .registry import get_strategy, list_strategies
-from .strategies.auto import select
 from .validate import validate
 
 __all__ = ["Record", "compare", "compare_layers", "machine_peaks"]
@@ -86,33 +91,36 @@ def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] |
     names = list(strategies) if strategies is not None else list_strategies()
     for name in names:
         get_strategy(name)  # unknown names fail before any work
-    args = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros")
-    args.update(conv_args)
-    backend, x4, w, b, spec, _ = validate(x, w, b, **args)
+    if "strategy" in conv_args:
+        raise TypeError("compare() takes strategies=[...], not strategy=")
+    args = ConvArgs.from_kwargs("compare", conv_args)
+    v = validate(x, w, b, args)
+    backend, x4, spec = v.backend, v.x, v.spec
     xp = backend.xp
     itemsize = x4.dtype.itemsize
     min_bytes = (x4.size + w.size + (0 if b is None else b.size) + spec.n * spec.k * spec.oh * spec.ow) * itemsize
     common = dict(layer=layer, backend=backend.name, dtype=spec.dtype, batch=spec.n, x_shape=tuple(x4.shape),
-                  w_shape=tuple(w.shape), conv_args={k: v for k, v in args.items()}, flops=spec.flops,
-                  min_bytes=int(min_bytes))
+                  w_shape=tuple(w.shape), conv_args=args.as_dict(), flops=spec.flops, min_bytes=int(min_bytes))
     records = []
     with backend.device_context(x4):
-        ref = reference(backend, x4, w, b, spec)
-        for name in names:
-            if progress is not None:
-                progress(name)
-            reason = get_strategy(name).supports(spec)
-            if reason is not None:
-                records.append(Record(strategy=name, status="refused", reason=reason, **common))
-                continue
-            y, m = measure(name, backend, x4, w, b, spec, repeat, warmup)
-            _, workspace = backend.peak_memory(lambda: run_strategy(name, backend, x4, w, b, spec))
-            records.append(Record(
-                strategy=name, median_s=m.median, min_s=min(m.times), max_s=max(m.times), spread=m.spread,
-                gflops=spec.flops / m.median / 1e9 if m.median > 0 else None,
-                rel_error=relative_error(y, ref, xp), workspace_bytes=workspace,
-                chosen=select(backend, x4, w, b, spec) if name == "auto" else "", times_s=list(m.times), **common,
-            ))
+        ref = reference(backend, v.x, v.w, v.b, lambda s: runner_for(backend, spec, get_strategy(s)))
+    for name in names:
+        if progress is not None:
+            progress(name)
+        try:
+            p = make_plan(x, w, b, replace(args, strategy=name))
+        except StrategyNotSupportedError as e:
+            records.append(Record(strategy=name, status="refused", reason=e.reason, **common))
+            continue
+        y, m = measure(lambda: p(x, w, b), backend, repeat, warmup)
+        _, workspace = backend.peak_memory(lambda: p(x, w, b))
+        y4 = y[None] if v.unbatched else y  # (K, OH, OW) -> (1, K, OH, OW)
+        records.append(Record(
+            strategy=name, median_s=m.median, min_s=min(m.times), max_s=max(m.times), spread=m.spread,
+            gflops=spec.flops / m.median / 1e9 if m.median > 0 else None,
+            rel_error=relative_error(y4, ref, xp), workspace_bytes=workspace,
+            chosen=p.strategy if name == "auto" else "", times_s=list(m.times), **common,
+        ))
     ok = [r for r in records if r.status == "ok" and r.strategy != "auto"]
     if ok:
         min(ok, key=lambda r: r.median_s).winner = True
@@ -136,9 +144,7 @@ def compare_layers(layers: Sequence[Layer], *, batch: int = 1, dtype: str = "flo
 
 def _namespace(backend: str) -> Any:
     if backend == "numpy":
-        import numpy
-
-        return numpy
+        return np
     if backend == "cupy":
         try:
             import cupy
@@ -150,8 +156,6 @@ def _namespace(backend: str) -> Any:
 
 def machine_peaks(backend: str = "numpy", dtype: str = "float32", repeat: int = 5) -> dict[str, float]:
     """GEMM rate (GFLOP/s, a square matmul) and copy bandwidth (GB/s, read + write) measured now."""
-    from .backends import get_backend
-
     xp = _namespace(backend)
     probe = xp.zeros(1, dtype=dtype)
     be = get_backend(probe)

@@ -22,12 +22,13 @@ class StrategyNotSupportedError(ValueError):
         The registered strategies that can run it.
     """
 
-    def __init__(self, strategy: str, reason: str, alternatives: tuple[str, ...]) -> None:
+    def __init__(self, strategy: str, reason: str, alternatives: tuple[str, ...], received: str = "") -> None:
         self.strategy = strategy
         self.reason = reason
         self.alternatives = alternatives
         can = ", ".join(alternatives) if alternatives else "none"
+        got = f" (received {received})" if received else ""
         super().__init__(
-            f"strategy={strategy!r} cannot run this convolution: {reason}. "
+            f"strategy={strategy!r} cannot run this convolution: {reason}{got}. "
             f"Strategies that can run it: {can}."
         )

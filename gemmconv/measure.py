@@ -8,12 +8,10 @@ from the backend's tracer (tracemalloc, CuPy's memory hook).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .registry import get_strategy
-from .spec import ConvSpec
-from .validate import pad_explicitly
 
 __all__ = ["Measurement", "measure", "reference", "relative_error"]
 
@@ -34,30 +32,23 @@ class Measurement:
         return (max(self.times) - min(self.times)) / self.median if self.median > 0 else 0.0
 
 
-def run_strategy(name: str, backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    """Run a registered strategy on validated arrays, padding first where it needs it (as conv2d does)."""
-    strat = get_strategy(name)
-    if spec.padded and (spec.padding_mode != "zeros" or not strat.pads_zeros):
-        x, spec = pad_explicitly(backend, x, spec)
-    return strat.run(backend, x, w, b, spec)
-
-
-def measure(name: str, backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, repeat: int,
-            warmup: int = 1) -> tuple[Any, Measurement]:
-    """Result and timings of strategy ``name`` (after ``warmup`` untimed calls)."""
+def measure(fn: Callable[[], Any], backend: Any, repeat: int, warmup: int = 1) -> tuple[Any, Measurement]:
+    """Result and timings of ``fn()`` on ``backend`` (after ``warmup`` untimed calls)."""
     y = None
     for _ in range(warmup):
-        y = run_strategy(name, backend, x, w, b, spec)
-    times = backend.time_calls(lambda: run_strategy(name, backend, x, w, b, spec), repeat)
+        y = fn()
+    times = backend.time_calls(fn, repeat)
     if y is None:
-        y = run_strategy(name, backend, x, w, b, spec)
+        y = fn()
     return y, Measurement(times)
 
 
-def reference(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    """The convolution in float64 (im2col: a float64 GEMM), the yardstick for errors."""
-    f64 = [None if a is None else a.astype("float64") for a in (x, w, b)]
-    return run_strategy("im2col", backend, *f64, spec)
+def reference(backend: Any, x: Any, w: Any, b: Any, runner_for: Callable[[str], Any]) -> Any:
+    """The convolution in float64 (``runner_for("im2col")`` on float64 copies: a float64 GEMM), the
+    yardstick for errors."""
+    x64, w64 = x.astype("float64"), w.astype("float64")
+    b64 = None if b is None else b.astype("float64")
+    return runner_for("im2col")(x64, w64, b64, None)
 
 
 def relative_error(y: Any, ref: Any, xp: Any) -> float:

@@ -20,6 +20,13 @@ __all__ = ["Strategy", "get_strategy", "list_strategies", "register_strategy", "
 
 RunFn = Callable[[Any, Any, Any, Any, ConvSpec], Any]
 SupportsFn = Callable[[ConvSpec], "str | None"]
+#: ``runner(x, w, b, out) -> y``: one prepared convolution; writes into ``out`` (an array of the result's shape
+#: and dtype, C-contiguous) when given, else returns a fresh array
+Runner = Callable[[Any, Any, Any, Any], Any]
+PrepareFn = Callable[[Any, ConvSpec], Runner]
+#: ``select(backend, x, w, b, spec, runner_for) -> name``: the strategy a chooser picks; ``runner_for(name)``
+#: gives the prepared convolution of a candidate (for measuring it)
+SelectFn = Callable[[Any, Any, Any, Any, ConvSpec, Callable[[str], Runner]], str]
 
 
 def _always(spec: ConvSpec) -> str | None:
@@ -46,6 +53,16 @@ class Strategy:
     pads_zeros : bool, optional
         Whether ``run`` handles zero padding itself. If False, the input is
         padded explicitly and ``run`` sees a spec without padding.
+    prepare : callable, optional
+        ``prepare(backend, spec) -> runner``, called once when a plan is made:
+        ``runner(x, w, b, out)`` runs the convolution with every decision that
+        depends only on sizes (blocks, workspace, launch sizes) taken in
+        ``prepare``, writing into ``out`` when it is given. Without it, plans
+        call ``run`` (and copy into ``out``).
+    select : callable, optional
+        For a chooser such as ``auto``: ``select(backend, x, w, b, spec,
+        runner_for)`` names the strategy to run, resolved once when a plan is
+        made; ``run`` is then never called.
     """
 
     name: str
@@ -53,6 +70,8 @@ class Strategy:
     supports: SupportsFn = _always
     description: str = ""
     pads_zeros: bool = True
+    prepare: PrepareFn | None = None
+    select: SelectFn | None = None
 
 
 _REGISTRY: dict[str, Strategy] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 __all__ = ["ConvSpec", "PADDING_MODES"]
 
@@ -20,6 +21,8 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 @dataclass(frozen=True)
 class ConvSpec:
     """Sizes and hyper-parameters of one 2-D convolution (NCHW, cross-correlation).
+
+    Derived sizes (``oh``, ``out_shape``, ``flops``, ...) are computed once per spec.
 
     Attributes
     ----------
@@ -64,47 +67,47 @@ class ConvSpec:
     dtype: str
     workspace_limit: int | None = None
 
-    @property
+    @cached_property
     def cg(self) -> int:
         """Input channels per group."""
         return self.c // self.groups
 
-    @property
+    @cached_property
     def kg(self) -> int:
         """Output channels per group."""
         return self.k // self.groups
 
-    @property
+    @cached_property
     def ekh(self) -> int:
         """Effective (dilated) kernel height."""
         return (self.kh - 1) * self.dh + 1
 
-    @property
+    @cached_property
     def ekw(self) -> int:
         """Effective (dilated) kernel width."""
         return (self.kw - 1) * self.dw + 1
 
-    @property
+    @cached_property
     def oh(self) -> int:
         """Output height."""
         return (self.h + self.pt + self.pb - self.ekh) // self.sh + 1
 
-    @property
+    @cached_property
     def ow(self) -> int:
         """Output width."""
         return (self.w + self.pl + self.pr - self.ekw) // self.sw + 1
 
-    @property
+    @cached_property
     def out_shape(self) -> tuple[int, int, int, int]:
         """Shape of the batched result, ``(n, k, oh, ow)``."""
         return (self.n, self.k, self.oh, self.ow)
 
-    @property
+    @cached_property
     def padded(self) -> bool:
         """Whether any side is padded."""
         return bool(self.pt or self.pb or self.pl or self.pr)
 
-    @property
+    @cached_property
     def flops(self) -> int:
         """Multiply-adds times two of the direct algorithm (the count all strategies are quoted in)."""
         return 2 * self.n * self.k * self.oh * self.ow * self.cg * self.kh * self.kw

@@ -29,11 +29,12 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ._forksafe import ForkSafeLock
+from .measure import measure, reference, relative_error
 from .spec import ConvSpec
 
 __all__ = ["TuningCache", "TuningConfig", "autotune", "get_autotune", "set_autotune", "tuning_cache"]
@@ -48,6 +49,9 @@ class TuningConfig:
     max_error: float | None = None
     repeat: int = 3
 
+
+#: the strategies ``auto`` chooses among (third-party strategies are run only when asked for by name)
+CANDIDATES = ("1x1", "direct", "winograd", "winograd_f2", "im2col")
 
 _config = TuningConfig(enabled=os.environ.get("GEMMCONV_AUTOTUNE", "0") not in ("", "0"))
 _config_lock = ForkSafeLock()
@@ -104,6 +108,8 @@ class TuningCache:
     """Thread-safe map from a configuration key to the strategy measured fastest for it."""
 
     def __init__(self) -> None:
+        #: changes whenever choices are dropped or loaded (plans made from older choices are then not reused)
+        self.generation = 0
         self._choices: dict[str, str] = {}
         self._lock = ForkSafeLock()
         self.tune_lock = ForkSafeLock()  # one tuning at a time
@@ -120,6 +126,7 @@ class TuningCache:
         """Forget every choice."""
         with self._lock:
             self._choices.clear()
+            self.generation += 1
 
     def __len__(self) -> int:
         return len(self._choices)
@@ -128,6 +135,7 @@ class TuningCache:
         """Forget the choice for ``key`` (no error if there is none)."""
         with self._lock:
             self._choices.pop(key, None)
+            self.generation += 1
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the choices to a JSON file (format :data:`FORMAT`)."""
@@ -169,6 +177,7 @@ class TuningCache:
                 raise ValueError(f"{name!r}: entry {_shorten(key)!r} -> {_shorten(strategy)!r} {problem}")
         with self._lock:
             self._choices.update(choices)
+            self.generation += 1
         return len(choices)
 
 
@@ -187,10 +196,8 @@ def _shorten(value: Any, limit: int = 80) -> str:
 def _entry_problem(key: Any, strategy: Any) -> str | None:
     """Why a loaded entry is malformed, or None: the key must be a configuration as :func:`_key`
     writes it, the strategy one that ``auto`` chooses among."""
-    from .strategies.auto import BUILTIN
-
-    if not isinstance(strategy, str) or strategy not in BUILTIN:
-        return f"names no strategy auto chooses among ({', '.join(BUILTIN)})"
+    if not isinstance(strategy, str) or strategy not in CANDIDATES:
+        return f"names no strategy auto chooses among ({', '.join(CANDIDATES)})"
     try:
         backend, device, spec, max_error = json.loads(key)
         ConvSpec(**spec)
@@ -207,10 +214,16 @@ _now = time.perf_counter  # the clock of the tuning budget
 tuning_cache = TuningCache()
 
 
-def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, candidates: list[str]) -> str:
-    """The measured-fastest of ``candidates`` for this configuration (cached)."""
-    from .measure import measure, reference, relative_error
+def _time_candidate(name: str, run: Callable[..., Any], backend: Any, x: Any, w: Any, b: Any,
+                    repeat: int) -> tuple[Any, Any]:
+    """Result and timings of candidate ``name``, prepared as ``run``."""
+    return measure(lambda: run(x, w, b, None), backend, repeat)
 
+
+def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, candidates: list[str],
+                 runner_for: Callable[[str], Any]) -> str:
+    """The measured-fastest of ``candidates`` for this configuration (cached); ``runner_for(name)`` gives a
+    candidate's prepared convolution ``(x, w, b, out) -> y``."""
     cfg = _config
     key = _key(backend, backend.device_key(x), spec, cfg.max_error)
     hit = tuning_cache.get(key)
@@ -222,10 +235,10 @@ def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, candidate
             return hit
         if hit is not None:  # a choice (loaded from a file) that cannot run this configuration: tune again
             tuning_cache.drop(key)
-        ref = reference(backend, x, w, b, spec) if cfg.max_error is not None else None
+        ref = reference(backend, x, w, b, runner_for) if cfg.max_error is not None else None
         start, best, best_t = _now(), None, float("inf")
         for name in candidates:
-            y, m = measure(name, backend, x, w, b, spec, cfg.repeat)
+            y, m = _time_candidate(name, runner_for(name), backend, x, w, b, cfg.repeat)
             if ref is not None and relative_error(y, ref, backend.xp) > cfg.max_error:
                 continue
             if m.median < best_t:

@@ -9,13 +9,30 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any
+from typing import Any, NamedTuple
 
+from .args import ConvArgs
 from .backends import Backend, get_backend
 from .spec import PADDING_MODES, ConvSpec
 
-__all__ = ["pad_explicitly", "validate"]
+__all__ = ["Validated", "check_padded_fits", "validate"]
 
+
+class Validated(NamedTuple):
+    """What :func:`validate` returns."""
+
+    #: the backend owning the arrays
+    backend: Backend
+    #: the input as a 4-D array (a view for unbatched input)
+    x: Any
+    #: the weights
+    w: Any
+    #: the bias, or None
+    b: Any
+    #: the normalised sizes and hyper-parameters
+    spec: ConvSpec
+    #: whether the input was unbatched (C, H, W)
+    unbatched: bool
 
 
 @functools.lru_cache(maxsize=64)
@@ -46,8 +63,11 @@ def _int(name: str, value: Any, minimum: int) -> int:
 
 def _pair(name: str, value: Any, minimum: int) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
-        if len(value) != 2:
+        if len(value) not in (1, 2):
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r} of length {len(value)}")
+        if len(value) == 1:  # (v,) means (v, v), as in torch
+            v = _int(name, value[0], minimum)
+            return v, v
         return _int(name, value[0], minimum), _int(name, value[1], minimum)
     v = _int(name, value, minimum)
     return v, v
@@ -118,27 +138,11 @@ def _check_padding_mode(spec: ConvSpec) -> None:
             )
 
 
-def validate(
-    x: Any,
-    w: Any,
-    b: Any,
-    *,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    groups: Any,
-    padding_mode: Any,
-    workspace_limit: Any = None,
-) -> tuple[Backend, Any, Any, Any, ConvSpec, bool]:
-    """Check all arguments of :func:`gemmconv.conv2d`.
-
-    Returns
-    -------
-    backend, x, w, b, spec, unbatched
-        The backend owning the arrays, ``x`` as a 4-D array (a view for
-        unbatched input), ``w``, ``b`` (or None), the normalised spec and
-        whether the input was unbatched.
-    """
+def validate(x: Any, w: Any, b: Any, args: ConvArgs) -> Validated:
+    """Check the arrays and the arguments of :func:`gemmconv.conv2d` (all but ``strategy``, which
+    the registry checks) and normalise them into a :class:`Validated`."""
+    stride, padding, dilation, groups = args.stride, args.padding, args.dilation, args.groups
+    padding_mode, workspace_limit = args.padding_mode, args.workspace_limit
     backend = get_backend(x, "x")
     _check_array("x", x, backend, (3, 4))
     _check_array("w", w, backend, (4,))
@@ -157,9 +161,7 @@ def validate(
     n, c, h, wd = (int(s) for s in x.shape)
     k, cg, kh, kw = (int(s) for s in w.shape)
 
-    g = _int("groups", groups, 1)
-    if c == 0:
-        raise ValueError(f"x must have at least one channel, got {_describe(x)}")
+    g = _int("groups", groups, 1)  # x may have no channels: the result is then the bias (conv2d's docstring)
     if k == 0 or kh == 0 or kw == 0:
         raise ValueError(f"w must have at least one output channel and a non-empty kernel, got {_describe(w)}")
     if c % g:
@@ -194,7 +196,7 @@ def validate(
     if spec.padded:
         _check_padding_mode(spec)
     _check_sizes(backend, spec, x)
-    return backend, x, w, b, spec, unbatched
+    return Validated(backend, x, w, b, spec, unbatched)
 
 
 def _bytes(count: int) -> str:
@@ -244,9 +246,8 @@ def _check_sizes(backend: Backend, spec: ConvSpec, x: Any) -> None:
         )
 
 
-def pad_explicitly(backend: Backend, x: Any, spec: ConvSpec) -> tuple[Any, ConvSpec]:
-    """``x`` padded by ``spec``'s padding and mode, and the spec of the unpadded convolution of it; the padded
-    copy must fit in memory (checked before it is made)."""
+def check_padded_fits(backend: Backend, x: Any, spec: ConvSpec) -> None:
+    """A copy of ``x`` padded by ``spec``'s padding must fit in the memory that holds ``x`` (ValueError)."""
     memory = backend.memory_bytes(x)
     need = spec.n * spec.c * (spec.h + spec.pt + spec.pb) * (spec.w + spec.pl + spec.pr) * x.dtype.itemsize
     if memory is not None and need > memory:
@@ -255,4 +256,3 @@ def pad_explicitly(backend: Backend, x: Any, spec: ConvSpec) -> tuple[Any, ConvS
             f"padding_mode={spec.padding_mode!r} pads a copy of x that needs {_bytes(need)}, more than the "
             f"{_bytes(memory)} of memory that holds x; pass less padding"
         )
-    return backend.pad(x, spec), spec.without_padding()

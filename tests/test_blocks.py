@@ -21,6 +21,7 @@ from gemmconv.backends import _threads, get_backend
 from gemmconv.spec import ConvSpec
 from gemmconv.strategies import im2col, winograd
 from gemmconv.strategies._common import split
+from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
 
 NUMPY = get_backend(np.zeros(1))
@@ -55,7 +56,7 @@ def test_small_convolutions_run_as_one_block():
 def _spec(x_shape, w_shape, **args) -> ConvSpec:
     x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
     defaults = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros")
-    return validate(x, w, None, **{**defaults, **args})[4]
+    return validate(x, w, None, ConvArgs(**{**defaults, **args})).spec
 
 
 @settings(max_examples=300)
@@ -246,8 +247,8 @@ def test_columns_with_a_row_of_ones(stride, padding):
 
     x = np.random.default_rng(7).standard_normal((2, 3, 9, 9)).astype(np.float32)
     for kh in (1, 3):
-        be, x4, _, _, spec, _ = validate(x, np.ones((4, 3, kh, kh), np.float32), None, stride=stride,
-                                         padding=padding, dilation=1, groups=1, padding_mode="zeros")
+        be, x4, _, _, spec, _ = validate(x, np.ones((4, 3, kh, kh), np.float32), None,
+                                         ConvArgs(stride=stride, padding=padding))
         plain = be.im2col_part(x4, spec, 0, 2, 1, spec.oh).copy()
         ones = be.im2col_part(x4, spec, 0, 2, 1, spec.oh, ones_row=True).copy()
         generic = Backend.im2col_part(be, x4, spec, 0, 2, 1, spec.oh, ones_row=True)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import gemmconv
 from gemmconv.registry import supporting
+from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
 
 cupy = pytest.importorskip("cupy")
@@ -48,7 +49,7 @@ def test_every_strategy_matches_torch_on_gpu(cfg, dtype):
             with pytest.raises(ValueError):
                 gemmconv.conv2d(xg, wg, bg, strategy=name, **args)
             continue
-        spec = validate(xg, wg, bg, **args)[4]
+        spec = validate(xg, wg, bg, ConvArgs(**args)).spec
         reason = gemmconv.get_strategy(name).supports(spec)
         if reason is not None:
             with pytest.raises(gemmconv.StrategyNotSupportedError) as info:

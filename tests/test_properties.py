@@ -35,9 +35,10 @@ def test_every_strategy_matches_torch(cfg):
     dtype = x.dtype.name
     for name in gemmconv.list_strategies():
         strat = gemmconv.get_strategy(name)
+        from gemmconv.args import ConvArgs
         from gemmconv.validate import validate
 
-        spec = validate(x, w, b, **args)[4]
+        spec = validate(x, w, b, ConvArgs(**args)).spec
         reason = strat.supports(spec)
         if reason is not None:
             with pytest.raises(gemmconv.StrategyNotSupportedError, match=reason.split(",")[0]) as info:

@@ -25,6 +25,7 @@ from gemmconv.backends import get_backend
 from gemmconv.strategies import im2col
 from gemmconv.strategies.winograd import FILTER_CACHE
 from gemmconv.tuning import _key, tuning_cache
+from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
 
 NUMPY = get_backend(np.zeros(1))
@@ -33,7 +34,7 @@ BOUNDSCHECK = os.environ.get("NUMBA_BOUNDSCHECK", "0") not in ("", "0")
 
 def _spec(x, w, **args):
     defaults = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros")
-    return validate(x, w, None, **{**defaults, **args})[4]
+    return validate(x, w, None, ConvArgs(**{**defaults, **args})).spec
 
 
 # -- the compiled kernels stay in bounds ------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def test_clear_workspace_frees_the_columns_after_a_bias_in_the_gemm():
     spec = _spec(x, w, padding=1)
     assert im2col.folds_bias(spec, b)
     NUMPY.clear_workspace()
-    NUMPY.im2col_part(x, spec, 0, 1, 0, spec.oh, ones_row=True)  # as a bias-in-GEMM block, on this thread
+    NUMPY.im2col_part(x, spec, 0, 1, 0, spec.oh, ones_row=True, reuse=True)  # as a bias-in-GEMM block, on this thread
     buf = weakref.ref(NUMPY._local.bufs["cols"])
     NUMPY.clear_workspace()
     gc.collect()
@@ -278,8 +279,7 @@ def _write(tmp_path, data, raw=None):
 
 
 def _tuning_key(x, w, **args):
-    backend, x4, _, _, spec, _ = validate(x, w, None, **{**dict(stride=1, padding=0, dilation=1, groups=1,
-                                                                   padding_mode="zeros"), **args})
+    backend, x4, _, _, spec, _ = validate(x, w, None, ConvArgs(**args))
     return _key(backend, backend.device_key(x4), spec, None)
 
 
@@ -362,12 +362,12 @@ def _fork() -> int:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_child_forked_while_another_thread_tunes_can_tune(monkeypatch):
-    import gemmconv.measure
+    import gemmconv.tuning
 
     rng = np.random.default_rng(10)
     x, w = rng.standard_normal((1, 8, 12, 12)), rng.standard_normal((8, 8, 3, 3))
     tuning, release = threading.Event(), threading.Event()
-    real_measure = gemmconv.measure.measure
+    real_measure = gemmconv.tuning._time_candidate
 
     def slow_measure(*args, **kwargs):  # the parent's tuning holds the tune lock until released
         tuning.set()
@@ -376,7 +376,7 @@ def test_a_child_forked_while_another_thread_tunes_can_tune(monkeypatch):
 
     expected = torch_conv(x, w, None, padding=2)  # here: torch's threads do not survive fork
     tuning_cache.clear()
-    monkeypatch.setattr(gemmconv.measure, "measure", slow_measure)
+    monkeypatch.setattr(gemmconv.tuning, "_time_candidate", slow_measure)
     with gemmconv.autotune(max_seconds=None, repeat=1):
         tuner = threading.Thread(target=gemmconv.conv2d, args=(x, w), kwargs=dict(padding=1))
         tuner.start()

@@ -10,6 +10,7 @@ from helpers import torch_conv
 
 import gemmconv
 from gemmconv.strategies import im2col
+from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
 
 STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
@@ -170,8 +171,7 @@ def test_im2col_workspace_limit_gives_the_same_result(shape, args, limit):
     wt = rng.standard_normal((k, c // args.get("groups", 1), kk, kk))
     b = rng.standard_normal(k)
     if limit == "least":  # the smallest limit im2col keeps to; one byte less is refused, naming it
-        spec = validate(x, wt, b, **{"stride": 1, "padding": 0, "dilation": 1, "groups": 1,
-                                     "padding_mode": "zeros", **args}, workspace_limit=1)[4]
+        spec = validate(x, wt, b, ConvArgs(**args, workspace_limit=1)).spec
         limit = im2col.min_workspace(spec)
         with pytest.raises(gemmconv.StrategyNotSupportedError, match=f"below the {limit} bytes .* >= {limit}"):
             gemmconv.conv2d(x, wt, b, strategy="im2col", workspace_limit=limit - 1, **args)

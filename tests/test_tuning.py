@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import gemmconv
-from gemmconv import measure as measure_mod
 from gemmconv import tuning
 from gemmconv.measure import Measurement
 
@@ -27,14 +26,12 @@ W = np.random.default_rng(1).standard_normal((16, 16, 3, 3)).astype(np.float32)
 def fake_timings(monkeypatch, times):
     """Make measure() report the given median per strategy, and count calls."""
     calls = []
-    real = measure_mod.measure
 
-    def fake(name, backend, x, w, b, spec, repeat, warmup=1):
+    def fake(name, run, backend, x, w, b, repeat):
         calls.append(name)
-        y, _ = real(name, backend, x, w, b, spec, 1, 0)
-        return y, Measurement([times[name]] * repeat)
+        return run(x, w, b, None), Measurement([times[name]] * repeat)
 
-    monkeypatch.setattr(measure_mod, "measure", fake)
+    monkeypatch.setattr(tuning, "_time_candidate", fake)
     return calls
 
 

@@ -58,6 +58,11 @@ def list_backends() -> list[str]:
     return list(_BACKENDS)
 
 
+def get_registered() -> list[Backend]:
+    """The registered backend instances."""
+    return list(_BACKENDS.values())
+
+
 def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:

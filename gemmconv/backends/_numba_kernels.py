@@ -272,6 +272,8 @@ def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
 #: it the accumulator and the padded input outgrow L1 and three passes of three taps measured faster
 #: (128 ch: 56² 0.24 -> 0.21 ms in one pass, 112² 0.51 -> 0.56 ms)
 _NINE_TAPS_MAX = 4096
+#: direct: largest padded image (elements, all channels) padded once for all its output planes (fits L2)
+_WHOLE_IMAGE_MAX = 32768
 
 
 @njit(inline="always")
@@ -320,6 +322,40 @@ def _direct_rows(plane, wk, plane_out, sh, sw, pt, pl, dh, dw):  # pragma: no co
                         dst[q] += wv * src[q * sw]
 
 
+@njit(nogil=True)
+def _direct_small(x, w, out, b, pt, pl, groups, e_lo, e_hi, p0, p1):  # pragma: no cover - compiled
+    """:func:`direct` for 3x3 kernels at unit stride and dilation on small images: each image padded once
+    (all channels), then each output plane in one pass of nine taps per input channel, the first
+    channel's pass writing the accumulator (bias included)."""
+    c_ = x.shape[1]
+    k_, cg_ = w.shape[0], w.shape[1]
+    kg_ = k_ // groups
+    _, _, oh, ow = out.shape
+    hp, wp = oh + 2, ow + 2
+    length = oh * wp
+    image = np.zeros((c_, hp * wp + 2), dtype=x.dtype)  # padding columns stay zero
+    acc = np.empty(length, dtype=x.dtype)
+    current = -1
+    for nk in range(p0, p1):
+        n = nk // k_
+        k = nk % k_
+        if n != current:
+            for c in range(c_):
+                _copy_rows(x[n, c], image[c, :hp * wp].reshape((hp, wp)), -pt, pl, e_lo, e_hi)
+            current = n
+        c0 = (k // kg_) * cg_
+        bias = b[k]
+        _nine_taps(acc, image[c0], w[k, 0], wp, 1, 1, length, bias, True)
+        for cg in range(1, cg_):
+            _nine_taps(acc, image[c0 + cg], w[k, cg], wp, 1, 1, length, bias, False)
+        plane_out = out[n, k]
+        for o in range(oh):
+            src = acc[o * wp:]
+            dst = plane_out[o]
+            for q in range(ow):
+                dst[q] = src[q]
+
+
 @njit(**_OPTS)
 def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no cover - compiled
     """Output planes p0..p1 (plane n·K + k) of ``out`` (N, K, OH, OW) = conv(x, w) + b, by loops over
@@ -335,7 +371,7 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
     planes (a dilation far beyond the input), add each tap row by row from the input plane itself
     (:func:`_direct_rows`): their work and memory follow the output, not the stride.
     """
-    _, _, h_, w_ = x.shape
+    _, c_, h_, w_ = x.shape
     k_, cg_, kh, kw = w.shape
     _, _, oh, ow = out.shape
     kg_ = k_ // groups
@@ -346,11 +382,19 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
     length = oh * wp  # flat accumulator: output row o at o·WP
     nine_taps = buffered and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX  # a plane's taps in one pass
     one_pass = nine_taps and cg_ == 1  # ... the bias included
+    flat_len = hp * wp + (kw - 1) * dw  # the last row's taps read past hp·wp
+    # small images: every channel of an image padded once, not once per output plane
+    whole = buffered and c_ * flat_len <= _WHOLE_IMAGE_MAX
+    if whole and nine_taps and not one_pass and dh == 1 and dw == 1:
+        _direct_small(x, w, out, b, pt, pl, groups, e_lo, e_hi, p0, p1)
+        return
     chunk = 8  # planes per buffer allocation
+    image = np.zeros((c_ if whole else 0, flat_len), dtype=x.dtype)  # padding columns stay zero
+    current = -1  # the image in ``image``
     for ch in range((p1 - p0 + chunk - 1) // chunk):
         # padding columns stay zero: every plane rewrites only the columns backed by input
-        flat = np.zeros(hp * wp + (kw - 1) * dw if buffered else 0, dtype=x.dtype)  # the last row's taps read past hp·wp
-        buf = flat[:hp * wp].reshape((hp if buffered else 0, wp))
+        flat = np.zeros(flat_len if buffered and not whole else 0, dtype=x.dtype)
+        buf = flat[:hp * wp].reshape((hp if buffered and not whole else 0, wp))
         acc = np.empty(length if buffered else 0, dtype=x.dtype)
         for nk in range(p0 + ch * chunk, min(p1, p0 + (ch + 1) * chunk)):
             n = nk // k_
@@ -366,14 +410,24 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
                 for cg in range(cg_):
                     _direct_rows(x[n, c0 + cg], w[k, cg], plane_out, sh, sw, pt, pl, dh, dw)
                 continue
+            if whole and n != current:
+                for c in range(c_):
+                    _copy_rows(x[n, c], image[c, :hp * wp].reshape((hp, wp)), -pt, pl, e_lo, e_hi)
+                current = n
             if one_pass:  # depthwise 3x3: the bias in the taps' pass (7% faster than a pass of its own)
-                _copy_rows(x[n, c0], buf, -pt, pl, e_lo, e_hi)
+                if whole:
+                    flat = image[c0]
+                else:
+                    _copy_rows(x[n, c0], buf, -pt, pl, e_lo, e_hi)
                 _nine_taps(acc, flat, w[k, 0], wp, dh, dw, length, bias, True)
             else:
                 for i in range(length):
                     acc[i] = bias
             for cg in range(0 if one_pass else cg_):
-                _copy_rows(x[n, c0 + cg], buf, -pt, pl, e_lo, e_hi)
+                if whole:
+                    flat = image[c0 + cg]
+                else:
+                    _copy_rows(x[n, c0 + cg], buf, -pt, pl, e_lo, e_hi)
                 wk = w[k, cg]
                 if nine_taps:
                     _nine_taps(acc, flat, wk, wp, dh, dw, length, bias, False)

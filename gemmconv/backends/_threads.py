@@ -2,38 +2,114 @@
 
 A blocked strategy (im2col, Winograd, 1x1; ``direct``'s output planes) hands the backend a list of
 independent blocks. With more than one core, each worker thread takes blocks one at a time and
-runs the whole pipeline of a block (pack or transform, GEMM, unpack) on its own core: single-threaded compiled kernels, a
-single-threaded BLAS call, buffers that stay in that core's cache. Nothing is handed between cores
-inside a call, and no library's idle threads spin on a core another library needs (OpenBLAS's
-threads spin ~0.1 s after each GEMM, and took the cores from the compiled kernel that followed).
+runs the whole pipeline of a block (pack or transform, GEMM, unpack) on its own core: single-threaded
+compiled kernels, a single-threaded BLAS call, buffers that stay in that core's cache.
 
-Each worker thread is pinned to one of the process's cores (see :func:`_start_worker`).
-The number of workers is NumPy's BLAS thread count, so the usual controls apply:
-``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` before start-up, or ``threadpoolctl.threadpool_limits``
-at run time. While blocks run, that BLAS is set to one thread (reference-counted across concurrent
-calls) and restored afterwards.
+How many workers (:func:`worker_count`): the count given to :func:`set_threads`, else the smaller of
+the process's allowed cores (``os.sched_getaffinity``) and the BLAS thread count in force
+(``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` at start-up, ``threadpoolctl.threadpool_limits`` at
+run time). Workers are not pinned to cores unless asked (``set_threads(pin=True)`` or
+``GEMMCONV_PIN_THREADS=1``): the scheduler places them among the allowed cores.
+
+The BLAS inside a worker must run on one thread: two workers' multi-threaded GEMMs contend for the
+same BLAS threads (measured 3-35x slower). Where the BLAS has a thread-local limit (MKL; OpenBLAS
+built with OpenMP) each worker sets its own, and nothing changes for other threads. NumPy's own
+wheels ship OpenBLAS built with pthreads, whose ``openblas_set_num_threads_local`` sets the
+process-wide count (measured); there, while blocks run, the process-wide count is 1 (other threads'
+BLAS calls in that time run on one thread) and the count found before is put back afterwards, unless
+someone changed it meanwhile. ``set_threads(keep_blas=True)`` (or ``GEMMCONV_KEEP_BLAS=1``) never
+touches it: blocks then run one at a time on the calling thread, each GEMM on the BLAS's threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .._forksafe import ForkSafeLock
 
-__all__ = ["blas_threads", "in_worker", "run_blocks", "run_phases"]
+__all__ = ["ThreadSettings", "blas_threads", "get_threads", "in_worker", "run_blocks", "run_phases", "set_threads",
+           "worker_count"]
 
 _local = threading.local()
 _lock = ForkSafeLock()
-_single = {"depth": 0, "saved": []}
-_pool: dict[str, Any] = {"executor": None, "size": 0}
+_single: dict[str, Any] = {"depth": 0, "saved": []}
+_pool: dict[str, Any] = {"executor": None, "size": 0, "pinned": False}
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "0") not in ("", "0")
+
+
+@dataclass(frozen=True)
+class ThreadSettings:
+    """How gemmconv runs blocks on the CPU; see :func:`set_threads`."""
+
+    threads: int | None = None  #: workers (None: allowed cores and BLAS threads decide)
+    pin: bool = False  #: whether worker i is pinned to the i-th allowed core
+    keep_blas: bool = False  #: never change the process-wide BLAS thread count
+
+
+def _from_env() -> ThreadSettings:
+    threads = os.environ.get("GEMMCONV_THREADS", "")
+    return ThreadSettings(int(threads) if threads.strip().isdigit() and int(threads) > 0 else None,
+                          _env_flag("GEMMCONV_PIN_THREADS"), _env_flag("GEMMCONV_KEEP_BLAS"))
+
+
+_settings = _from_env()
+
+
+def get_threads() -> ThreadSettings:
+    """The thread settings in force."""
+    return _settings
+
+
+def set_threads(threads: int | None = None, *, pin: bool = False, keep_blas: bool = False) -> ThreadSettings:
+    """Set how many worker threads run a convolution's blocks, whether they are pinned, and whether
+    the process-wide BLAS thread count may be lowered while they run; returns the previous settings.
+
+    Parameters
+    ----------
+    threads : int or None
+        Workers; None (default): the smaller of the allowed cores and the BLAS thread count in force.
+    pin : bool
+        Pin worker i to the i-th core of the process's allowed set (off by default; on a machine of
+        its own it makes short blocks start faster).
+    keep_blas : bool
+        Never change the BLAS thread count that the rest of the process sees. Where the BLAS has no
+        thread-local limit (NumPy's OpenBLAS wheels), blocks then run one at a time on the calling
+        thread, each GEMM on the BLAS's threads (slower: see the README).
+    """
+    global _settings
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+    with _lock:
+        old, _settings = _settings, ThreadSettings(threads, bool(pin), bool(keep_blas))
+    return old
+
+
+def allowed_cores() -> int:
+    """How many cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def worker_count() -> int:
+    """Workers a convolution uses now (see the module docstring)."""
+    settings = _settings
+    if settings.threads is not None:
+        return settings.threads
+    return max(1, min(blas_threads(), allowed_cores()))
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,13 +127,31 @@ def blas_threads() -> int:
     return max((c.num_threads for c in controllers), default=1)
 
 
+@functools.lru_cache(maxsize=None)
+def _thread_local_limits() -> tuple[Callable[[int], Any], ...] | None:
+    """Functions setting the calling thread's own BLAS thread limit, one per BLAS library, or None where
+    a library has none (then the process-wide count is all there is)."""
+    setters = []
+    for c in _blas_controllers():
+        api, layer = c.internal_api, getattr(c, "threading_layer", "")
+        if api == "openblas" and layer == "openmp" and hasattr(c.dynlib, "openblas_set_num_threads_local"):
+            setters.append(c.dynlib.openblas_set_num_threads_local)
+        elif api == "mkl" and hasattr(c.dynlib, "MKL_Set_Num_Threads_Local"):
+            setters.append(c.dynlib.MKL_Set_Num_Threads_Local)
+        else:
+            return None
+    return tuple(setters)
+
+
 def in_worker() -> bool:
     """Whether this thread is a worker of :func:`run_blocks` (a nested :func:`run_blocks` then runs inline)."""
     return getattr(_local, "worker", False)
 
 
 class _SingleThreadedBlas:
-    """BLAS at one thread while any caller is inside; the previous counts restored by the last to leave."""
+    """The process-wide BLAS count at one thread while any caller is inside (where there is no thread-local
+    limit); the count found by the first to enter is put back by the last to leave, unless someone set
+    another one meanwhile."""
 
     def __enter__(self) -> None:
         with _lock:
@@ -72,7 +166,8 @@ class _SingleThreadedBlas:
             _single["depth"] -= 1
             if _single["depth"] == 0:
                 for c, n in _single["saved"]:
-                    c.set_num_threads(n)
+                    if c.num_threads == 1:  # still ours: put the previous count back
+                        c.set_num_threads(n)
 
 
 def _after_fork_in_child() -> None:
@@ -88,27 +183,25 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _start_worker(index: Any) -> None:
-    """Initialiser of a pool thread: mark it a worker and pin it to its own core.
-
-    Pinned, because a thread woken for a job of a millisecond or two is often woken on the core of
-    the thread that woke it, and the scheduler takes longer than the job to move it: measured on
-    2 cores after a 10 ms pause, two 1.3 ms single-threaded GEMMs took 3.2 ms on unpinned threads
-    (one core) and 1.8 ms on pinned ones.
-    """
+def _start_worker(index: Any, pin: bool) -> None:
+    """Initialiser of a pool thread: mark it a worker, give it a BLAS limit of one thread of its own where
+    the BLAS has one, and, if asked, pin it to its own core (benchmarks/CPU_NOTES.md: pinning)."""
     _local.worker = True
-    if hasattr(os, "sched_setaffinity"):
+    for set_local in _thread_local_limits() or ():
+        set_local(1)
+    if pin and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[next(index) % len(cpus)]})  # 0: this thread (Linux)
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
+    pin = _settings.pin
     with _lock:
-        if _pool["size"] < workers:
+        if _pool["size"] < workers or _pool["pinned"] != pin:
             old = _pool["executor"]
             _pool["executor"] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gemmconv",
-                                                   initializer=_start_worker, initargs=(itertools.count(),))
-            _pool["size"] = workers
+                                                   initializer=_start_worker, initargs=(itertools.count(), pin))
+            _pool["size"], _pool["pinned"] = workers, pin
             if old is not None:
                 old.shutdown(wait=False)
         return _pool["executor"]
@@ -185,6 +278,9 @@ def run_phases(phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Call
     """
     work = [_Phase(fn, items, after) for fn, items, after in phases]
     workers = min(workers, max((len(items) for _, items, _ in phases), default=0))
+    local = _thread_local_limits() is not None
+    if workers > 1 and not local and _settings.keep_blas and blas_threads() > 1:
+        workers = 1  # the BLAS count may not be lowered: one block at a time, each GEMM on the BLAS's threads
     if workers <= 1 or in_worker():
         for fn, items, after in phases:
             for item in items:
@@ -192,7 +288,7 @@ def run_phases(phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Call
             if after is not None:
                 after()
         return
-    with _SingleThreadedBlas():
+    with contextlib.nullcontext() if local else _SingleThreadedBlas():
         pool = _executor(workers)
         futures = [pool.submit(_work_phases, work) for _ in range(workers)]
         for f in futures:

@@ -61,6 +61,21 @@ class Backend(ABC):
         """Whether the array library has been imported by someone."""
         return self.module in sys.modules
 
+    #: whether arrays of this backend live on one of several devices (plans then check the device)
+    has_devices: bool = False
+
+    def is_c_contiguous(self, a: Any) -> bool:
+        """Whether ``a`` is C-contiguous (kernels write into such an ``out`` directly)."""
+        return bool(a.flags.c_contiguous)
+
+    def is_writeable(self, a: Any) -> bool:
+        """Whether ``a`` may be written to."""
+        return bool(getattr(a.flags, "writeable", True))
+
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        """Whether ``a`` and ``b`` may overlap (their memory bounds do)."""
+        return bool(self.xp.may_share_memory(a, b))
+
     def device_key(self, a: Any) -> Hashable:
         """A hashable identity of the device holding ``a`` (for caches)."""
         return self.name
@@ -108,6 +123,9 @@ class Backend(ABC):
         u = u.reshape(t * t, spec.groups, spec.kg, spec.cg)  # -> (T², G, K/G, C/G)
         return xp.ascontiguousarray(u.astype(spec.dtype))
 
+    def clear_workspace(self) -> None:
+        """Free buffers this backend reuses between calls (none here)."""
+
     def pad(self, x: Any, spec: ConvSpec) -> Any:
         """Pad ``x`` explicitly by ``spec``'s padding and padding mode."""
         widths = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
@@ -152,10 +170,12 @@ class Backend(ABC):
             if after is not None:
                 after()
 
-    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int, ones_row: bool = False) -> Any:
+    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int, ones_row: bool = False,
+                    reuse: bool = False) -> Any:
         """Column matrices of images ``n0:n1`` and output rows ``o0:o1``: ``(n1-n0, C·KH·KW, (o1-o0)·OW)``,
         with ``ones_row`` one more row, of ones (a GEMM by weights with the bias as their last column
-        then adds the bias).
+        then adds the bias). A fresh array, unless ``reuse`` (the library's own opt-in: the caller drops
+        it before its next call on this thread) lets a backend write it into a buffer it reuses.
 
         This default packs the band of input rows those outputs read as a convolution of its own
         (its padding is the part of the original padding it touches) through :meth:`im2col`.
@@ -175,18 +195,20 @@ class Backend(ABC):
         :meth:`winograd_input` returns (here ``(T, T, C, P)``)."""
         return self.xp.empty((t, t, c, p), dtype=dtype)
 
-    def winograd_multiply(self, u: Any, v: Any, spec: ConvSpec, m: int, k0: int, k1: int) -> Any:
+    def winograd_multiply(self, u: Any, v: Any, spec: ConvSpec, m: int, k0: int, k1: int,
+                          reuse: bool = False) -> Any:
         """The products ``M = U V`` of the filter transform (:meth:`winograd_filter`) and input tiles
         (:meth:`winograd_input`) for output channels ``k0:k1`` (all of them when G > 1), in the layout
-        :meth:`winograd_output` reads: here ``(T, T, KB, P)``."""
+        :meth:`winograd_output` reads: here ``(T, T, KB, P)``. A fresh array unless ``reuse`` (see
+        :meth:`im2col_part`)."""
         t, p = m + 2, v.shape[-1]
         v = v.reshape(t * t, spec.groups, spec.cg, p)  # (T, T, C, P) -> (T², G, C/G, P)
         uk = u if (k0, k1) == (0, spec.k) else u[:, :, k0:k1]  # (T², G, KB/G, C/G); KB < K only when G = 1
-        mt = self.matmul(uk, v, scratch=True)  # (T², G, KB/G, C/G) @ (T², G, C/G, P) -> (T², G, KB/G, P)
+        mt = self.matmul(uk, v, scratch=reuse)  # (T², G, KB/G, C/G) @ (T², G, C/G, P) -> (T², G, KB/G, P)
         return mt.reshape(t, t, k1 - k0, p)  # -> (T, T, KB, P)
 
     def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
-                            channels: tuple[int, int] | None = None, out: Any = None) -> Any:
+                            channels: tuple[int, int] | None = None, out: Any = None, reuse: bool = False) -> Any:
         """:meth:`winograd_input` for tile rows ``r0:r1`` of the ``N·th`` rows: ``(T, T, C, (r1-r0)·tw)``.
 
         With ``channels=(c0, c1)`` and ``out`` (T, T, C, (r1-r0)·tw), only those input channels are
@@ -247,16 +269,28 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec) -> Any:
-        """The whole convolution (with zero padding and bias) by direct loops; shape ``spec.out_shape``."""
+    def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec, out: Any = None) -> Any:
+        """The whole convolution (with zero padding and bias) by direct loops; shape ``spec.out_shape``, written
+        into ``out`` (C-contiguous) when given."""
+
+    def direct_runner(self, spec: ConvSpec) -> Callable[[Any, Any, Any, Any], Any]:
+        """``run(x, w, b, out)``: :meth:`direct` for ``spec``, with what depends only on sizes decided once."""
+        return lambda x, w, b, out: self.direct(x, w, b, spec, out)
+
+    def direct_workspace(self, spec: ConvSpec) -> int:
+        """Bytes :meth:`direct` holds besides its result (0: none)."""
+        return 0
 
     @abstractmethod
-    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
-        """Input tiles ``B^T d B`` of shape ``(T, T, C, N·th·tw)`` with ``T = m + 2``, zero padding applied."""
+    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, reuse: bool = False) -> Any:
+        """Input tiles ``B^T d B`` of shape ``(T, T, C, N·th·tw)`` with ``T = m + 2``, zero padding applied; a
+        fresh array unless ``reuse`` (see :meth:`im2col_part`)."""
 
     @abstractmethod
-    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
-        """Output ``A^T M A`` from tiles ``mt`` of shape ``(T, T, K, N·th·tw)``, cropped, bias added."""
+    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int,
+                        out: Any = None) -> Any:
+        """Output ``A^T M A`` from tiles ``mt`` of shape ``(T, T, K, N·th·tw)``, cropped, bias added; written into
+        ``out`` (C-contiguous, ``spec.out_shape``) when given."""
 
     def __repr__(self) -> str:
         return f"<gemmconv backend {self.name!r}>"

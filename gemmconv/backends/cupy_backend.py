@@ -45,6 +45,7 @@ class CupyBackend(Backend):
     dtypes = ("float16", "float32", "float64")
     caches_filters = False  # a content check would cost a device->host sync per call; one fused kernel instead
     index_limit = 2**31 - 1  # the CUDA kernels take int (32-bit) sizes and index planes in int
+    has_devices = True
 
     def __init__(self) -> None:
         self._modules: dict[int, Any] = {}
@@ -141,12 +142,12 @@ class CupyBackend(Backend):
         self._kernel(f"im2col<{self._ctype(x)}>")(grid, (32, 8), tuple(_i32(a) for a in args))
         return cols
 
-    def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec) -> Any:
+    def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec, out: Any = None) -> Any:
         import cupy
 
         x, w = cupy.ascontiguousarray(x), cupy.ascontiguousarray(w)
         bias = cupy.ascontiguousarray(b) if b is not None else w  # never read when has_bias == 0
-        out = cupy.empty(spec.out_shape, dtype=x.dtype)
+        out = cupy.empty(spec.out_shape, dtype=x.dtype) if out is None else out
         acc_size = 8 if x.dtype.name == "float64" else 4
         in_h = (_TILE - 1) * spec.sh + spec.ekh
         in_w = (_TILE - 1) * spec.sw + spec.ekw
@@ -168,7 +169,7 @@ class CupyBackend(Backend):
             self._kernel(f"direct_global<{t}>")((grid,), (_BLOCK,), tuple(_i32(a) for a in args))
         return out
 
-    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
+    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, reuse: bool = False) -> Any:
         import cupy
 
         x = cupy.ascontiguousarray(x)
@@ -198,11 +199,12 @@ class CupyBackend(Backend):
         out[...] = c
         return out
 
-    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
+    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int,
+                        out: Any = None) -> Any:
         import cupy
 
         mt = cupy.ascontiguousarray(mt)
-        out = cupy.empty(spec.out_shape, dtype=mt.dtype)
+        out = cupy.empty(spec.out_shape, dtype=mt.dtype) if out is None else out
         bias = cupy.ascontiguousarray(b) if b is not None else mt  # never read when has_bias == 0
         p = spec.n * th * tw
         args = (mt, out, bias, int(b is not None), spec.n, spec.k, spec.oh, spec.ow, th, tw)

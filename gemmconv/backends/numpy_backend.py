@@ -26,9 +26,15 @@ def _launch(kernel: str, *args: Any) -> None:
     kernel (0.61 against 0.47 ms; its unpinned threads woke on one core)."""
     fn = _KERNELS.get(kernel)
     if fn is None:
+        if kernel.endswith("_ready"):  # only load it
+            kernel = kernel[: -len("_ready")]
+            if kernel in _KERNELS:
+                return
         from . import _numba_kernels, _numba_winograd
 
         fn = _KERNELS[kernel] = getattr(_numba_winograd if kernel.startswith("winograd") else _numba_kernels, kernel)
+        if not args:
+            return
     fn(*args)
 
 
@@ -64,8 +70,9 @@ class NumpyBackend(Backend):
     Temporaries (column matrices, Winograd's transformed tiles and their product) live in buffers
     kept per thread and reused by the next call, so a large layer does not page-fault its
     workspace in afresh every time (glibc returns allocations over 32 MiB to the system on free).
-    The buffers stay allocated, as large as the largest block seen; :meth:`clear_workspace` frees
-    them.
+    Each kept buffer is at most :attr:`max_kept_bytes` (64 MiB); :meth:`clear_workspace` (and
+    :func:`gemmconv.clear_caches`) frees them. Kernels called from outside return fresh arrays: the
+    reuse is the library's own opt-in (``reuse=True``, ``scratch=True``).
     """
 
     #: per block: 3x one core's L2 on the development machine (1 MiB; its L3 is 32 MiB), between the best
@@ -78,6 +85,9 @@ class NumpyBackend(Backend):
     #: (a 128-channel 56² depthwise layer: 7 MFLOP, 0.42 ms here against 0.49 ms on the workers; at
     #: N=2 0.65 ms on the workers against 1.0 ms here)
     min_direct_flops: int = 10_000_000
+    #: largest reused buffer kept between calls, per thread and kind (columns, tiles, GEMM products); blocks
+    #: are cut to ``block_bytes``, so only one-block problems on the calling thread come near it
+    max_kept_bytes: int = 64 << 20
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -102,7 +112,9 @@ class NumpyBackend(Backend):
         size = int(np.prod(shape, dtype=np.int64))
         buf = bufs.get(key)
         if buf is None or buf.dtype != dtype or buf.size < size:
-            buf = bufs[key] = np.empty(size, dtype=dtype)
+            buf = np.empty(size, dtype=dtype)
+            if buf.nbytes <= self.max_kept_bytes:
+                bufs[key] = buf  # kept for the next call; a larger one is freed with its call
         return buf[:size].reshape(shape)
 
     def clear_workspace(self) -> None:
@@ -122,7 +134,7 @@ class NumpyBackend(Backend):
         return np.matmul(a, b, out=out)
 
     def workers(self) -> int:
-        return _threads.blas_threads()
+        return _threads.worker_count()
 
     def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any], workers: int | None = None) -> None:
         most = self.workers()
@@ -149,18 +161,24 @@ class NumpyBackend(Backend):
     def im2col(self, x: Any, spec: ConvSpec) -> Any:
         return self.im2col_part(x, spec, 0, spec.n, 0, spec.oh)
 
-    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int, ones_row: bool = False) -> Any:
+    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int, ones_row: bool = False,
+                    reuse: bool = False) -> Any:
         crs = spec.c * spec.kh * spec.kw
         shape = (n1 - n0, crs + ones_row, (o1 - o0) * spec.ow)
-        cols = self._scratch("cols", shape, x.dtype)
-        # the kernel fills rows :crs only; the ones stay from the last call of this shape on this thread's
-        # buffer (the mark, kept with the buffers so clear_workspace drops it, holds the buffer itself, so
-        # a reallocated one never matches)
-        bufs = self._local.bufs
-        mark = bufs.get("ones_mark")
-        if ones_row and (mark is None or mark[0] is not cols.base or mark[1] != shape):
-            cols[:, crs] = 1
-        bufs["ones_mark"] = (cols.base, shape) if ones_row else None
+        if reuse:
+            cols = self._scratch("cols", shape, x.dtype)
+            # the kernel fills rows :crs only; the ones stay from the last call of this shape on this thread's
+            # buffer (the mark, kept with the buffers so clear_workspace drops it, holds the buffer itself, so
+            # a reallocated one never matches)
+            bufs = self._local.bufs
+            mark = bufs.get("ones_mark")
+            if ones_row and (mark is None or mark[0] is not cols.base or mark[1] != shape):
+                cols[:, crs] = 1
+            bufs["ones_mark"] = (cols.base, shape) if ones_row else None
+        else:
+            cols = np.empty(shape, dtype=x.dtype)
+            if ones_row:
+                cols[:, crs] = 1
         if (spec.kh, spec.kw, spec.pt, spec.pl) == (1, 1, 0, 0):  # a 1x1 kernel's strided pixels, no padding
             # NumPy's strided copy: 21 µs for 64 channels at 28² against 28 for a compiled loop
             ob, sh, sw = o1 - o0, spec.sh, spec.sw
@@ -174,15 +192,44 @@ class NumpyBackend(Backend):
         )
         return cols
 
-    def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec) -> Any:
-        out = np.empty(spec.out_shape, dtype=x.dtype)
+    def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec, out: Any = None) -> Any:
+        out = np.empty(spec.out_shape, dtype=x.dtype) if out is None else out
         x, w, bias = _c(x), _c(w), self._bias(b, spec, x.dtype)
         args = (x, w, bias, out, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups)
         planes = spec.n * spec.k
-        parts = 1 if spec.flops < self.min_direct_flops else min(planes, 4 * self.workers())
+        if spec.flops < self.min_direct_flops:  # one part, on this thread
+            _launch("direct", *args, 0, planes)
+            return out
+        parts = min(planes, 4 * self.workers())
         bounds = [planes * i // parts for i in range(parts + 1)]  # planes n·K + k, parts of near-equal size
         self.run_blocks(lambda part: _launch("direct", *args, *part), list(zip(bounds[:-1], bounds[1:])))
         return out
+
+    def direct_runner(self, spec: ConvSpec) -> Callable[[Any, Any, Any, Any], Any]:
+        """:meth:`direct` with the kernel, its size arguments and (under ``min_direct_flops``) its one part
+        on the calling thread decided once: the per-call cost of a small convolution is then the kernel's."""
+        if spec.flops >= self.min_direct_flops:
+            return lambda x, w, b, out: self.direct(x, w, b, spec, out)
+        _launch("direct_ready")  # compiles or loads the kernel now, not on the first call
+        kernel = _KERNELS["direct"]
+        sizes = (spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups, 0, spec.n * spec.k)
+        shape, zeros = spec.out_shape, np.zeros(spec.k, dtype=spec.dtype)  # read only, the bias when there is none
+
+        def run(x: Any, w: Any, b: Any, out: Any) -> Any:
+            y = np.empty(shape, dtype=x.dtype) if out is None else out
+            kernel(_c(x), _c(w), zeros if b is None else _c(b), y, *sizes)
+            return y
+
+        run.needs_context = False  # type: ignore[attr-defined]  # compiled code only: no NumPy warning to silence
+        return run
+
+    def direct_workspace(self, spec: ConvSpec) -> int:
+        """A padded plane and an accumulator per worker (unit stride; the kernel's buffered path)."""
+        if (spec.sh, spec.sw) != (1, 1):
+            return 0
+        wp = spec.ow + spec.ekw - 1
+        per_worker = ((spec.oh + spec.ekh - 1) * wp + spec.oh * wp + spec.ekw) * np.dtype(spec.dtype).itemsize
+        return per_worker * (1 if spec.flops < self.min_direct_flops else self.workers())
 
     # Winograd, laid out channels-last: the transforms run over contiguous vectors of channels, and
     # the GEMM is M^T = V^T U^T per tile element, (P, C) @ (C, K) -> (P, K) (the base class's
@@ -194,31 +241,33 @@ class NumpyBackend(Backend):
     def winograd_tiles(self, t: int, c: int, p: int, dtype: Any) -> np.ndarray:
         return self._spaced("wino_v", t * t, p, c, dtype, scratch=False)
 
-    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
-        return self.winograd_input_rows(x, spec, m, th, tw, 0, spec.n * th)
+    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, reuse: bool = False) -> Any:
+        return self.winograd_input_rows(x, spec, m, th, tw, 0, spec.n * th, reuse=reuse)
 
     def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
-                            channels: tuple[int, int] | None = None, out: Any = None) -> Any:
+                            channels: tuple[int, int] | None = None, out: Any = None, reuse: bool = False) -> Any:
         """Input tiles as (T², P, C), P = (r1 - r0)·tw."""
         t, p = m + 2, (r1 - r0) * tw
         c0, c1 = channels if channels is not None else (0, spec.c)
-        v = out if out is not None else self._spaced("wino_v", t * t, p, spec.c, x.dtype, scratch=True)
+        v = out if out is not None else self._spaced("wino_v", t * t, p, spec.c, x.dtype, scratch=reuse)
         _launch("winograd_input", _c(x), _rows(v), p, m, th, tw, spec.pt, spec.pl, r0, c0, c1)
         return v
 
-    def winograd_multiply(self, u: Any, v: Any, spec: ConvSpec, m: int, k0: int, k1: int) -> Any:
+    def winograd_multiply(self, u: Any, v: Any, spec: ConvSpec, m: int, k0: int, k1: int,
+                          reuse: bool = False) -> Any:
         """M^T = V^T U^T for output channels k0:k1, as (T², P, KB)."""
         t2, p = v.shape[0], v.shape[1]
         g, kb = spec.groups, k1 - k0
         vg = v.reshape(t2, p, g, spec.cg).transpose(0, 2, 1, 3)  # (T², P, C) -> (T², G, P, C/G), a view
         uk = u if (k0, k1) == (0, spec.k) else u[:, :, :, k0:k1]  # (T², G, C/G, KB/G); KB < K only when G = 1
-        mt = self._spaced("gemm", t2, p, kb, v.dtype, scratch=True)  # (T², P, KB)
+        mt = self._spaced("gemm", t2, p, kb, v.dtype, scratch=reuse)  # (T², P, KB)
         # (T², G, P, C/G) @ (T², G, C/G, KB/G) -> (T², G, P, KB/G), written as (T², P, KB)
         np.matmul(vg, uk, out=mt.reshape(t2, p, g, kb // g).transpose(0, 2, 1, 3))
         return mt
 
-    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int) -> Any:
-        out = np.empty(spec.out_shape, dtype=mt.dtype)
+    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int,
+                        out: Any = None) -> Any:
+        out = np.empty(spec.out_shape, dtype=mt.dtype) if out is None else out
         self.winograd_output_rows(mt, b, out, spec, m, th, tw, 0, 0)
         return out
 

@@ -32,15 +32,17 @@ with timings of the candidates on the user's machine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ..registry import Strategy, get_strategy
+from ..registry import Runner, Strategy, get_strategy
 from ..spec import ConvSpec
+from ..tuning import CANDIDATES, get_autotune, tuned_choice
 from . import im2col, one_by_one
 from .winograd import supports as winograd_supports
 
 #: the strategies ``auto`` chooses among (third-party strategies are run only when asked for by name)
-BUILTIN = ("1x1", "direct", "winograd", "winograd_f2", "im2col")
+BUILTIN = CANDIDATES
 
 
 def choose(spec: ConvSpec, backend: Any = None) -> str:
@@ -64,23 +66,22 @@ def candidates(spec: ConvSpec, backend: Any) -> list[str]:
     return [first, *others]
 
 
-def select(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> str:
-    """The strategy ``auto`` runs: measured when autotuning is on (see :mod:`gemmconv.tuning`), else the rule."""
-    from ..tuning import get_autotune, tuned_choice
-
+def select(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, runner_for: Callable[[str], Runner]) -> str:
+    """The strategy ``auto`` runs: measured when autotuning is on (see :mod:`gemmconv.tuning`), else the rule.
+    Called once, when a plan is made."""
     if get_autotune().enabled:
-        return tuned_choice(backend, x, w, b, spec, candidates(spec, backend))
+        return tuned_choice(backend, x, w, b, spec, candidates(spec, backend), runner_for)
     return choose(spec, backend)
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    from ..measure import run_strategy
-
-    return run_strategy(select(backend, x, w, b, spec), backend, x, w, b, spec)
+    raise TypeError("'auto' is resolved to another strategy when a plan is made and is never run itself; "
+                    "call gemmconv.conv2d(..., strategy='auto') or gemmconv.plan(...)")
 
 
 STRATEGY = Strategy(
     name="auto",
     run=run,
+    select=select,
     description="picks 1x1, direct, winograd or im2col by a documented rule",
 )

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import Strategy
+from ..registry import Runner, Strategy
 from ..spec import ConvSpec
+
+
+def prepare(backend: Any, spec: ConvSpec) -> Runner:
+    run = backend.direct_runner(spec)
+    run.workspace_bytes = backend.direct_workspace(spec)  # type: ignore[attr-defined]
+    return run
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
@@ -15,5 +21,6 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
 STRATEGY = Strategy(
     name="direct",
     run=run,
+    prepare=prepare,
     description="loops over output pixels and taps (compiled); any kernel, stride, dilation, groups; no workspace",
 )

@@ -13,9 +13,9 @@ rides the GEMM instead (a column of the weights against a row of ones; see :func
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..registry import Strategy
+from ..registry import Runner, Strategy
 from ..spec import ConvSpec
 from ._common import add_bias, block_budget, channel_slices, split
 
@@ -130,13 +130,13 @@ def folds_bias(spec: ConvSpec, b: Any | None) -> bool:
 
 def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: list[Block],
                 columns: Callable[[int, int, int, int], Any], fold_bias: bool = False,
-                workers: int | None = None) -> Any:
+                workers: int | None = None, out: Any = None) -> Any:
     """The convolution block by block: ``columns(n0, n1, o0, o1)`` gives a block's column matrices
     (NB, C·R·S, OB·OW), each multiplied (by the block's slice of the weights) straight into its
-    part of the output, plus the bias, on the backend's workers (shared with the ``1x1`` strategy,
-    whose columns are the input itself). With ``fold_bias`` (see :func:`folds_bias`) the columns
-    have a last row of ones, (NB, C·R·S + 1, OB·OW), and the GEMM adds the bias. At most
-    ``workers`` blocks run at once (default: the backend's workers).
+    part of the output (``out``, or a fresh array), plus the bias, on the backend's workers (shared
+    with the ``1x1`` strategy, whose columns are the input itself). With ``fold_bias`` (see
+    :func:`folds_bias`) the columns have a last row of ones, (NB, C·R·S + 1, OB·OW), and the GEMM
+    adds the bias. At most ``workers`` blocks run at once (default: the backend's workers).
     """
     g, crs = spec.groups, spec.cg * spec.kh * spec.kw
     if fold_bias:  # G = 1
@@ -145,7 +145,7 @@ def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: li
     else:
         wm = w.reshape(g, spec.kg, crs)  # (K, C/G, R, S) -> (G, K/G, C/G·R·S)
         bias = None if b is None else b.reshape(g, spec.kg, 1)  # (K,) -> (G, K/G, 1)
-    y = backend.xp.empty(spec.out_shape, dtype=x.dtype)
+    y = backend.xp.empty(spec.out_shape, dtype=x.dtype) if out is None else out
 
     def block(part: Block) -> None:
         n0, n1, o0, o1, k0, k1 = part
@@ -167,21 +167,77 @@ def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: li
     return y
 
 
+class Decisions(NamedTuple):
+    """What a prepared im2col (or strided 1x1) decided for a bias or none and a worker count."""
+
+    fold: bool  #: whether the GEMM adds the bias (:func:`folds_bias`)
+    blocks: list[Block]  #: the blocks (:func:`plan`)
+    in_flight: int  #: how many run at once (:func:`in_flight`)
+    whole: bool  #: one block of the whole problem on a backend without blocks (a GPU): one GEMM
+
+
+def decide(backend: Any, spec: ConvSpec, has_bias: bool, workers: int, plan_spec: ConvSpec | None = None,
+           may_fold: bool = True) -> Decisions:
+    """The blocks of ``spec`` on ``backend`` (``plan_spec``, where given, sets their workspace limit)."""
+    plan_spec = spec if plan_spec is None else plan_spec
+    itemsize = _ITEMSIZE[spec.dtype]
+    fold = may_fold and folds_bias(spec, True if has_bias else None)
+    blocks = plan(plan_spec, block_budget(backend, spec), workers, itemsize, fold)
+    whole = backend.block_bytes is None and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]
+    return Decisions(fold, blocks, in_flight(plan_spec, workers, itemsize, fold), whole)
+
+
+def memo_decisions(backend: Any, spec: ConvSpec, **kw: Any) -> Callable[[bool], Decisions]:
+    """``decided(has_bias)``: :func:`decide` for the backend's worker count now, remembered per bias
+    and worker count (the count follows the BLAS limit in force, which may change between calls)."""
+    memo: dict[tuple[bool, int], Decisions] = {}
+
+    def decided(has_bias: bool) -> Decisions:
+        workers = backend.workers()
+        d = memo.get((has_bias, workers))
+        if d is None:
+            d = memo[(has_bias, workers)] = decide(backend, spec, has_bias, workers, **kw)
+        return d
+
+    return decided
+
+
+def block_workspace(spec: ConvSpec, d: Decisions) -> int:
+    """Bytes of the column matrices of the largest block, times the blocks in flight."""
+    crs = spec.c * spec.kh * spec.kw + d.fold
+    most = max((n1 - n0) * (o1 - o0) for n0, n1, o0, o1, _, _ in d.blocks)
+    return most * crs * spec.ow * _ITEMSIZE[spec.dtype] * (1 if d.whole else min(d.in_flight, len(d.blocks)))
+
+
+def prepare(backend: Any, spec: ConvSpec) -> Runner:
+    decided = memo_decisions(backend, spec)
+
+    def run(x: Any, w: Any, b: Any, out: Any) -> Any:
+        d = decided(b is not None)
+        if d.whole:  # the GPU: one GEMM
+            y = add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b)
+            if out is None:
+                return y
+            out[...] = y
+            return out
+        x = backend.xp.ascontiguousarray(x)  # once, not per block
+        return gemm_blocks(backend, x, w, b, spec, d.blocks,
+                           lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=d.fold,
+                                                                      reuse=True),
+                           d.fold, d.in_flight, out)
+
+    run.workspace_bytes = block_workspace(spec, decided(True))  # type: ignore[attr-defined]
+    return run
+
+
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    fold = folds_bias(spec, b)
-    workers, itemsize = backend.workers(), x.dtype.itemsize
-    blocks = plan(spec, block_budget(backend, spec), workers, itemsize, fold)
-    if backend.block_bytes is None and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]:  # the GPU: one GEMM
-        return add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b)
-    x = backend.xp.ascontiguousarray(x)  # once, not per block
-    return gemm_blocks(backend, x, w, b, spec, blocks,
-                       lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=fold), fold,
-                       in_flight(spec, workers, itemsize, fold))
+    return prepare(backend, spec)(x, w, b, None)
 
 
 STRATEGY = Strategy(
     name="im2col",
     run=run,
+    prepare=prepare,
     supports=supports,
     description="column matrix (C·R·S × OH·OW per image) + one GEMM per image and group; any configuration "
     "(a workspace_limit must hold one output row's block)",

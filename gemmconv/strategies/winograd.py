@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import Strategy
+from ..registry import Runner, Strategy
 from ..spec import ConvSpec
 from ._common import block_budget, channel_slices, split
 from .filter_cache import FilterCache, Lookup
 from .winograd_transforms import TRANSFORMS
+
+_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
 
 #: transformed filters, shared by both tile sizes (the tile size is part of the key)
 FILTER_CACHE = FilterCache()
@@ -74,25 +76,26 @@ def plan(spec: ConvSpec, m: int, budget: int | None, workers: int, itemsize: int
     return [(r0, r1, 0, spec.k) for r0, r1 in split(rows, row_bytes, budget, workers)]
 
 
-def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
+def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: list[tuple[int, int, int, int]],
+         out: Any) -> Any:
     t = m + 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
     found = _filter_transform(backend, w, spec, m)  # U, or a cache lookup still to check
-    blocks = plan(spec, m, block_budget(backend, spec), backend.workers(), x.dtype.itemsize)
     if len(blocks) == 1:
         u = _checked(found, spec)
-        v = backend.winograd_input(x, spec, m, th, tw)  # all N·th·tw tiles
-        return backend.winograd_output(backend.winograd_multiply(u, v, spec, m, 0, spec.k), b, spec, m, th, tw)
+        v = backend.winograd_input(x, spec, m, th, tw, reuse=True)  # all N·th·tw tiles
+        return backend.winograd_output(backend.winograd_multiply(u, v, spec, m, 0, spec.k, reuse=True), b, spec, m, th, tw,
+                                       out=out)
     xp = backend.xp
     x = xp.ascontiguousarray(x)  # once, not per block
-    out = xp.empty(spec.out_shape, dtype=x.dtype)
+    out = xp.empty(spec.out_shape, dtype=x.dtype) if out is None else out
     shared = None  # all tile rows' input tiles, where the blocks split the output channels
     u_ref = [found]  # the filter transform, once checked
 
     def block(part: tuple[int, int, int, int]) -> None:
         r0, r1, k0, k1 = part
-        v = shared if shared is not None else backend.winograd_input_rows(x, spec, m, th, tw, r0, r1)
-        mt = backend.winograd_multiply(u_ref[0], v, spec, m, k0, k1)  # KB < K only when G = 1
+        v = shared if shared is not None else backend.winograd_input_rows(x, spec, m, th, tw, r0, r1, reuse=True)
+        mt = backend.winograd_multiply(u_ref[0], v, spec, m, k0, k1, reuse=True)  # KB < K only when G = 1
         backend.winograd_output_rows(mt, b, out, spec, m, th, tw, r0, k0)
 
     if not all((r0, r1) == (0, spec.n * th) for r0, r1, _, _ in blocks):  # bands of tile rows
@@ -121,17 +124,56 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int) -> Any:
     return out
 
 
+def _prepare(backend: Any, spec: ConvSpec, m: int) -> Runner:
+    itemsize = _ITEMSIZE[spec.dtype]
+    memo: dict[int, list[tuple[int, int, int, int]]] = {}  # blocks per worker count
+
+    def blocks_now() -> list[tuple[int, int, int, int]]:
+        workers = backend.workers()
+        blocks = memo.get(workers)
+        if blocks is None:
+            blocks = memo[workers] = plan(spec, m, block_budget(backend, spec), workers, itemsize)
+        return blocks
+
+    def run(x: Any, w: Any, b: Any, out: Any) -> Any:
+        return _run(backend, x, w, b, spec, m, blocks_now(), out)
+
+    run.workspace_bytes = _workspace(spec, m, blocks_now(), backend.workers(), itemsize)  # type: ignore[attr-defined]
+    return run
+
+
+def _workspace(spec: ConvSpec, m: int, blocks: list[tuple[int, int, int, int]], workers: int, itemsize: int) -> int:
+    """Transformed tiles and their products of the largest block, times the blocks in flight (all the
+    input tiles where the blocks split the output channels), and the filter transform."""
+    t2, tw = (m + 2) ** 2, -(-spec.ow // m)
+    u = t2 * spec.k * spec.cg * itemsize
+    if len(blocks) == 1:
+        tiles = spec.n * -(-spec.oh // m) * tw
+        return u + t2 * (spec.c + spec.k) * tiles * itemsize
+    rows = max(r1 - r0 for r0, r1, _, _ in blocks)
+    return u + t2 * (spec.c + spec.k) * rows * tw * itemsize * min(workers, len(blocks))
+
+
+def prepare_f4(backend: Any, spec: ConvSpec) -> Runner:
+    return _prepare(backend, spec, 4)
+
+
+def prepare_f2(backend: Any, spec: ConvSpec) -> Runner:
+    return _prepare(backend, spec, 2)
+
+
 def run_f4(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    return _run(backend, x, w, b, spec, 4)
+    return _prepare(backend, spec, 4)(x, w, b, None)
 
 
 def run_f2(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    return _run(backend, x, w, b, spec, 2)
+    return _prepare(backend, spec, 2)(x, w, b, None)
 
 
 STRATEGY_F4 = Strategy(
     name="winograd",
     run=run_f4,
+    prepare=prepare_f4,
     supports=supports,
     description="Winograd F(4x4, 3x3): 4x fewer multiplies than direct, more rounding error; "
     "3x3, stride 1, dilation 1",
@@ -139,6 +181,7 @@ STRATEGY_F4 = Strategy(
 STRATEGY_F2 = Strategy(
     name="winograd_f2",
     run=run_f2,
+    prepare=prepare_f2,
     supports=supports,
     description="Winograd F(2x2, 3x3): 2.25x fewer multiplies than direct, error close to direct's; "
     "3x3, stride 1, dilation 1",

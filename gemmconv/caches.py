@@ -1,0 +1,33 @@
+"""Every cache gemmconv keeps, and :func:`clear_caches`, which frees them all.
+
+=====================  ==================================================  ==========================
+cache                  holds                                               bound (default)
+=====================  ==================================================  ==========================
+plans                  :class:`~gemmconv.ConvPlan` objects ``conv2d`` made  256 plans (no arrays)
+Winograd filters       transformed filters and a copy of their weights     256 MiB and 64 entries
+NumPy workspaces       per-thread buffers of column matrices and tiles     64 MiB per buffer kept
+=====================  ==================================================  ==========================
+
+Each is least-recently-used (the workspaces keep the last buffer of each kind per thread; one larger
+than the bound is allocated for its call and freed). Tuning choices (:data:`gemmconv.tuning_cache`) are
+results rather than memory and are kept: clear them with ``tuning_cache.clear()``.
+"""
+
+from __future__ import annotations
+
+from .backends import get_registered
+from .plan import PLAN_CACHE
+from .strategies.winograd import FILTER_CACHE
+
+__all__ = ["clear_caches"]
+
+
+def clear_caches() -> None:
+    """Free every cache: plans, transformed filters and the backends' reused workspaces.
+
+    Call it while no convolution runs (a running one keeps what it holds until it returns).
+    """
+    PLAN_CACHE.clear()
+    FILTER_CACHE.clear()
+    for backend in get_registered():
+        backend.clear_workspace()

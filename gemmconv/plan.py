@@ -1,0 +1,269 @@
+"""Plans: one convolution's decisions taken once, then run many times.
+
+:func:`plan` validates the arguments, finds the backend from the arrays, resolves
+``auto`` (by its rule, or by measuring when autotuning is on) and lets the strategy
+take every decision that depends only on sizes (its blocks, workspace and launch
+sizes). :class:`ConvPlan` then runs on any arrays of the same shapes, dtype,
+library and device. :func:`gemmconv.conv2d` is a lookup in :data:`PLAN_CACHE`
+followed by a plan call: there is one call path.
+
+    conv2d -> plan (validate, backend, strategy) -> ConvPlan.__call__ -> runner -> kernels
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+from ._forksafe import ForkSafeLock
+from .args import ConvArgs
+from .errors import StrategyNotSupportedError
+from .registry import Runner, Strategy, get_strategy, supporting
+from .spec import ConvSpec
+from .validate import check_padded_fits, validate
+
+__all__ = ["PLAN_CACHE", "ConvPlan", "PlanCache", "make_plan", "runner_for"]
+
+
+def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy) -> Runner:
+    """The prepared convolution ``(x, w, b, out) -> y`` of ``strategy`` for validated 4-D arrays of
+    ``spec``: the one place that pads explicitly (for padding modes other than zeros, and for strategies
+    that do not pad with zeros themselves); a problem with no images or no input channels fills the
+    result with the bias (zeros without one)."""
+    if spec.n == 0 or spec.c == 0:
+        return _filler(backend, spec)
+    pads = spec.padded and (spec.padding_mode != "zeros" or not strategy.pads_zeros)
+    inner = spec.without_padding() if pads else spec
+    if strategy.prepare is not None:
+        run = strategy.prepare(backend, inner)
+    else:
+        run = _unprepared(backend, inner, strategy)
+    if not pads:
+        return run
+
+    def padded(x: Any, w: Any, b: Any, out: Any) -> Any:
+        return run(backend.pad(x, spec), w, b, out)
+
+    padded.workspace_bytes = getattr(run, "workspace_bytes", 0)  # type: ignore[attr-defined]
+    return padded
+
+
+def _unprepared(backend: Any, spec: ConvSpec, strategy: Strategy) -> Runner:
+    def run(x: Any, w: Any, b: Any, out: Any) -> Any:
+        y = strategy.run(backend, x, w, b, spec)
+        if out is None:
+            return y
+        out[...] = y
+        return out
+
+    return run
+
+
+def _filler(backend: Any, spec: ConvSpec) -> Runner:
+    def fill(x: Any, w: Any, b: Any, out: Any) -> Any:
+        y = backend.xp.empty(spec.out_shape, dtype=x.dtype) if out is None else out
+        y[...] = 0 if b is None else b.reshape(1, -1, 1, 1)  # (K,) -> (1, K, 1, 1)
+        return y
+
+    return fill
+
+
+def _describe(a: Any) -> str:
+    return f"{type(a).__module__.split('.')[0]} array of shape {tuple(a.shape)} and dtype {a.dtype}"
+
+
+class ConvPlan:
+    """A convolution prepared for arrays like the ones it was made for; see :func:`gemmconv.plan`.
+
+    Attributes
+    ----------
+    strategy : str
+        The strategy it runs (what ``auto`` resolved to).
+    requested : str
+        The strategy asked for (``"auto"`` by default).
+    spec : ConvSpec
+        The normalised sizes and hyper-parameters.
+    backend : Backend
+        The backend of its arrays.
+    out_shape : tuple of int
+        Shape of its result ((K, OH, OW) for unbatched input).
+    workspace_bytes : int
+        Bytes of temporary memory one call may hold beyond its result (an upper bound, computed from
+        the sizes: the column matrices, transformed tiles or padded copy the strategy makes).
+    """
+
+    def __init__(self, x: Any, w: Any, b: Any, args: ConvArgs) -> None:
+        v = validate(x, w, b, args)
+        backend, spec = v.backend, v.spec
+        requested = get_strategy(args.strategy)
+        self.backend, self.spec, self.requested = backend, spec, requested.name
+        if requested.select is None:
+            reason = requested.supports(spec)
+            if reason is not None:
+                raise StrategyNotSupportedError(requested.name, reason, supporting(spec), _summary(spec))
+            chosen = requested
+        else:
+            with backend.device_context(v.x):
+                if spec.padded and spec.padding_mode != "zeros":
+                    check_padded_fits(backend, v.x, spec)
+                name = requested.select(backend, v.x, v.w, v.b, spec,
+                                        lambda s: runner_for(backend, spec, get_strategy(s)))
+            chosen = get_strategy(name)
+        if spec.padded and (spec.padding_mode != "zeros" or not chosen.pads_zeros):
+            check_padded_fits(backend, v.x, spec)
+        self.strategy = chosen.name
+        self._run = runner_for(backend, spec, chosen)
+        self._unbatched = v.unbatched
+        self.out_shape = spec.out_shape[1:] if v.unbatched else spec.out_shape
+        self.workspace_bytes = _workspace(spec, chosen, self._run, x.dtype.itemsize)
+        # what a call's arrays must match (taken from the arrays as given)
+        self._types = (type(x), type(w), None if b is None else type(b))
+        self._shapes = (tuple(x.shape), tuple(w.shape), None if b is None else tuple(b.shape))
+        self._dtype = x.dtype
+        self._native = bool(x.dtype.isnative)
+        self._device = backend.device_key(x)
+        self._has_device = backend.has_devices
+        # the backend's context (device, NumPy's warnings), unless the runner needs none
+        self._context = backend.device_context if getattr(self._run, "needs_context", True) else None
+
+    def __call__(self, x: Any, w: Any, b: Any | None = None, out: Any | None = None) -> Any:
+        """Run the plan on ``x``, ``w`` and ``b`` (shapes, dtype, library and device as when it was made).
+
+        ``out``, if given, receives the result (an array of the plan's ``out_shape``, dtype and
+        library that does not overlap the inputs) and is returned.
+        """
+        types, shapes, dtype = self._types, self._shapes, self._dtype
+        if (type(x) is not types[0] or type(w) is not types[1] or x.shape != shapes[0] or w.shape != shapes[1]
+                or x.dtype != dtype or w.dtype != dtype
+                or (b is None) != (shapes[2] is None)
+                or (b is not None and (type(b) is not types[2] or b.shape != shapes[2] or b.dtype != dtype))
+                or (self._has_device and self.backend.device_key(x) != self._device)):
+            self._mismatch(x, w, b)
+        backend = self.backend
+        if not self._native:
+            x, w = backend.native(x), backend.native(w)
+            b = None if b is None else backend.native(b)
+        if out is not None:
+            out = self._check_out(out, x, w, b)
+        x4 = x[None] if self._unbatched else x  # (C, H, W) -> (1, C, H, W)
+        target = out
+        if out is not None:
+            target = out[None] if self._unbatched else out  # (K, OH, OW) -> (1, K, OH, OW)
+            if not backend.is_c_contiguous(target):
+                target = None  # computed fresh, then copied
+        if self._context is None:
+            y = self._run(x4, w, b, target)
+        else:
+            with self._context(x4):
+                y = self._run(x4, w, b, target)
+        if out is not None:
+            if target is None:
+                out[...] = y[0] if self._unbatched else y
+            return out
+        return y[0] if self._unbatched else y
+
+    def _mismatch(self, x: Any, w: Any, b: Any) -> None:
+        names = ("x", "w", "b")
+        for i, a in enumerate((x, w, b)):
+            want_type, want_shape = self._types[i], self._shapes[i]
+            if want_type is None:
+                if a is not None:
+                    raise ValueError("b: this plan was made without a bias, got one; make a plan with a bias")
+                continue
+            if a is None:
+                raise ValueError(f"b: this plan was made with a bias of shape {want_shape}, got None")
+            what = f"{names[i]}: this plan was made for a {want_type.__module__.split('.')[0]} array of shape " \
+                   f"{want_shape} and dtype {self._dtype}, got a {_describe(a)}"
+            if type(a) is not want_type:
+                raise ValueError(f"{what} (another library or array type); make a plan for these arrays")
+            if tuple(a.shape) != want_shape:
+                raise ValueError(f"{what} (another shape); make a plan for these arrays")
+            if a.dtype != self._dtype:
+                raise ValueError(f"{what} (another dtype); make a plan for these arrays")
+        device = self.backend.device_key(x)
+        raise ValueError(f"x: this plan was made for arrays on device {self._device}, got one on device {device}; "
+                         "make a plan on that device")
+
+    def _check_out(self, out: Any, x: Any, w: Any, b: Any) -> Any:
+        backend = self.backend
+        if type(out) is not self._types[0]:
+            raise ValueError(f"out must be a {self._types[0].__name__} like x, got {type(out).__name__}")
+        if tuple(out.shape) != self.out_shape or out.dtype != self._dtype:
+            raise ValueError(f"out must have shape {self.out_shape} and dtype {self._dtype} (the result's), got "
+                             f"shape {tuple(out.shape)} and dtype {out.dtype}")
+        if self._has_device and backend.device_key(out) != self._device:
+            raise ValueError(f"out must be on the device of x ({self._device}), got device {backend.device_key(out)}")
+        if not backend.is_writeable(out):
+            raise ValueError("out is read-only; pass a writeable array")
+        for name, a in (("x", x), ("w", w), ("b", b)):
+            if a is not None and backend.may_share_memory(out, a):
+                raise ValueError(f"out overlaps {name}; pass an array that shares no memory with the inputs")
+        return out
+
+    def __repr__(self) -> str:
+        s = self.spec
+        chosen = self.strategy if self.requested == self.strategy else f"{self.strategy} (from {self.requested})"
+        x_shape = self._shapes[0]
+        return (f"ConvPlan({chosen}, {self.backend.name} {self._dtype}, x {x_shape} -> {self.out_shape}, kernel "
+                f"{s.kh}x{s.kw}, stride {(s.sh, s.sw)}, padding {(s.pt, s.pb, s.pl, s.pr)}, dilation "
+                f"{(s.dh, s.dw)}, groups {s.groups}, padding_mode {s.padding_mode!r}, "
+                f"workspace {self.workspace_bytes:,} bytes)")
+
+
+def _summary(spec: ConvSpec) -> str:
+    return (f"kernel {spec.kh}x{spec.kw}, stride {(spec.sh, spec.sw)}, dilation {(spec.dh, spec.dw)}, "
+            f"groups {spec.groups}, x {(spec.n, spec.c, spec.h, spec.w)}")
+
+
+def _workspace(spec: ConvSpec, strategy: Strategy, run: Runner, itemsize: int) -> int:
+    """Bytes a call holds besides its result: the padded copy, and what the prepared runner says it
+    holds at most (its ``workspace_bytes`` attribute; 0 where a third-party runner does not say)."""
+    pads = spec.padded and (spec.padding_mode != "zeros" or not strategy.pads_zeros)
+    padded = spec.n * spec.c * (spec.h + spec.pt + spec.pb) * (spec.w + spec.pl + spec.pr) * itemsize if pads else 0
+    return padded + int(getattr(run, "workspace_bytes", 0))
+
+
+def make_plan(x: Any, w: Any, b: Any, args: ConvArgs) -> ConvPlan:
+    """A new :class:`ConvPlan` (not cached)."""
+    return ConvPlan(x, w, b, args)
+
+
+class PlanCache:
+    """Plans by everything they depend on, least recently used evicted past ``max_entries``.
+
+    Plans hold no arrays (their workspace is allocated per call), only sizes, closures and small
+    lists of blocks (~2 KiB each), so the bound on entries bounds the bytes too: 256 plans take well
+    under 1 MiB.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._plans: OrderedDict[Hashable, ConvPlan] = OrderedDict()
+        self._lock = ForkSafeLock()
+
+    def get(self, key: Hashable) -> ConvPlan | None:
+        plan = self._plans.get(key)  # a dict read is atomic; the order is updated on a hit only
+        if plan is not None and len(self._plans) > 1:
+            with self._lock:
+                if key in self._plans:
+                    self._plans.move_to_end(key)
+        return plan
+
+    def put(self, key: Hashable, plan: ConvPlan) -> None:
+        with self._lock:
+            self._plans[key] = plan
+            while len(self._plans) > self.max_entries:
+                self._plans.popitem(last=False)
+
+    def clear(self) -> None:
+        """Drop every plan."""
+        with self._lock:
+            self._plans.clear()
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+
+#: the plans :func:`gemmconv.conv2d` reuses
+PLAN_CACHE = PlanCache()
