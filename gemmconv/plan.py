@@ -70,6 +70,8 @@ def _filler(backend: Any, spec: ConvSpec) -> Runner:
 
 
 def _describe(a: Any) -> str:
+    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+        return type(a).__name__
     return f"{type(a).__module__.split('.')[0]} array of shape {tuple(a.shape)} and dtype {a.dtype}"
 
 
@@ -177,6 +179,8 @@ class ConvPlan:
                    f"{want_shape} and dtype {self._dtype}, got a {_describe(a)}"
             if type(a) is not want_type:
                 raise ValueError(f"{what} (another library or array type); make a plan for these arrays")
+            if not hasattr(a, "shape"):
+                raise ValueError(f"{what}; make a plan for these arrays")
             if tuple(a.shape) != want_shape:
                 raise ValueError(f"{what} (another shape); make a plan for these arrays")
             if a.dtype != self._dtype:

@@ -37,7 +37,14 @@ def tolerance(strategy: str, chosen: str, dtype: str) -> float:
 
 
 def torch_conv(x, w, b, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
-    """torch.nn.Conv2d in float64 on the CPU with the given weights (the oracle)."""
+    """torch.nn.Conv2d in float64 on the CPU with the given weights (the oracle).
+
+    One-element tuples are expanded first, as ``torch.nn.functional.conv2d`` expands them: the module
+    does not for its own padding (padding_mode other than zeros, or padding='same' with dilation=(d,)
+    pads one dimension only, or fails).
+    """
+    stride, padding, dilation = (v * 2 if isinstance(v, tuple) and len(v) == 1 else v
+                                 for v in (stride, padding, dilation))
     k, cg, kh, kw = w.shape
     conv = torch.nn.Conv2d(
         cg * groups, k, (kh, kw), stride=stride, padding=padding, dilation=dilation, groups=groups,
@@ -82,13 +89,13 @@ def configs(draw):
     else:
         kh = draw(st.integers(1, 5))
         kw = draw(st.sampled_from([kh, kh, 1, 2, 3, 4]))
-        stride = draw(st.sampled_from([1, 1, (1, 1), 2, (2, 1), 3]))
-        dilation = draw(st.sampled_from([1, 1, 2, (1, 2), 3]))
-    padding = draw(st.sampled_from([0, 0, 1, 2, (1, 0), (0, 2), 3, "valid", "same", "same"]))
+        stride = draw(st.sampled_from([1, 1, (1, 1), 2, (2, 1), 3, (2,)]))  # (v,) means (v, v), as in torch
+        dilation = draw(st.sampled_from([1, 1, 2, (1, 2), 3, (2,)]))
+    padding = draw(st.sampled_from([0, 0, 1, 2, (1, 0), (0, 2), 3, (1,), "valid", "same", "same"]))
     if padding == "same" and stride not in (1, (1, 1)) and draw(st.integers(0, 9)):
         padding = 1  # keep 'same' with stride > 1 (an error) to about a tenth of its draws
     padding_mode = draw(st.sampled_from(PADDING_MODES))
-    d = (dilation, dilation) if isinstance(dilation, int) else dilation
+    d = (dilation, dilation) if isinstance(dilation, int) else dilation * (3 - len(dilation))
     ekh, ekw = (kh - 1) * d[0] + 1, (kw - 1) * d[1] + 1
     h = draw(st.integers(max(1, ekh - 2), ekh + 12))
     w = draw(st.integers(max(1, ekw - 2), ekw + 12))

@@ -1,0 +1,177 @@
+"""Plans (gemmconv.plan), out=, the plan cache and the one call path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import configs, scaled_error, tolerance, torch_conv
+from hypothesis import given, settings
+
+import gemmconv
+from gemmconv.plan import PLAN_CACHE
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((2, 8, 9, 9)).astype(np.float32)
+W = RNG.standard_normal((16, 8, 3, 3)).astype(np.float32)
+B = RNG.standard_normal(16).astype(np.float32)
+
+
+def _torch_accepts(x, w, b, args) -> bool:
+    try:
+        torch_conv(x, w, b, **args)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+@settings(max_examples=150)
+@given(configs())
+def test_plan_equals_conv2d_on_the_property_grid(cfg):
+    x, w, b, args = cfg
+    if not _torch_accepts(x, w, b, args):
+        return
+    for name in gemmconv.list_strategies():
+        try:
+            p = gemmconv.plan(x, w, b, strategy=name, **args)
+        except gemmconv.StrategyNotSupportedError:
+            with pytest.raises(gemmconv.StrategyNotSupportedError):
+                gemmconv.conv2d(x, w, b, strategy=name, **args)
+            continue
+        y = p(x, w, b)
+        assert y.shape == p.out_shape and y.dtype == x.dtype
+        np.testing.assert_array_equal(y, gemmconv.conv2d(x, w, b, strategy=name, **args))
+        x4, y4 = (x, y) if x.ndim == 4 else (x[None], y[None])
+        assert scaled_error(y4, x4, w, b, **args) <= tolerance(name, p.strategy, x.dtype.name)
+        if name == "auto":
+            assert p.strategy == gemmconv.choose_strategy(x, w, b, **args)
+        out = np.full(p.out_shape, np.nan, dtype=x.dtype)
+        assert p(x, w, b, out=out) is out
+        np.testing.assert_array_equal(out, y)
+
+
+def test_plan_attributes_and_repr():
+    p = gemmconv.plan(X, W, B, padding=1)
+    assert p.strategy == "im2col" and p.requested == "auto"  # 2·3·3 = 18 tiles of 4x4 but 8 channels: im2col
+    assert p.out_shape == (2, 16, 9, 9)
+    assert p.workspace_bytes >= 8 * 9 * 9 * 9 * 4  # at least one image's column matrix
+    text = repr(p)
+    assert "im2col (from auto)" in text and "(2, 8, 9, 9) -> (2, 16, 9, 9)" in text and "workspace" in text
+    assert gemmconv.plan(X, W, strategy="direct").workspace_bytes >= 0
+    assert isinstance(p, gemmconv.ConvPlan)
+
+
+def test_plan_runs_on_other_values_of_the_same_shapes():
+    p = gemmconv.plan(X, W, B, padding=1, strategy="winograd")
+    x2, w2, b2 = X * 2, W[::-1].copy(), B + 1
+    np.testing.assert_allclose(p(x2, w2, b2), gemmconv.conv2d(x2, w2, b2, padding=1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [
+        (lambda p: p(X[:1], W, B), r"x: this plan was made for a numpy array of shape \(2, 8, 9, 9\).*another shape"),
+        (lambda p: p(X.astype(np.float64), W.astype(np.float64), B.astype(np.float64)), r"x: .*another dtype"),
+        (lambda p: p(X, W[:8], B), r"w: .*shape \(16, 8, 3, 3\).*another shape"),
+        (lambda p: p(X, W, None), r"b: this plan was made with a bias of shape \(16,\), got None"),
+        (lambda p: p(X, W, B[:8]), r"b: .*another shape"),
+        (lambda p: p(X.tolist(), W, B), r"x: .*list"),
+        (lambda p: p(np.ma.masked_array(X), W, B), r"x: .*another library or array type"),
+    ],
+)
+def test_plan_refuses_other_arrays(call, pattern):
+    p = gemmconv.plan(X, W, B, padding=1)
+    with pytest.raises((ValueError, AttributeError), match=pattern):
+        call(p)
+
+
+def test_plan_without_bias_refuses_one():
+    p = gemmconv.plan(X, W, padding=1)
+    with pytest.raises(ValueError, match="made without a bias"):
+        p(X, W, B)
+
+
+def test_plan_validates_when_made():
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match="needs a 1x1 kernel"):
+        gemmconv.plan(X, W, strategy="1x1")
+    with pytest.raises(TypeError, match=r"plan\(\) got unexpected keyword argument\(s\) 'strid'"):
+        gemmconv.plan(X, W, strid=2)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        gemmconv.plan(X, W, stride=0)
+
+
+@pytest.mark.parametrize("strategy", ["direct", "im2col", "winograd", "winograd_f2", "auto"])
+@pytest.mark.parametrize("unbatched", [False, True])
+def test_out_receives_the_result(strategy, unbatched):
+    x = X[0] if unbatched else X
+    expected = gemmconv.conv2d(x, W, B, padding=1, strategy=strategy)
+    out = np.full(expected.shape, np.nan, np.float32)
+    assert gemmconv.conv2d(x, W, B, padding=1, strategy=strategy, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    strided = np.full(expected.shape + (2,), np.nan, np.float32)[..., 0]  # not contiguous: computed, then copied
+    gemmconv.conv2d(x, W, B, padding=1, strategy=strategy, out=strided)
+    np.testing.assert_array_equal(strided, expected)
+
+
+@pytest.mark.parametrize(
+    ("out", "pattern"),
+    [
+        (np.empty((2, 16, 9, 8), np.float32), r"out must have shape \(2, 16, 9, 9\) and dtype float32"),
+        (np.empty((2, 16, 9, 9), np.float64), r"out must have shape .* got shape \(2, 16, 9, 9\) and dtype float64"),
+        ([[0.0]], r"out must be a ndarray like x, got list"),
+    ],
+)
+def test_out_refusals(out, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        gemmconv.conv2d(X, W, B, padding=1, out=out)
+
+
+def test_out_may_not_overlap_the_inputs_or_be_read_only():
+    x = np.zeros((1, 16, 9, 9), np.float32)
+    w = RNG.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="out overlaps x"):
+        gemmconv.conv2d(x, w, padding=1, out=x)
+    frozen = np.empty((1, 16, 9, 9), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        gemmconv.conv2d(x, w, padding=1, out=frozen)
+
+
+def test_conv2d_reuses_plans_from_a_bounded_cache():
+    gemmconv.clear_caches()
+    assert len(PLAN_CACHE) == 0
+    gemmconv.conv2d(X, W, B, padding=1)
+    gemmconv.conv2d(X * 2, W, B, padding=1)  # other values, same plan
+    assert len(PLAN_CACHE) == 1
+    gemmconv.conv2d(X, W, B, padding=(1, 1))  # another key (the arguments as given)
+    gemmconv.conv2d(X, W, B, padding=[1, 1])  # a list is not hashable: planned, not cached
+    assert len(PLAN_CACHE) == 2
+    old = PLAN_CACHE.max_entries
+    try:
+        PLAN_CACHE.max_entries = 3
+        for pad in range(5):
+            gemmconv.conv2d(X, W, padding=pad)
+        assert len(PLAN_CACHE) == 3
+    finally:
+        PLAN_CACHE.max_entries = old
+    gemmconv.clear_caches()
+    assert len(PLAN_CACHE) == 0
+
+
+def test_a_bool_never_hits_the_plan_of_an_int():
+    gemmconv.conv2d(X, W, stride=1)
+    with pytest.raises(TypeError, match="bool"):
+        gemmconv.conv2d(X, W, stride=True)
+
+
+def test_auto_is_resolved_once_and_never_run_itself():
+    with pytest.raises(TypeError, match="resolved to another strategy when a plan is made"):
+        gemmconv.get_strategy("auto").run(None, X, W, None, None)
+
+
+def test_compare_and_choose_strategy_share_the_defaults():
+    records = gemmconv.compare(X, W, B, padding=1, repeat=1, strategies=["im2col", "auto"])
+    assert records[1].chosen == gemmconv.choose_strategy(X, W, B, padding=1)
+    assert records[0].conv_args == {"stride": 1, "padding": 1, "dilation": 1, "groups": 1, "padding_mode": "zeros",
+                                    "workspace_limit": None}
+    with pytest.raises(TypeError, match=r"compare\(\) got unexpected keyword argument\(s\) 'pading'"):
+        gemmconv.compare(X, W, pading=1)
