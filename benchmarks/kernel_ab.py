@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -55,8 +56,11 @@ CASES = {
 
 
 def main() -> None:
+    # the old checkout's kernels in one file (before they were split by strategy); this checkout's as installed
     old = load(pathlib.Path(sys.argv[1]) / "gemmconv/backends/_numba_kernels.py", "old_kernels")
-    new = load(HERE / "gemmconv/backends/_numba_kernels.py", "new_kernels")
+    from gemmconv.backends import _numba_direct, _numba_im2col
+
+    new = SimpleNamespace(direct=_numba_direct.direct, im2col=_numba_im2col.im2col)
     for name, f in CASES.items():
         f(old), f(new)  # compiled
         times: dict[str, list[float]] = {"old": [], "new": []}

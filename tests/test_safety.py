@@ -45,12 +45,12 @@ def test_kernels_are_bounds_checked():
     """In the bounds-checked pass the kernels really are compiled with bounds checks: numba's on-disk cache
     does not key on NUMBA_BOUNDSCHECK, so .ci/run gives that pass a cache of its own. A bias one element short
     must raise IndexError here (without checks it would read past the array)."""
-    from gemmconv.backends import _numba_kernels
+    from gemmconv.backends import _numba_direct
 
     x, w = np.ones((1, 1, 4, 4)), np.ones((2, 1, 3, 3))
     out = np.empty((1, 2, 2, 2))
     with pytest.raises(IndexError):
-        _numba_kernels.direct(x, w, np.zeros(1), out, 1, 1, 0, 0, 1, 1, 1, 0, 2)
+        _numba_direct.direct(x, w, np.zeros(1), out, 1, 1, 0, 0, 1, 1, 1, 0, 2)
 
 
 def test_im2col_band_in_the_top_padding_keeps_the_bias():

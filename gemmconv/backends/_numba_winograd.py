@@ -1,17 +1,15 @@
 """Compiled CPU kernels (numba) of Winograd's tile transforms, for the NumPy backend.
 
-Like :mod:`._numba_kernels`, each runs on the calling thread over the tile rows and channels its
+Like the others (:mod:`._numba_common`), each runs on the calling thread over the tile rows and channels its
 arguments give; the backend's workers run parts in parallel.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numba import njit
 
-_OPTS: dict[str, Any] = {"cache": True, "nogil": True}
+from ._numba_common import OPTS as _OPTS
 
 
 # Winograd transforms, written out for each tile size: the 1-D transforms below are the rows of

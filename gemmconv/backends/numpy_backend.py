@@ -30,9 +30,10 @@ def _launch(kernel: str, *args: Any) -> None:
             kernel = kernel[: -len("_ready")]
             if kernel in _KERNELS:
                 return
-        from . import _numba_kernels, _numba_winograd
+        from . import _numba_direct, _numba_im2col, _numba_winograd
 
-        fn = _KERNELS[kernel] = getattr(_numba_winograd if kernel.startswith("winograd") else _numba_kernels, kernel)
+        module = {"im2col": _numba_im2col, "direct": _numba_direct}.get(kernel, _numba_winograd)
+        fn = _KERNELS[kernel] = getattr(module, kernel)
         if not args:
             return
     fn(*args)
