@@ -51,6 +51,9 @@ def main() -> None:
         for s in STRATEGIES:
             p = gemmconv.plan(x, w, b, padding=1, strategy=s)
             cases[f"plan {s}"] = lambda p=p: p(x, w, b)
+        out = np.empty((1, 8, 8, 8), np.float32)
+        p_auto = gemmconv.plan(x, w, b, padding=1)
+        cases["plan auto, out="] = lambda: p_auto(x, w, b, out=out)
     times: dict[str, list[float]] = {name: [] for name in ["torch", *cases]}
     ratios: dict[str, list[float]] = {name: [] for name in cases}
     with torch.no_grad():

@@ -92,11 +92,13 @@ def _spec(x_shape, w_shape, **kw):
         ((1, 256, 12, 12), (256, 256, 3, 3), dict(padding=1), "im2col"),  # 9 tiles: too few
         ((8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "winograd"),
         ((2, 12, 9, 9), (8, 3, 3, 3), dict(groups=4), "direct"),
-        ((2, 20, 9, 9), (8, 5, 3, 3), dict(groups=4), "im2col"),
+        ((2, 20, 9, 9), (8, 5, 3, 3), dict(groups=4), "direct"),  # 117 kFLOP: small
+        ((8, 20, 16, 16), (8, 5, 3, 3), dict(groups=4), "im2col"),
+        ((1, 8, 8, 8), (8, 8, 3, 3), dict(padding=1), "direct"),  # 74 kFLOP: the per-call cost decides
         ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "im2col"),
         ((1, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), "im2col"),
         ((1, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), "im2col"),
-        ((1, 8, 32, 32), (8, 8, 3, 3), dict(padding=1), "im2col"),
+        ((1, 8, 32, 32), (8, 8, 3, 3), dict(padding=1), "im2col"),  # 1.2 MFLOP
     ],
 )
 def test_auto_rule(x_shape, w_shape, kw, expected):

@@ -276,7 +276,6 @@ def run_phases(phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Call
     ~75 µs of waking the workers and ~50 µs of waking the caller per phase (Winograd on 256
     channels at 14², N=1: ~1.25 ms). The first error raised is raised here; later phases are skipped.
     """
-    work = [_Phase(fn, items, after) for fn, items, after in phases]
     workers = min(workers, max((len(items) for _, items, _ in phases), default=0))
     local = _thread_local_limits() is not None
     if workers > 1 and not local and _settings.keep_blas and blas_threads() > 1:
@@ -288,6 +287,7 @@ def run_phases(phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Call
             if after is not None:
                 after()
         return
+    work = [_Phase(fn, items, after) for fn, items, after in phases]
     with contextlib.nullcontext() if local else _SingleThreadedBlas():
         pool = _executor(workers)
         futures = [pool.submit(_work_phases, work) for _ in range(workers)]

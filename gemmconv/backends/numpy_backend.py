@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -110,7 +111,7 @@ class NumpyBackend(Backend):
             bufs = self._local.bufs = {}
             with self._bufs_lock:
                 self._all_bufs.append(bufs)
-        size = int(np.prod(shape, dtype=np.int64))
+        size = math.prod(shape)
         buf = bufs.get(key)
         if buf is None or buf.dtype != dtype or buf.size < size:
             buf = np.empty(size, dtype=dtype)
@@ -138,6 +139,10 @@ class NumpyBackend(Backend):
         return _threads.worker_count()
 
     def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any], workers: int | None = None) -> None:
+        if len(items) == 1 or workers == 1:  # nothing to hand out: on this thread
+            for item in items:
+                fn(item)
+            return
         most = self.workers()
         _threads.run_blocks(fn, items, most if workers is None else min(workers, most))
 

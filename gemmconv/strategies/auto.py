@@ -1,30 +1,26 @@
 """``auto``: pick a strategy by a documented rule.
 
-The rule (first match wins), from the costs of each algorithm as measured
-(``benchmarks/vs_torch.py`` on the CPU, ``benchmarks/gpu_check.py`` on the GPU):
+The rule (first match wins), from the costs of each algorithm as measured (``benchmarks/vs_torch.py``
+and ``benchmarks/overhead.py`` on the CPU, ``benchmarks/gpu_check.py`` on the GPU; the figures are in
+``benchmarks/CPU_NOTES.md`` and ``GPU_NOTES.md``):
 
-1. a 1×1 kernel → ``1x1`` (a plain GEMM, no workspace, no copy), unless it is
-   both padded and strided (``1x1`` pads the input explicitly: a copy that
-   follows the padding, not the output);
-2. grouped with ≤ 4 input channels per group (depthwise included) → ``direct``
-   (a GEMM of depth ≤ 4·R·S is memory-bound; the column matrix would be pure
-   overhead: 0.35 ms against 1.6 ms for im2col on a 128-channel 56² depthwise layer);
-3. a 3×3 stride-1 layer with ≥ 16 input and output channels per group and at
-   least 16 output tiles of 4×4 over the batch → ``winograd`` (F(4×4)), or
-   ``winograd_f2`` for float16, whose F(4×4) error (~1e-2) would be visible.
-   Measured on 2 CPU cores it beats im2col on every ResNet-18 3×3 layer from
-   16 tiles on (N=8: 0.50–1.01x torch's time against 1.23–1.59x; 14² at N=1,
-   16 tiles: 1.20–1.41x against 1.53–1.56x); with 4 tiles (7² at N=1) its
-   GEMMs of 4 columns and its 4x larger filter transform do not pay off (2.2x
-   against 1.1x).
-   On an H200 at N=32 it is 0.44–0.91x cuDNN;
-4. otherwise → ``im2col`` (also instead of Winograd when a ``workspace_limit``
-   is given: im2col honours it, Winograd's workspace is not bounded yet);
-5. a ``workspace_limit`` below im2col's smallest block (one output row) →
-   ``direct``, whose only workspace is one padded input plane at unit stride
-   (none when strided).
+1. a 1×1 kernel → ``1x1`` (a plain GEMM, no workspace, no copy), unless it is both padded and
+   strided (``1x1`` pads the input explicitly: a copy that follows the padding, not the output);
+2. under 500 kFLOP (2·N·K·OH·OW·C/G·R·S) → ``direct``: one compiled loop and no GEMM, the smallest
+   cost per call (a GEMM's blocks, column matrix and bias pass cost more than such a layer's work);
+3. grouped with ≤ 4 input channels per group (depthwise included) → ``direct`` (a GEMM of depth
+   ≤ 4·R·S is memory-bound; the column matrix would be pure overhead);
+4. a 3×3 stride-1 layer with ≥ 16 input and output channels per group and at least 16 output
+   tiles of 4×4 over the batch → ``winograd`` (F(4×4)), or ``winograd_f2`` for float16, whose
+   F(4×4) error (~1e-2) would be visible; with fewer tiles its GEMMs are too narrow to pay for its
+   larger filter transform;
+5. otherwise → ``im2col`` (also instead of Winograd when a ``workspace_limit`` is given: im2col
+   honours it, Winograd's workspace is not bounded yet);
+6. a ``workspace_limit`` below im2col's smallest block (one output row) → ``direct``, whose only
+   workspace is one padded input plane at unit stride (none when strided).
 
-Every choice is one whose predicate accepts the configuration.
+Every choice is one whose predicate accepts the configuration. The rule is applied once, when a
+plan is made (:func:`gemmconv.plan`; ``conv2d`` makes and caches plans).
 
 Measured selection (:mod:`gemmconv.tuning`, off by default) replaces the rule
 with timings of the candidates on the user's machine.
@@ -41,6 +37,9 @@ from ..tuning import CANDIDATES, get_autotune, tuned_choice
 from . import im2col, one_by_one
 from .winograd import supports as winograd_supports
 
+#: below this many flops, ``direct`` (rule 2)
+SMALL_FLOPS = 500_000
+
 #: the strategies ``auto`` chooses among (third-party strategies are run only when asked for by name)
 BUILTIN = CANDIDATES
 
@@ -50,7 +49,7 @@ def choose(spec: ConvSpec, backend: Any = None) -> str:
     padded_strided = spec.padded and (spec.sh, spec.sw) != (1, 1)
     if (spec.kh, spec.kw) == (1, 1) and not padded_strided and one_by_one.supports(spec) is None:
         return "1x1"
-    if spec.groups > 1 and spec.cg <= 4:
+    if spec.flops < SMALL_FLOPS or (spec.groups > 1 and spec.cg <= 4):
         return "direct"
     tiles = spec.n * -(-spec.oh // 4) * -(-spec.ow // 4)
     if (winograd_supports(spec) is None and min(spec.cg, spec.kg) >= 16 and tiles >= 16
