@@ -28,7 +28,8 @@ def main() -> int:
     html = pathlib.Path(args.html)
     index = json.loads((html / "index.json").read_text())
     problems, summary = [], []
-    for bench in ("conv.TimeConv2d.time_conv2d", "conv.PeakMemConv2d.peakmem_conv2d", "conv.TrackError.track_rel_error"):
+    benches = ("conv.TimeConv2d.time_conv2d", "conv.PeakMemConv2d.peakmem_conv2d", "conv.TrackError.track_rel_error")
+    for bench in benches:
         if bench not in index["benchmarks"]:
             problems.append(f"{bench} is missing")
     bench = "conv.TimeConv2d.time_conv2d"
@@ -52,8 +53,8 @@ def main() -> int:
                       if c[col["strategy"]] == repr(strategy) and c[col["backend"]] == "'numpy'"]
             commits = set()
             for f in files:
-                for revision, values in json.loads(f.read_text()):
-                    values = values if isinstance(values, list) else [values]
+                for revision, stored in json.loads(f.read_text()):
+                    values = stored if isinstance(stored, list) else [stored]
                     if any(values[i] is not None for i in wanted if i < len(values)):
                         commits.add(revision)
             summary.append(f"{strategy}: {len(commits)} commits")

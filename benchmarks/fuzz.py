@@ -27,8 +27,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests")
 from helpers import scaled_error, tolerance, torch_conv
 
 import gemmconv
-from gemmconv.strategies import im2col
 from gemmconv.args import ConvArgs
+from gemmconv.strategies import im2col
 from gemmconv.validate import validate
 
 STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
@@ -104,7 +104,7 @@ def run_one(rng: np.random.Generator, counts: collections.Counter, failures: lis
         err = scaled_error(y, x, w, b, **args)
         if not err <= tolerance(strategy, chosen, dtype):
             failures.append(f"{what}: error {err:.3e}")
-    if any(not np.array_equal(a, c) for a, c in zip((x, w) + ((b,) if b is not None else ()), copies)):
+    if any(not np.array_equal(a, c) for a, c in zip((x, w) + ((b,) if b is not None else ()), copies, strict=False)):
         failures.append(f"inputs modified: {shapes} {args}")
 
 

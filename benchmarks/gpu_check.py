@@ -28,9 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 import gemmconv
+from gemmconv.args import ConvArgs
 from gemmconv.layers import LAYERS
 from gemmconv.strategies.winograd import _filter_transform
-from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
 
 torch.backends.cudnn.allow_tf32 = False
@@ -108,20 +108,22 @@ def main() -> int:
             ref_cp = cupy.from_dlpack(ref)
             ref_max = float(cupy.abs(ref_cp).max())
             flops = layer.flops(args.batch)
-            t_torch = [median_ms(lambda: F.conv2d(tx, tw, tb, **layer.conv_args), args.reps, _torch_event)]
+            t_torch = [median_ms(lambda: F.conv2d(tx, tw, tb, **layer.conv_args), args.reps,  # noqa: F821 - called here
+                                 _torch_event)]
             cells = {}
             for s in strategies:
                 try:
                     y = gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args)
                 except gemmconv.StrategyNotSupportedError:
                     continue
-                except Exception as e:  # report and go on: one broken kernel must not hide the rest
+                except Exception as e:  # noqa: BLE001 - report and go on: one broken kernel must not hide the rest
                     console.print(f"{dtype} {name} {s}: {type(e).__name__}: {e}", markup=False)
                     continue
                 err = float(cupy.abs(y.astype(cupy.float64) - ref_cp).max()) / ref_max
                 ms = median_ms(lambda: gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args), args.reps)
                 cells[s] = (ms, err)
-            t_torch.append(median_ms(lambda: F.conv2d(tx, tw, tb, **layer.conv_args), args.reps, _torch_event))
+            t_torch.append(median_ms(lambda: F.conv2d(tx, tw, tb, **layer.conv_args), args.reps,  # noqa: F821
+                                     _torch_event))
             t_cudnn = statistics.median(t_torch)
             row = [name, f"{t_cudnn:.3f}"]
             for s in strategies:
@@ -153,8 +155,8 @@ def main() -> int:
             cols = be.im2col(x4, spec).reshape(spec.n, spec.groups, -1, spec.oh * spec.ow)
             wm = w4.reshape(spec.groups, spec.kg, -1)
             row = [name, f"{median_ms(lambda: be.im2col(x4, spec), args.reps):.3f}",
-                   f"{median_ms(lambda: be.matmul(wm, cols), args.reps):.3f}",
-                   f"{median_ms(lambda: cupy.matmul(wm, cols), args.reps):.3f}"]
+                   f"{median_ms(lambda: be.matmul(wm, cols), args.reps):.3f}",  # noqa: F821 - called here
+                   f"{median_ms(lambda: cupy.matmul(wm, cols), args.reps):.3f}"]  # noqa: F821
             del cols
             if gemmconv.get_strategy("winograd").supports(spec) is None:
                 m = 4
@@ -190,6 +192,16 @@ def main() -> int:
         cupy.cuda.Device().synchronize()
         console.print(f"host time per conv2d call (conv3x3_28, {s}): {t_host * 1e6:.0f} us; "
                       f"GPU median {median_ms(call, args.reps) * 1e3:.0f} us")
+        planned = gemmconv.plan(x, w, b, strategy=s, **layer.conv_args)
+        planned(x, w, b)
+        cupy.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        for _ in range(200):
+            planned(x, w, b)
+        t_plan = (time.perf_counter() - t0) / 200
+        cupy.cuda.Device().synchronize()
+        console.print(f"host time per planned call (conv3x3_28, {s}): {t_plan * 1e6:.0f} us")
+        report.setdefault("host_us", {})[s] = {"conv2d": t_host * 1e6, "plan": t_plan * 1e6}
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(200):

@@ -22,17 +22,16 @@ import statistics
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 from rich.console import Console
 from rich.table import Table
 
 import gemmconv
+from gemmconv.args import ConvArgs
 from gemmconv.layers import LAYERS
 from gemmconv.strategies import im2col
 from gemmconv.strategies._common import block_budget
-from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
-
-from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 
 RESNET18 = ["stem7x7s2", "conv3x3_56", "conv3x3_28", "conv3x3_14", "conv3x3_7", "conv3x3s2_56", "conv1x1s2_56",
             "dw3x3_56"]
@@ -134,8 +133,8 @@ def main() -> None:
         return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")
 
     console.print("geometric mean of ratios: " + ", ".join(
-        f"{s} {geo([v for (n, l, t), v in med.items() if t == s]):.2f}x"
-        f" ({sum(1 for (n, l, t) in med if t == s)} cases)" for s in strategies))
+        f"{s} {geo([v for (_, _, t), v in med.items() if t == s]):.2f}x"
+        f" ({sum(1 for (_, _, t) in med if t == s)} cases)" for s in strategies))
     auto = {k: v for k, v in med.items() if k[2] == "auto"}
     worst = max(auto, key=auto.get)
     console.print(f"target auto: geomean <= 1.0x, none worse than 2x: geomean {geo(list(auto.values())):.2f}x, "

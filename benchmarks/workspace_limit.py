@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import statistics
 
+from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 from rich.console import Console
 from rich.table import Table
 
 import gemmconv
 from gemmconv.layers import LAYERS
-
-from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 
 
 def main() -> None:

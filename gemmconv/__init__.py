@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from . import strategies as _strategies  # noqa: F401  (registers the built-in strategies)
 from .api import choose_strategy, conv2d, plan
+from .backends import Backend, get_backend, list_backends, register_backend
 from .backends._threads import ThreadSettings, get_threads, set_threads
 from .caches import clear_caches
 from .compare import Record, compare
-from .backends import Backend, get_backend, list_backends, register_backend
 from .errors import StrategyNotSupportedError
 from .plan import ConvPlan
 from .registry import Strategy, get_strategy, list_strategies, register_strategy, unregister_strategy

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Any
+from typing import Any, Literal
 
+from .compare import compare_layers, machine_peaks
 from .layers import LAYERS, Layer
+from .registry import list_strategies
 
 
 def _ints(name: str, count: int) -> Any:
@@ -15,7 +18,8 @@ def _ints(name: str, count: int) -> Any:
         try:
             dims = tuple(int(v) for v in text.split(","))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be {count} comma-separated integers, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"{name} must be {count} comma-separated integers, got {text!r}") from None
         if len(dims) != count or min(dims) < 1:
             raise argparse.ArgumentTypeError(f"{name} must be {count} positive integers, got {text!r}")
         return dims
@@ -52,8 +56,10 @@ def _table(records: list[Any], title: str) -> Any:
     from rich.table import Table
 
     table = Table(title=title)
-    for col, just in (("layer", "left"), ("strategy", "left"), ("median ms", "right"), ("spread", "right"),
-                      ("GFLOP/s", "right"), ("rel. error", "right"), ("workspace", "right"), ("", "left")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("layer", "left"), ("strategy", "left"), ("median ms", "right"), ("spread", "right"), ("GFLOP/s", "right"),
+        ("rel. error", "right"), ("workspace", "right"), ("", "left"))
+    for col, just in columns:
         table.add_column(col, justify=just)
     last = None
     for r in records:
@@ -71,7 +77,7 @@ def _table(records: list[Any], title: str) -> Any:
     return table
 
 
-def _bytes(n: int) -> str:
+def _bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -82,9 +88,6 @@ def _bytes(n: int) -> str:
 def compare_main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
-
-    from .compare import compare_layers, machine_peaks
-    from .registry import list_strategies
 
     console = Console()
     if not console.is_terminal:
@@ -126,8 +129,6 @@ def compare_main(args: argparse.Namespace) -> int:
         return 2
     tf32 = ""
     if args.backend == "cupy":
-        import os
-
         tf32 = ", TF32 " + ("on" if os.environ.get("CUPY_TF32", "0") not in ("", "0") else "off")
     title = (f"gemmconv compare: {args.backend}{tf32}, {args.dtype}, N={batch}, median of {args.repeat} "
              "(spread: half the min-max range); GFLOP/s by the direct count (Winograd: effective)")
@@ -142,7 +143,7 @@ def compare_main(args: argparse.Namespace) -> int:
     if args.plot:
         from .plot import plot_records
 
-        plot_records(records, args.plot, peaks)
+        plot_records(records, args.plot, peaks or machine_peaks(args.backend, args.dtype))
         console.print(f"wrote {args.plot}")
     return 0
 

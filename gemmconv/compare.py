@@ -9,6 +9,7 @@ float64; its workspace is the peak memory it held beyond its result.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -99,8 +100,9 @@ def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] |
     xp = backend.xp
     itemsize = x4.dtype.itemsize
     min_bytes = (x4.size + w.size + (0 if b is None else b.size) + spec.n * spec.k * spec.oh * spec.ow) * itemsize
-    common = dict(layer=layer, backend=backend.name, dtype=spec.dtype, batch=spec.n, x_shape=tuple(x4.shape),
-                  w_shape=tuple(w.shape), conv_args=args.as_dict(), flops=spec.flops, min_bytes=int(min_bytes))
+    common: dict[str, Any] = dict(
+        layer=layer, backend=backend.name, dtype=spec.dtype, batch=spec.n, x_shape=tuple(x4.shape),
+        w_shape=tuple(w.shape), conv_args=args.as_dict(), flops=spec.flops, min_bytes=int(min_bytes))
     records = []
     with backend.device_context(x4):
         ref = reference(backend, v.x, v.w, v.b, lambda s: runner_for(backend, spec, get_strategy(s)))
@@ -112,8 +114,9 @@ def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] |
         except StrategyNotSupportedError as e:
             records.append(Record(strategy=name, status="refused", reason=e.reason, **common))
             continue
-        y, m = measure(lambda: p(x, w, b), backend, repeat, warmup)
-        _, workspace = backend.peak_memory(lambda: p(x, w, b))
+        call = functools.partial(p, x, w, b)
+        y, m = measure(call, backend, repeat, warmup)
+        _, workspace = backend.peak_memory(call)
         y4 = y[None] if v.unbatched else y  # (K, OH, OW) -> (1, K, OH, OW)
         records.append(Record(
             strategy=name, median_s=m.median, min_s=min(m.times), max_s=max(m.times), spread=m.spread,
@@ -123,7 +126,7 @@ def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] |
         ))
     ok = [r for r in records if r.status == "ok" and r.strategy != "auto"]
     if ok:
-        min(ok, key=lambda r: r.median_s).winner = True
+        min(ok, key=lambda r: float(r.median_s or 0.0)).winner = True
     return records
 
 
@@ -166,6 +169,6 @@ def machine_peaks(backend: str = "numpy", dtype: str = "float32", repeat: int = 
     t_gemm = min(be.time_calls(lambda: be.matmul(a, b), repeat))
     big = xp.ones(32 * 2**20 // probe.itemsize, dtype=dtype)  # 32 MiB, beyond the caches
     big.copy()
-    t_copy = min(be.time_calls(lambda: big.copy(), repeat))
+    t_copy = min(be.time_calls(big.copy, repeat))
     return {"gemm_gflops": 2 * nn**3 / t_gemm / 1e9, "bandwidth_gbs": 2 * big.nbytes / t_copy / 1e9,
             "gemm_size": nn}

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-
 __all__ = ["Measurement", "measure", "reference", "relative_error"]
 
 

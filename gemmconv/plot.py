@@ -6,6 +6,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 
 def plot_records(records: Sequence[Any], path: str | os.PathLike, peaks: dict[str, float]) -> None:
     """Write a PNG: per-layer time bars (one per strategy) and a roofline of every measurement.
@@ -18,7 +20,6 @@ def plot_records(records: Sequence[Any], path: str | os.PathLike, peaks: dict[st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     ok = [r for r in records if r.status == "ok"]
     layers = list(dict.fromkeys(r.layer for r in records))
@@ -42,7 +43,7 @@ def plot_records(records: Sequence[Any], path: str | os.PathLike, peaks: dict[st
     roof.plot(xs, np.minimum(gemm, bw * xs), "k-", label=f"roof: GEMM {gemm:.0f} GFLOP/s, copy {bw:.0f} GB/s")
     for s in strategies:
         pts = [(r.flops / r.min_bytes, r.gflops) for r in ok if r.strategy == s]
-        roof.scatter(*zip(*pts), label=s, s=22)
+        roof.scatter(*zip(*pts, strict=False), label=s, s=22)
     roof.set_xscale("log")
     roof.set_yscale("log")
     roof.set_xlabel("arithmetic intensity (direct flops / bytes of x, w, b, y)")

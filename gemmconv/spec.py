@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["ConvSpec", "PADDING_MODES"]
+__all__ = ["PADDING_MODES", "ConvSpec"]
 
 #: padding modes of ``torch.nn.Conv2d``; ``"zeros"`` is handled inside the kernels,
 #: the others by padding the input explicitly before the strategy runs.
@@ -112,7 +112,7 @@ class ConvSpec:
         """Multiply-adds times two of the direct algorithm (the count all strategies are quoted in)."""
         return 2 * self.n * self.k * self.oh * self.ow * self.cg * self.kh * self.kw
 
-    def without_padding(self) -> "ConvSpec":
+    def without_padding(self) -> ConvSpec:
         """The spec of the same convolution applied to an input that was padded explicitly."""
         return dataclasses.replace(
             self,

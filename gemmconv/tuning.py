@@ -169,7 +169,7 @@ class TuningCache:
                              f"gemmconv reads formats {', '.join(map(str, READS))}: tune again and save")
         choices = data.get("choices")
         if not isinstance(choices, dict):  # a malformed file: a ValueError, as json's own
-            raise ValueError(  # noqa: TRY004
+            raise ValueError(
                 f"{name!r}: 'choices' must map configurations to strategy names, got {type(choices).__name__}")
         for key, strategy in choices.items():
             problem = _entry_problem(key, strategy)
@@ -237,9 +237,10 @@ def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, candidate
             tuning_cache.drop(key)
         ref = reference(backend, x, w, b, runner_for) if cfg.max_error is not None else None
         start, best, best_t = _now(), None, float("inf")
+        max_error = cfg.max_error
         for name in candidates:
             y, m = _time_candidate(name, runner_for(name), backend, x, w, b, cfg.repeat)
-            if ref is not None and relative_error(y, ref, backend.xp) > cfg.max_error:
+            if ref is not None and max_error is not None and relative_error(y, ref, backend.xp) > max_error:
                 continue
             if m.median < best_t:
                 best, best_t = name, m.median

@@ -84,9 +84,8 @@ def test_entry_point_backends_are_loaded_on_demand(monkeypatch):
         assert group == "gemmconv.backends"
         return [EP()]
 
-    import importlib.metadata
 
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(backends, "entry_points", entry_points)
     monkeypatch.setattr(backends, "_entry_points_loaded", False)
     monkeypatch.setitem(sys.modules, FakeBackend.module, sys.modules[__name__])
     monkeypatch.setattr(backends, "_BACKENDS", dict(backends._BACKENDS))
@@ -96,7 +95,7 @@ def test_entry_point_backends_are_loaded_on_demand(monkeypatch):
 
 
 def test_register_backend_validates():
-    with pytest.raises(TypeError, match="instance of gemmconv.backends.Backend"):
+    with pytest.raises(TypeError, match=r"instance of gemmconv\.backends\.Backend"):
         gemmconv.register_backend(NumpyBackend)
     with pytest.raises(ValueError, match="'numpy' is already registered"):
         gemmconv.register_backend(NumpyBackend())

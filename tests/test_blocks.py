@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import threading
@@ -17,11 +18,11 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 import gemmconv
+from gemmconv.args import ConvArgs
 from gemmconv.backends import _threads, get_backend
 from gemmconv.spec import ConvSpec
 from gemmconv.strategies import im2col, winograd
 from gemmconv.strategies._common import split
-from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
 
 NUMPY = get_backend(np.zeros(1))
@@ -97,7 +98,7 @@ def test_real_sized_blocks_match_unblocked(strategy, n, c, hw, k):
 def test_split_covers_the_range_in_near_equal_parts(total, unit, budget, parts):
     ranges = split(total, unit, budget, parts)
     assert ranges[0][0] == 0 and ranges[-1][1] == total
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     sizes = [hi - lo for lo, hi in ranges]
     assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
     if len(ranges) > 1:

@@ -21,10 +21,12 @@ def call(x=X, w=W, b=None, **kw):
 @pytest.mark.parametrize(
     "kwargs, exc, pattern",
     [
-        (dict(x=np.ones((4, 8)), w=np.ones((6, 4, 3, 3))), ValueError, r"x must be 3-D or 4-D, got ndarray of shape \(4, 8\)"),
+        (dict(x=np.ones((4, 8)), w=np.ones((6, 4, 3, 3))), ValueError,
+         r"x must be 3-D or 4-D, got ndarray of shape \(4, 8\)"),
         (dict(x=np.ones((1, 2, 4, 8, 8), np.float32)), ValueError, r"x must be 3-D or 4-D"),
         (dict(w=np.ones((6, 4, 3), np.float32)), ValueError, r"w must be 4-D, got .*\(6, 4, 3\)"),
-        (dict(w=np.ones((6, 3, 3, 3), np.float32)), ValueError, r"w\.shape\[1\] must be in_channels / groups = 4 / 1 = 4"),
+        (dict(w=np.ones((6, 3, 3, 3), np.float32)), ValueError,
+         r"w\.shape\[1\] must be in_channels / groups = 4 / 1 = 4"),
         (dict(groups=3), ValueError, r"groups=3 must divide the 4 input channels"),
         (dict(w=np.ones((5, 2, 3, 3), np.float32), groups=2), ValueError, r"groups=2 must divide the 5 output"),
         (dict(groups=0), ValueError, r"groups must be >= 1, got 0"),

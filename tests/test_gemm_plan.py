@@ -17,7 +17,7 @@ def emulate(a, b):
     c = np.full(int(np.prod(batch, dtype=np.int64)) * m * n, np.nan)
     fa, fb = a.ravel(), b.ravel()
     for index in np.ndindex(*(d[0] for d in outer)):
-        oa, ob, oc = (sum(i * d[j] for i, d in zip(index, outer)) for j in (1, 2, 3))
+        oa, ob, oc = (sum(i * d[j] for i, d in zip(index, outer, strict=False)) for j in (1, 2, 3))
         for t in range(inner[0]):
             pa, pb, pc = oa + t * inner[1], ob + t * inner[2], oc + t * inner[3]
             c[pc:pc + m * n] = (fa[pa:pa + m * k].reshape(m, k) @ fb[pb:pb + k * n].reshape(k, n)).ravel()

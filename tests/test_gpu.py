@@ -9,14 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gemmconv
-from gemmconv.registry import supporting
 from gemmconv.args import ConvArgs
+from gemmconv.registry import supporting
 from gemmconv.validate import validate
 
 cupy = pytest.importorskip("cupy")
 try:
     _HAVE_GPU = cupy.cuda.runtime.getDeviceCount() > 0
-except Exception:  # no driver, no device
+except Exception:  # noqa: BLE001 - no driver, no device: all mean "skip"
     _HAVE_GPU = False
 pytestmark = pytest.mark.skipif(not _HAVE_GPU, reason="no CUDA GPU")
 
@@ -173,3 +173,42 @@ def test_autotune_on_gpu():
     ref = torch_conv(cupy.asnumpy(x), cupy.asnumpy(w), None, padding=1)
     np.testing.assert_allclose(cupy.asnumpy(y), ref, rtol=1e-4, atol=1e-4)
     gemmconv.tuning_cache.clear()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_plans_and_out_on_gpu(strategy):
+    import cupyx
+
+    rng = np.random.default_rng(6)
+    kk = 1 if strategy == "1x1" else 3
+    x = cupy.asarray(rng.standard_normal((2, 16, 20, 20)).astype(np.float32))
+    w = cupy.asarray(rng.standard_normal((8, 16, kk, kk)).astype(np.float32))
+    b = cupy.asarray(rng.standard_normal(8).astype(np.float32))
+    for args in (dict(padding=1), dict(padding=1, padding_mode="reflect"), dict(stride=2)):
+        if strategy.startswith("winograd") and "stride" in args:
+            continue
+        p = gemmconv.plan(x, w, b, strategy=strategy, **args)
+        expected = cupy.asnumpy(gemmconv.conv2d(x, w, b, strategy=strategy, **args))
+        out = cupy.full(p.out_shape, np.nan, np.float32)
+        with cupyx.allow_synchronize(False):  # a planned call stays on the device too
+            y = p(x, w, b)
+            assert p(x, w, b, out=out) is out
+        np.testing.assert_allclose(cupy.asnumpy(y), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(cupy.asnumpy(out), cupy.asnumpy(y))
+        ref = torch_conv(cupy.asnumpy(x), cupy.asnumpy(w), cupy.asnumpy(b), **args)
+        np.testing.assert_allclose(cupy.asnumpy(y), ref, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="another library or array type"):
+        p(cupy.asnumpy(x), w, b)
+    with pytest.raises(ValueError, match="out must be a ndarray like x"):
+        p(x, w, b, out=np.empty(p.out_shape, np.float32))
+
+
+def test_zero_channels_and_one_element_tuples_on_gpu():
+    b = cupy.arange(3, dtype=cupy.float32)
+    y = gemmconv.conv2d(cupy.zeros((2, 0, 6, 6), np.float32), cupy.zeros((3, 0, 3, 3), np.float32), b)
+    assert y.shape == (2, 3, 4, 4)
+    np.testing.assert_array_equal(cupy.asnumpy(y), np.broadcast_to(np.arange(3.0).reshape(1, 3, 1, 1), y.shape))
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((1, 3, 11, 11)), rng.standard_normal((4, 3, 3, 3))
+    y = gemmconv.conv2d(cupy.asarray(x), cupy.asarray(w), stride=(2,), padding=(1,), dilation=(2,))
+    np.testing.assert_allclose(cupy.asnumpy(y), torch_conv(x, w, None, stride=2, padding=1, dilation=2), atol=1e-10)

@@ -108,7 +108,7 @@ def test_out_receives_the_result(strategy, unbatched):
     out = np.full(expected.shape, np.nan, np.float32)
     assert gemmconv.conv2d(x, W, B, padding=1, strategy=strategy, out=out) is out
     np.testing.assert_array_equal(out, expected)
-    strided = np.full(expected.shape + (2,), np.nan, np.float32)[..., 0]  # not contiguous: computed, then copied
+    strided = np.full((*expected.shape, 2), np.nan, np.float32)[..., 0]  # not contiguous: computed, then copied
     gemmconv.conv2d(x, W, B, padding=1, strategy=strategy, out=strided)
     np.testing.assert_array_equal(strided, expected)
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import gemmconv
 from gemmconv.registry import supporting
 
+
 def _torch_accepts(x, w, b, args) -> bool:
     from helpers import torch_conv
 
@@ -79,7 +80,7 @@ def test_wider_layers_match_torch(n, c, k, hw, dtype, seed):
         w = rng.standard_normal((k, c, kh, kh)).astype(dtype)
         b = rng.standard_normal(k).astype(dtype)
         for name in gemmconv.list_strategies():
-            if name in ("winograd", "winograd_f2") and args.get("stride", 1) != 1 or name == "1x1" and kh != 1:
+            if (name in ("winograd", "winograd_f2") and args.get("stride", 1) != 1) or (name == "1x1" and kh != 1):
                 continue
             y = gemmconv.conv2d(x, w, b, strategy=name, **args)
             err = scaled_error(y, x, w, b, **args)

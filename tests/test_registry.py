@@ -7,8 +7,8 @@ import pytest
 from helpers import torch_conv
 
 import gemmconv
-from gemmconv.strategies.auto import choose
 from gemmconv.args import ConvArgs
+from gemmconv.strategies.auto import choose
 from gemmconv.validate import validate
 
 
@@ -60,7 +60,7 @@ def test_strategy_without_zero_padding_support_gets_padded_input():
 
 @pytest.mark.parametrize("bad", [object(), "direct", None])
 def test_register_rejects_non_strategies(bad):
-    with pytest.raises(TypeError, match="must be a gemmconv.Strategy"):
+    with pytest.raises(TypeError, match=r"must be a gemmconv\.Strategy"):
         gemmconv.register_strategy(bad)
 
 
@@ -112,7 +112,7 @@ def test_choose_strategy_public_and_validated():
     assert gemmconv.choose_strategy(x, w, padding=1) == "winograd"  # 8·8 = 64 output tiles
     assert gemmconv.choose_strategy(x, w[:, :, :1, :1]) == "1x1"
     assert gemmconv.choose_strategy(x[:, :, :8, :8], w, padding=1) == "im2col"  # 4 tiles
-    with pytest.raises(TypeError, match="unexpected keyword argument.*strategy"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument.*strategy"):
         gemmconv.choose_strategy(x, w, strategy="direct")
     with pytest.raises(ValueError, match="stride must be >= 1"):
         gemmconv.choose_strategy(x, w, stride=0)

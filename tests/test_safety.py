@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 
 import gemmconv
 from gemmconv import _forksafe
+from gemmconv.args import ConvArgs
 from gemmconv.backends import get_backend
 from gemmconv.strategies import im2col
 from gemmconv.strategies.winograd import FILTER_CACHE
 from gemmconv.tuning import _key, tuning_cache
-from gemmconv.args import ConvArgs
 from gemmconv.validate import validate
 
 NUMPY = get_backend(np.zeros(1))
@@ -170,7 +170,7 @@ def test_the_cupy_kernels_int32_indices_bound_the_sizes():
     with pytest.raises(ValueError, match=r"^stride=.*cupy backend.*below 2\*\*31.*at most 2\*\*29"):
         _check_sizes(CupyBackend(), spec, np.ones(1))
     big = _spec(np.ones((1, 1, 5, 5), np.float32), np.ones((1, 1, 1, 1), np.float32), padding=25_000)  # 50005²
-    with pytest.raises(ValueError, match="^x of shape"):
+    with pytest.raises(ValueError, match=r"^x of shape"):
         _check_sizes(CupyBackend(), big, np.ones(1))
 
 
@@ -212,7 +212,8 @@ def test_the_smallest_limit_is_kept(threads):
     x = np.random.default_rng(4).standard_normal((2, 16, 40, 40)).astype(np.float32)
     w = np.random.default_rng(5).standard_normal((16, 16, 3, 3)).astype(np.float32)
     limit = im2col.min_workspace(_spec(x, w, padding=1, workspace_limit=1))
-    run = lambda: gemmconv.conv2d(x, w, padding=1, strategy="im2col", workspace_limit=limit)
+    def run():
+        return gemmconv.conv2d(x, w, padding=1, strategy="im2col", workspace_limit=limit)
     with threadpool_limits(threads, user_api="blas"):  # two workers share the limit, or run one at a time
         run()  # compiled (numba's compiler allocates too)
         y, peak = NUMPY.peak_memory(run)

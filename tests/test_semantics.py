@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from helpers import torch_conv
 
 import gemmconv
-from gemmconv.strategies import im2col
 from gemmconv.args import ConvArgs
+from gemmconv.strategies import im2col
 from gemmconv.validate import validate
 
 STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
@@ -32,7 +32,7 @@ def test_inputs_are_not_modified(strategy):
         arr.flags.writeable = False  # a write would raise
     for mode in ("zeros", "reflect"):
         gemmconv.conv2d(x, w, b, padding=1, padding_mode=mode, strategy=strategy)
-    for a, c in zip((x, w, b), copies):
+    for a, c in zip((x, w, b), copies, strict=False):
         np.testing.assert_array_equal(a, c)
 
 
@@ -131,7 +131,7 @@ def test_depthwise():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((2, 8, 10, 10)).astype(np.float32)
     w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)  # depth multiplier 2
-    for strategy in STRATEGIES[:-2] + ["auto"]:
+    for strategy in [*STRATEGIES[:-2], "auto"]:
         y = gemmconv.conv2d(x, w, padding=1, groups=8, strategy=strategy)
         np.testing.assert_allclose(y, torch_conv(x, w, None, padding=1, groups=8), rtol=1e-4, atol=1e-5)
     assert gemmconv.choose_strategy(x, w, padding=1, groups=8) == "direct"
@@ -197,7 +197,7 @@ def test_workspace_limit_is_validated_and_steers_auto():
     x, w = np.ones((1, 64, 32, 32), np.float32), np.ones((64, 64, 3, 3), np.float32)
     with pytest.raises(ValueError, match="workspace_limit must be >= 1, got 0"):
         gemmconv.conv2d(x, w, workspace_limit=0)
-    with pytest.raises(TypeError, match="workspace_limit must be an int, got 1.5"):
+    with pytest.raises(TypeError, match=r"workspace_limit must be an int, got 1\.5"):
         gemmconv.conv2d(x, w, workspace_limit=1.5)
     assert gemmconv.choose_strategy(x, w, padding=1) == "winograd"
     assert gemmconv.choose_strategy(x, w, padding=1, workspace_limit=2**20) == "im2col"

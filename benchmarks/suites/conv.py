@@ -10,6 +10,7 @@ Combinations a strategy refuses, and backends that are not installed (CuPy witho
 written out here rather than imported, so the suite also runs against older commits.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -44,7 +45,7 @@ def _namespace(backend):
 
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise NotImplementedError("no GPU")
-    except Exception as e:  # CuPy missing, no driver, no device
+    except Exception as e:  # noqa: BLE001 - CuPy missing, no driver, no device: all mean "skip"
         raise NotImplementedError(f"CuPy backend unavailable: {e}") from None
     return cupy, lambda: cupy.cuda.get_current_stream().synchronize()
 
@@ -61,7 +62,7 @@ def _problem(layer, batch, seed=0):
 def _reference(x, w, b, stride, padding, groups):
     """float64 convolution by NumPy alone: sliding windows and one einsum per call."""
     x, w, b = (a.astype(np.float64) for a in (x, w, b))
-    n, c, _, _ = x.shape
+    n, _c, _, _ = x.shape
     k, cg, kh, kw = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
@@ -76,11 +77,9 @@ def _warm():
     """Compile (or load from numba's cache) every CPU kernel once, in the parent that asv forks from."""
     x = np.ones((1, 4, 9, 9), np.float32)
     for s in STRATEGIES:
-        try:
+        with contextlib.suppress(Exception):
             gemmconv.conv2d(x, np.ones((4, 4, 1 if s == "1x1" else 3, 1 if s == "1x1" else 3), np.float32),
                             strategy=s, padding=1)
-        except Exception:
-            pass
 
 
 _warm()

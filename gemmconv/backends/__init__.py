@@ -10,10 +10,13 @@ group, whose entries load to a :class:`Backend` subclass or instance.
 from __future__ import annotations
 
 import sys
+from importlib.metadata import entry_points
 from typing import Any
 
 from .._forksafe import ForkSafeLock
 from .base import Backend
+from .cupy_backend import CupyBackend  # it imports CuPy only when a CuPy array is seen
+from .numpy_backend import NumpyBackend
 
 __all__ = ["Backend", "get_backend", "list_backends", "register_backend"]
 
@@ -68,8 +71,6 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    from importlib.metadata import entry_points
-
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         obj = ep.load()
         backend = obj() if isinstance(obj, type) else obj
@@ -118,10 +119,6 @@ def get_backend(a: Any, name: str = "x") -> Backend:
 
 
 def _register_builtins() -> None:
-    # neither module imports its array library at import time
-    from .cupy_backend import CupyBackend
-    from .numpy_backend import NumpyBackend
-
     register_backend(NumpyBackend())
     register_backend(CupyBackend())
 

@@ -9,7 +9,6 @@ from ._numba_common import OPTS as _OPTS
 from ._numba_common import copy_rows as _copy_rows
 from ._numba_common import valid_range as _valid_range
 
-
 #: largest plane (accumulator floats) that takes a 3x3 kernel's nine taps in one pass; past it the
 #: accumulator and the padded input outgrow L1 and three passes of three taps run faster (CPU_NOTES.md)
 _NINE_TAPS_MAX = 4096

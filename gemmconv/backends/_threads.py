@@ -12,7 +12,7 @@ run time). Workers are not pinned to cores unless asked (``set_threads(pin=True)
 ``GEMMCONV_PIN_THREADS=1``): the scheduler places them among the allowed cores.
 
 The BLAS inside a worker must run on one thread: two workers' multi-threaded GEMMs contend for the
-same BLAS threads (measured 3-35x slower). Where the BLAS has a thread-local limit (MKL; OpenBLAS
+same BLAS threads (measured: CPU_NOTES.md). Where the BLAS has a thread-local limit (MKL; OpenBLAS
 built with OpenMP) each worker sets its own, and nothing changes for other threads. NumPy's own
 wheels ship OpenBLAS built with pthreads, whose ``openblas_set_num_threads_local`` sets the
 process-wide count (measured); there, while blocks run, the process-wide count is 1 (other threads'
@@ -33,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+import numpy as np  # NumPy's BLAS is loaded, so that threadpoolctl finds it
+from threadpoolctl import ThreadpoolController
 
 from .._forksafe import ForkSafeLock
 
@@ -112,12 +113,9 @@ def worker_count() -> int:
     return max(1, min(blas_threads(), allowed_cores()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _blas_controllers() -> tuple[Any, ...]:
     """threadpoolctl controllers of the BLAS libraries loaded when first asked (NumPy's among them)."""
-    import numpy  # noqa: F401 - NumPy's BLAS must be loaded to be found
-    from threadpoolctl import ThreadpoolController
-
     return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
@@ -127,7 +125,7 @@ def blas_threads() -> int:
     return max((c.num_threads for c in controllers), default=1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _thread_local_limits() -> tuple[Callable[[int], Any], ...] | None:
     """Functions setting the calling thread's own BLAS thread limit, one per BLAS library, or None where
     a library has none (then the process-wide count is all there is)."""
@@ -272,9 +270,9 @@ def run_phases(phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Call
     item), before any item of the next phase starts.
 
     A worker waits at the end of a phase only for items other workers have taken and are running,
-    so phases never wait on a worker busy elsewhere. One hand-out instead of one per phase saves
-    ~75 µs of waking the workers and ~50 µs of waking the caller per phase (Winograd on 256
-    channels at 14², N=1: ~1.25 ms). The first error raised is raised here; later phases are skipped.
+    so phases never wait on a worker busy elsewhere. One hand-out instead of one per phase saves waking
+    the workers and the caller once per phase (measured: CPU_NOTES.md). The first error raised is raised
+    here; later phases are skipped.
     """
     workers = min(workers, max((len(items) for _, items, _ in phases), default=0))
     local = _thread_local_limits() is not None

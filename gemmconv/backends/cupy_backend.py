@@ -101,7 +101,6 @@ class CupyBackend(Backend):
 
     def peak_memory(self, fn: Any) -> tuple[Any, int]:
         """``fn()`` and the peak device bytes it allocated beyond its result (a CuPy memory hook)."""
-        import cupy
 
         hook = _PeakHook()
         with hook:
@@ -213,7 +212,7 @@ class CupyBackend(Backend):
         return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _peak_hook_class() -> Any:
     import cupy
 
@@ -237,7 +236,7 @@ def _peak_hook_class() -> Any:
     return PeakHook
 
 
-def _PeakHook() -> Any:  # noqa: N802 - a factory standing in for a class defined once CuPy is imported
+def _PeakHook() -> Any:
     return _peak_hook_class()()
 
 
@@ -275,11 +274,11 @@ def _gemm_plan(a_shape: tuple[int, ...], a_strides: tuple[int, ...], b_shape: tu
         pad = nd - (len(shape) - 2)
         full = (1,) * pad + shape[:-2]
         el = [0] * pad + [v // itemsize for v in st[:-2]]
-        return [0 if sz == 1 else v for sz, v in zip(full, el)]
+        return [0 if sz == 1 else v for sz, v in zip(full, el, strict=False)]
 
     c_strides = [int(np.prod(batch[i + 1:], dtype=np.int64)) * m * n for i in range(nd)]
     dims = [[size, sa, sb, sc] for size, sa, sb, sc in
-            zip(batch, strides(a_shape, a_strides), strides(b_shape, b_strides), c_strides) if size != 1]
+            zip(batch, strides(a_shape, a_strides), strides(b_shape, b_strides), c_strides, strict=False) if size != 1]
     merged: list[list[int]] = []
     for d in dims:  # merge (outer, inner) when outer stride == inner stride * inner size, for a, b and c
         if merged and all(merged[-1][i] == d[i] * d[0] for i in (1, 2, 3)):
@@ -323,7 +322,7 @@ def _cublas_matmul(a: Any, b: Any) -> Any:
     size = a.itemsize
     op_n = 0  # CUBLAS_OP_N
     for index in np.ndindex(*(d[0] for d in outer)):
-        oa, ob, oc = (sum(i * d[j] for i, d in zip(index, outer)) * size for j in (1, 2, 3))
+        oa, ob, oc = (sum(i * d[j] for i, d in zip(index, outer, strict=False)) * size for j in (1, 2, 3))
         # row-major C = A @ B is column-major C^T = B^T A^T: cuBLAS gets (b, a) with m and n swapped
         cublas.gemmStridedBatchedEx(
             handle, op_n, op_n, n, m, k, one.ctypes.data,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import math
 import os
 import threading
@@ -14,33 +15,26 @@ import numpy as np
 
 from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
-from . import _threads
+from . import _numba_direct, _numba_im2col, _numba_winograd, _threads
 from .base import Backend
 
 __all__ = ["NumpyBackend"]
 
 
 def _launch(kernel: str, *args: Any) -> None:
-    """Run compiled kernel ``kernel`` on the calling thread (numba is imported on first use, so
-    ``import gemmconv`` stays cheap). Parallel work goes through :meth:`NumpyBackend.run_blocks`'s
-    pinned workers: numba's own parallel launch measured slower than one thread on a 0.5 ms
-    kernel (0.61 against 0.47 ms; its unpinned threads woke on one core)."""
-    fn = _KERNELS.get(kernel)
-    if fn is None:
-        if kernel.endswith("_ready"):  # only load it
-            kernel = kernel[: -len("_ready")]
-            if kernel in _KERNELS:
-                return
-        from . import _numba_direct, _numba_im2col, _numba_winograd
-
-        module = {"im2col": _numba_im2col, "direct": _numba_direct}.get(kernel, _numba_winograd)
-        fn = _KERNELS[kernel] = getattr(module, kernel)
-        if not args:
-            return
-    fn(*args)
+    """Run compiled kernel ``kernel`` on the calling thread. Parallel work goes through
+    :meth:`NumpyBackend.run_blocks`'s workers: numba's own parallel launch measured slower than one
+    thread (CPU_NOTES.md)."""
+    _KERNELS[kernel](*args)
 
 
-_KERNELS: dict[str, Any] = {}  # name -> compiled kernel, once imported
+#: name -> compiled kernel (numba compiles each on its first call, or loads it from its disk cache)
+_KERNELS: dict[str, Any] = {
+    "im2col": _numba_im2col.im2col,
+    "direct": _numba_direct.direct,
+    "winograd_input": _numba_winograd.winograd_input,
+    "winograd_output": _numba_winograd.winograd_output,
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -80,12 +74,10 @@ class NumpyBackend(Backend):
     #: per block: 3x one core's L2 on the development machine (1 MiB; its L3 is 32 MiB), between the best
     #: two of 0.5-8 MiB measured on ResNet-18's layers (benchmarks/CPU_NOTES.md)
     block_bytes: int | None = 3 << 20
-    #: waking the workers costs ~75 µs: a 1x1 layer of 13 MFLOP (64 -> 128 channels at 28²) took
-    #: 0.22 ms as one block and 0.49 ms in blocks; from ~100 MFLOP on, blocks win
+    #: below this, one block on the calling thread: waking the workers costs more (CPU_NOTES.md)
     min_block_flops: int = 32_000_000
     #: the direct loops run ~10x fewer flops per second than a GEMM: from 10 MFLOP on, on the workers
-    #: (a 128-channel 56² depthwise layer: 7 MFLOP, 0.42 ms here against 0.49 ms on the workers; at
-    #: N=2 0.65 ms on the workers against 1.0 ms here)
+    #: (CPU_NOTES.md)
     min_direct_flops: int = 10_000_000
     #: largest reused buffer kept between calls, per thread and kind (columns, tiles, GEMM products); blocks
     #: are cut to ``block_bytes``, so only one-block problems on the calling thread come near it
@@ -186,7 +178,7 @@ class NumpyBackend(Backend):
             if ones_row:
                 cols[:, crs] = 1
         if (spec.kh, spec.kw, spec.pt, spec.pl) == (1, 1, 0, 0):  # a 1x1 kernel's strided pixels, no padding
-            # NumPy's strided copy: 21 µs for 64 channels at 28² against 28 for a compiled loop
+            # NumPy's strided copy: faster here than a compiled loop (CPU_NOTES.md)
             ob, sh, sw = o1 - o0, spec.sh, spec.sw
             # (NB, C, OB·OW) rows of cols -> (NB, C, OB, OW)
             np.copyto(cols[:, : spec.c].reshape(n1 - n0, spec.c, ob, spec.ow),
@@ -208,7 +200,7 @@ class NumpyBackend(Backend):
             return out
         parts = min(planes, 4 * self.workers())
         bounds = [planes * i // parts for i in range(parts + 1)]  # planes n·K + k, parts of near-equal size
-        self.run_blocks(lambda part: _launch("direct", *args, *part), list(zip(bounds[:-1], bounds[1:])))
+        self.run_blocks(lambda part: _launch("direct", *args, *part), list(itertools.pairwise(bounds)))
         return out
 
     def direct_runner(self, spec: ConvSpec) -> Callable[[Any, Any, Any, Any], Any]:
@@ -216,7 +208,6 @@ class NumpyBackend(Backend):
         on the calling thread decided once: the per-call cost of a small convolution is then the kernel's."""
         if spec.flops >= self.min_direct_flops:
             return lambda x, w, b, out: self.direct(x, w, b, spec, out)
-        _launch("direct_ready")  # compiles or loads the kernel now, not on the first call
         kernel = _KERNELS["direct"]
         sizes = (spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups, 0, spec.n * spec.k)
         shape, zeros = spec.out_shape, np.zeros(spec.k, dtype=spec.dtype)  # read only, the bias when there is none
@@ -288,14 +279,15 @@ class NumpyBackend(Backend):
 
         The transforms touch all T² matrices for each tile; were they a multiple of 4 KiB apart (P·C·4
         bytes is, at 256 channels and 16 tiles), those accesses would fall in one set of the L1 cache
-        and evict each other (7² and 14² planes transformed 1.6-2x slower).
+        and evict each other (measured: CPU_NOTES.md).
         """
         itemsize = np.dtype(dtype).itemsize
         lines = -(-c * p * itemsize // 64)
         pitch = (lines + 1 - lines % 2) * 64 // itemsize  # elements from one matrix to the next
         buf = self._scratch(key, (t2 * pitch,), dtype) if scratch else np.empty(t2 * pitch, dtype=dtype)
         # (T²·pitch,) -> (T², P, C) view: matrix i starts at i·pitch
-        return np.lib.stride_tricks.as_strided(buf, shape=(t2, p, c), strides=(pitch * itemsize, c * itemsize, itemsize))
+        strides = (pitch * itemsize, c * itemsize, itemsize)
+        return np.lib.stride_tricks.as_strided(buf, shape=(t2, p, c), strides=strides)
 
     @staticmethod
     def _bias(b: Any | None, spec: ConvSpec, dtype: Any) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from ..spec import ConvSpec
@@ -25,7 +26,7 @@ def split(total: int, unit_bytes: int, budget: int, parts: int) -> list[tuple[in
     count = -(-total // max(1, budget // max(unit_bytes, 1)))  # blocks that fit the budget
     count = min(total, -(-count // parts) * parts)  # rounded up to a multiple of parts
     bounds = [total * i // count for i in range(count + 1)]  # sizes differ by at most one
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(itertools.pairwise(bounds))
 
 
 def block_budget(backend: Any, spec: ConvSpec) -> int | None:

@@ -10,7 +10,7 @@ from ..spec import ConvSpec
 
 def prepare(backend: Any, spec: ConvSpec) -> Runner:
     run = backend.direct_runner(spec)
-    run.workspace_bytes = backend.direct_workspace(spec)  # type: ignore[attr-defined]
+    run.workspace_bytes = backend.direct_workspace(spec)
     return run
 
 

@@ -5,7 +5,7 @@ a tag holding everything else the transform depends on (for Winograd: the tile
 size and the groups, which set its layout), then checked against a stored copy
 of the weights, element by element, so an array modified in place (or a new
 array at a recycled address) is never served a stale transform. The check reads the weights and the copy (at 512
-channels, 2 x 9.4 MB: ~0.7 ms); :meth:`FilterCache.lookup` leaves it to the
+channels, 2 x 9.4 MB); :meth:`FilterCache.lookup` leaves it to the
 caller, who can split it over worker threads (:meth:`Lookup.matches` on slices
 of the output channels) before settling the lookup.
 """
@@ -26,7 +26,8 @@ class Lookup:
 
     def __init__(self, cache: FilterCache, backend: Any, w: Any, key: Hashable, entry: tuple[Any, Any] | None,
                  compute: Callable[[Any], Any]) -> None:
-        self._cache, self._xp, self._w, self._key, self._entry, self._compute = cache, backend.xp, w, key, entry, compute
+        self._cache, self._xp, self._w = cache, backend.xp, w
+        self._key, self._entry, self._compute = key, entry, compute
 
     def matches(self, k0: int, k1: int) -> bool:
         """Whether output channels ``k0:k1`` of the weights equal the cached copy's (False on a miss)."""

@@ -117,8 +117,8 @@ def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int, fold_b
 def folds_bias(spec: ConvSpec, b: Any | None) -> bool:
     """Whether the GEMM adds the bias: the weights widened by a last column, the bias, against a last
     row of ones in the columns. Where the weights are small beside the output (1x1 and stem layers),
-    copying them once per call costs less than a pass of its own over the output (1x1, 64 -> 128
-    channels at 28², N=1: 16 of 160 µs); groups of 1 only, and under a ``workspace_limit`` only where
+    copying them once per call costs less than a pass of its own over the output (measured: CPU_NOTES.md);
+    groups of 1 only, and under a ``workspace_limit`` only where
     the widened weights take at most an eighth of it (:func:`plan` counts them) and it still holds a
     block of one row."""
     crs = spec.c * spec.kh * spec.kw

@@ -84,8 +84,8 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: l
     if len(blocks) == 1:
         u = _checked(found, spec)
         v = backend.winograd_input(x, spec, m, th, tw, reuse=True)  # all N·th·tw tiles
-        return backend.winograd_output(backend.winograd_multiply(u, v, spec, m, 0, spec.k, reuse=True), b, spec, m, th, tw,
-                                       out=out)
+        mt = backend.winograd_multiply(u, v, spec, m, 0, spec.k, reuse=True)
+        return backend.winograd_output(mt, b, spec, m, th, tw, out=out)
     xp = backend.xp
     x = xp.ascontiguousarray(x)  # once, not per block
     out = xp.empty(spec.out_shape, dtype=x.dtype) if out is None else out
@@ -105,7 +105,7 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: l
 
     # blocks of output channels share all the tile rows: first transform the input once, each worker
     # taking a slice of the input channels and checking a slice of the cached filter's weights (deep
-    # layers: 2 x 9.4 MB read at 512 channels, ~0.7 ms on one core), then the blocks, in one hand-out
+    # layers: 2 x 9.4 MB read at 512 channels), then the blocks, in one hand-out
     shared = backend.winograd_tiles(t, spec.c, spec.n * th * tw, x.dtype)  # the N·th·tw tiles of all channels
     parts = backend.workers()
     matched = [True] * parts
