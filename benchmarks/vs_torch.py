@@ -30,7 +30,6 @@ import gemmconv
 from gemmconv.args import ConvArgs
 from gemmconv.layers import LAYERS
 from gemmconv.strategies import im2col
-from gemmconv.strategies._common import block_budget
 from gemmconv.validate import validate
 
 RESNET18 = ["stem7x7s2", "conv3x3_56", "conv3x3_28", "conv3x3_14", "conv3x3_7", "conv3x3s2_56", "conv1x1s2_56",
@@ -54,7 +53,7 @@ def _gemm_share(layer, n: int, reps: int) -> float:
     x, w, b = layer.arrays(n)
     be, x4, w4, _, spec, _ = validate(x, w, b, ConvArgs(**layer.conv_args))
     crs = spec.cg * spec.kh * spec.kw
-    blocks = im2col.plan(spec, block_budget(be, spec), be.workers(), x4.dtype.itemsize)
+    blocks = im2col.plan(spec, be.scheduler.block_budget(spec), be.scheduler.workers(), x4.dtype.itemsize)
     packed = {part[:4]: be.im2col_part(x4, spec, *part[:4]).copy() for part in blocks}
     if len(blocks) == 1:  # one block: the strategy's unblocked GEMM
         cols = packed[blocks[0][:4]].reshape(spec.n, spec.groups, crs, spec.oh * spec.ow)

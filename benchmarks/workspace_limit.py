@@ -49,8 +49,8 @@ def main() -> None:
                 t_full.append(a)
                 t_lim.append(c)
                 ratios.append(c / a)
-            _, peak_full = backend.peak_memory(lambda: run(None))
-            _, peak_lim = backend.peak_memory(lambda: run(limit))
+            _, peak_full = backend.profiler.peak_memory(lambda: run(None))
+            _, peak_lim = backend.profiler.peak_memory(lambda: run(limit))
             r = statistics.median(ratios)
             worst = max(worst, r)
             table.add_row(str(n), name, f"{statistics.median(t_full) * 1e3:.2f}",

@@ -116,7 +116,7 @@ def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] |
             continue
         call = functools.partial(p, x, w, b)
         y, m = measure(call, backend, repeat, warmup)
-        _, workspace = backend.peak_memory(call)
+        _, workspace = backend.profiler.peak_memory(call)
         y4 = y[None] if v.unbatched else y  # (K, OH, OW) -> (1, K, OH, OW)
         records.append(Record(
             strategy=name, median_s=m.median, min_s=min(m.times), max_s=max(m.times), spread=m.spread,
@@ -162,13 +162,13 @@ def machine_peaks(backend: str = "numpy", dtype: str = "float32", repeat: int = 
     xp = _namespace(backend)
     probe = xp.zeros(1, dtype=dtype)
     be = get_backend(probe)
-    nn = be.peak_gemm_size
+    nn = be.profiler.peak_gemm_size
     a = xp.ones((nn, nn), dtype=dtype)
     b = xp.ones((nn, nn), dtype=dtype)
     be.matmul(a, b)
-    t_gemm = min(be.time_calls(lambda: be.matmul(a, b), repeat))
+    t_gemm = min(be.profiler.time_calls(lambda: be.matmul(a, b), repeat))
     big = xp.ones(32 * 2**20 // probe.itemsize, dtype=dtype)  # 32 MiB, beyond the caches
     big.copy()
-    t_copy = min(be.time_calls(big.copy, repeat))
+    t_copy = min(be.profiler.time_calls(big.copy, repeat))
     return {"gemm_gflops": 2 * nn**3 / t_gemm / 1e9, "bandwidth_gbs": 2 * big.nbytes / t_copy / 1e9,
             "gemm_size": nn}

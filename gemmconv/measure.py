@@ -36,7 +36,7 @@ def measure(fn: Callable[[], Any], backend: Any, repeat: int, warmup: int = 1) -
     y = None
     for _ in range(warmup):
         y = fn()
-    times = backend.time_calls(fn, repeat)
+    times = backend.profiler.time_calls(fn, repeat)
     if y is None:
         y = fn()
     return y, Measurement(times)

@@ -19,7 +19,7 @@ from typing import Any
 from ._forksafe import ForkSafeLock
 from .args import ConvArgs
 from .errors import StrategyNotSupportedError
-from .registry import Runner, Strategy, get_strategy, supporting
+from .registry import Runner, Strategy, get_strategy, missing_kernels, supporting
 from .spec import ConvSpec
 from .validate import check_padded_fits, validate
 
@@ -101,9 +101,9 @@ class ConvPlan:
         requested = get_strategy(args.strategy)
         self.backend, self.spec, self.requested = backend, spec, requested.name
         if requested.select is None:
-            reason = requested.supports(spec)
+            reason = requested.supports(spec) or missing_kernels(requested, backend)
             if reason is not None:
-                raise StrategyNotSupportedError(requested.name, reason, supporting(spec), _summary(spec))
+                raise StrategyNotSupportedError(requested.name, reason, supporting(spec, backend), _summary(spec))
             chosen = requested
         else:
             with backend.device_context(v.x):

@@ -59,6 +59,9 @@ class Strategy:
         depends only on sizes (blocks, workspace, launch sizes) taken in
         ``prepare``, writing into ``out`` when it is given. Without it, plans
         call ``run`` (and copy into ``out``).
+    needs : tuple of str, optional
+        Kernel families the strategy calls (``"im2col"``, ``"direct"``, ``"winograd"``): a backend that
+        does not provide one of them (:meth:`Backend.provides`) is refused.
     select : callable, optional
         For a chooser such as ``auto``: ``select(backend, x, w, b, spec,
         runner_for)`` names the strategy to run, resolved once when a plan is
@@ -72,6 +75,7 @@ class Strategy:
     pads_zeros: bool = True
     prepare: PrepareFn | None = None
     select: SelectFn | None = None
+    needs: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, Strategy] = {}
@@ -153,6 +157,16 @@ def get_strategy(name: str) -> Strategy:
         ) from None
 
 
-def supporting(spec: ConvSpec) -> tuple[str, ...]:
-    """Names of the registered strategies whose predicate accepts ``spec``."""
-    return tuple(name for name, s in list(_REGISTRY.items()) if s.supports(spec) is None)
+def missing_kernels(strategy: Strategy, backend: Any) -> str | None:
+    """Why ``backend`` cannot run ``strategy`` (a kernel family it does not provide), or None."""
+    for family in strategy.needs:
+        if not backend.provides(family):
+            return f"the {backend.name} backend provides no {family} kernels"
+    return None
+
+
+def supporting(spec: ConvSpec, backend: Any = None) -> tuple[str, ...]:
+    """Names of the registered strategies whose predicate accepts ``spec`` (and, given a backend, whose
+    kernels it provides)."""
+    return tuple(name for name, s in list(_REGISTRY.items())
+                 if s.supports(spec) is None and (backend is None or missing_kernels(s, backend) is None))

@@ -32,25 +32,27 @@ BLOCKED = ["im2col", "winograd", "winograd_f2", "1x1", "auto"]
 @contextlib.contextmanager
 def blocks_of(nbytes: int | None, threads: int):
     """The NumPy backend with ``nbytes`` per block, for any size of work, and ``threads`` BLAS threads (= workers)."""
-    saved = NUMPY.block_bytes, NUMPY.min_block_flops
-    NUMPY.block_bytes, NUMPY.min_block_flops = nbytes, 0
+    sched = NUMPY.scheduler
+    saved = sched.block_bytes, sched.min_block_flops
+    sched.block_bytes, sched.min_block_flops = nbytes, 0
     try:
         with threadpool_limits(threads, user_api="blas"):
             yield
     finally:
-        NUMPY.block_bytes, NUMPY.min_block_flops = saved
+        sched.block_bytes, sched.min_block_flops = saved
 
 
 def test_small_convolutions_run_as_one_block():
     x, w = np.ones((1, 64, 28, 28), np.float32), np.ones((128, 64, 1, 1), np.float32)  # 12.8 MFLOP
     calls = []
-    run_blocks = NUMPY.run_blocks
-    NUMPY.run_blocks = lambda fn, items, workers=None: (calls.append(len(items)), run_blocks(fn, items, workers))
+    run_blocks = NUMPY.scheduler.run_blocks
+    NUMPY.scheduler.run_blocks = lambda fn, items, workers=None: (calls.append(len(items)),
+                                                                  run_blocks(fn, items, workers))
     try:
         gemmconv.conv2d(x, w, strategy="1x1")
         gemmconv.conv2d(np.ones((8, 64, 28, 28), np.float32), w, strategy="1x1")  # 103 MFLOP
     finally:
-        del NUMPY.run_blocks
+        del NUMPY.scheduler.run_blocks
     assert calls[0] == 1 and calls[1] >= 2  # only the 103 MFLOP one was cut into blocks
 
 
@@ -87,7 +89,7 @@ def test_real_sized_blocks_match_unblocked(strategy, n, c, hw, k):
     b = rng.standard_normal(k).astype(np.float32)
     with blocks_of(None, 1):
         whole = gemmconv.conv2d(x, w, b, padding=1, strategy=strategy)
-    for nbytes in (64 * 1024, NUMPY.block_bytes):
+    for nbytes in (64 * 1024, NUMPY.scheduler.block_bytes):
         with blocks_of(nbytes, 2):
             np.testing.assert_allclose(gemmconv.conv2d(x, w, b, padding=1, strategy=strategy), whole,
                                        rtol=2e-5, atol=2e-5)
@@ -244,7 +246,7 @@ def test_winograd_tile_matrices_start_an_odd_number_of_cache_lines_apart(c, p, s
 @pytest.mark.parametrize("stride, padding", [(2, 0), (1, 1), (2, 1)])
 def test_columns_with_a_row_of_ones(stride, padding):
     """The NumPy kernels and the generic default give the same columns, plus the ones row the bias rides on."""
-    from gemmconv.backends.base import Backend
+    from gemmconv.backends.kernels import Im2colKernels
 
     x = np.random.default_rng(7).standard_normal((2, 3, 9, 9)).astype(np.float32)
     for kh in (1, 3):
@@ -252,7 +254,7 @@ def test_columns_with_a_row_of_ones(stride, padding):
                                          ConvArgs(stride=stride, padding=padding))
         plain = be.im2col_part(x4, spec, 0, 2, 1, spec.oh).copy()
         ones = be.im2col_part(x4, spec, 0, 2, 1, spec.oh, ones_row=True).copy()
-        generic = Backend.im2col_part(be, x4, spec, 0, 2, 1, spec.oh, ones_row=True)
+        generic = Im2colKernels.im2col_part(be, x4, spec, 0, 2, 1, spec.oh, ones_row=True)
         crs = 3 * kh * kh
         assert ones.shape == generic.shape == (2, crs + 1, (spec.oh - 1) * spec.ow)
         np.testing.assert_array_equal(ones[:, :crs], plain)

@@ -216,7 +216,7 @@ def test_the_smallest_limit_is_kept(threads):
         return gemmconv.conv2d(x, w, padding=1, strategy="im2col", workspace_limit=limit)
     with threadpool_limits(threads, user_api="blas"):  # two workers share the limit, or run one at a time
         run()  # compiled (numba's compiler allocates too)
-        y, peak = NUMPY.peak_memory(run)
+        y, peak = NUMPY.profiler.peak_memory(run)
     assert peak <= limit
     np.testing.assert_allclose(y, torch_conv(x, w, None, padding=1), rtol=1e-5, atol=1e-5)
 

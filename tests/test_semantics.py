@@ -185,9 +185,9 @@ def test_im2col_workspace_limit_bounds_the_peak():
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
     backend = gemmconv.get_backend(x)
     run = lambda limit: gemmconv.conv2d(x, w, padding=1, strategy="im2col", workspace_limit=limit)  # noqa: E731
-    y_full, peak_full = backend.peak_memory(lambda: run(None))
+    y_full, peak_full = backend.profiler.peak_memory(lambda: run(None))
     limit = 256 * 1024
-    y, peak = backend.peak_memory(lambda: run(limit))
+    y, peak = backend.profiler.peak_memory(lambda: run(limit))
     assert peak_full > 4 * limit  # the unbounded column matrices: 2·144·1600·4 bytes
     assert peak <= limit
     np.testing.assert_allclose(y, y_full, rtol=1e-5, atol=1e-5)

@@ -1,23 +1,28 @@
-"""The backend interface: an array namespace plus the hot kernels strategies compose.
+"""What a backend is: an array library's namespace, its devices and the arrays it owns.
 
-A strategy is written once against this interface. A backend supplies
-``xp`` (the NumPy-compatible namespace of its arrays) and the kernels whose
-speed depends on the hardware: column packing, the direct loop and the
-Winograd tile transforms. GEMMs go through ``xp.matmul`` (BLAS / cuBLAS).
+A backend has four parts, each with one job:
+
+- this class: the array namespace ``xp``, ownership of arrays, devices, padding and GEMMs
+  (``xp.matmul``: BLAS / cuBLAS);
+- the kernel families it provides (:mod:`.kernels`: im2col packing, the direct loop, Winograd's
+  transforms), declared by deriving from their mixins and asked for with :meth:`Backend.provides`;
+- its :attr:`~Backend.scheduler` (:mod:`.scheduling`): whether and how work is cut into blocks;
+- its :attr:`~Backend.profiler` (:mod:`.profiling`): timers and peak memory.
+
+A strategy is written once against these; it asks for capabilities, never for a device.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sys
-import time
-import tracemalloc
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable
 from typing import Any
 
 from ..spec import ConvSpec
+from .profiling import Profiler
+from .scheduling import Scheduler
 
 __all__ = ["Backend"]
 
@@ -27,8 +32,8 @@ _PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "c
 class Backend(ABC):
     """Base class of array backends.
 
-    Subclasses set :attr:`name`, :attr:`module` and :attr:`dtypes` and
-    implement the four kernels. Register an instance with
+    Subclasses set :attr:`name`, :attr:`module` and :attr:`dtypes`, derive from the kernel families
+    they provide (:mod:`.kernels`) and set a scheduler and profiler. Register an instance with
     :func:`gemmconv.backends.register_backend`, or publish the subclass in the
     ``gemmconv.backends`` entry-point group.
     """
@@ -44,9 +49,10 @@ class Backend(ABC):
     #: largest index the kernels compute without overflow (int64 on the CPU, less a margin); validation keeps
     #: every extent (padded input, dilated kernel, stride) to a quarter of it and every plane to it
     index_limit: int = 2**62 - 1
-    #: whether Winograd's filter transform is cached (host-checked against a copy of the weights);
-    #: a GPU backend recomputes it instead, as the check would need a device->host sync per call
-    caches_filters: bool = True
+    #: how the backend runs a strategy's blocks (:mod:`.scheduling`)
+    scheduler: Scheduler = Scheduler()
+    #: how the backend measures (:mod:`.profiling`)
+    profiler: Profiler = Profiler()
 
     @property
     @abstractmethod
@@ -110,19 +116,6 @@ class Backend(ABC):
             arr = cache[ck] = self.xp.asarray(value, dtype=dtype)
         return arr
 
-    def winograd_filter(self, w: Any, spec: ConvSpec, g: Any, m: int) -> Any:
-        """Winograd's filter transform ``U = G w G^T`` laid out as (T², G, K/G, C/G), ``T = m + 2``.
-
-        ``g`` is the (T, 3) matrix G in the working precision (float64 for float32/float64
-        weights, float32 for float16), so the cached transform carries no extra rounding.
-        """
-        xp = self.xp
-        t = m + 2
-        u = xp.matmul(xp.matmul(g, w.astype(g.dtype)), g.T)  # (T, 3) @ (K, C/G, 3, 3) @ (3, T) -> (K, C/G, T, T)
-        u = u.transpose(2, 3, 0, 1)  # -> (T, T, K, C/G)
-        u = u.reshape(t * t, spec.groups, spec.kg, spec.cg)  # -> (T², G, K/G, C/G)
-        return xp.ascontiguousarray(u.astype(spec.dtype))
-
     def clear_workspace(self) -> None:
         """Free buffers this backend reuses between calls (none here)."""
 
@@ -143,154 +136,9 @@ class Backend(ABC):
         out[...] = self.xp.matmul(a, b)
         return out
 
-    # -- blocked pipelines -----------------------------------------------------
-    #: bytes of workspace one block of a blocked strategy (im2col, Winograd) should hold, so that a
-    #: block's pack/transform, GEMM and unpack run in one core's cache; ``None``: one block, the
-    #: whole problem (a GPU needs all the parallelism at once)
-    block_bytes: int | None = None
-    #: convolutions of fewer flops than this run as one block
-    min_block_flops: int = 0
-
-    def workers(self) -> int:
-        """How many blocks :meth:`run_blocks` runs at once."""
-        return 1
-
-    def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any], workers: int | None = None) -> None:
-        """Call ``fn(item)`` for each independent item (blocks of a blocked strategy), in any order, at most
-        ``workers`` at once (default :meth:`workers`)."""
-        for item in items:
-            fn(item)
-
-    def run_phases(self, phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Callable[[], None] | None]]
-                   ) -> None:
-        """For each phase ``(fn, items, after)`` in turn: :meth:`run_blocks` ``(fn, items)``, then ``after()``
-        (if given); a phase's items may rely on every earlier phase being done."""
-        for fn, items, after in phases:
-            self.run_blocks(fn, items)
-            if after is not None:
-                after()
-
-    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int, ones_row: bool = False,
-                    reuse: bool = False) -> Any:
-        """Column matrices of images ``n0:n1`` and output rows ``o0:o1``: ``(n1-n0, C·KH·KW, (o1-o0)·OW)``,
-        with ``ones_row`` one more row, of ones (a GEMM by weights with the bias as their last column
-        then adds the bias). A fresh array, unless ``reuse`` (the library's own opt-in: the caller drops
-        it before its next call on this thread) lets a backend write it into a buffer it reuses.
-
-        This default packs the band of input rows those outputs read as a convolution of its own
-        (its padding is the part of the original padding it touches) through :meth:`im2col`.
-        """
-        r0 = o0 * spec.sh - spec.pt  # first padded-input row read, in input coordinates
-        r1 = (o1 - 1) * spec.sh - spec.pt + spec.ekh  # one past the last
-        lo, hi = max(r0, 0), min(r1, spec.h)
-        sub = dataclasses.replace(spec, n=n1 - n0, h=hi - lo, pt=lo - r0, pb=r1 - hi)
-        cols = self.im2col(x[n0:n1, :, lo:hi], sub)  # x rows (N', C, rows, W) -> (N', C·R·S, OB·OW)
-        if not ones_row:
-            return cols
-        ones = self.xp.ones((cols.shape[0], 1, cols.shape[2]), dtype=cols.dtype)
-        return self.xp.concatenate([cols, ones], axis=1)  # -> (N', C·R·S + 1, OB·OW)
-
-    def winograd_tiles(self, t: int, c: int, p: int, dtype: Any) -> Any:
-        """An uninitialised array for ``p`` transformed input tiles of ``c`` channels, in the layout
-        :meth:`winograd_input` returns (here ``(T, T, C, P)``)."""
-        return self.xp.empty((t, t, c, p), dtype=dtype)
-
-    def winograd_multiply(self, u: Any, v: Any, spec: ConvSpec, m: int, k0: int, k1: int,
-                          reuse: bool = False) -> Any:
-        """The products ``M = U V`` of the filter transform (:meth:`winograd_filter`) and input tiles
-        (:meth:`winograd_input`) for output channels ``k0:k1`` (all of them when G > 1), in the layout
-        :meth:`winograd_output` reads: here ``(T, T, KB, P)``. A fresh array unless ``reuse`` (see
-        :meth:`im2col_part`)."""
-        t, p = m + 2, v.shape[-1]
-        v = v.reshape(t * t, spec.groups, spec.cg, p)  # (T, T, C, P) -> (T², G, C/G, P)
-        uk = u if (k0, k1) == (0, spec.k) else u[:, :, k0:k1]  # (T², G, KB/G, C/G); KB < K only when G = 1
-        mt = self.matmul(uk, v, scratch=reuse)  # (T², G, KB/G, C/G) @ (T², G, C/G, P) -> (T², G, KB/G, P)
-        return mt.reshape(t, t, k1 - k0, p)  # -> (T, T, KB, P)
-
-    def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
-                            channels: tuple[int, int] | None = None, out: Any = None, reuse: bool = False) -> Any:
-        """:meth:`winograd_input` for tile rows ``r0:r1`` of the ``N·th`` rows: ``(T, T, C, (r1-r0)·tw)``.
-
-        With ``channels=(c0, c1)`` and ``out`` (T, T, C, (r1-r0)·tw), only those input channels are
-        transformed, into ``out[:, :, c0:c1]``, and ``out`` is returned.
-        Only called in blocks, so only backends that set :attr:`block_bytes` implement it.
-        """
-        raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (block_bytes=None)")
-
-    def winograd_output_rows(self, mt: Any, b: Any | None, out: Any, spec: ConvSpec, m: int, th: int, tw: int,
-                             r0: int, k0: int) -> None:
-        """:meth:`winograd_output` of tiles ``mt`` (T, T, KB, RB·tw), tile rows ``r0:r0+RB`` and output
-        channels ``k0:k0+KB``, written into ``out`` (N, K, OH, OW).
-
-        Only called in blocks, so only backends that set :attr:`block_bytes` implement it.
-        """
-        raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (block_bytes=None)")
-
-    # -- measuring (compare tool, autotuning) -----------------------------------
-    #: size of the square matrices whose product measures this backend's GEMM peak
-    peak_gemm_size: int = 1024
-
-    def synchronize(self) -> None:
-        """Wait until work queued on the current device is done (nothing to wait for on the CPU)."""
-
-    def time_calls(self, fn: Callable[[], Any], repeat: int) -> list[float]:
-        """Seconds taken by each of ``repeat`` calls of ``fn`` (device work included)."""
-        times = []
-        for _ in range(repeat):
-            self.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            self.synchronize()
-            times.append(time.perf_counter() - t0)
-        return times
-
-    def peak_memory(self, fn: Callable[[], Any]) -> tuple[Any, int]:
-        """``fn()`` and the peak bytes it held beyond what it returns (workspace), traced by tracemalloc."""
-        was_tracing = tracemalloc.is_tracing()
-        if not was_tracing:
-            tracemalloc.start()
-        try:
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
-            result = fn()
-            peak = tracemalloc.get_traced_memory()[1] - base
-        finally:
-            if not was_tracing:
-                tracemalloc.stop()
-        return result, max(0, peak - int(getattr(result, "nbytes", 0)))
-
-    # -- kernels ---------------------------------------------------------------
-    @abstractmethod
-    def im2col(self, x: Any, spec: ConvSpec) -> Any:
-        """Column matrices of shape ``(N, C·KH·KW, OH·OW)``, rows ordered (c, r, s), zero padding applied.
-
-        One matrix per image, so the GEMM writes NCHW directly. Rows of group ``g`` are the contiguous
-        block ``g·Cg·KH·KW ... (g+1)·Cg·KH·KW``.
-        """
-
-    @abstractmethod
-    def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec, out: Any = None) -> Any:
-        """The whole convolution (with zero padding and bias) by direct loops; shape ``spec.out_shape``, written
-        into ``out`` (C-contiguous) when given."""
-
-    def direct_runner(self, spec: ConvSpec) -> Callable[[Any, Any, Any, Any], Any]:
-        """``run(x, w, b, out)``: :meth:`direct` for ``spec``, with what depends only on sizes decided once."""
-        return lambda x, w, b, out: self.direct(x, w, b, spec, out)
-
-    def direct_workspace(self, spec: ConvSpec) -> int:
-        """Bytes :meth:`direct` holds besides its result (0: none)."""
-        return 0
-
-    @abstractmethod
-    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, reuse: bool = False) -> Any:
-        """Input tiles ``B^T d B`` of shape ``(T, T, C, N·th·tw)`` with ``T = m + 2``, zero padding applied; a
-        fresh array unless ``reuse`` (see :meth:`im2col_part`)."""
-
-    @abstractmethod
-    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int,
-                        out: Any = None) -> Any:
-        """Output ``A^T M A`` from tiles ``mt`` of shape ``(T, T, K, N·th·tw)``, cropped, bias added; written into
-        ``out`` (C-contiguous, ``spec.out_shape``) when given."""
+    def provides(self, family: str) -> bool:
+        """Whether this backend provides kernel family ``family`` (``"im2col"``, ``"direct"``, ``"winograd"``)."""
+        return any(cls.__dict__.get("family") == family for cls in type(self).__mro__)
 
     def __repr__(self) -> str:
         return f"<gemmconv backend {self.name!r}>"

@@ -19,7 +19,9 @@ import numpy as np
 
 from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
-from .base import Backend
+from .kernels import DirectKernels, Im2colKernels, WinogradKernels
+from .profiling import Profiler
+from .scheduling import Scheduler
 
 __all__ = ["CupyBackend"]
 
@@ -37,7 +39,40 @@ def _name_expressions() -> list[str]:
     return names
 
 
-class CupyBackend(Backend):
+class CudaProfiler(Profiler):
+    """CUDA events for times, a CuPy memory hook for peak memory."""
+
+    peak_gemm_size = 8192
+
+    def synchronize(self) -> None:
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+
+    def time_calls(self, fn: Any, repeat: int) -> list[float]:
+        """GPU time of each call, from CUDA events recorded around it on the current stream."""
+        import cupy
+
+        pairs = []
+        for _ in range(repeat):
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            fn()
+            end.record()
+            pairs.append((start, end))
+        pairs[-1][1].synchronize()
+        return [cupy.cuda.get_elapsed_time(a, b) / 1e3 for a, b in pairs]
+
+    def peak_memory(self, fn: Any) -> tuple[Any, int]:
+        """``fn()`` and the peak device bytes it allocated beyond its result (a CuPy memory hook)."""
+        hook = _PeakHook()
+        with hook:
+            result = fn()
+        self.synchronize()
+        return result, max(0, hook.peak - int(getattr(result, "nbytes", 0)))
+
+
+class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
     """CuPy arrays; CUDA kernels (``backends/cuda/kernels.cu``), GEMMs through cuBLAS."""
 
     name = "cupy"
@@ -46,6 +81,8 @@ class CupyBackend(Backend):
     caches_filters = False  # a content check would cost a device->host sync per call; one fused kernel instead
     index_limit = 2**31 - 1  # the CUDA kernels take int (32-bit) sizes and index planes in int
     has_devices = True
+    scheduler = Scheduler()  # the whole problem in one launch: a GPU needs all its parallelism at once
+    profiler = CudaProfiler()
 
     def __init__(self) -> None:
         self._modules: dict[int, Any] = {}
@@ -76,37 +113,6 @@ class CupyBackend(Backend):
         from cupy_backends.cuda.api import runtime
 
         return int(runtime.getDevice())
-
-    # -- measuring ---------------------------------------------------------------
-    peak_gemm_size = 8192
-
-    def synchronize(self) -> None:
-        import cupy
-
-        cupy.cuda.get_current_stream().synchronize()
-
-    def time_calls(self, fn: Any, repeat: int) -> list[float]:
-        """GPU time of each call, from CUDA events recorded around it on the current stream."""
-        import cupy
-
-        pairs = []
-        for _ in range(repeat):
-            start, end = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record()
-            fn()
-            end.record()
-            pairs.append((start, end))
-        pairs[-1][1].synchronize()
-        return [cupy.cuda.get_elapsed_time(a, b) / 1e3 for a, b in pairs]
-
-    def peak_memory(self, fn: Any) -> tuple[Any, int]:
-        """``fn()`` and the peak device bytes it allocated beyond its result (a CuPy memory hook)."""
-
-        hook = _PeakHook()
-        with hook:
-            result = fn()
-        self.synchronize()
-        return result, max(0, hook.peak - int(getattr(result, "nbytes", 0)))
 
     # -- compiled kernels ------------------------------------------------------
     def _kernel(self, name: str) -> Any:

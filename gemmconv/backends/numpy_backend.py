@@ -8,22 +8,24 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
-from . import _numba_direct, _numba_im2col, _numba_winograd, _threads
-from .base import Backend
+from . import _numba_direct, _numba_im2col, _numba_winograd
+from .kernels import DirectKernels, Im2colKernels, WinogradKernels
+from .profiling import Profiler
+from .scheduling import WorkerThreads
 
 __all__ = ["NumpyBackend"]
 
 
 def _launch(kernel: str, *args: Any) -> None:
     """Run compiled kernel ``kernel`` on the calling thread. Parallel work goes through
-    :meth:`NumpyBackend.run_blocks`'s workers: numba's own parallel launch measured slower than one
+    the scheduler's workers (:class:`~.scheduling.WorkerThreads`): numba's own parallel launch measured slower than one
     thread (CPU_NOTES.md)."""
     _KERNELS[kernel](*args)
 
@@ -58,11 +60,11 @@ def _c(a: Any) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-class NumpyBackend(Backend):
+class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels):
     """NumPy arrays; kernels compiled with numba, GEMMs through NumPy's BLAS.
 
-    Blocked strategies (im2col, Winograd, 1x1) and ``direct`` run their blocks on as many worker
-    threads as NumPy's BLAS has (see :mod:`gemmconv.backends._threads`), each block on one core.
+    Blocked strategies (im2col, Winograd, 1x1) and ``direct`` run their blocks on its scheduler's
+    worker threads (:class:`~.scheduling.WorkerThreads`), each block on one core.
     Temporaries (column matrices, Winograd's transformed tiles and their product) live in buffers
     kept per thread and reused by the next call, so a large layer does not page-fault its
     workspace in afresh every time (glibc returns allocations over 32 MiB to the system on free).
@@ -71,22 +73,17 @@ class NumpyBackend(Backend):
     reuse is the library's own opt-in (``reuse=True``, ``scratch=True``).
     """
 
-    #: per block: 3x one core's L2 on the development machine (1 MiB; its L3 is 32 MiB), between the best
-    #: two of 0.5-8 MiB measured on ResNet-18's layers (benchmarks/CPU_NOTES.md)
-    block_bytes: int | None = 3 << 20
-    #: below this, one block on the calling thread: waking the workers costs more (CPU_NOTES.md)
-    min_block_flops: int = 32_000_000
-    #: the direct loops run ~10x fewer flops per second than a GEMM: from 10 MFLOP on, on the workers
-    #: (CPU_NOTES.md)
-    min_direct_flops: int = 10_000_000
     #: largest reused buffer kept between calls, per thread and kind (columns, tiles, GEMM products); blocks
-    #: are cut to ``block_bytes``, so only one-block problems on the calling thread come near it
+    #: are cut to the scheduler's ``block_bytes``, so only one-block problems come near it
     max_kept_bytes: int = 64 << 20
 
     def __init__(self) -> None:
         self._local = threading.local()
         self._all_bufs: list[dict[str, Any]] = []  # every thread's buffers, for clear_workspace
         self._bufs_lock = ForkSafeLock()
+        self.scheduler = WorkerThreads()
+        # a peak-memory measurement first frees the reused buffers, so the measured call allocates its workspace
+        self.profiler = Profiler(before_peak=self.clear_workspace)
 
     def memory_bytes(self, a: Any) -> int | None:
         return _physical_memory()
@@ -117,30 +114,11 @@ class NumpyBackend(Backend):
             for bufs in self._all_bufs:
                 bufs.clear()
 
-    def peak_memory(self, fn: Any) -> tuple[Any, int]:
-        self.clear_workspace()  # so the measured call allocates (and reports) its workspace
-        return super().peak_memory(fn)
-
     def matmul(self, a: Any, b: Any, scratch: bool = False, out: Any = None) -> Any:
         if out is None and scratch:
             shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
             out = self._scratch("gemm", shape, np.result_type(a, b))
         return np.matmul(a, b, out=out)
-
-    def workers(self) -> int:
-        return _threads.worker_count()
-
-    def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any], workers: int | None = None) -> None:
-        if len(items) == 1 or workers == 1:  # nothing to hand out: on this thread
-            for item in items:
-                fn(item)
-            return
-        most = self.workers()
-        _threads.run_blocks(fn, items, most if workers is None else min(workers, most))
-
-    def run_phases(self, phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Callable[[], None] | None]]
-                   ) -> None:
-        _threads.run_phases(phases, self.workers())  # one hand-out for all the phases
 
     name = "numpy"
     module = "numpy"
@@ -195,18 +173,18 @@ class NumpyBackend(Backend):
         x, w, bias = _c(x), _c(w), self._bias(b, spec, x.dtype)
         args = (x, w, bias, out, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups)
         planes = spec.n * spec.k
-        if spec.flops < self.min_direct_flops:  # one part, on this thread
+        if spec.flops < self.scheduler.min_direct_flops:  # one part, on this thread
             _launch("direct", *args, 0, planes)
             return out
-        parts = min(planes, 4 * self.workers())
+        parts = min(planes, 4 * self.scheduler.workers())
         bounds = [planes * i // parts for i in range(parts + 1)]  # planes n·K + k, parts of near-equal size
-        self.run_blocks(lambda part: _launch("direct", *args, *part), list(itertools.pairwise(bounds)))
+        self.scheduler.run_blocks(lambda part: _launch("direct", *args, *part), list(itertools.pairwise(bounds)))
         return out
 
     def direct_runner(self, spec: ConvSpec) -> Callable[[Any, Any, Any, Any], Any]:
         """:meth:`direct` with the kernel, its size arguments and (under ``min_direct_flops``) its one part
         on the calling thread decided once: the per-call cost of a small convolution is then the kernel's."""
-        if spec.flops >= self.min_direct_flops:
+        if spec.flops >= self.scheduler.min_direct_flops:
             return lambda x, w, b, out: self.direct(x, w, b, spec, out)
         kernel = _KERNELS["direct"]
         sizes = (spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups, 0, spec.n * spec.k)
@@ -226,7 +204,7 @@ class NumpyBackend(Backend):
             return 0
         wp = spec.ow + spec.ekw - 1
         per_worker = ((spec.oh + spec.ekh - 1) * wp + spec.oh * wp + spec.ekw) * np.dtype(spec.dtype).itemsize
-        return per_worker * (1 if spec.flops < self.min_direct_flops else self.workers())
+        return per_worker * (1 if spec.flops < self.scheduler.min_direct_flops else self.scheduler.workers())
 
     # Winograd, laid out channels-last: the transforms run over contiguous vectors of channels, and
     # the GEMM is M^T = V^T U^T per tile element, (P, C) @ (C, K) -> (P, K) (the base class's

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from ..spec import ConvSpec
-
 
 def add_bias(y: Any, b: Any | None) -> Any:
     """Add the per-channel bias to a freshly computed ``y`` (N, K, OH, OW) in place."""
@@ -27,13 +25,6 @@ def split(total: int, unit_bytes: int, budget: int, parts: int) -> list[tuple[in
     count = min(total, -(-count // parts) * parts)  # rounded up to a multiple of parts
     bounds = [total * i // count for i in range(count + 1)]  # sizes differ by at most one
     return list(itertools.pairwise(bounds))
-
-
-def block_budget(backend: Any, spec: ConvSpec) -> int | None:
-    """Bytes per block for ``spec`` on ``backend``: its ``block_bytes``, or ``None`` (one block) for a
-    convolution of fewer than ``backend.min_block_flops``, where handing blocks to workers costs more
-    than it saves."""
-    return None if spec.flops < backend.min_block_flops else backend.block_bytes
 
 
 def channel_slices(k: int, workers: int) -> list[tuple[int, int]]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..registry import Runner, Strategy, get_strategy
+from ..registry import Runner, Strategy, get_strategy, missing_kernels
 from ..spec import ConvSpec
 from ..tuning import CANDIDATES, get_autotune, tuned_choice
 from . import im2col, one_by_one
@@ -61,7 +61,8 @@ def choose(spec: ConvSpec, backend: Any = None) -> str:
 def candidates(spec: ConvSpec, backend: Any) -> list[str]:
     """The built-in strategies that can run ``spec``, the rule's choice first (what measured selection times)."""
     first = choose(spec, backend)
-    others = [s for s in BUILTIN if s != first and get_strategy(s).supports(spec) is None]
+    others = [s for s in BUILTIN if s != first and get_strategy(s).supports(spec) is None
+              and missing_kernels(get_strategy(s), backend) is None]
     return [first, *others]
 
 

@@ -22,5 +22,6 @@ STRATEGY = Strategy(
     name="direct",
     run=run,
     prepare=prepare,
+    needs=("direct",),
     description="loops over output pixels and taps (compiled); any kernel, stride, dilation, groups; no workspace",
 )

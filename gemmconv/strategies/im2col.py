@@ -1,11 +1,11 @@
 """``im2col``: pack the column matrix, then one GEMM per image and group.
 
 The work is cut into blocks (groups of images, or bands of output rows of one image) whose column
-matrix fits the backend's ``block_bytes`` and, when given, ``spec.workspace_limit`` shared among the
+matrix fits the ``block_bytes`` of the backend's scheduler and, when given, ``spec.workspace_limit`` shared by the
 blocks that run at once. Each block is packed, multiplied straight into its part of the output and
 given its bias while still in cache (for deep layers on small images the blocks are slices of
 the output channels instead); the backend runs the blocks on its workers (on the CPU each
-block's whole pipeline stays on one core). A backend with ``block_bytes=None`` (the GPU) and no
+block's whole pipeline stays on one core). A scheduler that does not cut work into blocks (the GPU's) and no
 limit runs the whole problem as one block. Where the weights are small beside the output, the bias
 rides the GEMM instead (a column of the weights against a row of ones; see :func:`folds_bias`).
 """
@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from ..registry import Runner, Strategy
 from ..spec import ConvSpec
-from ._common import add_bias, block_budget, channel_slices, split
+from ._common import add_bias, channel_slices, split
 
 #: ``(n0, n1, o0, o1, k0, k1)``: images, output rows and output channels of one block
 Block = tuple[int, int, int, int, int, int]
@@ -163,7 +163,7 @@ def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: li
         if bk is not None:
             yv += bk
 
-    backend.run_blocks(block, blocks, workers)
+    backend.scheduler.run_blocks(block, blocks, workers)
     return y
 
 
@@ -182,8 +182,8 @@ def decide(backend: Any, spec: ConvSpec, has_bias: bool, workers: int, plan_spec
     plan_spec = spec if plan_spec is None else plan_spec
     itemsize = _ITEMSIZE[spec.dtype]
     fold = may_fold and folds_bias(spec, True if has_bias else None)
-    blocks = plan(plan_spec, block_budget(backend, spec), workers, itemsize, fold)
-    whole = backend.block_bytes is None and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]
+    blocks = plan(plan_spec, backend.scheduler.block_budget(spec), workers, itemsize, fold)
+    whole = not backend.scheduler.blocks and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]
     return Decisions(fold, blocks, in_flight(plan_spec, workers, itemsize, fold), whole)
 
 
@@ -193,7 +193,7 @@ def memo_decisions(backend: Any, spec: ConvSpec, **kw: Any) -> Callable[[bool], 
     memo: dict[tuple[bool, int], Decisions] = {}
 
     def decided(has_bias: bool) -> Decisions:
-        workers = backend.workers()
+        workers = backend.scheduler.workers()
         d = memo.get((has_bias, workers))
         if d is None:
             d = memo[(has_bias, workers)] = decide(backend, spec, has_bias, workers, **kw)
@@ -238,6 +238,7 @@ STRATEGY = Strategy(
     name="im2col",
     run=run,
     prepare=prepare,
+    needs=("im2col",),
     supports=supports,
     description="column matrix (C·R·S × OH·OW per image) + one GEMM per image and group; any configuration "
     "(a workspace_limit must hold one output row's block)",

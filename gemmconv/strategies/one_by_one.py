@@ -65,6 +65,7 @@ STRATEGY = Strategy(
     name="1x1",
     run=run,
     prepare=prepare,
+    needs=("im2col",),
     supports=supports,
     description="reshape + batched matmul over channels, stride by slicing; 1x1 kernels only",
     pads_zeros=False,

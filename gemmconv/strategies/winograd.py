@@ -6,9 +6,9 @@ transformed back by the backend kernel (which also crops and adds the bias);
 the backend chooses the layouts (channels-last on the CPU, whose transforms
 then run over vectors of channels).
 The tiles are cut into blocks of tile rows (see :func:`plan`) that the
-backend runs on its workers, so that on the CPU a block's transformed tiles
-and product stay in one core's cache between the three steps; a GPU backend
-(``block_bytes=None``) runs all tiles as one block.
+backend's scheduler runs on its workers, so that on the CPU a block's transformed
+tiles and product stay in one core's cache between the three steps; a scheduler that
+does not cut work into blocks (the GPU's) runs all tiles as one block.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from ..registry import Runner, Strategy
 from ..spec import ConvSpec
-from ._common import block_budget, channel_slices, split
+from ._common import channel_slices, split
 from .filter_cache import FilterCache, Lookup
 from .winograd_transforms import TRANSFORMS
 
@@ -100,14 +100,14 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: l
 
     if not all((r0, r1) == (0, spec.n * th) for r0, r1, _, _ in blocks):  # bands of tile rows
         u_ref[0] = _checked(found, spec)
-        backend.run_blocks(block, blocks)
+        backend.scheduler.run_blocks(block, blocks)
         return out
 
     # blocks of output channels share all the tile rows: first transform the input once, each worker
     # taking a slice of the input channels and checking a slice of the cached filter's weights (deep
     # layers: 2 x 9.4 MB read at 512 channels), then the blocks, in one hand-out
     shared = backend.winograd_tiles(t, spec.c, spec.n * th * tw, x.dtype)  # the N·th·tw tiles of all channels
-    parts = backend.workers()
+    parts = backend.scheduler.workers()
     matched = [True] * parts
 
     def prepare(i: int) -> None:
@@ -120,7 +120,7 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: l
         if isinstance(found, Lookup):
             u_ref[0] = found.settle(all(matched))
 
-    backend.run_phases([(prepare, range(parts), settle), (block, blocks, None)])
+    backend.scheduler.run_phases([(prepare, range(parts), settle), (block, blocks, None)])
     return out
 
 
@@ -129,16 +129,16 @@ def _prepare(backend: Any, spec: ConvSpec, m: int) -> Runner:
     memo: dict[int, list[tuple[int, int, int, int]]] = {}  # blocks per worker count
 
     def blocks_now() -> list[tuple[int, int, int, int]]:
-        workers = backend.workers()
+        workers = backend.scheduler.workers()
         blocks = memo.get(workers)
         if blocks is None:
-            blocks = memo[workers] = plan(spec, m, block_budget(backend, spec), workers, itemsize)
+            blocks = memo[workers] = plan(spec, m, backend.scheduler.block_budget(spec), workers, itemsize)
         return blocks
 
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         return _run(backend, x, w, b, spec, m, blocks_now(), out)
 
-    run.workspace_bytes = _workspace(spec, m, blocks_now(), backend.workers(), itemsize)  # type: ignore[attr-defined]
+    run.workspace_bytes = _workspace(spec, m, blocks_now(), backend.scheduler.workers(), itemsize)  # type: ignore[attr-defined]
     return run
 
 
@@ -174,6 +174,7 @@ STRATEGY_F4 = Strategy(
     name="winograd",
     run=run_f4,
     prepare=prepare_f4,
+    needs=("winograd",),
     supports=supports,
     description="Winograd F(4x4, 3x3): 4x fewer multiplies than direct, more rounding error; "
     "3x3, stride 1, dilation 1",
@@ -182,6 +183,7 @@ STRATEGY_F2 = Strategy(
     name="winograd_f2",
     run=run_f2,
     prepare=prepare_f2,
+    needs=("winograd",),
     supports=supports,
     description="Winograd F(2x2, 3x3): 2.25x fewer multiplies than direct, error close to direct's; "
     "3x3, stride 1, dilation 1",

@@ -1,0 +1,146 @@
+"""The kernel families a strategy composes, which a backend declares it provides by deriving from them.
+
+A backend is a :class:`~gemmconv.backends.base.Backend` (array namespace, device, ownership) deriving
+from any of these; :meth:`Backend.provides` says which, and a strategy that needs a family (its
+``needs``) is refused on a backend without it. Kernels called from outside return fresh arrays;
+``reuse=True`` is the library's own opt-in to a buffer reused on the calling thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from ..spec import ConvSpec
+from .base import Backend
+
+__all__ = ["FAMILIES", "DirectKernels", "Im2colKernels", "WinogradKernels"]
+
+
+class Im2colKernels(Backend):
+    """Column packing (im2col), for ``im2col`` and the strided ``1x1``."""
+
+    family = "im2col"
+
+    @abstractmethod
+    def im2col(self, x: Any, spec: ConvSpec) -> Any:
+        """Column matrices of shape ``(N, C·KH·KW, OH·OW)``, rows ordered (c, r, s), zero padding applied.
+
+        One matrix per image, so the GEMM writes NCHW directly. Rows of group ``g`` are the contiguous
+        block ``g·Cg·KH·KW ... (g+1)·Cg·KH·KW``.
+        """
+
+    def im2col_part(self, x: Any, spec: ConvSpec, n0: int, n1: int, o0: int, o1: int, ones_row: bool = False,
+                    reuse: bool = False) -> Any:
+        """Column matrices of images ``n0:n1`` and output rows ``o0:o1``: ``(n1-n0, C·KH·KW, (o1-o0)·OW)``,
+        with ``ones_row`` one more row, of ones (a GEMM by weights with the bias as their last column
+        then adds the bias). A fresh array, unless ``reuse`` (the library's own opt-in: the caller drops
+        it before its next call on this thread) lets a backend write it into a buffer it reuses.
+
+        This default packs the band of input rows those outputs read as a convolution of its own
+        (its padding is the part of the original padding it touches) through :meth:`im2col`.
+        """
+        r0 = o0 * spec.sh - spec.pt  # first padded-input row read, in input coordinates
+        r1 = (o1 - 1) * spec.sh - spec.pt + spec.ekh  # one past the last
+        lo, hi = max(r0, 0), min(r1, spec.h)
+        sub = dataclasses.replace(spec, n=n1 - n0, h=hi - lo, pt=lo - r0, pb=r1 - hi)
+        cols = self.im2col(x[n0:n1, :, lo:hi], sub)  # x rows (N', C, rows, W) -> (N', C·R·S, OB·OW)
+        if not ones_row:
+            return cols
+        ones = self.xp.ones((cols.shape[0], 1, cols.shape[2]), dtype=cols.dtype)
+        return self.xp.concatenate([cols, ones], axis=1)  # -> (N', C·R·S + 1, OB·OW)
+
+
+class DirectKernels(Backend):
+    """The direct loop over output pixels and kernel taps, for ``direct``."""
+
+    family = "direct"
+
+    @abstractmethod
+    def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec, out: Any = None) -> Any:
+        """The whole convolution (with zero padding and bias) by direct loops; shape ``spec.out_shape``, written
+        into ``out`` (C-contiguous) when given."""
+
+    def direct_runner(self, spec: ConvSpec) -> Callable[[Any, Any, Any, Any], Any]:
+        """``run(x, w, b, out)``: :meth:`direct` for ``spec``, with what depends only on sizes decided once."""
+        return lambda x, w, b, out: self.direct(x, w, b, spec, out)
+
+    def direct_workspace(self, spec: ConvSpec) -> int:
+        """Bytes :meth:`direct` holds besides its result (0: none)."""
+        return 0
+
+
+class WinogradKernels(Backend):
+    """Winograd's filter, input and output transforms and their multiply, for ``winograd`` and ``winograd_f2``."""
+
+    family = "winograd"
+
+    #: whether Winograd's filter transform is cached (host-checked against a copy of the weights);
+    #: a GPU backend recomputes it instead, as the check would need a device->host sync per call
+    caches_filters: bool = True
+
+    def winograd_filter(self, w: Any, spec: ConvSpec, g: Any, m: int) -> Any:
+        """Winograd's filter transform ``U = G w G^T`` laid out as (T², G, K/G, C/G), ``T = m + 2``.
+
+        ``g`` is the (T, 3) matrix G in the working precision (float64 for float32/float64
+        weights, float32 for float16), so the cached transform carries no extra rounding.
+        """
+        xp = self.xp
+        t = m + 2
+        u = xp.matmul(xp.matmul(g, w.astype(g.dtype)), g.T)  # (T, 3) @ (K, C/G, 3, 3) @ (3, T) -> (K, C/G, T, T)
+        u = u.transpose(2, 3, 0, 1)  # -> (T, T, K, C/G)
+        u = u.reshape(t * t, spec.groups, spec.kg, spec.cg)  # -> (T², G, K/G, C/G)
+        return xp.ascontiguousarray(u.astype(spec.dtype))
+
+    def winograd_tiles(self, t: int, c: int, p: int, dtype: Any) -> Any:
+        """An uninitialised array for ``p`` transformed input tiles of ``c`` channels, in the layout
+        :meth:`winograd_input` returns (here ``(T, T, C, P)``)."""
+        return self.xp.empty((t, t, c, p), dtype=dtype)
+
+    def winograd_multiply(self, u: Any, v: Any, spec: ConvSpec, m: int, k0: int, k1: int,
+                          reuse: bool = False) -> Any:
+        """The products ``M = U V`` of the filter transform (:meth:`winograd_filter`) and input tiles
+        (:meth:`winograd_input`) for output channels ``k0:k1`` (all of them when G > 1), in the layout
+        :meth:`winograd_output` reads: here ``(T, T, KB, P)``. A fresh array unless ``reuse`` (see
+        :meth:`im2col_part`)."""
+        t, p = m + 2, v.shape[-1]
+        v = v.reshape(t * t, spec.groups, spec.cg, p)  # (T, T, C, P) -> (T², G, C/G, P)
+        uk = u if (k0, k1) == (0, spec.k) else u[:, :, k0:k1]  # (T², G, KB/G, C/G); KB < K only when G = 1
+        mt = self.matmul(uk, v, scratch=reuse)  # (T², G, KB/G, C/G) @ (T², G, C/G, P) -> (T², G, KB/G, P)
+        return mt.reshape(t, t, k1 - k0, p)  # -> (T, T, KB, P)
+
+    def winograd_input_rows(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
+                            channels: tuple[int, int] | None = None, out: Any = None, reuse: bool = False) -> Any:
+        """:meth:`winograd_input` for tile rows ``r0:r1`` of the ``N·th`` rows: ``(T, T, C, (r1-r0)·tw)``.
+
+        With ``channels=(c0, c1)`` and ``out`` (T, T, C, (r1-r0)·tw), only those input channels are
+        transformed, into ``out[:, :, c0:c1]``, and ``out`` is returned.
+        Only called in blocks, so only backends whose scheduler cuts work into blocks implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (its scheduler runs no blocks)")
+
+    def winograd_output_rows(self, mt: Any, b: Any | None, out: Any, spec: ConvSpec, m: int, th: int, tw: int,
+                             r0: int, k0: int) -> None:
+        """:meth:`winograd_output` of tiles ``mt`` (T, T, KB, RB·tw), tile rows ``r0:r0+RB`` and output
+        channels ``k0:k0+KB``, written into ``out`` (N, K, OH, OW).
+
+        Only called in blocks, so only backends whose scheduler cuts work into blocks implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (its scheduler runs no blocks)")
+
+    @abstractmethod
+    def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, reuse: bool = False) -> Any:
+        """Input tiles ``B^T d B`` of shape ``(T, T, C, N·th·tw)`` with ``T = m + 2``, zero padding applied; a
+        fresh array unless ``reuse`` (see :meth:`im2col_part`)."""
+
+    @abstractmethod
+    def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int,
+                        out: Any = None) -> Any:
+        """Output ``A^T M A`` from tiles ``mt`` of shape ``(T, T, K, N·th·tw)``, cropped, bias added; written into
+        ``out`` (C-contiguous, ``spec.out_shape``) when given."""
+
+
+#: family name (what a strategy's ``needs`` lists) -> the mixin a backend derives from to provide it
+FAMILIES: dict[str, type] = {"im2col": Im2colKernels, "direct": DirectKernels, "winograd": WinogradKernels}
