@@ -12,6 +12,7 @@ followed by a plan call: there is one call path.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
@@ -217,14 +218,15 @@ class ConvPlan:
 
 def _summary(spec: ConvSpec) -> str:
     return (f"kernel {spec.kh}x{spec.kw}, stride {(spec.sh, spec.sw)}, dilation {(spec.dh, spec.dw)}, "
-            f"groups {spec.groups}, x {(spec.n, spec.c, spec.h, spec.w)}")
+            f"groups {spec.groups}, x {(spec.n, spec.c, spec.height, spec.width)}")
 
 
 def _workspace(spec: ConvSpec, strategy: Strategy, run: Runner, itemsize: int) -> int:
     """Bytes a call holds besides its result: the padded copy, and what the prepared runner says it
     holds at most (its ``workspace_bytes`` attribute; 0 where a third-party runner does not say)."""
     pads = spec.padded and (spec.padding_mode != "zeros" or not strategy.pads_zeros)
-    padded = spec.n * spec.c * (spec.h + spec.pt + spec.pb) * (spec.w + spec.pl + spec.pr) * itemsize if pads else 0
+    padded_shape = (spec.n, spec.c, spec.height + spec.pt + spec.pb, spec.width + spec.pl + spec.pr)
+    padded = math.prod(padded_shape) * itemsize if pads else 0
     return padded + int(getattr(run, "workspace_bytes", 0))
 
 

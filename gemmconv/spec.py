@@ -26,8 +26,8 @@ class ConvSpec:
 
     Attributes
     ----------
-    n, c, h, w : int
-        Batch, input channels, input height and width.
+    n, c, height, width : int
+        Batch, input channels, input height and width (``oh`` and ``ow`` are the output's).
     k, kh, kw : int
         Output channels, kernel height and width.
     sh, sw : int
@@ -49,8 +49,8 @@ class ConvSpec:
 
     n: int
     c: int
-    h: int
-    w: int
+    height: int
+    width: int
     k: int
     kh: int
     kw: int
@@ -90,12 +90,12 @@ class ConvSpec:
     @cached_property
     def oh(self) -> int:
         """Output height."""
-        return (self.h + self.pt + self.pb - self.ekh) // self.sh + 1
+        return (self.height + self.pt + self.pb - self.ekh) // self.sh + 1
 
     @cached_property
     def ow(self) -> int:
         """Output width."""
-        return (self.w + self.pl + self.pr - self.ekw) // self.sw + 1
+        return (self.width + self.pl + self.pr - self.ekw) // self.sw + 1
 
     @cached_property
     def out_shape(self) -> tuple[int, int, int, int]:
@@ -116,8 +116,8 @@ class ConvSpec:
         """The spec of the same convolution applied to an input that was padded explicitly."""
         return dataclasses.replace(
             self,
-            h=self.h + self.pt + self.pb,
-            w=self.w + self.pl + self.pr,
+            height=self.height + self.pt + self.pb,
+            width=self.width + self.pl + self.pr,
             pt=0, pb=0, pl=0, pr=0,
             padding_mode="zeros",
         )

@@ -181,10 +181,11 @@ class TuningCache:
         return len(choices)
 
 
-#: the format :meth:`TuningCache.save` writes: 2 since choices are checked on load and before use
-FORMAT = 2
-#: the formats :meth:`TuningCache.load` reads (1 has the same layout; its entries are checked the same way)
-READS = (1, 2)
+#: the format :meth:`TuningCache.save` writes: 3 since the input's sizes are named height and width in keys
+#: (2: choices checked on load and before use)
+FORMAT = 3
+#: the formats :meth:`TuningCache.load` reads (1 and 2 name the input's sizes h and w: tune again)
+READS = (3,)
 _SPEC_FIELDS = {f.name for f in fields(ConvSpec)}
 
 

@@ -123,17 +123,17 @@ def _padding(
 def _check_padding_mode(spec: ConvSpec) -> None:
     mode = spec.padding_mode
     if mode == "reflect":
-        if max(spec.pt, spec.pb) >= spec.h or max(spec.pl, spec.pr) >= spec.w:
+        if max(spec.pt, spec.pb) >= spec.height or max(spec.pl, spec.pr) >= spec.width:
             raise ValueError(
                 f"padding_mode='reflect' needs padding smaller than the input: padding "
                 f"(top, bottom, left, right)={(spec.pt, spec.pb, spec.pl, spec.pr)} for an input of "
-                f"{spec.h}x{spec.w}; pad less or use padding_mode='replicate'"
+                f"{spec.height}x{spec.width}; pad less or use padding_mode='replicate'"
             )
-    elif mode == "circular" and (max(spec.pt, spec.pb) > spec.h or max(spec.pl, spec.pr) > spec.w):
+    elif mode == "circular" and (max(spec.pt, spec.pb) > spec.height or max(spec.pl, spec.pr) > spec.width):
         raise ValueError(
             f"padding_mode='circular' cannot wrap around more than once: padding "
             f"(top, bottom, left, right)={(spec.pt, spec.pb, spec.pl, spec.pr)} for an input of "
-            f"{spec.h}x{spec.w}; pad at most the input size"
+            f"{spec.height}x{spec.width}; pad at most the input size"
         )
 
 
@@ -183,7 +183,7 @@ def validate(x: Any, w: Any, b: Any, args: ConvArgs) -> Validated:
     if workspace_limit is not None:
         workspace_limit = _int("workspace_limit", workspace_limit, 1)
     spec = ConvSpec(
-        n=n, c=c, h=h, w=wd, k=k, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pb=pb, pl=pl, pr=pr,
+        n=n, c=c, height=h, width=wd, k=k, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pb=pb, pl=pl, pr=pr,
         dh=dh, dw=dw, groups=g, padding_mode=padding_mode, dtype=_dtype_name(x.dtype), workspace_limit=workspace_limit,
     )
     if spec.ekh > h + pt + pb or spec.ekw > wd + pl + pr:
@@ -215,20 +215,20 @@ def _check_sizes(backend: Backend, spec: ConvSpec, x: Any) -> None:
     """
     limit = backend.index_limit
     oh, ow = spec.oh, spec.ow  # (properties: computed once here)
-    hp, wp = spec.h + spec.pt + spec.pb, spec.w + spec.pl + spec.pr
+    hp, wp = spec.height + spec.pt + spec.pb, spec.width + spec.pl + spec.pr
     checks = (
         ("stride", max(spec.sh, spec.sw), limit // 4),
         ("dilation", max(spec.ekh, spec.ekw), limit // 4),
         ("padding", max(hp, wp), limit // 4),
         ("padding", hp * wp if spec.padding_mode != "zeros" else 0, limit),
-        ("x", max(spec.h * spec.w, oh * ow), limit),
+        ("x", max(spec.height * spec.width, oh * ow), limit),
     )
     for name, extent, most in checks:
         if extent > most:
             bits = limit.bit_length()
             what = {"stride": f"stride={(spec.sh, spec.sw)}", "dilation": f"dilation={(spec.dh, spec.dw)}",
                     "padding": f"padding={(spec.pt, spec.pb, spec.pl, spec.pr)}",
-                    "x": f"x of shape {(spec.n, spec.c, spec.h, spec.w)}"}[name]
+                    "x": f"x of shape {(spec.n, spec.c, spec.height, spec.width)}"}[name]
             raise ValueError(
                 f"{what} is too large for the {backend.name} backend, whose kernels compute indices below "
                 f"2**{bits}: strides, dilated kernels and padded inputs must be at most 2**{bits - 2} in each "
@@ -248,7 +248,7 @@ def _check_sizes(backend: Backend, spec: ConvSpec, x: Any) -> None:
 def check_padded_fits(backend: Backend, x: Any, spec: ConvSpec) -> None:
     """A copy of ``x`` padded by ``spec``'s padding must fit in the memory that holds ``x`` (ValueError)."""
     memory = backend.memory_bytes(x)
-    need = spec.n * spec.c * (spec.h + spec.pt + spec.pb) * (spec.w + spec.pl + spec.pr) * x.dtype.itemsize
+    need = spec.n * spec.c * (spec.height + spec.pt + spec.pb) * (spec.width + spec.pl + spec.pr) * x.dtype.itemsize
     if memory is not None and need > memory:
         raise ValueError(
             f"padding={(spec.pt, spec.pb, spec.pl, spec.pr)} (top, bottom, left, right) with "

@@ -289,7 +289,7 @@ def test_a_loaded_choice_that_cannot_run_the_layer_is_tuned_again_never_run(tmp_
     x, w = rng.standard_normal((1, 16, 20, 20)), rng.standard_normal((16, 16, 3, 3))
     key = _tuning_key(x, w, stride=2, padding=1)
     tuning_cache.clear()
-    assert tuning_cache.load(_write(tmp_path, {"gemmconv_tuning": 2, "choices": {key: "winograd"}})) == 1
+    assert tuning_cache.load(_write(tmp_path, {"gemmconv_tuning": 3, "choices": {key: "winograd"}})) == 1
     try:
         with gemmconv.autotune(max_seconds=None, repeat=1):
             y = gemmconv.conv2d(x, w, stride=2, padding=1)
@@ -301,15 +301,15 @@ def test_a_loaded_choice_that_cannot_run_the_layer_is_tuned_again_never_run(tmp_
 
 
 @pytest.mark.parametrize("data, raw, match", [
-    ({"gemmconv_tuning": 2}, None, "'choices' must map"),
-    ({"gemmconv_tuning": 2, "choices": [["k", "im2col"]]}, None, "'choices' must map"),
-    ({"gemmconv_tuning": 2, "choices": {"KEY": 3}}, None, "names no strategy auto chooses among"),
-    ({"gemmconv_tuning": 2, "choices": {"KEY": "my_conv"}}, None, "names no strategy auto chooses among"),
-    ({"gemmconv_tuning": 2, "choices": {"[1, 2]": "im2col"}}, None, "a key that is not a configuration"),
-    ({"gemmconv_tuning": 2, "choices": {'["numpy", "numpy", {"n": 1}, null]': "im2col"}}, None, "not a configuration"),
-    ({"gemmconv_tuning": 99, "choices": {}}, None, "format 99; this version of gemmconv reads formats 1, 2"),
+    ({"gemmconv_tuning": 3}, None, "'choices' must map"),
+    ({"gemmconv_tuning": 3, "choices": [["k", "im2col"]]}, None, "'choices' must map"),
+    ({"gemmconv_tuning": 3, "choices": {"KEY": 3}}, None, "names no strategy auto chooses among"),
+    ({"gemmconv_tuning": 3, "choices": {"KEY": "my_conv"}}, None, "names no strategy auto chooses among"),
+    ({"gemmconv_tuning": 3, "choices": {"[1, 2]": "im2col"}}, None, "a key that is not a configuration"),
+    ({"gemmconv_tuning": 3, "choices": {'["numpy", "numpy", {"n": 1}, null]': "im2col"}}, None, "not a configuration"),
+    ({"gemmconv_tuning": 99, "choices": {}}, None, "format 99; this version of gemmconv reads formats 3"),
     ({"choices": {}}, None, "is not a gemmconv tuning cache"),
-    (None, '{"gemmconv_tuning": 2, "choi', "is not valid JSON"),
+    (None, '{"gemmconv_tuning": 3, "choi', "is not valid JSON"),
 ])
 def test_malformed_tuning_files_are_refused_naming_the_file_and_the_entry(tmp_path, data, raw, match):
     x, w = np.ones((1, 4, 8, 8)), np.ones((4, 4, 3, 3))
@@ -322,19 +322,20 @@ def test_malformed_tuning_files_are_refused_naming_the_file_and_the_entry(tmp_pa
     assert str(path) in str(err.value) and len(tuning_cache) == 0  # nothing of a bad file is used
 
 
-def test_tuning_files_round_trip_and_format_1_still_loads(tmp_path):
+def test_tuning_files_round_trip_and_older_formats_are_refused(tmp_path):
     x, w = np.ones((1, 4, 8, 8)), np.ones((4, 4, 3, 3))
     key = _tuning_key(x, w)
     tuning_cache.clear()
     try:
         tuning_cache.put(key, "direct")
         tuning_cache.save(tmp_path / "a.json")
-        assert json.loads((tmp_path / "a.json").read_text())["gemmconv_tuning"] == 2
+        assert json.loads((tmp_path / "a.json").read_text())["gemmconv_tuning"] == 3
         tuning_cache.clear()
         assert tuning_cache.load(tmp_path / "a.json") == 1 and tuning_cache.get(key) == "direct"
         tuning_cache.clear()
-        assert tuning_cache.load(_write(tmp_path, {"gemmconv_tuning": 1, "choices": {key: "im2col"}})) == 1
-        assert tuning_cache.get(key) == "im2col"
+        for old in (1, 2):  # their keys name the input's sizes h and w
+            with pytest.raises(ValueError, match=f"format {old}; this version of gemmconv reads formats 3: tune again"):
+                tuning_cache.load(_write(tmp_path, {"gemmconv_tuning": old, "choices": {key: "im2col"}}))
     finally:
         tuning_cache.clear()
 

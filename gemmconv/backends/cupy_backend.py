@@ -141,7 +141,7 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
         x = cupy.ascontiguousarray(x)
         p = spec.oh * spec.ow
         cols = cupy.empty((spec.n, spec.c * spec.kh * spec.kw, p), dtype=x.dtype)
-        args = (x, cols, spec.n, spec.c, spec.h, spec.w, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl,
+        args = (x, cols, spec.n, spec.c, spec.height, spec.width, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl,
                 spec.dh, spec.dw, spec.oh, spec.ow)
         grid = (-(-spec.n * spec.c * spec.kh * spec.kw // 8),)  # a warp per column-matrix row, 8 per block
         self._kernel(f"im2col<{self._ctype(x)}>")(grid, (32, 8), tuple(_i32(a) for a in args))
@@ -157,7 +157,8 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
         in_h = (_TILE - 1) * spec.sh + spec.ekh
         in_w = (_TILE - 1) * spec.sw + spec.ekw
         smem = in_h * in_w * acc_size
-        common = (spec.c, spec.h, spec.w, spec.k, spec.cg, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl,
+        common = (spec.c, spec.height, spec.width, spec.k, spec.cg, spec.kh, spec.kw, spec.sh, spec.sw,
+                  spec.pt, spec.pl,
                   spec.dh, spec.dw, spec.oh, spec.ow, spec.groups)
         t = self._ctype(x)
         if smem <= _SMEM_LIMIT and spec.k < 65536 and spec.n < 65536:
@@ -181,7 +182,7 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
         t = m + 2
         p = spec.n * th * tw
         v = cupy.empty((t, t, spec.c, p), dtype=x.dtype)
-        args = (x, v, spec.n, spec.c, spec.h, spec.w, th, tw, spec.pt, spec.pl)
+        args = (x, v, spec.n, spec.c, spec.height, spec.width, th, tw, spec.pt, spec.pl)
         grid = -(-spec.c * p // _BLOCK)
         self._kernel(f"winograd_input<{self._ctype(x)}, {m}>")((grid,), (_BLOCK,), tuple(_i32(a) for a in args))
         return v

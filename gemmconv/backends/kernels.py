@@ -44,8 +44,8 @@ class Im2colKernels(Backend):
         """
         r0 = o0 * spec.sh - spec.pt  # first padded-input row read, in input coordinates
         r1 = (o1 - 1) * spec.sh - spec.pt + spec.ekh  # one past the last
-        lo, hi = max(r0, 0), min(r1, spec.h)
-        sub = dataclasses.replace(spec, n=n1 - n0, h=hi - lo, pt=lo - r0, pb=r1 - hi)
+        lo, hi = max(r0, 0), min(r1, spec.height)
+        sub = dataclasses.replace(spec, n=n1 - n0, height=hi - lo, pt=lo - r0, pb=r1 - hi)
         cols = self.im2col(x[n0:n1, :, lo:hi], sub)  # x rows (N', C, rows, W) -> (N', C·R·S, OB·OW)
         if not ones_row:
             return cols

@@ -41,8 +41,8 @@ def _charges(spec: ConvSpec, itemsize: int, fold_bias: bool) -> tuple[int, int]:
     extent adds to a band and the widened weights; per output row of one image, its columns, its
     GEMM product and the input rows it reads."""
     crs = spec.c * spec.kh * spec.kw + fold_bias
-    fixed = spec.c * min(spec.ekh, spec.h) * spec.w * itemsize + fold_bias * spec.k * crs * itemsize
-    row = ((crs + spec.k) * spec.ow + spec.c * min(spec.sh, spec.ekh) * spec.w) * itemsize
+    fixed = spec.c * min(spec.ekh, spec.height) * spec.width * itemsize + fold_bias * spec.k * crs * itemsize
+    row = ((crs + spec.k) * spec.ow + spec.c * min(spec.sh, spec.ekh) * spec.width) * itemsize
     return fixed, row
 
 
