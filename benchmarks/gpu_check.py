@@ -151,7 +151,7 @@ def main() -> int:
         for name, layer in LAYERS.items():
             xh, wh, bh = layer.arrays(args.batch, "float32")
             x, w, b = (cupy.asarray(a).astype(dtype) for a in (xh, wh, bh))
-            be, x4, w4, b4, spec, _ = validate(x, w, b, ConvArgs(**layer.conv_args))
+            be, x4, w4, b4, spec, *_ = validate(x, w, b, ConvArgs(**layer.conv_args))
             cols = be.im2col(x4, spec).reshape(spec.n, spec.groups, -1, spec.oh * spec.ow)
             wm = w4.reshape(spec.groups, spec.kg, -1)
             row = [name, f"{median_ms(lambda: be.im2col(x4, spec), args.reps):.3f}",

@@ -51,7 +51,7 @@ def _gemm_share(layer, n: int, reps: int) -> float:
     timed; the plain SGEMM is (K/G, C/G·R·S) @ (C/G·R·S, N·OH·OW) on NumPy's BLAS threads, per group.
     """
     x, w, b = layer.arrays(n)
-    be, x4, w4, _, spec, _ = validate(x, w, b, ConvArgs(**layer.conv_args))
+    be, x4, w4, _, spec, *_ = validate(x, w, b, ConvArgs(**layer.conv_args))
     crs = spec.cg * spec.kh * spec.kw
     blocks = im2col.plan(spec, be.scheduler.block_budget(spec), be.scheduler.workers(), x4.dtype.itemsize)
     packed = {part[:4]: be.im2col_part(x4, spec, *part[:4]).copy() for part in blocks}

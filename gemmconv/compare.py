@@ -105,7 +105,7 @@ def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] |
         w_shape=tuple(w.shape), conv_args=args.as_dict(), flops=spec.flops, min_bytes=int(min_bytes))
     records = []
     with backend.device_context(x4):
-        ref = reference(backend, v.x, v.w, v.b, lambda s: runner_for(backend, spec, get_strategy(s)))
+        ref = reference(backend, v.x, v.w, v.b, lambda s: runner_for(backend, spec, get_strategy(s)))  # unbounded
     for name in names:
         if progress is not None:
             progress(name)

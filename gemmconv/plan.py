@@ -21,13 +21,13 @@ from ._forksafe import ForkSafeLock
 from .args import ConvArgs
 from .errors import StrategyNotSupportedError
 from .registry import Runner, Strategy, get_strategy, missing_kernels, supporting
-from .spec import ConvSpec
+from .spec import NO_LIMITS, ConvSpec, Limits
 from .validate import check_padded_fits, validate
 
 __all__ = ["PLAN_CACHE", "ConvPlan", "PlanCache", "make_plan", "runner_for"]
 
 
-def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy) -> Runner:
+def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits = NO_LIMITS) -> Runner:
     """The prepared convolution ``(x, w, b, out) -> y`` of ``strategy`` for validated 4-D arrays of
     ``spec``: the one place that pads explicitly (for padding modes other than zeros, and for strategies
     that do not pad with zeros themselves); a problem with no images or no input channels fills the
@@ -37,7 +37,7 @@ def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy) -> Runner:
     pads = spec.padded and (spec.padding_mode != "zeros" or not strategy.pads_zeros)
     inner = spec.without_padding() if pads else spec
     if strategy.prepare is not None:
-        run = strategy.prepare(backend, inner)
+        run = strategy.prepare(backend, inner, limits)
     else:
         run = _unprepared(backend, inner, strategy)
     if not pads:
@@ -98,25 +98,26 @@ class ConvPlan:
 
     def __init__(self, x: Any, w: Any, b: Any, args: ConvArgs) -> None:
         v = validate(x, w, b, args)
-        backend, spec = v.backend, v.spec
+        backend, spec, limits = v.backend, v.spec, v.limits
         requested = get_strategy(args.strategy)
-        self.backend, self.spec, self.requested = backend, spec, requested.name
+        self.backend, self.spec, self.limits, self.requested = backend, spec, limits, requested.name
         if requested.select is None:
-            reason = requested.supports(spec) or missing_kernels(requested, backend)
+            reason = requested.refusal(spec, limits) or missing_kernels(requested, backend)
             if reason is not None:
-                raise StrategyNotSupportedError(requested.name, reason, supporting(spec, backend), _summary(spec))
+                raise StrategyNotSupportedError(requested.name, reason, supporting(spec, backend, limits),
+                                                _summary(spec))
             chosen = requested
         else:
             with backend.device_context(v.x):
                 if spec.padded and spec.padding_mode != "zeros":
                     check_padded_fits(backend, v.x, spec)
-                name = requested.select(backend, v.x, v.w, v.b, spec,
-                                        lambda s: runner_for(backend, spec, get_strategy(s)))
+                name = requested.select(backend, v.x, v.w, v.b, spec, limits,
+                                        lambda s: runner_for(backend, spec, get_strategy(s), limits))
             chosen = get_strategy(name)
         if spec.padded and (spec.padding_mode != "zeros" or not chosen.pads_zeros):
             check_padded_fits(backend, v.x, spec)
         self.strategy = chosen.name
-        self._run = runner_for(backend, spec, chosen)
+        self._run = runner_for(backend, spec, chosen, limits)
         self._unbatched = v.unbatched
         self.out_shape = spec.out_shape[1:] if v.unbatched else spec.out_shape
         self.workspace_bytes = _workspace(spec, chosen, self._run, x.dtype.itemsize)

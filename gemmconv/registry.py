@@ -9,28 +9,40 @@ choice of ``auto``, the documentation table and the tests.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ._forksafe import ForkSafeLock
-from .spec import ConvSpec
+from .spec import NO_LIMITS, ConvSpec, Limits
 
 __all__ = ["Strategy", "get_strategy", "list_strategies", "register_strategy", "unregister_strategy"]
 
 RunFn = Callable[[Any, Any, Any, Any, ConvSpec], Any]
-SupportsFn = Callable[[ConvSpec], "str | None"]
+#: ``supports(spec)`` or ``supports(spec, limits)``: None, or why the strategy cannot run it
+SupportsFn = Callable[..., "str | None"]
 #: ``runner(x, w, b, out) -> y``: one prepared convolution; writes into ``out`` (an array of the result's shape
 #: and dtype, C-contiguous) when given, else returns a fresh array
 Runner = Callable[[Any, Any, Any, Any], Any]
-PrepareFn = Callable[[Any, ConvSpec], Runner]
-#: ``select(backend, x, w, b, spec, runner_for) -> name``: the strategy a chooser picks; ``runner_for(name)``
-#: gives the prepared convolution of a candidate (for measuring it)
-SelectFn = Callable[[Any, Any, Any, Any, ConvSpec, Callable[[str], Runner]], str]
+PrepareFn = Callable[[Any, ConvSpec, Limits], Runner]
+#: ``select(backend, x, w, b, spec, limits, runner_for) -> name``: the strategy a chooser picks;
+#: ``runner_for(name)`` gives the prepared convolution of a candidate (for measuring it)
+SelectFn = Callable[[Any, Any, Any, Any, ConvSpec, Limits, Callable[[str], Runner]], str]
 
 
-def _always(spec: ConvSpec) -> str | None:
+def _always(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
     return None
+
+
+def _takes_limits(fn: Callable[..., Any]) -> bool:
+    """Whether predicate ``fn`` takes a second argument, the :class:`~gemmconv.spec.Limits`."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: called with the spec alone
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 @dataclass(frozen=True)
@@ -47,14 +59,16 @@ class Strategy:
         other than ``"zeros"`` are applied before ``run`` is called.
     supports : callable, optional
         ``supports(spec) -> str | None``: None when the strategy can run
-        ``spec``, else a short reason ("needs a 3x3 kernel, got 5x5").
+        ``spec``, else a short reason ("needs a 3x3 kernel, got 5x5"). A
+        predicate of two arguments also gets the call's
+        :class:`~gemmconv.spec.Limits` (its workspace bound).
     description : str, optional
         One line for tables and docs.
     pads_zeros : bool, optional
         Whether ``run`` handles zero padding itself. If False, the input is
         padded explicitly and ``run`` sees a spec without padding.
     prepare : callable, optional
-        ``prepare(backend, spec) -> runner``, called once when a plan is made:
+        ``prepare(backend, spec, limits) -> runner``, called once when a plan is made:
         ``runner(x, w, b, out)`` runs the convolution with every decision that
         depends only on sizes (blocks, workspace, launch sizes) taken in
         ``prepare``, writing into ``out`` when it is given. Without it, plans
@@ -64,8 +78,8 @@ class Strategy:
         does not provide one of them (:meth:`Backend.provides`) is refused.
     select : callable, optional
         For a chooser such as ``auto``: ``select(backend, x, w, b, spec,
-        runner_for)`` names the strategy to run, resolved once when a plan is
-        made; ``run`` is then never called.
+        limits, runner_for)`` names the strategy to run, resolved once when a
+        plan is made; ``run`` is then never called.
     """
 
     name: str
@@ -76,6 +90,12 @@ class Strategy:
     prepare: PrepareFn | None = None
     select: SelectFn | None = None
     needs: tuple[str, ...] = ()
+
+    def refusal(self, spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
+        """Why this strategy cannot run ``spec`` within ``limits`` (its predicate), or None."""
+        if _takes_limits(self.supports):
+            return self.supports(spec, limits)
+        return self.supports(spec)
 
 
 _REGISTRY: dict[str, Strategy] = {}
@@ -165,8 +185,8 @@ def missing_kernels(strategy: Strategy, backend: Any) -> str | None:
     return None
 
 
-def supporting(spec: ConvSpec, backend: Any = None) -> tuple[str, ...]:
-    """Names of the registered strategies whose predicate accepts ``spec`` (and, given a backend, whose
-    kernels it provides)."""
+def supporting(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS) -> tuple[str, ...]:
+    """Names of the registered strategies whose predicate accepts ``spec`` within ``limits`` (and, given a
+    backend, whose kernels it provides)."""
     return tuple(name for name, s in list(_REGISTRY.items())
-                 if s.supports(spec) is None and (backend is None or missing_kernels(s, backend) is None))
+                 if s.refusal(spec, limits) is None and (backend is None or missing_kernels(s, backend) is None))

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["PADDING_MODES", "ConvSpec"]
+__all__ = ["NO_LIMITS", "PADDING_MODES", "ConvSpec", "Limits"]
 
 #: padding modes of ``torch.nn.Conv2d``; ``"zeros"`` is handled inside the kernels,
 #: the others by padding the input explicitly before the strategy runs.
@@ -43,8 +43,9 @@ class ConvSpec:
         One of :data:`PADDING_MODES`.
     dtype : str
         Name of the floating dtype shared by input, weight and bias.
-    workspace_limit : int or None
-        Bytes of temporary memory im2col may hold (None: no bound).
+
+    Resource limits (a workspace bound) are not part of the convolution: they travel beside it as
+    :class:`Limits`.
     """
 
     n: int
@@ -65,7 +66,6 @@ class ConvSpec:
     groups: int
     padding_mode: str
     dtype: str
-    workspace_limit: int | None = None
 
     @cached_property
     def cg(self) -> int:
@@ -121,3 +121,21 @@ class ConvSpec:
             pt=0, pb=0, pl=0, pr=0,
             padding_mode="zeros",
         )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resources a call may use, beside its :class:`ConvSpec`.
+
+    Attributes
+    ----------
+    workspace : int or None
+        Bytes of temporary memory ``im2col`` (and the strided ``1x1``) may hold; None: no bound
+        (``conv2d``'s ``workspace_limit``).
+    """
+
+    workspace: int | None = None
+
+
+#: no bound on anything
+NO_LIMITS = Limits()

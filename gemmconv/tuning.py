@@ -35,7 +35,7 @@ from typing import Any
 
 from ._forksafe import ForkSafeLock
 from .measure import measure, reference, relative_error
-from .spec import ConvSpec
+from .spec import ConvSpec, Limits
 
 __all__ = ["TuningCache", "TuningConfig", "autotune", "get_autotune", "set_autotune", "tuning_cache"]
 
@@ -99,9 +99,9 @@ def autotune(enabled: bool = True, **kwargs: Any) -> Iterator[TuningConfig]:
         set_autotune(old.enabled, max_seconds=old.max_seconds, max_error=old.max_error, repeat=old.repeat)
 
 
-def _key(backend: Any, device: Any, spec: ConvSpec, max_error: float | None) -> str:
+def _key(backend: Any, device: Any, spec: ConvSpec, limits: Limits, max_error: float | None) -> str:
     fields = asdict(replace(spec))
-    return json.dumps([backend.name, str(device), fields, max_error], sort_keys=True)
+    return json.dumps([backend.name, str(device), fields, limits.workspace, max_error], sort_keys=True)
 
 
 class TuningCache:
@@ -181,8 +181,8 @@ class TuningCache:
         return len(choices)
 
 
-#: the format :meth:`TuningCache.save` writes: 3 since the input's sizes are named height and width in keys
-#: (2: choices checked on load and before use)
+#: the format :meth:`TuningCache.save` writes: 3 since keys name the input's sizes height and width and hold
+#: the workspace limit beside the spec (2: choices checked on load and before use)
 FORMAT = 3
 #: the formats :meth:`TuningCache.load` reads (1 and 2 name the input's sizes h and w: tune again)
 READS = (3,)
@@ -200,9 +200,10 @@ def _entry_problem(key: Any, strategy: Any) -> str | None:
     if not isinstance(strategy, str) or strategy not in CANDIDATES:
         return f"names no strategy auto chooses among ({', '.join(CANDIDATES)})"
     try:
-        backend, device, spec, max_error = json.loads(key)
+        backend, device, spec, workspace, max_error = json.loads(key)
         ConvSpec(**spec)
         well_formed = (isinstance(backend, str) and isinstance(device, str) and set(spec) == _SPEC_FIELDS
+                       and (workspace is None or isinstance(workspace, int))
                        and (max_error is None or isinstance(max_error, (int, float))))
     except (TypeError, ValueError):
         well_formed = False
@@ -221,12 +222,12 @@ def _time_candidate(name: str, run: Callable[..., Any], backend: Any, x: Any, w:
     return measure(lambda: run(x, w, b, None), backend, repeat)
 
 
-def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, candidates: list[str],
+def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits, candidates: list[str],
                  runner_for: Callable[[str], Any]) -> str:
     """The measured-fastest of ``candidates`` for this configuration (cached); ``runner_for(name)`` gives a
     candidate's prepared convolution ``(x, w, b, out) -> y``."""
     cfg = _config
-    key = _key(backend, backend.device_key(x), spec, cfg.max_error)
+    key = _key(backend, backend.device_key(x), spec, limits, cfg.max_error)
     hit = tuning_cache.get(key)
     if hit in candidates:  # a loaded choice is run only where the strategy can run this spec
         return hit

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from .args import ConvArgs
 from .backends import Backend, get_backend
-from .spec import PADDING_MODES, ConvSpec
+from .spec import NO_LIMITS, PADDING_MODES, ConvSpec, Limits
 
 __all__ = ["Validated", "check_padded_fits", "validate"]
 
@@ -33,6 +33,8 @@ class Validated(NamedTuple):
     spec: ConvSpec
     #: whether the input was unbatched (C, H, W)
     unbatched: bool
+    #: the resources the call may use (its workspace_limit)
+    limits: Limits = NO_LIMITS
 
 
 @functools.lru_cache(maxsize=64)
@@ -184,7 +186,7 @@ def validate(x: Any, w: Any, b: Any, args: ConvArgs) -> Validated:
         workspace_limit = _int("workspace_limit", workspace_limit, 1)
     spec = ConvSpec(
         n=n, c=c, height=h, width=wd, k=k, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pb=pb, pl=pl, pr=pr,
-        dh=dh, dw=dw, groups=g, padding_mode=padding_mode, dtype=_dtype_name(x.dtype), workspace_limit=workspace_limit,
+        dh=dh, dw=dw, groups=g, padding_mode=padding_mode, dtype=_dtype_name(x.dtype),
     )
     if spec.ekh > h + pt + pb or spec.ekw > wd + pl + pr:
         raise ValueError(
@@ -195,7 +197,8 @@ def validate(x: Any, w: Any, b: Any, args: ConvArgs) -> Validated:
     if spec.padded:
         _check_padding_mode(spec)
     _check_sizes(backend, spec, x)
-    return Validated(backend, x, w, b, spec, unbatched)
+    limits = NO_LIMITS if workspace_limit is None else Limits(workspace=workspace_limit)
+    return Validated(backend, x, w, b, spec, unbatched, limits)
 
 
 def _bytes(count: int) -> str:

@@ -123,8 +123,8 @@ def test_im2col_plan():
     small = _spec((2, 8, 10, 10), (8, 8, 3, 3))  # 46 KB of columns, products and input rows
     assert im2col.plan(small, 1 << 20, 2, 4) == [(0, 2, 0, 8, 0, 8)]  # too little work to hand out
     # a workspace limit is shared by the workers
-    limited = _spec((8, 64, 56, 56), (64, 64, 3, 3), padding=1, workspace_limit=4 << 20)
-    assert max((o1 - o0) * row_bytes for _, _, o0, o1, _, _ in im2col.plan(limited, None, 4, 4)) <= 1 << 20
+    blocks = im2col.plan(spec, None, 4, 4, limit=4 << 20)
+    assert max((o1 - o0) * row_bytes for _, _, o0, o1, _, _ in blocks) <= 1 << 20
 
 
 def test_im2col_plan_splits_channels_where_weights_outweigh_columns():
@@ -250,7 +250,7 @@ def test_columns_with_a_row_of_ones(stride, padding):
 
     x = np.random.default_rng(7).standard_normal((2, 3, 9, 9)).astype(np.float32)
     for kh in (1, 3):
-        be, x4, _, _, spec, _ = validate(x, np.ones((4, 3, kh, kh), np.float32), None,
+        be, x4, _, _, spec, *_ = validate(x, np.ones((4, 3, kh, kh), np.float32), None,
                                          ConvArgs(stride=stride, padding=padding))
         plain = be.im2col_part(x4, spec, 0, 2, 1, spec.oh).copy()
         ones = be.im2col_part(x4, spec, 0, 2, 1, spec.oh, ones_row=True).copy()
@@ -278,12 +278,13 @@ def test_bias_rides_the_gemm_where_the_weights_are_small():
     assert not im2col.folds_bias(deep, np.ones(256))
     grouped = _spec((1, 64, 56, 56), (64, 32, 1, 1), groups=2)
     assert not im2col.folds_bias(grouped, np.ones(64))
-    assert im2col.folds_bias(_spec((1, 64, 56, 56), (128, 64, 1, 1), stride=2, workspace_limit=1 << 20), 1)
-    tight = _spec((1, 64, 56, 56), (128, 64, 1, 1), stride=2, workspace_limit=100_000)
-    assert not im2col.folds_bias(tight, np.ones(128))  # the widened weights would take over an eighth of it
+    strided = _spec((1, 64, 56, 56), (128, 64, 1, 1), stride=2)
+    assert im2col.folds_bias(strided, 1, limit=1 << 20)
+    assert not im2col.folds_bias(strided, np.ones(128), limit=100_000)  # the widened weights: over an eighth of it
     # the plan counts the widened weights and the row of ones against a limit
-    limited = _spec((1, 64, 56, 56), (64, 64, 3, 3), padding=1, workspace_limit=2 << 20)
-    assert len(im2col.plan(limited, None, 2, 4, fold_bias=True)) >= len(im2col.plan(limited, None, 2, 4))
+    dense = _spec((1, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    assert (len(im2col.plan(dense, None, 2, 4, fold_bias=True, limit=2 << 20))
+            >= len(im2col.plan(dense, None, 2, 4, limit=2 << 20)))
 
 
 def test_run_phases_finishes_a_phase_before_the_next_and_raises_errors():

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers import torch_conv
 
 import gemmconv
 from gemmconv.args import ConvArgs
+from gemmconv.registry import missing_kernels, supporting
 from gemmconv.strategies.auto import choose
 from gemmconv.validate import validate
 
@@ -121,3 +124,45 @@ def test_choose_strategy_public_and_validated():
 def test_every_strategy_has_a_description():
     for name in gemmconv.list_strategies():
         assert gemmconv.get_strategy(name).description
+
+
+def test_predicates_get_the_limits_beside_the_spec():
+    seen = []
+
+    def two(spec, limits):
+        seen.append(limits.workspace)
+        return None if limits.workspace is None else "runs only without a workspace limit"
+
+    run = gemmconv.get_strategy("im2col").run
+    gemmconv.register_strategy(gemmconv.Strategy("limited_aware", run, supports=two))
+    gemmconv.register_strategy(gemmconv.Strategy("spec_only", run, supports=lambda spec: None))
+    try:
+        x, w = np.ones((1, 2, 6, 6)), np.ones((3, 2, 3, 3))
+        assert gemmconv.conv2d(x, w, strategy="limited_aware").shape == (1, 3, 4, 4)
+        with pytest.raises(gemmconv.StrategyNotSupportedError, match="runs only without a workspace limit"):
+            gemmconv.conv2d(x, w, strategy="limited_aware", workspace_limit=1 << 20)
+        assert seen[:2] == [None, 1 << 20]  # (the alternatives in the message ask it again)
+        assert gemmconv.conv2d(x, w, strategy="spec_only", workspace_limit=1 << 20).shape == (1, 3, 4, 4)
+        assert "workspace_limit" not in {f.name for f in dataclasses.fields(gemmconv.ConvSpec)}
+    finally:
+        gemmconv.unregister_strategy("limited_aware")
+        gemmconv.unregister_strategy("spec_only")
+
+
+def test_a_backend_without_a_kernel_family_refuses_the_strategies_that_need_it():
+    from gemmconv.backends.kernels import DirectKernels, Im2colKernels
+
+    class NoWinograd(Im2colKernels, DirectKernels):  # provides im2col and direct kernels, not Winograd's
+        name = "fake"
+        xp = np
+        owns = im2col = direct = None
+
+    fake = NoWinograd()
+    numpy_backend = gemmconv.get_backend(np.zeros(1))
+    assert numpy_backend.provides("winograd") and numpy_backend.provides("im2col")
+    assert fake.provides("im2col") and fake.provides("direct") and not fake.provides("winograd")
+    assert missing_kernels(gemmconv.get_strategy("winograd"), numpy_backend) is None
+    assert missing_kernels(gemmconv.get_strategy("winograd"), fake) == "the fake backend provides no winograd kernels"
+    assert missing_kernels(gemmconv.get_strategy("im2col"), fake) is None
+    spec = _spec((1, 16, 8, 8), (16, 16, 3, 3), padding=1)
+    assert "winograd" not in supporting(spec, fake) and "winograd" in supporting(spec)

@@ -280,8 +280,8 @@ def _write(tmp_path, data, raw=None):
 
 
 def _tuning_key(x, w, **args):
-    backend, x4, _, _, spec, _ = validate(x, w, None, ConvArgs(**args))
-    return _key(backend, backend.device_key(x4), spec, None)
+    v = validate(x, w, None, ConvArgs(**args))
+    return _key(v.backend, v.backend.device_key(v.x), v.spec, v.limits, None)
 
 
 def test_a_loaded_choice_that_cannot_run_the_layer_is_tuned_again_never_run(tmp_path):

@@ -52,7 +52,7 @@ def test_changed_weights_are_caught_by_the_workers_check_on_channel_split_layers
     x = rng.standard_normal((1, 256, 7, 7)).astype(np.float32)
     w = rng.standard_normal((256, 256, 3, 3)).astype(np.float32)
     with threadpool_limits(2):
-        be, _x4, _w4, _, spec, _ = validate(x, w, None, ConvArgs(padding=1))
+        be, _x4, _w4, _, spec, *_ = validate(x, w, None, ConvArgs(padding=1))
         assert len({b[2:] for b in winograd.plan(spec, 4, be.scheduler.block_budget(spec), 2, 4)}) == 2  # channel split
         FILTER_CACHE.clear()
         y1 = gemmconv.conv2d(x, w, padding=1, strategy="winograd")

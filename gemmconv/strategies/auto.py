@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..registry import Runner, Strategy, get_strategy, missing_kernels
-from ..spec import ConvSpec
+from ..spec import NO_LIMITS, ConvSpec, Limits
 from ..tuning import CANDIDATES, get_autotune, tuned_choice
 from . import im2col, one_by_one
 from .winograd import supports as winograd_supports
@@ -44,34 +44,37 @@ SMALL_FLOPS = 500_000
 BUILTIN = CANDIDATES
 
 
-def choose(spec: ConvSpec, backend: Any = None) -> str:
-    """Name of the strategy the rule picks for ``spec`` (the rule is the same on every backend)."""
+def choose(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS) -> str:
+    """Name of the strategy the rule picks for ``spec`` within ``limits`` (the rule is the same on every
+    backend)."""
     padded_strided = spec.padded and (spec.sh, spec.sw) != (1, 1)
-    if (spec.kh, spec.kw) == (1, 1) and not padded_strided and one_by_one.supports(spec) is None:
+    if (spec.kh, spec.kw) == (1, 1) and not padded_strided and one_by_one.supports(spec, limits) is None:
         return "1x1"
     if spec.flops < SMALL_FLOPS or (spec.groups > 1 and spec.cg <= 4):
         return "direct"
     tiles = spec.n * -(-spec.oh // 4) * -(-spec.ow // 4)
     if (winograd_supports(spec) is None and min(spec.cg, spec.kg) >= 16 and tiles >= 16
-            and spec.workspace_limit is None):
+            and limits.workspace is None):
         return "winograd_f2" if spec.dtype == "float16" else "winograd"
-    return "im2col" if im2col.supports(spec) is None else "direct"
+    return "im2col" if im2col.supports(spec, limits) is None else "direct"
 
 
-def candidates(spec: ConvSpec, backend: Any) -> list[str]:
-    """The built-in strategies that can run ``spec``, the rule's choice first (what measured selection times)."""
-    first = choose(spec, backend)
-    others = [s for s in BUILTIN if s != first and get_strategy(s).supports(spec) is None
+def candidates(spec: ConvSpec, backend: Any, limits: Limits = NO_LIMITS) -> list[str]:
+    """The built-in strategies that can run ``spec`` within ``limits``, the rule's choice first (what
+    measured selection times)."""
+    first = choose(spec, backend, limits)
+    others = [s for s in BUILTIN if s != first and get_strategy(s).refusal(spec, limits) is None
               and missing_kernels(get_strategy(s), backend) is None]
     return [first, *others]
 
 
-def select(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, runner_for: Callable[[str], Runner]) -> str:
+def select(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits,
+           runner_for: Callable[[str], Runner]) -> str:
     """The strategy ``auto`` runs: measured when autotuning is on (see :mod:`gemmconv.tuning`), else the rule.
     Called once, when a plan is made."""
     if get_autotune().enabled:
-        return tuned_choice(backend, x, w, b, spec, candidates(spec, backend), runner_for)
-    return choose(spec, backend)
+        return tuned_choice(backend, x, w, b, spec, limits, candidates(spec, backend, limits), runner_for)
+    return choose(spec, backend, limits)
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import Runner, Strategy
-from ..spec import ConvSpec
+from ..spec import NO_LIMITS, ConvSpec, Limits
 
 
-def prepare(backend: Any, spec: ConvSpec) -> Runner:
+def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+    """The direct loop needs no workspace to bound (one padded plane per worker at unit stride)."""
     run = backend.direct_runner(spec)
     run.workspace_bytes = backend.direct_workspace(spec)
     return run

@@ -1,7 +1,7 @@
 """``im2col``: pack the column matrix, then one GEMM per image and group.
 
 The work is cut into blocks (groups of images, or bands of output rows of one image) whose column
-matrix fits the ``block_bytes`` of the backend's scheduler and, when given, ``spec.workspace_limit`` shared by the
+matrix fits the ``block_bytes`` of the backend's scheduler and, when given, the workspace limit shared by the
 blocks that run at once. Each block is packed, multiplied straight into its part of the output and
 given its bias while still in cache (for deep layers on small images the blocks are slices of
 the output channels instead); the backend runs the blocks on its workers (on the CPU each
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..registry import Runner, Strategy
-from ..spec import ConvSpec
+from ..spec import NO_LIMITS, ConvSpec, Limits
 from ._common import add_bias, channel_slices, split
 
 #: ``(n0, n1, o0, o1, k0, k1)``: images, output rows and output channels of one block
@@ -56,9 +56,8 @@ def min_workspace(spec: ConvSpec, fold_bias: bool = False, pads_zeros: bool = Tr
     return fixed + row
 
 
-def limit_problem(spec: ConvSpec, pads_zeros: bool = True) -> str | None:
-    """Why ``spec.workspace_limit`` is too small for an im2col block (also the strided 1x1's), or None."""
-    limit = spec.workspace_limit
+def limit_problem(spec: ConvSpec, limit: int | None, pads_zeros: bool = True) -> str | None:
+    """Why a workspace ``limit`` is too small for an im2col block of ``spec`` (also the strided 1x1's), or None."""
     if limit is None:
         return None
     need = min_workspace(spec, pads_zeros=pads_zeros)
@@ -68,20 +67,21 @@ def limit_problem(spec: ConvSpec, pads_zeros: bool = True) -> str | None:
             f"output row of one image, with the input rows it reads); pass workspace_limit >= {need} or None")
 
 
-def supports(spec: ConvSpec) -> str | None:
-    return limit_problem(spec)
+def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
+    return limit_problem(spec, limits.workspace)
 
 
-def in_flight(spec: ConvSpec, workers: int, itemsize: int, fold_bias: bool = False) -> int:
-    """How many blocks run at once: one per worker, fewer where the workspace limit holds fewer
+def in_flight(spec: ConvSpec, workers: int, itemsize: int, fold_bias: bool = False, limit: int | None = None) -> int:
+    """How many blocks run at once: one per worker, fewer where the workspace ``limit`` holds fewer
     one-row blocks (so that the limit holds)."""
-    if spec.workspace_limit is None:
+    if limit is None:
         return workers
     fixed, row = _charges(spec, itemsize, fold_bias)
-    return max(1, min(workers, (spec.workspace_limit - fixed) // row))
+    return max(1, min(workers, (limit - fixed) // row))
 
 
-def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int, fold_bias: bool = False) -> list[Block]:
+def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int, fold_bias: bool = False,
+         limit: int | None = None) -> list[Block]:
     """Blocks ``(n0, n1, o0, o1, k0, k1)`` of images, output rows and output channels; one block when
     nothing asks to cut.
 
@@ -91,14 +91,13 @@ def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int, fold_b
     weights against 0.9 MB of columns at 512 channels, 7², N=1), the workers split the output
     channels instead: each packs the (few) columns itself and reads only its slice of the weights,
     where bands of rows would each stream all of them. With ``fold_bias`` (:func:`folds_bias`) the
-    columns have a row of ones more, and the widened weights count against a workspace limit,
+    columns have a row of ones more, and the widened weights count against a workspace ``limit``,
     which the blocks in flight (:func:`in_flight`) share.
     """
     crs = spec.c * spec.kh * spec.kw + fold_bias
-    limit = spec.workspace_limit
     fixed, row_bytes = _charges(spec, itemsize, fold_bias)
     if limit is not None:  # shared by the blocks in flight, less the kernel's halo of input rows and widened weights
-        workers = in_flight(spec, workers, itemsize, fold_bias)
+        workers = in_flight(spec, workers, itemsize, fold_bias, limit)
         share = max(1, (limit - fixed) // workers)
         budget = share if budget is None else min(budget, share)
     if budget is None:
@@ -114,15 +113,14 @@ def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int, fold_b
             for o0, o1 in split(spec.oh, row_bytes, budget, workers)]
 
 
-def folds_bias(spec: ConvSpec, b: Any | None) -> bool:
+def folds_bias(spec: ConvSpec, b: Any | None, limit: int | None = None) -> bool:
     """Whether the GEMM adds the bias: the weights widened by a last column, the bias, against a last
     row of ones in the columns. Where the weights are small beside the output (1x1 and stem layers),
     copying them once per call costs less than a pass of its own over the output (measured: CPU_NOTES.md);
-    groups of 1 only, and under a ``workspace_limit`` only where
+    groups of 1 only, and under a workspace ``limit`` only where
     the widened weights take at most an eighth of it (:func:`plan` counts them) and it still holds a
     block of one row."""
     crs = spec.c * spec.kh * spec.kw
-    limit = spec.workspace_limit
     return (b is not None and spec.groups == 1 and 8 * (crs + 1) <= spec.n * spec.oh * spec.ow
             and (limit is None or (8 * spec.k * (crs + 1) * 8 <= limit  # 8-byte items at most
                                    and min_workspace(spec, fold_bias=True) <= limit)))
@@ -176,15 +174,14 @@ class Decisions(NamedTuple):
     whole: bool  #: one block of the whole problem on a backend without blocks (a GPU): one GEMM
 
 
-def decide(backend: Any, spec: ConvSpec, has_bias: bool, workers: int, plan_spec: ConvSpec | None = None,
+def decide(backend: Any, spec: ConvSpec, has_bias: bool, workers: int, limit: int | None = None,
            may_fold: bool = True) -> Decisions:
-    """The blocks of ``spec`` on ``backend`` (``plan_spec``, where given, sets their workspace limit)."""
-    plan_spec = spec if plan_spec is None else plan_spec
+    """The blocks of ``spec`` on ``backend`` within a workspace ``limit``."""
     itemsize = _ITEMSIZE[spec.dtype]
-    fold = may_fold and folds_bias(spec, True if has_bias else None)
-    blocks = plan(plan_spec, backend.scheduler.block_budget(spec), workers, itemsize, fold)
+    fold = may_fold and folds_bias(spec, True if has_bias else None, limit)
+    blocks = plan(spec, backend.scheduler.block_budget(spec), workers, itemsize, fold, limit)
     whole = not backend.scheduler.blocks and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]
-    return Decisions(fold, blocks, in_flight(plan_spec, workers, itemsize, fold), whole)
+    return Decisions(fold, blocks, in_flight(spec, workers, itemsize, fold, limit), whole)
 
 
 def memo_decisions(backend: Any, spec: ConvSpec, **kw: Any) -> Callable[[bool], Decisions]:
@@ -209,8 +206,8 @@ def block_workspace(spec: ConvSpec, d: Decisions) -> int:
     return most * crs * spec.ow * _ITEMSIZE[spec.dtype] * (1 if d.whole else min(d.in_flight, len(d.blocks)))
 
 
-def prepare(backend: Any, spec: ConvSpec) -> Runner:
-    decided = memo_decisions(backend, spec)
+def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+    decided = memo_decisions(backend, spec, limit=limits.workspace)
 
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         d = decided(b is not None)
@@ -231,7 +228,7 @@ def prepare(backend: Any, spec: ConvSpec) -> Runner:
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    return prepare(backend, spec)(x, w, b, None)
+    return prepare(backend, spec, NO_LIMITS)(x, w, b, None)
 
 
 STRATEGY = Strategy(

@@ -6,28 +6,26 @@ whose columns are views of the input itself, or for a stride the strided pixels 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ..registry import Runner, Strategy
-from ..spec import ConvSpec
+from ..spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col
 from ._common import add_bias
 
 
-def supports(spec: ConvSpec) -> str | None:
+def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
     if (spec.kh, spec.kw) != (1, 1):
         return f"needs a 1x1 kernel, got {spec.kh}x{spec.kw}"
     if (spec.sh, spec.sw) != (1, 1):  # the strided pixels are gathered in blocks, as im2col's columns
-        return im2col.limit_problem(spec, pads_zeros=False)
+        return im2col.limit_problem(spec, limits.workspace, pads_zeros=False)
     return None
 
 
-def prepare(backend: Any, spec: ConvSpec) -> Runner:
+def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
     strided = (spec.sh, spec.sw) != (1, 1)
     # unstrided, the columns are views of x: no workspace, so no limit to cut the blocks by (nor a bias to fold)
-    plan_spec = spec if strided else dataclasses.replace(spec, workspace_limit=None)
-    decided = im2col.memo_decisions(backend, spec, plan_spec=plan_spec, may_fold=strided)
+    decided = im2col.memo_decisions(backend, spec, limit=limits.workspace if strided else None, may_fold=strided)
 
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         d = decided(b is not None)
@@ -58,7 +56,7 @@ def prepare(backend: Any, spec: ConvSpec) -> Runner:
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-    return prepare(backend, spec)(x, w, b, None)
+    return prepare(backend, spec, NO_LIMITS)(x, w, b, None)
 
 
 STRATEGY = Strategy(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import Runner, Strategy
-from ..spec import ConvSpec
+from ..spec import NO_LIMITS, ConvSpec, Limits
 from ._common import channel_slices, split
 from .filter_cache import FilterCache, Lookup
 from .winograd_transforms import TRANSFORMS
@@ -154,11 +154,11 @@ def _workspace(spec: ConvSpec, m: int, blocks: list[tuple[int, int, int, int]], 
     return u + t2 * (spec.c + spec.k) * rows * tw * itemsize * min(workers, len(blocks))
 
 
-def prepare_f4(backend: Any, spec: ConvSpec) -> Runner:
-    return _prepare(backend, spec, 4)
+def prepare_f4(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+    return _prepare(backend, spec, 4)  # Winograd's workspace is not bounded yet: auto avoids it under a limit
 
 
-def prepare_f2(backend: Any, spec: ConvSpec) -> Runner:
+def prepare_f2(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
     return _prepare(backend, spec, 2)
 
 
