@@ -94,6 +94,11 @@ class ConvPlan:
     workspace_bytes : int
         Bytes of temporary memory one call may hold beyond its result (an upper bound, computed from
         the sizes: the column matrices, transformed tiles or padded copy the strategy makes).
+    limits : Limits
+        The resources the plan keeps to (its workspace limit).
+    launches : LaunchSet or None
+        On the GPU, the kernel launches it runs (functions, launch sizes, size arguments, the cuBLAS
+        handle), filled by its first call: what a CUDA-graph capture needs besides the arrays.
     """
 
     def __init__(self, x: Any, w: Any, b: Any, args: ConvArgs) -> None:
@@ -118,6 +123,10 @@ class ConvPlan:
             check_padded_fits(backend, v.x, spec)
         self.strategy = chosen.name
         self._run = runner_for(backend, spec, chosen, limits)
+        pads = spec.padded and (spec.padding_mode != "zeros" or not chosen.pads_zeros)
+        #: the kernel launches the plan runs (sizes, handles) where the backend keeps them (CuPy), else None
+        with backend.device_context(v.x):
+            self.launches = backend.launches(spec.without_padding() if pads else spec, x.dtype)
         self._unbatched = v.unbatched
         self.out_shape = spec.out_shape[1:] if v.unbatched else spec.out_shape
         self.workspace_bytes = _workspace(spec, chosen, self._run, x.dtype.itemsize)

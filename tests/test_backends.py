@@ -99,3 +99,10 @@ def test_register_backend_validates():
         gemmconv.register_backend(NumpyBackend)
     with pytest.raises(ValueError, match="'numpy' is already registered"):
         gemmconv.register_backend(NumpyBackend())
+
+
+def test_numpy_plans_keep_no_launches():
+    import gemmconv
+
+    p = gemmconv.plan(np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3)))
+    assert p.launches is None  # the CPU launches no device kernels

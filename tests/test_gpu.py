@@ -197,6 +197,9 @@ def test_plans_and_out_on_gpu(strategy):
         np.testing.assert_array_equal(cupy.asnumpy(out), cupy.asnumpy(y))
         ref = torch_conv(cupy.asnumpy(x), cupy.asnumpy(w), cupy.asnumpy(b), **args)
         np.testing.assert_allclose(cupy.asnumpy(y), ref, rtol=1e-3, atol=1e-3)
+        if strategy in ("direct", "im2col", "winograd", "winograd_f2"):  # their kernels' launches, kept by the plan
+            assert p.launches is not None and p.launches.launches and p.launches.gemm_handle is not None
+            assert all(launch.grid and launch.block for launch in p.launches.launches.values())
     with pytest.raises(ValueError, match="another library or array type"):
         p(cupy.asnumpy(x), w, b)
     with pytest.raises(ValueError, match="out must be a ndarray like x"):

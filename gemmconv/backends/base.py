@@ -116,6 +116,11 @@ class Backend(ABC):
             arr = cache[ck] = self.xp.asarray(value, dtype=dtype)
         return arr
 
+    def launches(self, spec: ConvSpec, dtype: Any) -> Any:
+        """The kernel launches of a convolution kept in one place for a later capture (a CUDA graph), or None
+        where the backend keeps none (the CPU)."""
+        return None
+
     def clear_workspace(self) -> None:
         """Free buffers this backend reuses between calls (none here)."""
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
+from .cuda_launches import Launch, LaunchCache, LaunchSet, launch
 from .kernels import DirectKernels, Im2colKernels, WinogradKernels
 from .profiling import Profiler
 from .scheduling import Scheduler
@@ -88,6 +89,23 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
         self._modules: dict[int, Any] = {}
         self._functions: dict[tuple[int, str], Any] = {}
         self._lock = ForkSafeLock()
+        self._launch_sets = LaunchCache()
+
+    def launches(self, spec: ConvSpec, dtype: Any) -> LaunchSet:
+        """The kernel launches of ``spec`` in ``dtype`` on the current device: what a CUDA-graph capture of
+        the convolution needs besides its arrays, in one place (see :mod:`.cuda_launches`)."""
+        device = self.current_device()
+
+        def make() -> LaunchSet:
+            import cupy
+
+            return LaunchSet(device, cupy.cuda.device.get_cublas_handle())
+
+        return self._launch_sets.get((spec, str(dtype), device), make)
+
+    def clear_workspace(self) -> None:
+        """Forget the launch sets (CuPy's memory pool holds the device memory: ``cupy.get_default_memory_pool()``)."""
+        self._launch_sets.clear()
 
     @property
     def xp(self) -> Any:
@@ -139,12 +157,15 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
         import cupy
 
         x = cupy.ascontiguousarray(x)
-        p = spec.oh * spec.ow
-        cols = cupy.empty((spec.n, spec.c * spec.kh * spec.kw, p), dtype=x.dtype)
-        args = (x, cols, spec.n, spec.c, spec.height, spec.width, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl,
-                spec.dh, spec.dw, spec.oh, spec.ow)
-        grid = (-(-spec.n * spec.c * spec.kh * spec.kw // 8),)  # a warp per column-matrix row, 8 per block
-        self._kernel(f"im2col<{self._ctype(x)}>")(grid, (32, 8), tuple(_i32(a) for a in args))
+        cols = cupy.empty((spec.n, spec.c * spec.kh * spec.kw, spec.oh * spec.ow), dtype=x.dtype)
+
+        def build() -> Launch:
+            sizes = (spec.n, spec.c, spec.height, spec.width, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl,
+                     spec.dh, spec.dw, spec.oh, spec.ow)
+            grid = (-(-spec.n * spec.c * spec.kh * spec.kw // 8),)  # a warp per column-matrix row, 8 per block
+            return launch(self._kernel(f"im2col<{self._ctype(x)}>"), grid, (32, 8), sizes)
+
+        self.launches(spec, x.dtype).get("im2col", build)(x, cols)
         return cols
 
     def direct(self, x: Any, w: Any, b: Any | None, spec: ConvSpec, out: Any = None) -> Any:
@@ -153,27 +174,27 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
         x, w = cupy.ascontiguousarray(x), cupy.ascontiguousarray(w)
         bias = cupy.ascontiguousarray(b) if b is not None else w  # never read when has_bias == 0
         out = cupy.empty(spec.out_shape, dtype=x.dtype) if out is None else out
-        acc_size = 8 if x.dtype.name == "float64" else 4
+        self.launches(spec, x.dtype).get("direct", lambda: self._direct_launch(spec, x.dtype))(
+            x, w, bias, np.int32(b is not None), out)
+        return out
+
+    def _direct_launch(self, spec: ConvSpec, dtype: Any) -> Launch:
+        """direct_tiled (a 32x32 output patch per block, its receptive field in shared memory) where that
+        fits, else direct_global (one thread per output)."""
+        acc_size = 8 if str(dtype) == "float64" else 4
         in_h = (_TILE - 1) * spec.sh + spec.ekh
         in_w = (_TILE - 1) * spec.sw + spec.ekw
         smem = in_h * in_w * acc_size
         common = (spec.c, spec.height, spec.width, spec.k, spec.cg, spec.kh, spec.kw, spec.sh, spec.sw,
-                  spec.pt, spec.pl,
-                  spec.dh, spec.dw, spec.oh, spec.ow, spec.groups)
-        t = self._ctype(x)
+                  spec.pt, spec.pl, spec.dh, spec.dw, spec.oh, spec.ow, spec.groups)
+        t = _CTYPES[str(dtype)]
         if smem <= _SMEM_LIMIT and spec.k < 65536 and spec.n < 65536:
             tiles_h, tiles_w = -(-spec.oh // _TILE), -(-spec.ow // _TILE)
-            args = (x, w, bias, int(b is not None), out, *common, tiles_w)
-            self._kernel(f"direct_tiled<{t}, {_TILE}, {_RY}>")(
-                (tiles_h * tiles_w, spec.k, spec.n), (_TILE, _TILE // _RY), tuple(_i32(a) for a in args),
-                shared_mem=smem,
-            )
-        else:
-            total = spec.n * spec.k * spec.oh * spec.ow
-            args = (x, w, bias, int(b is not None), out, spec.n, *common)
-            grid = min(-(-total // _BLOCK), 65535 * 32)
-            self._kernel(f"direct_global<{t}>")((grid,), (_BLOCK,), tuple(_i32(a) for a in args))
-        return out
+            return launch(self._kernel(f"direct_tiled<{t}, {_TILE}, {_RY}>"), (tiles_h * tiles_w, spec.k, spec.n),
+                          (_TILE, _TILE // _RY), (*common, tiles_w), shared_mem=smem)
+        total = spec.n * spec.k * spec.oh * spec.ow
+        grid = min(-(-total // _BLOCK), 65535 * 32)
+        return launch(self._kernel(f"direct_global<{t}>"), (grid,), (_BLOCK,), (spec.n, *common))
 
     def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, reuse: bool = False) -> Any:
         import cupy
@@ -182,9 +203,13 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
         t = m + 2
         p = spec.n * th * tw
         v = cupy.empty((t, t, spec.c, p), dtype=x.dtype)
-        args = (x, v, spec.n, spec.c, spec.height, spec.width, th, tw, spec.pt, spec.pl)
-        grid = -(-spec.c * p // _BLOCK)
-        self._kernel(f"winograd_input<{self._ctype(x)}, {m}>")((grid,), (_BLOCK,), tuple(_i32(a) for a in args))
+
+        def build() -> Launch:
+            kernel = self._kernel(f"winograd_input<{self._ctype(x)}, {m}>")
+            return launch(kernel, (-(-spec.c * p // _BLOCK),), (_BLOCK,),
+                          (spec.n, spec.c, spec.height, spec.width, th, tw, spec.pt, spec.pl))
+
+        self.launches(spec, x.dtype).get(f"winograd_input{m}", build)(x, v)
         return v
 
     def winograd_filter(self, w: Any, spec: ConvSpec, g: Any, m: int) -> Any:
@@ -194,8 +219,12 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
         t = m + 2
         filters = spec.k * spec.cg
         u = cupy.empty((t * t, spec.groups, spec.kg, spec.cg), dtype=w.dtype)  # (T², G, K/G, C/G)
-        grid = -(-filters // _BLOCK)
-        self._kernel(f"winograd_filter<{self._ctype(w)}, {m}>")((grid,), (_BLOCK,), (w, u, np.int64(filters)))
+
+        def build() -> Launch:
+            kernel = self._kernel(f"winograd_filter<{self._ctype(w)}, {m}>")
+            return Launch(kernel, (-(-filters // _BLOCK),), (_BLOCK,), (np.int64(filters),))  # a 64-bit count
+
+        self.launches(spec, w.dtype).get(f"winograd_filter{m}", build)(w, u)
         return u
 
     def matmul(self, a: Any, b: Any, scratch: bool = False, out: Any = None) -> Any:
@@ -213,9 +242,12 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
         out = cupy.empty(spec.out_shape, dtype=mt.dtype) if out is None else out
         bias = cupy.ascontiguousarray(b) if b is not None else mt  # never read when has_bias == 0
         p = spec.n * th * tw
-        args = (mt, out, bias, int(b is not None), spec.n, spec.k, spec.oh, spec.ow, th, tw)
-        grid = -(-spec.k * p // _BLOCK)
-        self._kernel(f"winograd_output<{self._ctype(mt)}, {m}>")((grid,), (_BLOCK,), tuple(_i32(a) for a in args))
+
+        def build() -> Launch:
+            kernel = self._kernel(f"winograd_output<{self._ctype(mt)}, {m}>")
+            return launch(kernel, (-(-spec.k * p // _BLOCK),), (_BLOCK,), (spec.n, spec.k, spec.oh, spec.ow, th, tw))
+
+        self.launches(spec, mt.dtype).get(f"winograd_output{m}", build)(mt, out, bias, np.int32(b is not None))
         return out
 
 
@@ -249,11 +281,6 @@ def _PeakHook() -> Any:
 
 #: host-side alpha = 1 and beta = 0 for cuBLAS, made once (their addresses are passed)
 _SCALARS = {t: (np.array(1, dtype=t), np.array(0, dtype=t)) for t in (np.float32, np.float64)}
-
-
-def _i32(a: Any) -> Any:
-    """Python ints as 32-bit C ints (the kernels' ``int`` parameters); arrays pass through."""
-    return np.int32(a) if isinstance(a, int) else a
 
 
 def gemm_plan(a: Any, b: Any) -> tuple[tuple[int, ...], list[list[int]], list[int]]:
