@@ -130,6 +130,9 @@ class ConvPlan:
         self._unbatched = v.unbatched
         self.out_shape = spec.out_shape[1:] if v.unbatched else spec.out_shape
         self.workspace_bytes = _workspace(spec, chosen, self._run, x.dtype.itemsize)
+        #: an estimate of the bytes the plan itself holds (what the plan cache counts): a fixed share for its
+        #: objects and what its runner says it keeps (``held_bytes``: constants such as a zero bias)
+        self.nbytes = _PLAN_OVERHEAD + int(getattr(self._run, "held_bytes", 0))
         # what a call's arrays must match (taken from the arrays as given)
         self._types = (type(x), type(w), None if b is None else type(b))
         self._shapes = (tuple(x.shape), tuple(w.shape), None if b is None else tuple(b.shape))
@@ -240,21 +243,25 @@ def _workspace(spec: ConvSpec, strategy: Strategy, run: Runner, itemsize: int) -
     return padded + int(getattr(run, "workspace_bytes", 0))
 
 
+#: bytes a plan's own objects take, at most (its closures, sizes and lists of blocks; measured with
+#: tracemalloc at 2-3 KiB for the built-in strategies)
+_PLAN_OVERHEAD = 4096
+
+
 def make_plan(x: Any, w: Any, b: Any, args: ConvArgs) -> ConvPlan:
     """A new :class:`ConvPlan` (not cached)."""
     return ConvPlan(x, w, b, args)
 
 
 class PlanCache:
-    """Plans by everything they depend on, least recently used evicted past ``max_entries``.
+    """Plans by everything they depend on, least recently used evicted past ``max_entries`` plans or
+    ``max_bytes`` of their estimated size (:attr:`ConvPlan.nbytes`: no workspace, which is allocated per
+    call; sizes, closures, lists of blocks and small constants such as a zero bias)."""
 
-    Plans hold no arrays (their workspace is allocated per call), only sizes, closures and small
-    lists of blocks (~2 KiB each), so the bound on entries bounds the bytes too: 256 plans take well
-    under 1 MiB.
-    """
-
-    def __init__(self, max_entries: int = 256) -> None:
+    def __init__(self, max_entries: int = 256, max_bytes: int = 16 << 20) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.nbytes = 0
         self._plans: OrderedDict[Hashable, ConvPlan] = OrderedDict()
         self._lock = ForkSafeLock()
 
@@ -267,15 +274,21 @@ class PlanCache:
         return plan
 
     def put(self, key: Hashable, plan: ConvPlan) -> None:
+        if plan.nbytes > self.max_bytes:  # larger than the whole cache: not kept
+            return
         with self._lock:
+            old = self._plans.pop(key, None)
+            self.nbytes -= 0 if old is None else old.nbytes
             self._plans[key] = plan
-            while len(self._plans) > self.max_entries:
-                self._plans.popitem(last=False)
+            self.nbytes += plan.nbytes
+            while len(self._plans) > self.max_entries or self.nbytes > self.max_bytes:
+                self.nbytes -= self._plans.popitem(last=False)[1].nbytes
 
     def clear(self) -> None:
         """Drop every plan."""
         with self._lock:
             self._plans.clear()
+            self.nbytes = 0
 
     def __len__(self) -> int:
         return len(self._plans)

@@ -176,3 +176,19 @@ def test_compare_and_choose_strategy_share_the_defaults():
                                     "workspace_limit": None}
     with pytest.raises(TypeError, match=r"compare\(\) got unexpected keyword argument\(s\) 'pading'"):
         gemmconv.compare(X, W, pading=1)
+
+
+def test_the_plan_cache_is_bounded_in_bytes():
+    gemmconv.clear_caches()
+    old = PLAN_CACHE.max_bytes
+    try:
+        one = gemmconv.plan(X, W, padding=1)
+        assert 4096 <= one.nbytes < 8192  # its own objects (2-3 KiB measured) and a zero bias
+        PLAN_CACHE.max_bytes = 3 * one.nbytes
+        for pad in range(6):
+            gemmconv.conv2d(X, W, padding=pad)
+        assert len(PLAN_CACHE) == 3 and PLAN_CACHE.nbytes <= PLAN_CACHE.max_bytes
+    finally:
+        PLAN_CACHE.max_bytes = old
+        gemmconv.clear_caches()
+    assert PLAN_CACHE.nbytes == 0

@@ -196,6 +196,7 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels):
             return y
 
         run.needs_context = False  # type: ignore[attr-defined]  # compiled code only: no NumPy warning to silence
+        run.held_bytes = int(zeros.nbytes)  # type: ignore[attr-defined]
         return run
 
     def direct_workspace(self, spec: ConvSpec) -> int:
