@@ -13,11 +13,9 @@ followed by a plan call: there is one call path.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Hashable
 from typing import Any
 
-from ._forksafe import ForkSafeLock
+from ._lru import LRU
 from .args import ConvArgs
 from .errors import StrategyNotSupportedError
 from .registry import Runner, Strategy, get_strategy, missing_kernels, supporting
@@ -253,45 +251,13 @@ def make_plan(x: Any, w: Any, b: Any, args: ConvArgs) -> ConvPlan:
     return ConvPlan(x, w, b, args)
 
 
-class PlanCache:
+class PlanCache(LRU[ConvPlan]):
     """Plans by everything they depend on, least recently used evicted past ``max_entries`` plans or
     ``max_bytes`` of their estimated size (:attr:`ConvPlan.nbytes`: no workspace, which is allocated per
     call; sizes, closures, lists of blocks and small constants such as a zero bias)."""
 
     def __init__(self, max_entries: int = 256, max_bytes: int = 16 << 20) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.nbytes = 0
-        self._plans: OrderedDict[Hashable, ConvPlan] = OrderedDict()
-        self._lock = ForkSafeLock()
-
-    def get(self, key: Hashable) -> ConvPlan | None:
-        plan = self._plans.get(key)  # a dict read is atomic; the order is updated on a hit only
-        if plan is not None and len(self._plans) > 1:
-            with self._lock:
-                if key in self._plans:
-                    self._plans.move_to_end(key)
-        return plan
-
-    def put(self, key: Hashable, plan: ConvPlan) -> None:
-        if plan.nbytes > self.max_bytes:  # larger than the whole cache: not kept
-            return
-        with self._lock:
-            old = self._plans.pop(key, None)
-            self.nbytes -= 0 if old is None else old.nbytes
-            self._plans[key] = plan
-            self.nbytes += plan.nbytes
-            while len(self._plans) > self.max_entries or self.nbytes > self.max_bytes:
-                self.nbytes -= self._plans.popitem(last=False)[1].nbytes
-
-    def clear(self) -> None:
-        """Drop every plan."""
-        with self._lock:
-            self._plans.clear()
-            self.nbytes = 0
-
-    def __len__(self) -> int:
-        return len(self._plans)
+        super().__init__(max_entries, max_bytes, size=lambda plan: plan.nbytes)
 
 
 #: the plans :func:`gemmconv.conv2d` reuses

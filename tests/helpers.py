@@ -57,6 +57,15 @@ def torch_conv(x, w, b, *, stride=1, padding=0, dilation=1, groups=1, padding_mo
         return conv(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
 
 
+def torch_accepts(x, w, b, args) -> bool:
+    """Whether torch (the oracle) runs this configuration."""
+    try:
+        torch_conv(x, w, b, **args)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
 def scaled_error(y, x, w, b, **conv_args) -> float:
     """max|y - ref| / max(|x| ⋆ |w| + |b|), the oracle computed in float64 by torch."""
     ref = torch_conv(x, w, b, **conv_args)

@@ -131,7 +131,7 @@ def test_filter_cache_bound_in_bytes_with_weights_kept_alive():
             gemmconv.conv2d(x, w, padding=1, strategy="winograd")
             assert FILTER_CACHE.nbytes <= FILTER_CACHE.max_bytes
         assert len(FILTER_CACHE) == 1
-        assert FILTER_CACHE.nbytes == sum(int(a.nbytes) for e in FILTER_CACHE._entries.values() for a in e)
+        assert FILTER_CACHE.nbytes == sum(int(a.nbytes) for e in FILTER_CACHE.entries.values() for a in e)
     finally:
         FILTER_CACHE.max_bytes = old
     gemmconv.clear_caches()

@@ -66,15 +66,19 @@ def test_every_strategy_matches_torch_on_gpu(cfg, dtype):
         assert err <= tolerance(name, chosen, dtype), (name, dtype, err)
 
 
+def _layer(strategy, seed):
+    """x (2, 16, 20, 20), w (8, 16, k, k) (k = 1 for the 1x1 strategy, else 3) and b on the GPU, float32."""
+    rng = np.random.default_rng(seed)
+    kk = 1 if strategy == "1x1" else 3
+    shapes = ((2, 16, 20, 20), (8, 16, kk, kk), (8,))
+    return tuple(cupy.asarray(rng.standard_normal(s).astype(np.float32)) for s in shapes)
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_no_host_round_trip(strategy):
     import cupyx
 
-    rng = np.random.default_rng(0)
-    kk = 1 if strategy == "1x1" else 3
-    x = cupy.asarray(rng.standard_normal((2, 16, 20, 20)).astype(np.float32))
-    w = cupy.asarray(rng.standard_normal((8, 16, kk, kk)).astype(np.float32))
-    b = cupy.asarray(rng.standard_normal(8).astype(np.float32))
+    x, w, b = _layer(strategy, 0)
     gemmconv.conv2d(x, w, b, padding=1, strategy=strategy)  # warm-up: compile, make constants
     with cupyx.allow_synchronize(False):  # raises DeviceSynchronized on any device->host sync
         for mode in ("zeros", "reflect"):
@@ -179,11 +183,7 @@ def test_autotune_on_gpu():
 def test_plans_and_out_on_gpu(strategy):
     import cupyx
 
-    rng = np.random.default_rng(6)
-    kk = 1 if strategy == "1x1" else 3
-    x = cupy.asarray(rng.standard_normal((2, 16, 20, 20)).astype(np.float32))
-    w = cupy.asarray(rng.standard_normal((8, 16, kk, kk)).astype(np.float32))
-    b = cupy.asarray(rng.standard_normal(8).astype(np.float32))
+    x, w, b = _layer(strategy, 6)
     for args in (dict(padding=1), dict(padding=1, padding_mode="reflect"), dict(stride=2)):
         if strategy.startswith("winograd") and "stride" in args:
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import configs, scaled_error, tolerance, torch_conv
+from helpers import configs, scaled_error, tolerance, torch_accepts
 from hypothesis import given, settings
 
 import gemmconv
@@ -16,19 +16,11 @@ W = RNG.standard_normal((16, 8, 3, 3)).astype(np.float32)
 B = RNG.standard_normal(16).astype(np.float32)
 
 
-def _torch_accepts(x, w, b, args) -> bool:
-    try:
-        torch_conv(x, w, b, **args)
-    except (RuntimeError, ValueError):
-        return False
-    return True
-
-
 @settings(max_examples=150)
 @given(configs())
 def test_plan_equals_conv2d_on_the_property_grid(cfg):
     x, w, b, args = cfg
-    if not _torch_accepts(x, w, b, args):
+    if not torch_accepts(x, w, b, args):
         return
     for name in gemmconv.list_strategies():
         try:

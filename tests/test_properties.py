@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import configs, record, scaled_error, tolerance
+from helpers import configs, record, scaled_error, tolerance, torch_accepts
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -13,20 +13,10 @@ import gemmconv
 from gemmconv.registry import supporting
 
 
-def _torch_accepts(x, w, b, args) -> bool:
-    from helpers import torch_conv
-
-    try:
-        torch_conv(x, w, b, **args)
-    except (RuntimeError, ValueError):
-        return False
-    return True
-
-
 @given(configs())
 def test_every_strategy_matches_torch(cfg):
     x, w, b, args = cfg
-    if not _torch_accepts(x, w, b, args):
+    if not torch_accepts(x, w, b, args):
         event("torch refuses the configuration")
         # torch refuses it: so must gemmconv, with a ValueError (never a crash or an answer)
         for name in gemmconv.list_strategies():

@@ -10,14 +10,13 @@ would otherwise be done on every call (kernel lookup, dtype names, int conversio
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .._forksafe import ForkSafeLock
+from .._lru import LRU
 
 __all__ = ["Launch", "LaunchCache", "LaunchSet"]
 
@@ -65,30 +64,9 @@ class LaunchSet:
         return found
 
 
-class LaunchCache:
+class LaunchCache(LRU[LaunchSet]):
     """Launch sets by (spec, dtype, device), least recently used evicted past ``max_entries`` (each holds a
     few launches: sizes and handles, no arrays)."""
 
     def __init__(self, max_entries: int = 256) -> None:
-        self.max_entries = max_entries
-        self._sets: OrderedDict[Hashable, LaunchSet] = OrderedDict()
-        self._lock = ForkSafeLock()
-
-    def get(self, key: Hashable, make: Callable[[], LaunchSet]) -> LaunchSet:
-        found = self._sets.get(key)
-        if found is not None:
-            return found
-        with self._lock:
-            found = self._sets.get(key)
-            if found is None:
-                found = self._sets[key] = make()
-                while len(self._sets) > self.max_entries:
-                    self._sets.popitem(last=False)
-            return found
-
-    def clear(self) -> None:
-        with self._lock:
-            self._sets.clear()
-
-    def __len__(self) -> int:
-        return len(self._sets)
+        super().__init__(max_entries)

@@ -101,7 +101,7 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
 
             return LaunchSet(device, cupy.cuda.device.get_cublas_handle())
 
-        return self._launch_sets.get((spec, str(dtype), device), make)
+        return self._launch_sets.get_or_make((spec, str(dtype), device), make)
 
     def clear_workspace(self) -> None:
         """Forget the launch sets (CuPy's memory pool holds the device memory: ``cupy.get_default_memory_pool()``)."""

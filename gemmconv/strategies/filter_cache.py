@@ -12,11 +12,10 @@ of the output channels) before settling the lookup.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .._forksafe import ForkSafeLock
+from .._lru import LRU
 
 __all__ = ["FilterCache", "Lookup"]
 
@@ -37,24 +36,12 @@ class Lookup:
         """The transform: the cached one if every channel ``matched``, else computed afresh and stored."""
         cache = self._cache
         if matched and self._entry is not None:
-            with cache._lock:
-                cache.hits += 1
-                if self._key in cache._entries:
-                    cache._entries.move_to_end(self._key)
+            cache.hits += 1
+            cache.entries.get(self._key)  # now the most recently used
             return self._entry[1]
         value = self._compute(self._w)
-        entry = (self._w.copy(), value)
-        size = _nbytes(entry)
-        with cache._lock:
-            cache.misses += 1
-            old = cache._entries.pop(self._key, None)
-            cache.nbytes -= 0 if old is None else _nbytes(old)
-            if size > cache.max_bytes:  # larger than the whole cache: not kept
-                return value
-            cache._entries[self._key] = entry
-            cache.nbytes += size
-            while len(cache._entries) > cache.max_entries or cache.nbytes > cache.max_bytes:
-                cache.nbytes -= _nbytes(cache._entries.popitem(last=False)[1])
+        cache.misses += 1
+        cache.entries.put(self._key, (self._w.copy(), value))
         return value
 
 
@@ -67,27 +54,40 @@ class FilterCache:
     bytes (the copies and transforms together: 47 MB for a 512-channel 3x3 layer's F(4x4) transform)."""
 
     def __init__(self, max_entries: int = 64, max_bytes: int = 256 << 20) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.nbytes = 0
-        self._entries: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
-        self._lock = ForkSafeLock()
-        self.hits = 0
+        #: ``key -> (copy of w, transform)``
+        self.entries: LRU[tuple[Any, Any]] = LRU(max_entries, max_bytes, size=_nbytes)
+        self.hits = 0  # (counted without a lock: statistics)
         self.misses = 0
+
+    @property
+    def max_entries(self) -> int:
+        return self.entries.max_entries
+
+    @max_entries.setter
+    def max_entries(self, value: int) -> None:
+        self.entries.max_entries = value
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.entries.max_bytes or 0)
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self.entries.max_bytes = value
+
+    @property
+    def nbytes(self) -> int:
+        return self.entries.nbytes
 
     def lookup(self, backend: Any, w: Any, tag: Hashable, compute: Callable[[Any], Any]) -> Lookup:
         """The entry for ``w`` under ``tag``, its contents still to be checked; ``compute(w)`` makes a
         missing or stale one."""
         key = (backend.name, backend.device_key(w), backend.data_ptr(w), w.shape, w.strides, w.dtype.str, tag)
-        with self._lock:
-            entry = self._entries.get(key)
-        return Lookup(self, backend, w, key, entry, compute)
+        return Lookup(self, backend, w, key, self.entries.peek(key), compute)
 
     def clear(self) -> None:
         """Drop every entry."""
-        with self._lock:
-            self._entries.clear()
-            self.nbytes = 0
+        self.entries.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
