@@ -3,9 +3,10 @@
 =====================  ==================================================  ==========================
 cache                  holds                                               bound (default)
 =====================  ==================================================  ==========================
-plans                  :class:`~gemmconv.ConvPlan` objects ``conv2d`` made  256 plans (no arrays)
+plans                  :class:`~gemmconv.ConvPlan` objects ``conv2d`` made  256 plans and 16 MiB
 Winograd filters       transformed filters and a copy of their weights     256 MiB and 64 entries
 NumPy workspaces       per-thread buffers of column matrices and tiles     64 MiB per buffer kept
+CuPy launch sets       each convolution's kernel launches (no arrays)      256 sets
 =====================  ==================================================  ==========================
 
 Each is least-recently-used (the workspaces keep the last buffer of each kind per thread; one larger
@@ -23,7 +24,7 @@ __all__ = ["clear_caches"]
 
 
 def clear_caches() -> None:
-    """Free every cache: plans, transformed filters and the backends' reused workspaces.
+    """Free every cache: plans, transformed filters, the backends' reused workspaces and launch sets.
 
     Call it while no convolution runs (a running one keeps what it holds until it returns).
     """
