@@ -3,6 +3,7 @@ keeps (plans, transformed filters, CuPy launch sets)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, ValuesView
 from typing import Generic, TypeVar
@@ -29,11 +30,12 @@ class LRU(Generic[V]):
 
     def get(self, key: Hashable) -> V | None:
         """The value of ``key`` (now the most recently used), or None."""
-        value = self._values.get(key)  # a dict read is atomic; the order is updated on a hit only
-        if value is not None and len(self._values) > 1:
-            with self._lock:
-                if key in self._values:
-                    self._values.move_to_end(key)
+        value = self._values.get(key)
+        if value is not None:
+            # both calls are single operations on the OrderedDict (atomic under the GIL), so no lock: a
+            # value evicted in between is a KeyError here, and it is still returned
+            with contextlib.suppress(KeyError):
+                self._values.move_to_end(key)
         return value
 
     def peek(self, key: Hashable) -> V | None:
