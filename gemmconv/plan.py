@@ -117,11 +117,11 @@ class ConvPlan:
                 name = requested.select(backend, v.x, v.w, v.b, spec, limits,
                                         lambda s: runner_for(backend, spec, get_strategy(s), limits))
             chosen = get_strategy(name)
-        if spec.padded and (spec.padding_mode != "zeros" or not chosen.pads_zeros):
+        pads = spec.padded and (spec.padding_mode != "zeros" or not chosen.pads_zeros)
+        if pads:
             check_padded_fits(backend, v.x, spec)
         self.strategy = chosen.name
         self._run = runner_for(backend, spec, chosen, limits)
-        pads = spec.padded and (spec.padding_mode != "zeros" or not chosen.pads_zeros)
         #: the kernel launches the plan runs (sizes, handles) where the backend keeps them (CuPy), else None
         with backend.device_context(v.x):
             self.launches = backend.launches(spec.without_padding() if pads else spec, x.dtype)
