@@ -62,11 +62,28 @@ def _direct_rows(plane, wk, plane_out, sh, sw, pt, pl, dh, dw):  # pragma: no co
                         dst[q] += wv * src[q * sw]
 
 
+@njit(inline="always")
+def _nine_taps_pair(a0, a1, flat, wa, wb, wp, length):  # pragma: no cover - compiled
+    """The nine taps of two 3x3 kernels ``wa`` and ``wb`` (two output planes) at each i of the flat padded
+    plane (unit dilation), added to ``a0`` and ``a1``: the nine inputs are read once for both planes."""
+    f0, f1, f2 = flat, flat[1:], flat[2:]
+    g0, g1, g2 = flat[wp:], flat[wp + 1:], flat[wp + 2:]
+    h0, h1, h2 = flat[2 * wp:], flat[2 * wp + 1:], flat[2 * wp + 2:]
+    a00, a01, a02, a10, a11, a12 = wa[0, 0], wa[0, 1], wa[0, 2], wa[1, 0], wa[1, 1], wa[1, 2]
+    a20, a21, a22 = wa[2, 0], wa[2, 1], wa[2, 2]
+    b00, b01, b02, b10, b11, b12 = wb[0, 0], wb[0, 1], wb[0, 2], wb[1, 0], wb[1, 1], wb[1, 2]
+    b20, b21, b22 = wb[2, 0], wb[2, 1], wb[2, 2]
+    for i in range(length):
+        x0, x1, x2, y0, y1, y2, z0, z1, z2 = f0[i], f1[i], f2[i], g0[i], g1[i], g2[i], h0[i], h1[i], h2[i]
+        a0[i] += a00 * x0 + a01 * x1 + a02 * x2 + a10 * y0 + a11 * y1 + a12 * y2 + a20 * z0 + a21 * z1 + a22 * z2
+        a1[i] += b00 * x0 + b01 * x1 + b02 * x2 + b10 * y0 + b11 * y1 + b12 * y2 + b20 * z0 + b21 * z1 + b22 * z2
+
+
 @njit(**_OPTS)
 def _direct_small(x, w, out, b, pt, pl, groups, e_lo, e_hi, p0, p1):  # pragma: no cover - compiled
     """:func:`direct` for 3x3 kernels at unit stride and dilation on small images: each image padded once
-    (all channels), then each output plane in one pass of nine taps per input channel, the first
-    channel's pass writing the accumulator (bias included)."""
+    (all channels), then two output planes of a group at a time (one where a group or the range ends), in
+    one pass of nine taps per input channel that reads the inputs once for both."""
     c_ = x.shape[1]
     k_, cg_ = w.shape[0], w.shape[1]
     kg_ = k_ // groups
@@ -74,26 +91,35 @@ def _direct_small(x, w, out, b, pt, pl, groups, e_lo, e_hi, p0, p1):  # pragma: 
     hp, wp = oh + 2, ow + 2
     length = oh * wp
     image = np.zeros((c_, hp * wp + 2), dtype=x.dtype)  # padding columns stay zero
-    acc = np.empty(length, dtype=x.dtype)
+    acc = np.empty((2, length), dtype=x.dtype)
     current = -1
-    for nk in range(p0, p1):
+    nk = p0
+    while nk < p1:
         n = nk // k_
         k = nk % k_
         if n != current:
             for c in range(c_):
                 _copy_rows(x[n, c], image[c, :hp * wp].reshape((hp, wp)), -pt, pl, e_lo, e_hi)
             current = n
+        pair = nk + 1 < p1 and k + 1 < k_ and (k + 1) // kg_ == k // kg_  # the next plane, in this group
+        k2 = k + 1 if pair else k  # (unpaired: the second accumulator computes plane k again, unused)
         c0 = (k // kg_) * cg_
-        bias = b[k]
-        _nine_taps(acc, image[c0], w[k, 0], wp, 1, 1, length, bias, True)
-        for cg in range(1, cg_):
-            _nine_taps(acc, image[c0 + cg], w[k, cg], wp, 1, 1, length, bias, False)
-        plane_out = out[n, k]
-        for o in range(oh):
-            src = acc[o * wp:]
-            dst = plane_out[o]
-            for q in range(ow):
-                dst[q] = src[q]
+        a0, a1 = acc[0], acc[1]
+        b0, b1 = b[k], b[k2]
+        for i in range(length):
+            a0[i] = b0
+            a1[i] = b1
+        for cg in range(cg_):
+            _nine_taps_pair(a0, a1, image[c0 + cg], w[k, cg], w[k2, cg], wp, length)
+        for j in range(2 if pair else 1):
+            plane_out = out[n, k + j]
+            plane_acc = acc[j]
+            for o in range(oh):
+                src = plane_acc[o * wp:]
+                dst = plane_out[o]
+                for q in range(ow):
+                    dst[q] = src[q]
+        nk += 2 if pair else 1
 
 
 @njit(**_OPTS)
