@@ -11,6 +11,7 @@ from . import strategies as _strategies  # noqa: F401  (registers the built-in s
 from .api import choose_strategy, conv2d, plan
 from .backends import Backend, get_backend, list_backends, register_backend
 from .backends._threads import ThreadSettings, get_threads, set_threads
+from .backward import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
 from .caches import clear_caches
 from .compare import Record, compare
 from .errors import StrategyNotSupportedError
@@ -34,6 +35,9 @@ __all__ = [
     "clear_caches",
     "compare",
     "conv2d",
+    "conv2d_grad_input",
+    "conv2d_grad_weight",
+    "conv_transpose2d",
     "get_autotune",
     "get_backend",
     "get_strategy",

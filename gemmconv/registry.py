@@ -10,8 +10,8 @@ choice of ``auto``, the documentation table and the tests.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._forksafe import ForkSafeLock
@@ -45,6 +45,27 @@ def _takes_limits(fn: Callable[..., Any]) -> bool:
     return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
+#: the passes of a convolution: ``y = conv(x, w)``, ``dL/dx`` from ``dL/dy`` (also the transposed convolution),
+#: ``dL/dw`` from ``x`` and ``dL/dy``
+FORWARD, GRAD_INPUT, GRAD_WEIGHT = "forward", "grad_input", "grad_weight"
+PASSES = (FORWARD, GRAD_INPUT, GRAD_WEIGHT)
+
+
+@dataclass(frozen=True)
+class PassImpl:
+    """A strategy's implementation of a backward pass.
+
+    ``prepare(backend, spec, limits) -> runner``; the runner is ``runner(grad_y, w, bias, out) -> dL/dx``
+    for ``grad_input`` (``bias``, of the input's channels, is added: the transposed convolution's) and
+    ``runner(x, grad_y, None, out) -> dL/dw`` for ``grad_weight``; ``spec`` is the forward convolution's.
+    ``supports`` and ``needs`` as for the forward pass.
+    """
+
+    prepare: PrepareFn
+    supports: SupportsFn = _always
+    needs: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Strategy:
     """A convolution algorithm.
@@ -73,6 +94,9 @@ class Strategy:
         depends only on sizes (blocks, workspace, launch sizes) taken in
         ``prepare``, writing into ``out`` when it is given. Without it, plans
         call ``run`` (and copy into ``out``).
+    backward : mapping, optional
+        ``{"grad_input": PassImpl, "grad_weight": PassImpl}``: the backward passes the strategy has
+        (none by default; asking for another is refused, naming the strategies that have it).
     needs : tuple of str, optional
         Kernel families the strategy calls (``"im2col"``, ``"direct"``, ``"winograd"``): a backend that
         does not provide one of them (:meth:`Backend.provides`) is refused.
@@ -90,12 +114,26 @@ class Strategy:
     prepare: PrepareFn | None = None
     select: SelectFn | None = None
     needs: tuple[str, ...] = ()
+    backward: Mapping[str, PassImpl] = field(default_factory=dict)
 
-    def refusal(self, spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
-        """Why this strategy cannot run ``spec`` within ``limits`` (its predicate), or None."""
-        if _takes_limits(self.supports):
-            return self.supports(spec, limits)
-        return self.supports(spec)
+    def refusal(self, spec: ConvSpec, limits: Limits = NO_LIMITS, pass_: str = FORWARD) -> str | None:
+        """Why this strategy cannot run pass ``pass_`` of ``spec`` within ``limits`` (its predicate), or None."""
+        supports = self.supports
+        if pass_ != FORWARD:
+            impl = self.backward.get(pass_)
+            if impl is None:
+                return f"has no {pass_} pass"
+            supports = impl.supports
+        if _takes_limits(supports):
+            return supports(spec, limits)
+        return supports(spec)
+
+    def kernels(self, pass_: str = FORWARD) -> tuple[str, ...]:
+        """The kernel families pass ``pass_`` calls."""
+        if pass_ == FORWARD:
+            return self.needs
+        impl = self.backward.get(pass_)
+        return () if impl is None else impl.needs
 
 
 _REGISTRY: dict[str, Strategy] = {}
@@ -177,16 +215,20 @@ def get_strategy(name: str) -> Strategy:
         ) from None
 
 
-def missing_kernels(strategy: Strategy, backend: Any) -> str | None:
-    """Why ``backend`` cannot run ``strategy`` (a kernel family it does not provide), or None."""
-    for family in strategy.needs:
+def missing_kernels(strategy: Strategy, backend: Any, pass_: str = FORWARD) -> str | None:
+    """Why ``backend`` cannot run pass ``pass_`` of ``strategy`` (a kernel family it does not provide), or None."""
+    for family in strategy.kernels(pass_):
         if not backend.provides(family):
             return f"the {backend.name} backend provides no {family} kernels"
     return None
 
 
-def supporting(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS) -> tuple[str, ...]:
-    """Names of the registered strategies whose predicate accepts ``spec`` within ``limits`` (and, given a
-    backend, whose kernels it provides)."""
-    return tuple(name for name, s in list(_REGISTRY.items())
-                 if s.refusal(spec, limits) is None and (backend is None or missing_kernels(s, backend) is None))
+def supporting(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS,
+               pass_: str = FORWARD) -> tuple[str, ...]:
+    """Names of the registered strategies whose predicate for pass ``pass_`` accepts ``spec`` within ``limits``
+    (and, given a backend, whose kernels it provides)."""
+    strategies = list(_REGISTRY.items())
+    found = [name for name, s in strategies if s.select is None and s.refusal(spec, limits, pass_) is None
+             and (backend is None or missing_kernels(s, backend, pass_) is None)]
+    # a chooser (auto) can run whatever one of the others can
+    return tuple(name for name, s in strategies if name in found or (s.select is not None and found))

@@ -75,6 +75,11 @@ def _pair(name: str, value: Any, minimum: int) -> tuple[int, int]:
     return v, v
 
 
+def _dim(name: str, i: int) -> str:
+    """How a message names dimension ``i`` of argument ``name``: ``w.shape[1]``, or ``weight_shape[1]`` for a shape."""
+    return f"{name}[{i}]" if name.endswith("_shape") else f"{name}.shape[{i}]"
+
+
 def _check_array(name: str, a: Any, backend: Backend, ndims: tuple[int, ...]) -> None:
     owner = get_backend(a, name)
     if owner is not backend:
@@ -139,16 +144,17 @@ def _check_padding_mode(spec: ConvSpec) -> None:
         )
 
 
-def validate(x: Any, w: Any, b: Any, args: ConvArgs) -> Validated:
+def validate(x: Any, w: Any, b: Any, args: ConvArgs, names: tuple[str, str, str] = ("x", "w", "b")) -> Validated:
     """Check the arrays and the arguments of :func:`gemmconv.conv2d` (all but ``strategy``, which
-    the registry checks) and normalise them into a :class:`Validated`."""
+    the registry checks) and normalise them into a :class:`Validated`. ``names`` are the arguments the
+    arrays came from, for the messages (the backward passes pass shapes as stand-in arrays)."""
     stride, padding, dilation, groups = args.stride, args.padding, args.dilation, args.groups
     padding_mode, workspace_limit = args.padding_mode, args.workspace_limit
-    backend = get_backend(x, "x")
-    _check_array("x", x, backend, (3, 4))
-    _check_array("w", w, backend, (4,))
+    backend = get_backend(x, names[0])
+    _check_array(names[0], x, backend, (3, 4))
+    _check_array(names[1], w, backend, (4,))
     if b is not None:
-        _check_array("b", b, backend, (1,))
+        _check_array(names[2], b, backend, (1,))
     x, w = backend.native(x), backend.native(w)
     b = None if b is None else backend.native(b)
     if w.dtype != x.dtype:
@@ -164,14 +170,16 @@ def validate(x: Any, w: Any, b: Any, args: ConvArgs) -> Validated:
 
     g = _int("groups", groups, 1)  # x may have no channels: the result is then the bias (conv2d's docstring)
     if k == 0 or kh == 0 or kw == 0:
-        raise ValueError(f"w must have at least one output channel and a non-empty kernel, got {_describe(w)}")
+        raise ValueError(f"{names[1]} must have at least one output channel and a non-empty kernel, got "
+                         f"{tuple(w.shape)}")
     if c % g:
         raise ValueError(f"groups={g} must divide the {c} input channels of x")
     if k % g:
-        raise ValueError(f"groups={g} must divide the {k} output channels of w (w.shape[0])")
+        raise ValueError(f"groups={g} must divide the {k} output channels of {names[1]} ({_dim(names[1], 0)})")
     if cg * g != c:
         raise ValueError(
-            f"w.shape[1] must be in_channels / groups = {c} / {g} = {c // g}, got w of shape {tuple(w.shape)}"
+            f"{_dim(names[1], 1)} must be in_channels / groups = {c} / {g} = {c // g}, got {names[1]} of shape "
+            f"{tuple(w.shape)}"
         )
     if b is not None and int(b.shape[0]) != k:
         raise ValueError(f"b must have shape ({k},) (one value per output channel), got shape {tuple(b.shape)}")

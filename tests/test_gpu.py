@@ -215,3 +215,18 @@ def test_zero_channels_and_one_element_tuples_on_gpu():
     x, w = rng.standard_normal((1, 3, 11, 11)), rng.standard_normal((4, 3, 3, 3))
     y = gemmconv.conv2d(cupy.asarray(x), cupy.asarray(w), stride=(2,), padding=(1,), dilation=(2,))
     np.testing.assert_allclose(cupy.asnumpy(y), torch_conv(x, w, None, stride=2, padding=1, dilation=2), atol=1e-10)
+
+
+def test_backward_passes_on_gpu():
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 4, 9, 9)), rng.standard_normal((6, 2, 3, 3))
+    gy = rng.standard_normal((2, 6, 5, 5))
+    args = dict(stride=2, padding=1, groups=2, padding_mode="reflect")
+    dw = gemmconv.conv2d_grad_weight(cupy.asarray(x), w.shape, cupy.asarray(gy), **args)  # im2col + cuBLAS
+    assert isinstance(dw, cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(dw), gemmconv.conv2d_grad_weight(x, w.shape, gy, **args), atol=1e-10)
+    # no col2im kernel on the GPU yet: grad_input (and so the transposed convolution) is refused, saying why
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match="the cupy backend provides no col2im kernels"):
+        gemmconv.conv2d_grad_input(x.shape, cupy.asarray(w), cupy.asarray(gy), strategy="im2col", **args)
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match="no built-in strategy runs the grad_input pass"):
+        gemmconv.conv_transpose2d(cupy.asarray(gy[:, :2]), cupy.asarray(w[:2]))

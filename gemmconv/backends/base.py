@@ -129,6 +129,13 @@ class Backend(ABC):
         widths = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
         return self.xp.pad(x, widths, mode=_PAD_MODES[spec.padding_mode])
 
+    def pad_adjoint(self, g: Any, spec: ConvSpec) -> Any:
+        """The adjoint of :meth:`pad`: a gradient ``g`` with respect to the padded input, (N, C, H + pt + pb,
+        W + pl + pr), folded back onto the input, (N, C, H, W): each padded element's gradient added to the
+        input element it copies (none for zeros), as autograd does. A fresh array."""
+        g = _fold(g, spec.pt, spec.pb, spec.height, spec.padding_mode, axis=2)
+        return _fold(g, spec.pl, spec.pr, spec.width, spec.padding_mode, axis=3)
+
     def matmul(self, a: Any, b: Any, scratch: bool = False, out: Any = None) -> Any:
         """``a @ b`` with NumPy's broadcasting over leading dimensions (BLAS / cuBLAS).
 
@@ -147,3 +154,37 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"<gemmconv backend {self.name!r}>"
+
+
+def _fold(g: Any, before: int, after: int, size: int, mode: str, axis: int) -> Any:
+    """:meth:`Backend.pad_adjoint` along one axis: ``g`` has ``before + size + after`` entries there."""
+    def part(lo: int, hi: int, step: int = 1) -> Any:  # g[..., lo:hi:step, ...] along axis
+        index = [slice(None)] * g.ndim
+        index[axis] = slice(lo, hi, step) if step > 0 else slice(hi - 1, (lo - 1) if lo > 0 else None, -1)
+        return g[tuple(index)]
+
+    def into(x: Any, lo: int, hi: int) -> Any:
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(lo, hi)
+        return x[tuple(index)]
+
+    x = part(before, before + size).copy()  # the input's own positions
+    if mode == "zeros" or (before == 0 and after == 0):
+        return x
+    if mode == "reflect":  # padded position before - i (i = 1..before) copies input i; after: size - 1 - i
+        if before:
+            into(x, 1, before + 1)[...] += part(0, before, -1)
+        if after:
+            into(x, size - 1 - after, size - 1)[...] += part(before + size, before + size + after, -1)
+    elif mode == "replicate":  # every padded position copies the edge
+        if before:
+            into(x, 0, 1)[...] += part(0, before).sum(axis=axis, keepdims=True)
+        if after:
+            into(x, size - 1, size)[...] += part(before + size, before + size + after).sum(axis=axis, keepdims=True)
+    elif mode == "circular":  # the first before positions copy the last ones; the last after, the first
+        if before:
+            into(x, size - before, size)[...] += part(0, before)
+        if after:
+            into(x, 0, after)[...] += part(before + size, before + size + after)
+    return x
+

@@ -16,7 +16,7 @@ from typing import Any
 from ..spec import ConvSpec
 from .base import Backend
 
-__all__ = ["FAMILIES", "DirectKernels", "Im2colKernels", "WinogradKernels"]
+__all__ = ["FAMILIES", "Col2imKernels", "DirectKernels", "Im2colKernels", "WinogradKernels"]
 
 
 class Im2colKernels(Backend):
@@ -142,5 +142,19 @@ class WinogradKernels(Backend):
         ``out`` (C-contiguous, ``spec.out_shape``) when given."""
 
 
+class Col2imKernels(Backend):
+    """col2im, the adjoint of im2col packing, for the gradient with respect to the input (and the transposed
+    convolution) by GEMMs."""
+
+    family = "col2im"
+
+    @abstractmethod
+    def col2im(self, cols: Any, spec: ConvSpec) -> Any:
+        """The input-shaped sum ``(N, C, H, W)`` of column matrices ``cols`` ``(N, C·KH·KW, OH·OW)`` (rows ordered
+        (c, r, s) as :meth:`Im2colKernels.im2col` writes them): each entry added at the input position it
+        stands for; entries of the padding are dropped. A fresh array."""
+
+
 #: family name (what a strategy's ``needs`` lists) -> the mixin a backend derives from to provide it
-FAMILIES: dict[str, type] = {"im2col": Im2colKernels, "direct": DirectKernels, "winograd": WinogradKernels}
+FAMILIES: dict[str, type] = {"im2col": Im2colKernels, "direct": DirectKernels, "winograd": WinogradKernels,
+                             "col2im": Col2imKernels}

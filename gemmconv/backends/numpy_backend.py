@@ -15,8 +15,8 @@ import numpy as np
 
 from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
-from . import _numba_direct, _numba_im2col, _numba_winograd
-from .kernels import DirectKernels, Im2colKernels, WinogradKernels
+from . import _numba_col2im, _numba_direct, _numba_im2col, _numba_winograd
+from .kernels import Col2imKernels, DirectKernels, Im2colKernels, WinogradKernels
 from .profiling import Profiler
 from .scheduling import WorkerThreads
 
@@ -34,6 +34,7 @@ def _launch(kernel: str, *args: Any) -> None:
 _KERNELS: dict[str, Any] = {
     "im2col": _numba_im2col.im2col,
     "direct": _numba_direct.direct,
+    "col2im": _numba_col2im.col2im,
     "winograd_input": _numba_winograd.winograd_input,
     "winograd_output": _numba_winograd.winograd_output,
 }
@@ -60,7 +61,7 @@ def _c(a: Any) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels):
+class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels):
     """NumPy arrays; kernels compiled with numba, GEMMs through NumPy's BLAS.
 
     Blocked strategies (im2col, Winograd, 1x1) and ``direct`` run their blocks on its scheduler's
@@ -198,6 +199,17 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels):
         run.needs_context = False  # type: ignore[attr-defined]  # compiled code only: no NumPy warning to silence
         run.held_bytes = int(zeros.nbytes)  # type: ignore[attr-defined]
         return run
+
+    def col2im(self, cols: Any, spec: ConvSpec) -> Any:
+        dx = np.zeros((spec.n, spec.c, spec.height, spec.width), dtype=cols.dtype)
+        args = (_c(cols), dx, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.ow)
+        if spec.flops < self.scheduler.min_block_flops:
+            _launch("col2im", *args, 0, spec.c)
+            return dx
+        parts = min(spec.c, 4 * self.scheduler.workers())  # slices of input channels: each writes its own planes
+        bounds = [spec.c * i // parts for i in range(parts + 1)]
+        self.scheduler.run_blocks(lambda part: _launch("col2im", *args, *part), list(itertools.pairwise(bounds)))
+        return dx
 
     def direct_workspace(self, spec: ConvSpec) -> int:
         """A padded plane and an accumulator per worker (unit stride; the kernel's buffered path)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import StrategyNotSupportedError
 from ..registry import Runner, Strategy, get_strategy, missing_kernels
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from ..tuning import CANDIDATES, get_autotune, tuned_choice
@@ -57,6 +58,24 @@ def choose(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS) -> s
             and limits.workspace is None):
         return "winograd_f2" if spec.dtype == "float16" else "winograd"
     return "im2col" if im2col.supports(spec, limits) is None else "direct"
+
+
+#: the strategies ``auto`` tries for a backward pass, in this order: the first that has the pass, accepts the
+#: convolution and whose kernels the backend provides runs it (im2col is the only one with them yet)
+PASS_ORDER = ("im2col",)
+
+
+def choose_pass(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LIMITS) -> str:
+    """The strategy ``auto`` runs for backward pass ``pass_`` (see :data:`PASS_ORDER`)."""
+    reasons = []
+    for name in PASS_ORDER:
+        strategy = get_strategy(name)
+        reason = strategy.refusal(spec, limits, pass_) or missing_kernels(strategy, backend, pass_)
+        if reason is None:
+            return name
+        reasons.append(f"{name} {reason}")
+    raise StrategyNotSupportedError("auto", f"no built-in strategy runs the {pass_} pass here: {'; '.join(reasons)}",
+                                    ())
 
 
 def candidates(spec: ConvSpec, backend: Any, limits: Limits = NO_LIMITS) -> list[str]:

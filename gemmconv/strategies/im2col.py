@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .. import registry
 from ..registry import Runner, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
+from . import im2col_grad
 from ._common import add_bias, channel_slices, split
 
 #: ``(n0, n1, o0, o1, k0, k1)``: images, output rows and output channels of one block
@@ -236,6 +238,7 @@ STRATEGY = Strategy(
     run=run,
     prepare=prepare,
     needs=("im2col",),
+    backward={registry.GRAD_INPUT: im2col_grad.GRAD_INPUT, registry.GRAD_WEIGHT: im2col_grad.GRAD_WEIGHT},
     supports=supports,
     description="column matrix (C·R·S × OH·OW per image) + one GEMM per image and group; any configuration "
     "(a workspace_limit must hold one output row's block)",
