@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .args import DEFAULTS, ConvArgs
+from .args import ConvArgs
 from .backends import Backend, get_backend
 from .errors import StrategyNotSupportedError
 from .registry import GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, missing_kernels, supporting
@@ -29,23 +29,8 @@ from .validate import (  # the one array check and the one parser of ints and pa
 
 __all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d"]
 
-_D = DEFAULTS
-
-
-def conv2d_grad_input(
-    input_shape: tuple[int, ...],
-    w: Any,
-    grad_y: Any,
-    *,
-    stride: int | tuple[int, ...] = _D.stride,
-    padding: int | tuple[int, ...] | str = _D.padding,
-    dilation: int | tuple[int, ...] = _D.dilation,
-    groups: int = _D.groups,
-    padding_mode: str = _D.padding_mode,
-    strategy: str = _D.strategy,
-    workspace_limit: int | None = _D.workspace_limit,
-    out: Any | None = None,
-) -> Any:
+def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, *, out: Any | None = None,
+                      **kwargs: Any) -> Any:
     """dL/dx for ``y = conv2d(x, w, b, ...)`` given ``grad_y`` = dL/dy (torch's ``conv2d_input``).
 
     Parameters
@@ -56,10 +41,11 @@ def conv2d_grad_input(
         Weights (K, C / groups, KH, KW).
     grad_y : array
         dL/dy, of the shape ``conv2d`` gives for these arguments; same library and dtype as ``w``.
-    stride, padding, dilation, groups, padding_mode, strategy, workspace_limit
-        As in :func:`gemmconv.conv2d`. Padding modes other than zeros fold the gradient of the padding
-        back onto the input elements it copies, as autograd does. A strategy whose pass does not keep to a
-        workspace limit refuses one.
+    **kwargs
+        ``stride``, ``padding``, ``dilation``, ``groups``, ``padding_mode``, ``strategy``,
+        ``workspace_limit``: as in :func:`gemmconv.conv2d`, with its defaults. Padding modes other than zeros
+        fold the gradient of the padding back onto the input elements it copies, as autograd does. A strategy
+        whose pass does not keep to a workspace limit refuses one.
     out : array, optional
         Receives the result (shape ``input_shape``, dtype and library of ``w``) and is returned.
 
@@ -68,7 +54,7 @@ def conv2d_grad_input(
     array
         dL/dx of shape ``input_shape``, a fresh array unless ``out`` is given.
     """
-    args = ConvArgs(stride, padding, dilation, groups, padding_mode, strategy, workspace_limit)
+    args = ConvArgs.from_kwargs("conv2d_grad_input", kwargs)
     backend = get_backend(w, "w")
     v = validate(_stand_in(backend, "input_shape", input_shape, w.dtype), w, None, args, ("input_shape", "w", "b"))
     gy = _check_grad_y(v, grad_y)
@@ -78,20 +64,8 @@ def conv2d_grad_input(
     return _deliver(backend, dx[0] if v.unbatched else dx, out)
 
 
-def conv2d_grad_weight(
-    x: Any,
-    weight_shape: tuple[int, ...],
-    grad_y: Any,
-    *,
-    stride: int | tuple[int, ...] = _D.stride,
-    padding: int | tuple[int, ...] | str = _D.padding,
-    dilation: int | tuple[int, ...] = _D.dilation,
-    groups: int = _D.groups,
-    padding_mode: str = _D.padding_mode,
-    strategy: str = _D.strategy,
-    workspace_limit: int | None = _D.workspace_limit,
-    out: Any | None = None,
-) -> Any:
+def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, out: Any | None = None,
+                       **kwargs: Any) -> Any:
     """dL/dw for ``y = conv2d(x, w, b, ...)`` given ``grad_y`` = dL/dy (torch's ``conv2d_weight``).
 
     The bias's gradient is ``grad_y.sum((0, 2, 3))`` (``grad_y.sum((1, 2))`` for an unbatched one).
@@ -104,8 +78,8 @@ def conv2d_grad_weight(
         Shape of ``w``: (K, C / groups, KH, KW).
     grad_y : array
         dL/dy, of the shape ``conv2d`` gives for these arguments; same library and dtype as ``x``.
-    stride, padding, dilation, groups, padding_mode, strategy, workspace_limit
-        As in :func:`gemmconv.conv2d`.
+    **kwargs
+        The keyword arguments of :func:`conv2d_grad_input`.
     out : array, optional
         Receives the result (shape ``weight_shape``) and is returned.
 
@@ -114,7 +88,7 @@ def conv2d_grad_weight(
     array
         dL/dw of shape ``weight_shape``.
     """
-    args = ConvArgs(stride, padding, dilation, groups, padding_mode, strategy, workspace_limit)
+    args = ConvArgs.from_kwargs("conv2d_grad_weight", kwargs)
     backend = get_backend(x, "x")
     v = validate(x, _stand_in(backend, "weight_shape", weight_shape, x.dtype, (4,)), None, args,
                  ("x", "weight_shape", "b"))

@@ -119,3 +119,9 @@ def configs(draw):
     b = rng.uniform(-1, 1, groups * kg).astype(dtype) if bias else None
     args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
     return x, wt, b, args
+
+
+def accepted_configs():
+    """:func:`configs` that torch accepts (for the tests that compare with it)."""
+    return configs().filter(lambda cfg: torch_accepts(*cfg))
+

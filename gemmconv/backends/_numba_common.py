@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from numba import njit
 
 #: compile options of every kernel: cached on disk, and free of the GIL (workers run them at once)
@@ -40,3 +41,23 @@ def copy_rows(plane, buf, ih0, pl, lo, hi):  # pragma: no cover - compiled
         else:
             for e in range(hi - lo):
                 dst[e] = 0
+
+
+@njit(inline="always")
+def tap_ranges(kh, kw, h_, w_, oh, ow, sh, sw, pt, pl, dh, dw):  # pragma: no cover - compiled
+    """For each tap (r, s) of a kernel that reads inside an input plane of ``h_ x w_`` for some output of an
+    ``oh x ow`` plane, a row ``(r, s, o_lo, o_hi, q_lo, q_hi)``: the output rows ``[o_lo, o_hi)`` and columns
+    ``[q_lo, q_hi)`` whose input ``(o·sh + r·dh - pt, q·sw + s·dw - pl)`` lies inside the plane. Computed once
+    per call of a kernel; its loops over rows then need no bounds tests."""
+    taps = np.empty((kh * kw, 6), dtype=np.int64)
+    count = 0
+    for r in range(kh):
+        o_lo, o_hi = valid_range(h_, r * dh - pt, sh, oh)
+        for s in range(kw):
+            q_lo, q_hi = valid_range(w_, s * dw - pl, sw, ow)
+            if o_lo < o_hi and q_lo < q_hi:
+                row = taps[count]
+                row[0], row[1], row[2], row[3], row[4], row[5] = r, s, o_lo, o_hi, q_lo, q_hi
+                count += 1
+    return taps[:count]
+

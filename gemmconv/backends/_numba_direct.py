@@ -7,7 +7,7 @@ from numba import njit
 
 from ._numba_common import OPTS as _OPTS
 from ._numba_common import copy_rows as _copy_rows
-from ._numba_common import valid_range as _valid_range
+from ._numba_common import tap_ranges as _tap_ranges
 
 #: largest plane (accumulator floats) that takes a 3x3 kernel's nine taps in one pass; past it the
 #: accumulator and the padded input outgrow L1 and three passes of three taps run faster (CPU_NOTES.md)
@@ -37,29 +37,22 @@ def _nine_taps(acc, flat, wk, wp, dh, dw, length, start, fresh):  # pragma: no c
 
 
 @njit(inline="always")
-def _direct_rows(plane, wk, plane_out, sh, sw, pt, pl, dh, dw):  # pragma: no cover - compiled
+def _direct_rows(plane, wk, plane_out, taps, sh, sw, pt, pl, dh, dw):  # pragma: no cover - compiled
     """Add the taps of ``wk`` over input ``plane`` to ``plane_out`` row by row, reading the plane itself
-    (no buffer): the output rows and columns each tap reads inside the plane are found once per tap."""
-    h_, w_ = plane.shape
-    oh, ow = plane_out.shape
-    kh, kw = wk.shape
-    for r in range(kh):
-        o_lo, o_hi = _valid_range(h_, r * dh - pt, sh, oh)
-        for s in range(kw):
-            iw0 = s * dw - pl
-            q_lo, q_hi = _valid_range(w_, iw0, sw, ow)
-            if q_lo == q_hi:
-                continue
-            wv = wk[r, s]
-            for o in range(o_lo, o_hi):
-                src = plane[o * sh + r * dh - pt, q_lo * sw + iw0:]
-                dst = plane_out[o, q_lo:]
-                if sw == 1:
-                    for q in range(q_hi - q_lo):
-                        dst[q] += wv * src[q]
-                else:
-                    for q in range(q_hi - q_lo):
-                        dst[q] += wv * src[q * sw]
+    (no buffer), over the output rows and columns each tap reads inside the plane (``taps``, from
+    :func:`tap_ranges`)."""
+    for t in range(taps.shape[0]):
+        r, s, o_lo, o_hi, q_lo, q_hi = taps[t, 0], taps[t, 1], taps[t, 2], taps[t, 3], taps[t, 4], taps[t, 5]
+        wv = wk[r, s]
+        for o in range(o_lo, o_hi):
+            src = plane[o * sh + r * dh - pt, q_lo * sw + s * dw - pl:]
+            dst = plane_out[o, q_lo:]
+            if sw == 1:
+                for q in range(q_hi - q_lo):
+                    dst[q] += wv * src[q]
+            else:
+                for q in range(q_hi - q_lo):
+                    dst[q] += wv * src[q * sw]
 
 
 @njit(inline="always")
@@ -145,6 +138,7 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
     wp = ow + (kw - 1) * dw
     buffered = sh == 1 and sw == 1 and hp * wp <= 4 * (oh * ow + h_ * w_) + 4096
     e_lo, e_hi = min(pl, wp), max(min(pl + w_, wp), min(pl, wp))  # buffer columns backed by input
+    taps = _tap_ranges(kh, kw, h_, w_, oh, ow, sh, sw, pt, pl, dh, dw)  # the unbuffered path's ranges
     length = oh * wp  # flat accumulator: output row o at o·WP
     nine_taps = buffered and kh == 3 and kw == 3 and length <= _NINE_TAPS_MAX  # a plane's taps in one pass
     one_pass = nine_taps and cg_ == 1  # ... the bias included
@@ -174,7 +168,7 @@ def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no 
                     for q in range(ow):
                         row_acc[q] = bias
                 for cg in range(cg_):
-                    _direct_rows(x[n, c0 + cg], w[k, cg], plane_out, sh, sw, pt, pl, dh, dw)
+                    _direct_rows(x[n, c0 + cg], w[k, cg], plane_out, taps, sh, sw, pt, pl, dh, dw)
                 continue
             if whole and n != current:
                 for c in range(c_):
