@@ -19,6 +19,7 @@ from .errors import StrategyNotSupportedError
 from .registry import GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, missing_kernels, supporting
 from .spec import ConvSpec, Limits
 from .strategies import auto
+from .strategies._common import deliver
 from .validate import (  # the one array check and the one parser of ints and pairs
     Validated,
     _check_array,
@@ -100,7 +101,7 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, ou
             dw = backend.xp.zeros((spec.k, spec.cg, spec.kh, spec.kw), dtype=v.x.dtype)
         else:
             x4, inner = v.x, spec
-            if spec.padded and spec.padding_mode != "zeros":  # against the padded input
+            if spec.pads_explicitly(strat.pads_zeros):  # against the padded input
                 check_padded_fits(backend, x4, spec)
                 x4, inner = backend.pad(x4, spec), spec.without_padding()
             dw = strat.backward[GRAD_WEIGHT].prepare(backend, inner, v.limits)(x4, gy, None, None)
@@ -236,7 +237,7 @@ def _grad_input(backend: Backend, spec: ConvSpec, limits: Limits, strat: Strateg
     if spec.n == 0 or spec.c == 0 or spec.k == 0:
         dx = backend.xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=w.dtype)
     else:
-        explicit = spec.padded and spec.padding_mode != "zeros"
+        explicit = spec.pads_explicitly(strat.pads_zeros)
         inner = spec.without_padding() if explicit else spec
         dx = strat.backward[GRAD_INPUT].prepare(backend, inner, limits)(gy, w, None, None)
         if explicit:
@@ -252,5 +253,4 @@ def _deliver(backend: Backend, y: Any, out: Any | None) -> Any:
     if type(out) is not type(y) or tuple(out.shape) != tuple(y.shape) or out.dtype != y.dtype:
         raise ValueError(f"out must be a {type(y).__name__} of shape {tuple(y.shape)} and dtype {y.dtype}, got "
                          f"{type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}")
-    out[...] = y
-    return out
+    return deliver(y, out)

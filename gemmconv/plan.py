@@ -20,6 +20,7 @@ from .args import ConvArgs
 from .errors import StrategyNotSupportedError
 from .registry import Runner, Strategy, get_strategy, missing_kernels, supporting
 from .spec import NO_LIMITS, ConvSpec, Limits
+from .strategies._common import deliver
 from .validate import check_padded_fits, validate
 
 __all__ = ["PLAN_CACHE", "ConvPlan", "PlanCache", "make_plan", "runner_for"]
@@ -32,7 +33,7 @@ def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits 
     result with the bias (zeros without one)."""
     if spec.n == 0 or spec.c == 0:
         return _filler(backend, spec)
-    pads = spec.padded and (spec.padding_mode != "zeros" or not strategy.pads_zeros)
+    pads = spec.pads_explicitly(strategy.pads_zeros)
     inner = spec.without_padding() if pads else spec
     if strategy.prepare is not None:
         run = strategy.prepare(backend, inner, limits)
@@ -50,11 +51,7 @@ def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits 
 
 def _unprepared(backend: Any, spec: ConvSpec, strategy: Strategy) -> Runner:
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
-        y = strategy.run(backend, x, w, b, spec)
-        if out is None:
-            return y
-        out[...] = y
-        return out
+        return deliver(strategy.run(backend, x, w, b, spec), out)
 
     return run
 
@@ -112,12 +109,12 @@ class ConvPlan:
             chosen = requested
         else:
             with backend.device_context(v.x):
-                if spec.padded and spec.padding_mode != "zeros":
+                if spec.pads_explicitly(pads_zeros=True):  # (whatever auto picks, these modes pad a copy)
                     check_padded_fits(backend, v.x, spec)
                 name = requested.select(backend, v.x, v.w, v.b, spec, limits,
                                         lambda s: runner_for(backend, spec, get_strategy(s), limits))
             chosen = get_strategy(name)
-        pads = spec.padded and (spec.padding_mode != "zeros" or not chosen.pads_zeros)
+        pads = spec.pads_explicitly(chosen.pads_zeros)
         if pads:
             check_padded_fits(backend, v.x, spec)
         self.strategy = chosen.name
@@ -127,7 +124,7 @@ class ConvPlan:
             self.launches = backend.launches(spec.without_padding() if pads else spec, x.dtype)
         self._unbatched = v.unbatched
         self.out_shape = spec.out_shape[1:] if v.unbatched else spec.out_shape
-        self.workspace_bytes = _workspace(spec, chosen, self._run, x.dtype.itemsize)
+        self.workspace_bytes = _workspace(spec, chosen, self._run)
         #: an estimate of the bytes the plan itself holds (what the plan cache counts): a fixed share for its
         #: objects and what its runner says it keeps (``held_bytes``: constants such as a zero bias)
         self.nbytes = _PLAN_OVERHEAD + int(getattr(self._run, "held_bytes", 0))
@@ -232,12 +229,11 @@ def _summary(spec: ConvSpec) -> str:
             f"groups {spec.groups}, x {(spec.n, spec.c, spec.height, spec.width)}")
 
 
-def _workspace(spec: ConvSpec, strategy: Strategy, run: Runner, itemsize: int) -> int:
+def _workspace(spec: ConvSpec, strategy: Strategy, run: Runner) -> int:
     """Bytes a call holds besides its result: the padded copy, and what the prepared runner says it
     holds at most (its ``workspace_bytes`` attribute; 0 where a third-party runner does not say)."""
-    pads = spec.padded and (spec.padding_mode != "zeros" or not strategy.pads_zeros)
     padded_shape = (spec.n, spec.c, spec.height + spec.pt + spec.pb, spec.width + spec.pl + spec.pr)
-    padded = math.prod(padded_shape) * itemsize if pads else 0
+    padded = math.prod(padded_shape) * spec.itemsize if spec.pads_explicitly(strategy.pads_zeros) else 0
     return padded + int(getattr(run, "workspace_bytes", 0))
 
 

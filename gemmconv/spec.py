@@ -17,6 +17,8 @@ __all__ = ["NO_LIMITS", "PADDING_MODES", "ConvSpec", "Limits"]
 #: the others by padding the input explicitly before the strategy runs.
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
+_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
+
 
 @dataclass(frozen=True)
 class ConvSpec:
@@ -111,6 +113,16 @@ class ConvSpec:
     def flops(self) -> int:
         """Multiply-adds times two of the direct algorithm (the count all strategies are quoted in)."""
         return 2 * self.n * self.k * self.oh * self.ow * self.cg * self.kh * self.kw
+
+    @cached_property
+    def itemsize(self) -> int:
+        """Bytes of one element of :attr:`dtype`."""
+        return _ITEMSIZE[self.dtype]
+
+    def pads_explicitly(self, pads_zeros: bool) -> bool:
+        """Whether the input is padded explicitly before a strategy runs: for padding modes other than zeros,
+        and for a strategy that does not pad with zeros itself (``pads_zeros``)."""
+        return self.padded and (self.padding_mode != "zeros" or not pads_zeros)
 
     def without_padding(self) -> ConvSpec:
         """The spec of the same convolution applied to an input that was padded explicitly."""

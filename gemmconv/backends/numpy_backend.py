@@ -216,7 +216,7 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels)
         if (spec.sh, spec.sw) != (1, 1):
             return 0
         wp = spec.ow + spec.ekw - 1
-        per_worker = ((spec.oh + spec.ekh - 1) * wp + spec.oh * wp + spec.ekw) * np.dtype(spec.dtype).itemsize
+        per_worker = ((spec.oh + spec.ekh - 1) * wp + spec.oh * wp + spec.ekw) * spec.itemsize
         return per_worker * (1 if spec.flops < self.scheduler.min_direct_flops else self.scheduler.workers())
 
     # Winograd, laid out channels-last: the transforms run over contiguous vectors of channels, and

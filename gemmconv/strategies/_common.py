@@ -13,6 +13,14 @@ def add_bias(y: Any, b: Any | None) -> Any:
     return y
 
 
+def deliver(y: Any, out: Any | None) -> Any:
+    """``y``, or ``out`` holding a copy of it (for the paths that cannot write into ``out`` directly)."""
+    if out is None:
+        return y
+    out[...] = y
+    return out
+
+
 def split(total: int, unit_bytes: int, budget: int, parts: int) -> list[tuple[int, int]]:
     """``[0, total)`` cut into near-equal ranges of at most ``budget`` bytes (``unit_bytes`` per unit,
     at least one unit each), as many as a multiple of ``parts`` (one per worker) where there are

@@ -19,7 +19,7 @@ from .. import registry
 from ..registry import Runner, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col_grad
-from ._common import add_bias, channel_slices, split
+from ._common import add_bias, channel_slices, deliver, split
 
 #: ``(n0, n1, o0, o1, k0, k1)``: images, output rows and output channels of one block
 Block = tuple[int, int, int, int, int, int]
@@ -33,9 +33,6 @@ def _gemm(backend: Any, x: Any, w: Any, spec: ConvSpec) -> Any:
     wm = w.reshape(g, spec.kg, crs)  # (K, C/G, R, S) -> (G, K/G, C/G·R·S)
     y = backend.matmul(wm, cols)  # (G, K/G, C/G·R·S) @ (N, G, C/G·R·S, OH·OW) -> (N, G, K/G, OH·OW)
     return y.reshape(spec.n, spec.k, spec.oh * spec.ow)  # -> (N, K, OH·OW), no copy
-
-
-_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
 
 
 def _charges(spec: ConvSpec, itemsize: int, fold_bias: bool) -> tuple[int, int]:
@@ -52,9 +49,9 @@ def min_workspace(spec: ConvSpec, fold_bias: bool = False, pads_zeros: bool = Tr
     """The smallest ``workspace_limit`` im2col can keep to for ``spec``: one block of one output row. Unless
     the strategy pads with zeros itself (``pads_zeros``; never for other padding modes), it sees the
     input padded explicitly."""
-    if spec.padded and (spec.padding_mode != "zeros" or not pads_zeros):
+    if spec.pads_explicitly(pads_zeros):
         spec = spec.without_padding()
-    fixed, row = _charges(spec, _ITEMSIZE[spec.dtype], fold_bias)
+    fixed, row = _charges(spec, spec.itemsize, fold_bias)
     return fixed + row
 
 
@@ -179,7 +176,7 @@ class Decisions(NamedTuple):
 def decide(backend: Any, spec: ConvSpec, has_bias: bool, workers: int, limit: int | None = None,
            may_fold: bool = True) -> Decisions:
     """The blocks of ``spec`` on ``backend`` within a workspace ``limit``."""
-    itemsize = _ITEMSIZE[spec.dtype]
+    itemsize = spec.itemsize
     fold = may_fold and folds_bias(spec, True if has_bias else None, limit)
     blocks = plan(spec, backend.scheduler.block_budget(spec), workers, itemsize, fold, limit)
     whole = not backend.scheduler.blocks and blocks == [(0, spec.n, 0, spec.oh, 0, spec.k)]
@@ -205,7 +202,7 @@ def block_workspace(spec: ConvSpec, d: Decisions) -> int:
     """Bytes of the column matrices of the largest block, times the blocks in flight."""
     crs = spec.c * spec.kh * spec.kw + d.fold
     most = max((n1 - n0) * (o1 - o0) for n0, n1, o0, o1, _, _ in d.blocks)
-    return most * crs * spec.ow * _ITEMSIZE[spec.dtype] * (1 if d.whole else min(d.in_flight, len(d.blocks)))
+    return most * crs * spec.ow * spec.itemsize * (1 if d.whole else min(d.in_flight, len(d.blocks)))
 
 
 def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
@@ -214,11 +211,7 @@ def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         d = decided(b is not None)
         if d.whole:  # the GPU: one GEMM
-            y = add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b)
-            if out is None:
-                return y
-            out[...] = y
-            return out
+            return deliver(add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b), out)
         x = backend.xp.ascontiguousarray(x)  # once, not per block
         return gemm_blocks(backend, x, w, b, spec, d.blocks,
                            lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=d.fold,

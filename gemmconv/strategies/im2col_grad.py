@@ -16,11 +16,9 @@ from typing import Any
 
 from ..registry import PassImpl, Runner
 from ..spec import NO_LIMITS, ConvSpec, Limits
+from ._common import deliver
 
 __all__ = ["GRAD_INPUT", "GRAD_WEIGHT"]
-
-_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
-
 
 def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
     if limits.workspace is not None:
@@ -30,7 +28,7 @@ def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
 
 
 def _columns_bytes(spec: ConvSpec) -> int:
-    return spec.n * spec.c * spec.kh * spec.kw * spec.oh * spec.ow * _ITEMSIZE[spec.dtype]
+    return spec.n * spec.c * spec.kh * spec.kw * spec.oh * spec.ow * spec.itemsize
 
 
 def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
@@ -44,10 +42,7 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
         dx = backend.col2im(cols, spec)  # (N, C, H, W)
         if bias is not None:
             dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
-        if out is None:
-            return dx
-        out[...] = dx
-        return out
+        return deliver(dx, out)
 
     run.workspace_bytes = _columns_bytes(spec)  # type: ignore[attr-defined]
     return run
@@ -62,12 +57,9 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
         # (N, G, K/G, OH·OW) @ (N, G, OH·OW, C/G·R·S) -> (N, G, K/G, C/G·R·S), summed over the images
         dw = backend.matmul(gy4, cols.transpose(0, 1, 3, 2)).sum(axis=0)
         dw = dw.reshape(spec.k, spec.cg, spec.kh, spec.kw)  # (G, K/G, C/G·R·S) -> (K, C/G, R, S)
-        if out is None:
-            return dw
-        out[...] = dw
-        return out
+        return deliver(dw, out)
 
-    run.workspace_bytes = _columns_bytes(spec) + spec.n * spec.k * crs * _ITEMSIZE[spec.dtype]  # type: ignore[attr-defined]
+    run.workspace_bytes = _columns_bytes(spec) + spec.n * spec.k * crs * spec.itemsize  # type: ignore[attr-defined]
     return run
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from ..registry import Runner, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col
-from ._common import add_bias
+from ._common import add_bias, deliver
 
 
 def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
@@ -35,11 +35,7 @@ def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
             xs = x.reshape(spec.n, spec.groups, spec.cg, spec.oh * spec.ow)  # (N, C, OH, OW) -> (N, G, C/G, OH·OW)
             wm = w.reshape(spec.groups, spec.kg, spec.cg)  # (K, C/G, 1, 1) -> (G, K/G, C/G)
             y = backend.matmul(wm, xs)  # (G, K/G, C/G) @ (N, G, C/G, OH·OW) -> (N, G, K/G, OH·OW)
-            y = add_bias(y.reshape(spec.out_shape), b)  # -> (N, K, OH, OW)
-            if out is None:
-                return y
-            out[...] = y
-            return out
+            return deliver(add_bias(y.reshape(spec.out_shape), b), out)  # -> (N, K, OH, OW)
         x = backend.xp.ascontiguousarray(x)
         if strided:  # the strided pixels gathered per block (a 1x1 im2col), with the bias where it pays
             return im2col.gemm_blocks(

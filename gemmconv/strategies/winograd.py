@@ -21,8 +21,6 @@ from ._common import channel_slices, split
 from .filter_cache import FilterCache, Lookup
 from .winograd_transforms import TRANSFORMS
 
-_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
-
 #: transformed filters, shared by both tile sizes (the tile size is part of the key)
 FILTER_CACHE = FilterCache()
 
@@ -125,7 +123,7 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: l
 
 
 def _prepare(backend: Any, spec: ConvSpec, m: int) -> Runner:
-    itemsize = _ITEMSIZE[spec.dtype]
+    itemsize = spec.itemsize
     memo: dict[int, list[tuple[int, int, int, int]]] = {}  # blocks per worker count
 
     def blocks_now() -> list[tuple[int, int, int, int]]:
