@@ -2,11 +2,10 @@
 :func:`conv2d_grad_weight` and :func:`conv_transpose2d` (torch's semantics).
 
 Each validates its arguments as :func:`gemmconv.conv2d` does (the shapes it is given stand in for the arrays
-it does not have), resolves its strategy per pass through the registry (``auto``: the first built-in strategy,
-in :data:`gemmconv.strategies.auto.PASS_ORDER`, that has the pass and whose predicate accepts the
-convolution), and runs the strategy's pass. The one place that handles padding modes other than zeros:
-``grad_input`` of the explicitly padded input folded back onto the input (:meth:`Backend.pad_adjoint`),
-``grad_weight`` against the explicitly padded input.
+it does not have), resolves its strategy per pass through the registry (``auto``:
+:func:`gemmconv.strategies.auto.choose_pass`), and runs the strategy's pass. The one place that handles padding
+modes other than zeros: ``grad_input`` of the explicitly padded input folded back onto the input
+(:meth:`Backend.pad_adjoint`), ``grad_weight`` against the explicitly padded input.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from .compare import compare_layers, machine_peaks
 from .layers import LAYERS, Layer
+from .plot import plot_records
 from .registry import list_strategies
 
 
@@ -141,8 +142,6 @@ def compare_main(args: argparse.Namespace) -> int:
                        "peaks": peaks, "records": [r.to_dict() for r in records]}, f, indent=1)
         console.print(f"wrote {args.json}")
     if args.plot:
-        from .plot import plot_records
-
         plot_records(records, args.plot, peaks or machine_peaks(args.backend, args.dtype))
         console.print(f"wrote {args.plot}")
     return 0

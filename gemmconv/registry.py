@@ -45,6 +45,13 @@ def _takes_limits(fn: Callable[..., Any]) -> bool:
     return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
+def call_supports(supports: SupportsFn, spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
+    """Predicate ``supports`` on ``spec``, with ``limits`` where it takes them."""
+    if _takes_limits(supports):
+        return supports(spec, limits)
+    return supports(spec)
+
+
 #: the passes of a convolution: ``y = conv(x, w)``, ``dL/dx`` from ``dL/dy`` (also the transposed convolution),
 #: ``dL/dw`` from ``x`` and ``dL/dy``
 FORWARD, GRAD_INPUT, GRAD_WEIGHT = "forward", "grad_input", "grad_weight"
@@ -124,9 +131,7 @@ class Strategy:
             if impl is None:
                 return f"has no {pass_} pass"
             supports = impl.supports
-        if _takes_limits(supports):
-            return supports(spec, limits)
-        return supports(spec)
+        return call_supports(supports, spec, limits)
 
     def kernels(self, pass_: str = FORWARD) -> tuple[str, ...]:
         """The kernel families pass ``pass_`` calls."""

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import accepted_configs
+from helpers import accepted_configs, record, tolerance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gemmconv
+from gemmconv.args import ConvArgs
 from gemmconv.registry import supporting
+from gemmconv.strategies import adjoint
+from gemmconv.validate import validate
 
 RNG = np.random.default_rng(0)
 
@@ -30,28 +33,70 @@ def autograd(x, w, gy, *, stride=1, padding=0, dilation=1, groups=1, padding_mod
     return xt.grad.numpy(), conv.weight.grad.numpy()
 
 
-def _scale(a):
-    return max(float(np.max(np.abs(a))), 1e-300) if a.size else 1.0
+def _scaled(got, ref, scale):
+    """max|got - ref| / max(scale): ``scale`` is the same pass on absolute values (no cancellation)."""
+    if ref.size == 0:
+        return 0.0
+    return float(np.max(np.abs(got.astype(np.float64) - ref))) / max(float(np.max(scale)), 1e-300)
+
+
+def _spec(x, w, b, args):
+    return validate(x, w, b, ConvArgs(**args)).spec
 
 
 @settings(max_examples=300)
 @given(accepted_configs())
 def test_gradients_match_torch_autograd(cfg):
+    """Every strategy with a pass, on every configuration its predicate accepts, against torch autograd in
+    float64; the error is scaled by the same pass on absolute values, as the forward tests' error is, and
+    the tolerance grows with the length of the sum (grad_weight sums over the batch and the output)."""
     x, w, b, args = cfg
     y = gemmconv.conv2d(x, w, b, **args)
     gy = np.random.default_rng(int(x.size)).uniform(-1, 1, y.shape).astype(x.dtype)
     x4, gy4 = (x, gy) if x.ndim == 4 else (x[None], gy[None])
-    if x4.shape[0] == 0 or x4.shape[1] == 0:
+    spec = _spec(x, w, b, args)
+    if spec.n == 0 or spec.c == 0:
         return
     gx_ref, gw_ref = autograd(x4, w, gy4, **args)
-    tol = 1e-12 if x.dtype == np.float64 else 2e-5
-    for strategy in ("im2col", "auto"):
-        gx = gemmconv.conv2d_grad_input(x.shape, w, gy, strategy=strategy, **args)
-        gw = gemmconv.conv2d_grad_weight(x, w.shape, gy, strategy=strategy, **args)
-        assert gx.shape == x.shape and gx.dtype == x.dtype and gw.shape == w.shape and gw.dtype == w.dtype
-        gx4 = gx if x.ndim == 4 else gx[None]
-        assert np.max(np.abs(gx4 - gx_ref), initial=0) <= tol * _scale(gx_ref) * (1 + w[0].size), (strategy, args)
-        assert np.max(np.abs(gw - gw_ref), initial=0) <= tol * _scale(gw_ref) * (1 + gy4[0, 0].size * x4.shape[0])
+    gx_scale, gw_scale = autograd(np.abs(x4), np.abs(w), np.abs(gy4), **args)
+    terms = {"grad_input": spec.kg * spec.kh * spec.kw, "grad_weight": spec.n * spec.oh * spec.ow}
+    backend = gemmconv.get_backend(x)
+    for pass_, call, ref, scale in (
+            ("grad_input", lambda s: gemmconv.conv2d_grad_input(x.shape, w, gy, strategy=s, **args), gx_ref,
+             gx_scale),
+            ("grad_weight", lambda s: gemmconv.conv2d_grad_weight(x, w.shape, gy, strategy=s, **args), gw_ref,
+             gw_scale)):
+        able = supporting(spec, backend, pass_=pass_)
+        assert "direct" in able and "im2col" in able and "auto" in able, (pass_, able)
+        for strategy in able:
+            got = call(strategy)
+            want_shape = x.shape if pass_ == "grad_input" else w.shape
+            assert got.shape == want_shape and got.dtype == x.dtype
+            got4 = got if pass_ == "grad_weight" or x.ndim == 4 else got[None]
+            err = _scaled(got4, ref, scale)
+            record(f"{strategy}:{pass_}", x.dtype.name, err)
+            tol = tolerance(strategy, strategy, x.dtype.name) * max(1.0, terms[pass_] / 100)
+            assert err <= tol, (strategy, pass_, args, err)
+
+
+@pytest.mark.parametrize(("stride", "dilation", "padding"),
+                         [(1, 1, 1), (2, 1, 1), (2, 2, 2), (3, 2, 0), ((2, 3), (3, 1), (3, 0)), (4, 1, 5)])
+def test_grad_input_phases_cover_each_input_once(stride, dilation, padding):
+    """The polyphase grad_input: each input position is in at most one phase, and the ones in none get
+    no gradient from torch either."""
+    x, w = RNG.standard_normal((1, 2, 11, 10)), RNG.standard_normal((3, 2, 3, 3))
+    spec = _spec(x, w, None, dict(stride=stride, dilation=dilation, padding=padding))
+    seen = np.zeros((spec.height, spec.width), int)
+    for p in adjoint.phases(spec):
+        seen[p.rows.positions(spec.sh), p.cols.positions(spec.sw)] += 1
+        assert (p.spec.sh, p.spec.sw) == (1, 1)
+    assert seen.max() <= 1
+    gy = RNG.standard_normal(spec.out_shape)
+    gx_ref, _ = autograd(x, w, gy, stride=stride, dilation=dilation, padding=padding)
+    assert not gx_ref[..., seen == 0].any()
+    gx = gemmconv.conv2d_grad_input(x.shape, w, gy, stride=stride, dilation=dilation, padding=padding,
+                                    strategy="direct")
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=200)
@@ -75,15 +120,23 @@ def test_conv_transpose2d_matches_torch(n, cg_in, cg_out, groups, stride, paddin
     np.testing.assert_allclose(gemmconv.conv_transpose2d(x[0], w, b, **args), ref[0], rtol=1e-11, atol=1e-11)
 
 
-@pytest.mark.parametrize("strategy", ["direct", "winograd", "winograd_f2", "1x1"])
-def test_strategies_without_the_pass_are_refused_naming_those_with_it(strategy):
-    x, w = RNG.standard_normal((1, 4, 6, 6)), RNG.standard_normal((4, 4, 3, 3))
-    gy = RNG.standard_normal((1, 4, 4, 4))
-    for call, name in ((lambda: gemmconv.conv2d_grad_input(x.shape, w, gy, strategy=strategy), "grad_input"),
-                       (lambda: gemmconv.conv2d_grad_weight(x, w.shape, gy, strategy=strategy), "grad_weight")):
-        with pytest.raises(gemmconv.StrategyNotSupportedError, match=f"has no {name} pass") as info:
-            call()
-        assert set(info.value.alternatives) == {"im2col", "auto"}
+@pytest.mark.parametrize(("strategy", "pass_", "stride", "kernel", "reason", "able"), [
+    ("winograd", "grad_weight", 1, 3, "has no grad_weight pass", {"direct", "im2col", "auto"}),
+    ("winograd_f2", "grad_weight", 1, 3, "has no grad_weight pass", {"direct", "im2col", "auto"}),
+    ("1x1", "grad_input", 1, 3, "needs a 1x1 kernel", {"direct", "im2col", "winograd", "winograd_f2", "auto"}),
+    ("1x1", "grad_weight", 1, 3, "needs a 1x1 kernel", {"direct", "im2col", "auto"}),
+    # stride 2: the phases of a 3x3 kernel are 2x2, 2x1, 1x2 and 1x1 convolutions
+    ("winograd", "grad_input", 2, 3, "for the 2x2 one of dilation .*: needs a 3x3 kernel",
+     {"direct", "im2col", "auto"}),
+])
+def test_a_strategy_without_the_pass_is_refused_naming_those_with_it(strategy, pass_, stride, kernel, reason, able):
+    x, w = RNG.standard_normal((1, 4, 6, 6)), RNG.standard_normal((4, 4, kernel, kernel))
+    gy = RNG.standard_normal(_spec(x, w, None, dict(stride=stride)).out_shape)
+    call = {"grad_input": lambda: gemmconv.conv2d_grad_input(x.shape, w, gy, stride=stride, strategy=strategy),
+            "grad_weight": lambda: gemmconv.conv2d_grad_weight(x, w.shape, gy, stride=stride, strategy=strategy)}
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match=reason) as info:
+        call[pass_]()
+    assert set(info.value.alternatives) == able
 
 
 def test_bad_arguments_are_named():
@@ -103,8 +156,9 @@ def test_bad_arguments_are_named():
         gemmconv.conv2d_grad_weight(x, w.shape, gy.astype(np.float32))
     with pytest.raises(gemmconv.StrategyNotSupportedError, match="do not keep to a workspace_limit"):
         gemmconv.conv2d_grad_input(x.shape, w, gy, strategy="im2col", workspace_limit=1 << 20)
-    with pytest.raises(gemmconv.StrategyNotSupportedError, match="no built-in strategy runs the grad_weight pass"):
-        gemmconv.conv2d_grad_weight(x, w.shape, gy, workspace_limit=1 << 20)
+    # under a workspace limit, auto's grad_weight is the direct loop (no workspace)
+    np.testing.assert_array_equal(gemmconv.conv2d_grad_weight(x, w.shape, gy, workspace_limit=1 << 20),
+                                  gemmconv.conv2d_grad_weight(x, w.shape, gy, strategy="direct"))
     with pytest.raises(ValueError, match="output_padding=2 must be smaller than either the stride"):
         gemmconv.conv_transpose2d(gy, w, stride=2, output_padding=2)
     with pytest.raises(ValueError, match=r"b must have shape \(4,\)"):

@@ -218,15 +218,45 @@ def test_zero_channels_and_one_element_tuples_on_gpu():
 
 
 def test_backward_passes_on_gpu():
+    """Every strategy's backward passes on CuPy arrays equal the CPU's, with no host synchronisation; grad_input
+    runs as forward convolutions (kernels run on a GPU before), grad_weight by im2col packing and cuBLAS or 1x1
+    matmuls; the direct grad_weight loop and col2im have no CUDA kernel yet and are refused, saying why."""
+    import cupyx
+
     rng = np.random.default_rng(8)
     x, w = rng.standard_normal((2, 4, 9, 9)), rng.standard_normal((6, 2, 3, 3))
     gy = rng.standard_normal((2, 6, 5, 5))
     args = dict(stride=2, padding=1, groups=2, padding_mode="reflect")
-    dw = gemmconv.conv2d_grad_weight(cupy.asarray(x), w.shape, cupy.asarray(gy), **args)  # im2col + cuBLAS
+    xg, wg, gyg = cupy.asarray(x), cupy.asarray(w), cupy.asarray(gy)
+    with cupyx.allow_synchronize(False):
+        dw = gemmconv.conv2d_grad_weight(xg, w.shape, gyg, **args)  # im2col + cuBLAS
+        dx = {s: gemmconv.conv2d_grad_input(x.shape, wg, gyg, strategy=s, **args) for s in ("direct", "auto")}
+        y1 = gemmconv.conv2d(xg, wg, padding=1, groups=2)
+        gy1 = cupy.ones_like(y1)
+        dx_wino = {s: gemmconv.conv2d_grad_input(x.shape, wg, gy1, padding=1, groups=2, strategy=s)
+                   for s in ("winograd", "winograd_f2", "direct")}
+        yt = gemmconv.conv_transpose2d(gyg[:, :2], wg[:2], stride=2, output_padding=1)
     assert isinstance(dw, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(dw), gemmconv.conv2d_grad_weight(x, w.shape, gy, **args), atol=1e-10)
-    # no col2im kernel on the GPU yet: grad_input (and so the transposed convolution) is refused, saying why
+    for got in dx.values():
+        np.testing.assert_allclose(cupy.asnumpy(got), gemmconv.conv2d_grad_input(x.shape, w, gy, **args), atol=1e-10)
+    ref = gemmconv.conv2d_grad_input(x.shape, w, np.ones(y1.shape), padding=1, groups=2)
+    for got in dx_wino.values():
+        np.testing.assert_allclose(cupy.asnumpy(got), ref, atol=1e-9)
+    np.testing.assert_allclose(cupy.asnumpy(yt), gemmconv.conv_transpose2d(gy[:, :2], w[:2], stride=2,
+                                                                            output_padding=1), atol=1e-10)
+    x1, w1 = rng.standard_normal((2, 4, 7, 7)), rng.standard_normal((3, 4, 1, 1))
+    gy2 = rng.standard_normal((2, 3, 4, 4))
+    for s in ("1x1", "auto"):
+        np.testing.assert_allclose(
+            cupy.asnumpy(gemmconv.conv2d_grad_weight(cupy.asarray(x1), w1.shape, cupy.asarray(gy2), stride=2,
+                                                     strategy=s)),
+            gemmconv.conv2d_grad_weight(x1, w1.shape, gy2, stride=2), atol=1e-10)
+        np.testing.assert_allclose(
+            cupy.asnumpy(gemmconv.conv2d_grad_input(x1.shape, cupy.asarray(w1), cupy.asarray(gy2), stride=2,
+                                                    strategy=s)),
+            gemmconv.conv2d_grad_input(x1.shape, w1, gy2, stride=2), atol=1e-10)
     with pytest.raises(gemmconv.StrategyNotSupportedError, match="the cupy backend provides no col2im kernels"):
-        gemmconv.conv2d_grad_input(x.shape, cupy.asarray(w), cupy.asarray(gy), strategy="im2col", **args)
-    with pytest.raises(gemmconv.StrategyNotSupportedError, match="no built-in strategy runs the grad_input pass"):
-        gemmconv.conv_transpose2d(cupy.asarray(gy[:, :2]), cupy.asarray(w[:2]))
+        gemmconv.conv2d_grad_input(x.shape, wg, gyg, strategy="im2col", **args)
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match="the cupy backend provides no direct_grad kernels"):
+        gemmconv.conv2d_grad_weight(xg, w.shape, gyg, strategy="direct", **args)

@@ -31,3 +31,13 @@ def test_strategy_table_matches_the_registry():
     rows = dict(re.findall(r"^\| `([^`]+)` \| (.+?) \|", README, flags=re.M))
     for name in gemmconv.list_strategies():
         assert rows.get(name) == gemmconv.get_strategy(name).description, name
+
+
+def test_pass_table_matches_the_registry():
+    """The table of backward passes has a row per strategy, with '-' exactly where it has no such pass."""
+    table = README[README.index("| pass of |"):].split("\n\n")[0]
+    rows = {m[0]: m[1:] for m in re.findall(r"^\| `([^`]+)` \| (.+?) \| (.+?) \|$", table, flags=re.M)}
+    for name in gemmconv.list_strategies():
+        s = gemmconv.get_strategy(name)
+        has = [p in s.backward or s.select is not None for p in ("grad_input", "grad_weight")]
+        assert [cell != "-" for cell in rows[name]] == has, name

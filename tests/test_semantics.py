@@ -190,7 +190,9 @@ def test_im2col_workspace_limit_bounds_the_peak():
     y, peak = backend.profiler.peak_memory(lambda: run(limit))
     assert peak_full > 4 * limit  # the unbounded column matrices: 2·144·1600·4 bytes
     assert peak <= limit
-    np.testing.assert_allclose(y, y_full, rtol=1e-5, atol=1e-5)
+    # two float32 summation orders of 144 products (the blocks' GEMMs are shaped differently): agree to a few
+    # units of float32 rounding of the largest output, not of each output
+    np.testing.assert_allclose(y, y_full, rtol=0, atol=1e-6 * float(np.abs(y_full).max()) * 144 ** 0.5)
 
 
 def test_workspace_limit_is_validated_and_steers_auto():

@@ -16,7 +16,7 @@ from typing import Any
 from ..spec import ConvSpec
 from .base import Backend
 
-__all__ = ["FAMILIES", "Col2imKernels", "DirectKernels", "Im2colKernels", "WinogradKernels"]
+__all__ = ["FAMILIES", "Col2imKernels", "DirectGradKernels", "DirectKernels", "Im2colKernels", "WinogradKernels"]
 
 
 class Im2colKernels(Backend):
@@ -155,6 +155,17 @@ class Col2imKernels(Backend):
         stands for; entries of the padding are dropped. A fresh array."""
 
 
+class DirectGradKernels(Backend):
+    """The direct loop of the gradient with respect to the weights."""
+
+    family = "direct_grad"
+
+    @abstractmethod
+    def direct_grad_weight(self, x: Any, gy: Any, spec: ConvSpec) -> Any:
+        """dL/dw ``(K, C/G, KH, KW)`` of ``spec`` from its input ``x`` ``(N, C, H, W)`` and dL/dy ``gy``
+        ``(N, K, OH, OW)``, by a loop over taps and output pixels (zero padding read as zeros). A fresh array."""
+
+
 #: family name (what a strategy's ``needs`` lists) -> the mixin a backend derives from to provide it
 FAMILIES: dict[str, type] = {"im2col": Im2colKernels, "direct": DirectKernels, "winograd": WinogradKernels,
-                             "col2im": Col2imKernels}
+                             "col2im": Col2imKernels, "direct_grad": DirectGradKernels}

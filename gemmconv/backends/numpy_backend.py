@@ -15,8 +15,8 @@ import numpy as np
 
 from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
-from . import _numba_col2im, _numba_direct, _numba_im2col, _numba_winograd
-from .kernels import Col2imKernels, DirectKernels, Im2colKernels, WinogradKernels
+from . import _numba_backward, _numba_direct, _numba_im2col, _numba_winograd
+from .kernels import Col2imKernels, DirectGradKernels, DirectKernels, Im2colKernels, WinogradKernels
 from .profiling import Profiler
 from .scheduling import WorkerThreads
 
@@ -34,7 +34,8 @@ def _launch(kernel: str, *args: Any) -> None:
 _KERNELS: dict[str, Any] = {
     "im2col": _numba_im2col.im2col,
     "direct": _numba_direct.direct,
-    "col2im": _numba_col2im.col2im,
+    "col2im": _numba_backward.col2im,
+    "direct_grad_weight": _numba_backward.direct_grad_weight,
     "winograd_input": _numba_winograd.winograd_input,
     "winograd_output": _numba_winograd.winograd_output,
 }
@@ -61,7 +62,7 @@ def _c(a: Any) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels):
+class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels, DirectGradKernels):
     """NumPy arrays; kernels compiled with numba, GEMMs through NumPy's BLAS.
 
     Blocked strategies (im2col, Winograd, 1x1) and ``direct`` run their blocks on its scheduler's
@@ -210,6 +211,18 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels)
         bounds = [spec.c * i // parts for i in range(parts + 1)]
         self.scheduler.run_blocks(lambda part: _launch("col2im", *args, *part), list(itertools.pairwise(bounds)))
         return dx
+
+    def direct_grad_weight(self, x: Any, gy: Any, spec: ConvSpec) -> Any:
+        dw = np.empty((spec.k, spec.cg, spec.kh, spec.kw), dtype=x.dtype)
+        args = (_c(x), _c(gy), dw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups)
+        if spec.flops < self.scheduler.min_direct_flops:
+            _launch("direct_grad_weight", *args, 0, spec.k)
+            return dw
+        parts = min(spec.k, 4 * self.scheduler.workers())  # slices of output channels: each writes its own
+        bounds = [spec.k * i // parts for i in range(parts + 1)]
+        self.scheduler.run_blocks(lambda part: _launch("direct_grad_weight", *args, *part),
+                                  list(itertools.pairwise(bounds)))
+        return dw
 
     def direct_workspace(self, spec: ConvSpec) -> int:
         """A padded plane and an accumulator per worker (unit stride; the kernel's buffered path)."""

@@ -60,15 +60,17 @@ def choose(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS) -> s
     return "im2col" if im2col.supports(spec, limits) is None else "direct"
 
 
-#: the strategies ``auto`` tries for a backward pass, in this order: the first that has the pass, accepts the
-#: convolution and whose kernels the backend provides runs it (im2col is the only one with them yet)
-PASS_ORDER = ("im2col",)
+#: where the forward rule's choice has no backward pass (Winograd's grad_weight) or refuses it, ``auto`` tries
+#: these in this order
+PASS_FALLBACK = ("im2col", "direct")
 
 
 def choose_pass(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LIMITS) -> str:
-    """The strategy ``auto`` runs for backward pass ``pass_`` (see :data:`PASS_ORDER`)."""
+    """The strategy ``auto`` runs for backward pass ``pass_``: the forward rule's choice for ``spec`` (its
+    grad_input is a forward convolution of the same shape when the stride is 1), else the first of
+    :data:`PASS_FALLBACK` that has the pass, accepts the convolution and whose kernels the backend provides."""
     reasons = []
-    for name in PASS_ORDER:
+    for name in dict.fromkeys((choose(spec, backend, limits), *PASS_FALLBACK)):
         strategy = get_strategy(name)
         reason = strategy.refusal(spec, limits, pass_) or missing_kernels(strategy, backend, pass_)
         if reason is None:

@@ -1,11 +1,17 @@
-"""``direct``: loops over output pixels and kernel taps, compiled by the backend."""
+"""``direct``: loops over output pixels and kernel taps, compiled by the backend.
+
+Its backward passes: ``grad_input`` as the direct loops of stride-1 convolutions of ``grad_y``
+(:mod:`.adjoint`), ``grad_weight`` as the backend's direct loop over taps and output pixels.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..registry import Runner, Strategy
+from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Runner, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
+from . import adjoint
+from ._common import deliver
 
 
 def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
@@ -19,10 +25,20 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     return backend.direct(x, w, b, spec)
 
 
+def prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+    def run(x: Any, gy: Any, bias: Any, out: Any) -> Any:
+        return deliver(backend.direct_grad_weight(x, gy, spec), out)
+
+    run.workspace_bytes = 0  # type: ignore[attr-defined]
+    return run
+
+
 STRATEGY = Strategy(
     name="direct",
     run=run,
     prepare=prepare,
     needs=("direct",),
+    backward={GRAD_INPUT: adjoint.grad_input_pass(prepare, lambda spec: None, ("direct",)),
+              GRAD_WEIGHT: PassImpl(prepare_grad_weight, needs=("direct_grad",))},
     description="loops over output pixels and taps (compiled); any kernel, stride, dilation, groups; no workspace",
 )

@@ -2,15 +2,17 @@
 
 Run in blocks of images or output rows like ``im2col`` (its :func:`~gemmconv.strategies.im2col.gemm_blocks`),
 whose columns are views of the input itself, or for a stride the strided pixels gathered per block.
+Backward: ``grad_input`` as 1x1 convolutions of ``grad_y`` written into the strided pixels (:mod:`.adjoint`),
+``grad_weight`` as one matmul per image and group against the (strided) pixels.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..registry import Runner, Strategy
+from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Runner, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
-from . import im2col
+from . import adjoint, im2col
 from ._common import add_bias, deliver
 
 
@@ -55,12 +57,37 @@ def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     return prepare(backend, spec, NO_LIMITS)(x, w, b, None)
 
 
+def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+    g, p = spec.groups, spec.oh * spec.ow
+
+    def run(x: Any, gy: Any, bias: Any, out: Any) -> Any:
+        xs = x[:, :, : (spec.oh - 1) * spec.sh + 1 : spec.sh, : (spec.ow - 1) * spec.sw + 1 : spec.sw]
+        xs = backend.xp.ascontiguousarray(xs).reshape(spec.n, g, spec.cg, p)  # (N, C, OH, OW) -> (N, G, C/G, OH·OW)
+        gy4 = gy.reshape(spec.n, g, spec.kg, p)  # (N, K, OH, OW) -> (N, G, K/G, OH·OW)
+        # (N, G, K/G, OH·OW) @ (N, G, OH·OW, C/G) -> (N, G, K/G, C/G), summed over the images
+        dw = backend.matmul(gy4, xs.transpose(0, 1, 3, 2)).sum(axis=0)
+        return deliver(dw.reshape(spec.k, spec.cg, 1, 1), out)  # (G, K/G, C/G) -> (K, C/G, 1, 1)
+
+    run.workspace_bytes = (spec.n * spec.c * p + spec.n * spec.k * spec.cg) * spec.itemsize  # type: ignore[attr-defined]
+    return run
+
+
+def _supports_grad_weight(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
+    if (spec.kh, spec.kw) != (1, 1):
+        return f"needs a 1x1 kernel, got {spec.kh}x{spec.kw}"
+    if limits.workspace is not None:
+        return f"its grad_weight does not keep to a workspace_limit yet (got {limits.workspace})"
+    return None
+
+
 STRATEGY = Strategy(
     name="1x1",
     run=run,
     prepare=prepare,
     needs=("im2col",),
     supports=supports,
+    backward={GRAD_INPUT: adjoint.grad_input_pass(prepare, supports, ("im2col",), pads_zeros=False),
+              GRAD_WEIGHT: PassImpl(_prepare_grad_weight, _supports_grad_weight, ("im2col",))},
     description="reshape + batched matmul over channels, stride by slicing; 1x1 kernels only",
     pads_zeros=False,
 )

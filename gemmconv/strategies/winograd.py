@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import Runner, Strategy
+from ..registry import GRAD_INPUT, PassImpl, Runner, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
+from . import adjoint
 from ._common import channel_slices, split
 from .filter_cache import FilterCache, Lookup
 from .winograd_transforms import TRANSFORMS
@@ -35,12 +36,12 @@ def supports(spec: ConvSpec) -> str | None:
     return None
 
 
-def _filter_transform(backend: Any, w: Any, spec: ConvSpec, m: int) -> Any:
+def _filter_transform(backend: Any, w: Any, spec: ConvSpec, m: int, cache: bool = True) -> Any:
     """``U = G g G^T`` in the backend's layout: a :class:`~.filter_cache.Lookup` to settle where the
-    backend caches filters, else the transform itself."""
+    backend caches filters (and ``cache``), else the transform itself."""
     work = "float32" if spec.dtype == "float16" else "float64"
     g = backend.constant(f"winograd_g{m}", TRANSFORMS[m]["g"], work)
-    if not backend.caches_filters:
+    if not (cache and backend.caches_filters):
         return backend.winograd_filter(w, spec, g, m)
     # the key's tag holds all else the transform depends on: the tile size and the groups (its layout)
     tag = ("winograd", m, spec.groups)
@@ -75,10 +76,10 @@ def plan(spec: ConvSpec, m: int, budget: int | None, workers: int, itemsize: int
 
 
 def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: list[tuple[int, int, int, int]],
-         out: Any) -> Any:
+         out: Any, cache: bool = True) -> Any:
     t = m + 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
-    found = _filter_transform(backend, w, spec, m)  # U, or a cache lookup still to check
+    found = _filter_transform(backend, w, spec, m, cache)  # U, or a cache lookup still to check
     if len(blocks) == 1:
         u = _checked(found, spec)
         v = backend.winograd_input(x, spec, m, th, tw, reuse=True)  # all N·th·tw tiles
@@ -122,7 +123,9 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: l
     return out
 
 
-def _prepare(backend: Any, spec: ConvSpec, m: int) -> Runner:
+def _prepare(backend: Any, spec: ConvSpec, m: int, cache: bool = True) -> Runner:
+    """The runner of F(m x m, 3x3); ``cache``: keep the filter transforms in :data:`FILTER_CACHE` (the
+    backward passes do not: their weights are made afresh for each call)."""
     itemsize = spec.itemsize
     memo: dict[int, list[tuple[int, int, int, int]]] = {}  # blocks per worker count
 
@@ -134,7 +137,7 @@ def _prepare(backend: Any, spec: ConvSpec, m: int) -> Runner:
         return blocks
 
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
-        return _run(backend, x, w, b, spec, m, blocks_now(), out)
+        return _run(backend, x, w, b, spec, m, blocks_now(), out, cache)
 
     run.workspace_bytes = _workspace(spec, m, blocks_now(), backend.scheduler.workers(), itemsize)  # type: ignore[attr-defined]
     return run
@@ -160,6 +163,13 @@ def prepare_f2(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runn
     return _prepare(backend, spec, 2)
 
 
+def _grad_input(m: int) -> PassImpl:
+    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+        return _prepare(backend, spec, m, cache=False)
+
+    return adjoint.grad_input_pass(prepare, supports, needs=("winograd",))
+
+
 def run_f4(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     return _prepare(backend, spec, 4)(x, w, b, None)
 
@@ -174,6 +184,7 @@ STRATEGY_F4 = Strategy(
     prepare=prepare_f4,
     needs=("winograd",),
     supports=supports,
+    backward={GRAD_INPUT: _grad_input(4)},
     description="Winograd F(4x4, 3x3): 4x fewer multiplies than direct, more rounding error; "
     "3x3, stride 1, dilation 1",
 )
@@ -183,6 +194,7 @@ STRATEGY_F2 = Strategy(
     prepare=prepare_f2,
     needs=("winograd",),
     supports=supports,
+    backward={GRAD_INPUT: _grad_input(2)},
     description="Winograd F(2x2, 3x3): 2.25x fewer multiplies than direct, error close to direct's; "
     "3x3, stride 1, dilation 1",
 )

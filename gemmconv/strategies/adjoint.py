@@ -1,0 +1,180 @@
+"""``grad_input`` (and so the transposed convolution) as forward convolutions of ``grad_y``.
+
+For stride 1, dL/dx is the stride-1 convolution of dL/dy with the kernel flipped and the input and output
+channels swapped within each group, padded by the dilated kernel's extent less one less the padding (a
+negative amount crops ``grad_y``). For stride ``s``, the input rows fall into ``s`` phases by
+``(row + top padding) mod s``: a phase's rows are reached by the taps ``r`` with ``r·d ≡ phase (mod s)``
+alone, at rows of dL/dy that step by one, so each phase is a stride-1 convolution with the sub-kernel of
+those taps and dilation ``d / gcd(s, d)`` (polyphase). dL/dx is then at most ``sh·sw`` stride-1 forward
+convolutions, each written into its rows and columns of the result; rows that no tap reaches stay zero.
+
+Any forward strategy whose predicate accepts every phase runs the pass this way
+(:func:`grad_input_pass`): Winograd on 3x3 stride-1 layers, ``direct`` everywhere, ``1x1`` on 1x1 kernels.
+A phase keeps only the rows some tap reaches, so a one-tap phase never needs padding.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..registry import PassImpl, PrepareFn, Runner, SupportsFn, call_supports
+from ..spec import NO_LIMITS, ConvSpec, Limits
+
+__all__ = ["AxisPhase", "Phase", "grad_input_pass", "phases"]
+
+
+@dataclass(frozen=True)
+class AxisPhase:
+    """One phase of the stride along one axis (rows or columns).
+
+    The phase holds the input positions ``first, first + s, ...`` (``count`` of them); they are reached by
+    the taps ``taps`` (a range, in the forward kernel's order) from positions ``lo:hi`` of ``grad_y``, which
+    the phase's stride-1 convolution pads by ``before`` and ``after`` with dilation ``dilation``.
+    """
+
+    first: int
+    count: int
+    taps: range
+    lo: int
+    hi: int
+    before: int
+    after: int
+    dilation: int
+
+    @property
+    def flipped(self) -> slice:
+        """The phase's taps in reverse order, as a slice of the kernel's axis."""
+        last = self.taps[-1]
+        stop = self.taps.start - self.taps.step
+        return slice(last, stop if stop >= 0 else None, -self.taps.step)
+
+    def positions(self, stride: int) -> slice:
+        """The input positions of the phase, as a slice of the input's axis."""
+        return slice(self.first, self.first + (self.count - 1) * stride + 1, stride)
+
+
+def axis_phases(size: int, out: int, k: int, s: int, d: int, p: int) -> tuple[AxisPhase, ...]:
+    """The phases of one axis: input ``size``, output ``out``, kernel ``k``, stride ``s``, dilation ``d``,
+    padding ``p`` before; phases no tap or no output reaches are left out (their rows get no gradient)."""
+    step, spacing = d // math.gcd(s, d), s // math.gcd(s, d)  # a phase's sub-kernel: its dilation, its taps' spacing
+    found = []
+    for rho in range(s):
+        taps = [r for r in range(k) if (r * d - rho) % s == 0]  # spaced s / gcd(s, d) apart
+        if not taps:
+            continue
+        j0 = (taps[0] * d - rho) // s  # output offset of the first tap: input m·s + rho - p <- output m - j
+        span = (len(taps) - 1) * step
+        # the phase's rows m·s + rho - p inside the input and reached by an output: m - j0 - span .. m - j0
+        m0 = max(-((rho - p) // s), j0)
+        m1 = min((size - 1 + p - rho) // s, j0 + span + out - 1)
+        if m1 < m0:
+            continue
+        count = m1 - m0 + 1
+        before = j0 + span - m0  # grad_y's padding before; negative: rows of grad_y cropped
+        after = count + span - out - before
+        lo, hi = max(0, -before), out - max(0, -after)
+        found.append(AxisPhase(m0 * s + rho - p, count, range(taps[0], taps[-1] + 1, spacing), lo, hi,
+                               max(before, 0), max(after, 0), step if len(taps) > 1 else 1))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stride-1 forward convolution of ``grad_y``: its rows and columns, and its spec."""
+
+    rows: AxisPhase
+    cols: AxisPhase
+    spec: ConvSpec
+
+    def covers(self, spec: ConvSpec) -> bool:
+        """Whether the phase is the whole of dL/dx of ``spec`` (one phase of every position)."""
+        return (self.rows.first, self.rows.count, self.cols.first, self.cols.count) == (0, spec.height, 0, spec.width)
+
+
+@functools.lru_cache(maxsize=256)
+def phases(spec: ConvSpec) -> tuple[Phase, ...]:
+    """The stride-1 forward convolutions whose results make up dL/dx of ``spec`` (the forward convolution's)."""
+    rows = axis_phases(spec.height, spec.oh, spec.kh, spec.sh, spec.dh, spec.pt)
+    cols = axis_phases(spec.width, spec.ow, spec.kw, spec.sw, spec.dw, spec.pl)
+    return tuple(
+        Phase(r, c, ConvSpec(n=spec.n, c=spec.k, height=r.hi - r.lo, width=c.hi - c.lo, k=spec.c, kh=len(r.taps),
+                             kw=len(c.taps), sh=1, sw=1, pt=r.before, pb=r.after, pl=c.before, pr=c.after,
+                             dh=r.dilation, dw=c.dilation, groups=spec.groups, padding_mode="zeros",
+                             dtype=spec.dtype))
+        for r in rows for c in cols)
+
+
+def _transposed(w: Any, spec: ConvSpec) -> Any:
+    """The weights with input and output channels swapped within each group."""
+    g, kg, cg = spec.groups, spec.kg, spec.cg
+    w5 = w.reshape(g, kg, cg, spec.kh, spec.kw)  # (K, C/G, R, S) -> (G, K/G, C/G, R, S)
+    return w5.transpose(0, 2, 1, 3, 4).reshape(spec.c, kg, spec.kh, spec.kw)  # -> (G, C/G, K/G, R, S) -> (C, K/G, R, S)
+
+
+def _phase_bytes(spec: ConvSpec) -> int:
+    """Temporaries besides the forward runs': the flipped weights of every phase, and each phase's result
+    where there are several (they are written into dL/dx afterwards)."""
+    found = phases(spec)
+    weights = spec.k * spec.cg * spec.kh * spec.kw
+    results = 0 if len(found) == 1 and found[0].covers(spec) else max(
+        (spec.n * spec.c * p.rows.count * p.cols.count for p in found), default=0)
+    return (weights + results) * spec.itemsize
+
+
+def grad_input_pass(forward: PrepareFn, forward_supports: SupportsFn, needs: tuple[str, ...],
+                    pads_zeros: bool = True) -> PassImpl:
+    """The ``grad_input`` pass of a forward strategy (its ``prepare``, predicate, kernel families and whether
+    it pads with zeros itself) through :func:`phases`."""
+
+    def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
+        if spec.pads_explicitly(pads_zeros):  # the pass then runs on the explicitly padded input
+            spec = spec.without_padding()
+        found = phases(spec)
+        if not found:  # no output reaches the input: nothing runs, but the layer must still be one it takes
+            return call_supports(forward_supports, spec, limits)
+        for p in found:
+            s = p.spec
+            reason = call_supports(forward_supports, s, limits)
+            if reason is None and s.padded and not pads_zeros:
+                reason = "it does not pad with zeros"
+            if reason is not None:
+                return (f"its grad_input runs as stride-1 convolutions of grad_y (one per phase of the stride), and "
+                        f"for the {s.kh}x{s.kw} one of dilation {(s.dh, s.dw)}: {reason}")
+        if limits.workspace is not None and _phase_bytes(spec) > limits.workspace:
+            return (f"its flipped weights and phase results need {_phase_bytes(spec)} bytes, above "
+                    f"workspace_limit={limits.workspace}")
+        return None
+
+    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+        found = phases(spec)
+        runners = [forward(backend, p.spec, limits) for p in found]
+        whole = len(found) == 1 and found[0].covers(spec)
+        xp = backend.xp
+
+        def run(gy: Any, w: Any, bias: Any, out: Any) -> Any:
+            wt = _transposed(w, spec)
+            if whole:
+                p = found[0]
+                part = gy[:, :, p.rows.lo:p.rows.hi, p.cols.lo:p.cols.hi]
+                flipped = xp.ascontiguousarray(wt[:, :, p.rows.flipped, p.cols.flipped])
+                return runners[0](xp.ascontiguousarray(part), flipped, bias, out)
+            dx = xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=gy.dtype) if out is None else out
+            if out is not None:
+                dx[...] = 0
+            for p, runner in zip(found, runners, strict=True):
+                part = xp.ascontiguousarray(gy[:, :, p.rows.lo:p.rows.hi, p.cols.lo:p.cols.hi])
+                flipped = xp.ascontiguousarray(wt[:, :, p.rows.flipped, p.cols.flipped])
+                # (N, C, rows of the phase, its columns) into every sh-th row and sw-th column of dL/dx
+                dx[:, :, p.rows.positions(spec.sh), p.cols.positions(spec.sw)] = runner(part, flipped, None, None)
+            if bias is not None:
+                dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+            return dx
+
+        run.workspace_bytes = _phase_bytes(spec) + max(  # type: ignore[attr-defined]
+            (int(getattr(r, "workspace_bytes", 0)) for r in runners), default=0)
+        return run
+
+    return PassImpl(prepare, supports, needs)
