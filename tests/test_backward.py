@@ -154,11 +154,11 @@ def test_bad_arguments_are_named():
         gemmconv.conv2d_grad_weight(x, (5, 3, 3, 3), gy)
     with pytest.raises(TypeError, match="grad_y must have dtype float64"):
         gemmconv.conv2d_grad_weight(x, w.shape, gy.astype(np.float32))
-    with pytest.raises(gemmconv.StrategyNotSupportedError, match="do not keep to a workspace_limit"):
-        gemmconv.conv2d_grad_input(x.shape, w, gy, strategy="im2col", workspace_limit=1 << 20)
-    # under a workspace limit, auto's grad_weight is the direct loop (no workspace)
-    np.testing.assert_array_equal(gemmconv.conv2d_grad_weight(x, w.shape, gy, workspace_limit=1 << 20),
+    # below im2col's smallest block, auto's grad_weight is the direct loop (no workspace)
+    np.testing.assert_array_equal(gemmconv.conv2d_grad_weight(x, w.shape, gy, workspace_limit=100),
                                   gemmconv.conv2d_grad_weight(x, w.shape, gy, strategy="direct"))
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match=r"below the .* bytes of its smallest block"):
+        gemmconv.conv2d_grad_weight(x, w.shape, gy, strategy="im2col", workspace_limit=100)
     with pytest.raises(ValueError, match="output_padding=2 must be smaller than either the stride"):
         gemmconv.conv_transpose2d(gy, w, stride=2, output_padding=2)
     with pytest.raises(ValueError, match=r"b must have shape \(4,\)"):
@@ -185,3 +185,32 @@ def test_the_bias_gradient_is_a_sum_and_zero_sizes_work():
     assert not gemmconv.conv2d_grad_input((2, 0, 6, 6), np.zeros((5, 0, 3, 3)), gy).any()
     assert "im2col" in supporting(gemmconv.plan(np.zeros((1, 4, 6, 6)), np.zeros((5, 4, 3, 3))).spec,
                                   pass_="grad_input")
+
+
+@pytest.mark.parametrize("pass_", ["grad_input", "grad_weight"])
+@pytest.mark.parametrize(("shape", "args"), [((2, 16, 40, 40), dict(padding=1)),
+                                             ((1, 16, 40, 40), dict(padding=1)),
+                                             ((3, 8, 41, 37), dict(stride=2, padding=(1, 2), dilation=(1, 2)))])
+def test_im2col_passes_keep_to_a_workspace_limit(pass_, shape, args):
+    """Under a limit the blocks are smaller (bands of rows of one image where one image does not fit): the
+    peak of the temporary memory stays under the limit, and the result is the unlimited one's."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((16, shape[1], 3, 3))
+    spec = _spec(x, w, None, args)
+    gy = rng.standard_normal(spec.out_shape)
+    backend = gemmconv.get_backend(x)
+    if pass_ == "grad_input":
+        def run(limit):
+            return gemmconv.conv2d_grad_input(x.shape, w, gy, strategy="im2col", workspace_limit=limit, **args)
+        result = x.nbytes
+    else:
+        def run(limit):
+            return gemmconv.conv2d_grad_weight(x, w.shape, gy, strategy="im2col", workspace_limit=limit, **args)
+        result = w.nbytes
+    full, peak_full = backend.profiler.peak_memory(lambda: run(None))
+    limit = 96 * 1024
+    got, peak = backend.profiler.peak_memory(lambda: run(limit))
+    assert peak_full - result > 2 * limit  # the unbounded column matrices
+    assert peak - result <= limit
+    np.testing.assert_allclose(got, full, rtol=1e-12, atol=1e-12)

@@ -16,7 +16,8 @@ from typing import Any
 from ..spec import ConvSpec
 from .base import Backend
 
-__all__ = ["FAMILIES", "Col2imKernels", "DirectGradKernels", "DirectKernels", "Im2colKernels", "WinogradKernels"]
+__all__ = ["FAMILIES", "Col2imKernels", "DirectGradKernels", "DirectKernels", "Im2colKernels", "WinogradKernels",
+           "filter_transform"]
 
 
 class Im2colKernels(Backend):
@@ -72,6 +73,13 @@ class DirectKernels(Backend):
         return 0
 
 
+def filter_transform(xp: Any, rows: Any, g: Any) -> Any:
+    """``G f G^T`` of every 3x3 filter, one a row of ``rows`` (F, 9), as one GEMM: ``(G ⊗ G) @ rows^T``
+    (T², 9) @ (9, F) -> (T², F), in the precision of ``g`` (T, 3), cast back to that of ``rows``."""
+    gg = xp.kron(g, g)  # (T², 9): [a·T + b, r·3 + s] = G[a, r]·G[b, s]
+    return xp.ascontiguousarray((gg @ rows.astype(g.dtype).T).astype(rows.dtype))
+
+
 class WinogradKernels(Backend):
     """Winograd's filter, input and output transforms and their multiply, for ``winograd`` and ``winograd_f2``."""
 
@@ -87,12 +95,9 @@ class WinogradKernels(Backend):
         ``g`` is the (T, 3) matrix G in the working precision (float64 for float32/float64
         weights, float32 for float16), so the cached transform carries no extra rounding.
         """
-        xp = self.xp
-        t = m + 2
-        u = xp.matmul(xp.matmul(g, w.astype(g.dtype)), g.T)  # (T, 3) @ (K, C/G, 3, 3) @ (3, T) -> (K, C/G, T, T)
-        u = u.transpose(2, 3, 0, 1)  # -> (T, T, K, C/G)
-        u = u.reshape(t * t, spec.groups, spec.kg, spec.cg)  # -> (T², G, K/G, C/G)
-        return xp.ascontiguousarray(u.astype(spec.dtype))
+        rows = w.reshape(spec.k * spec.cg, 9)  # (K, C/G, 3, 3) -> (K·C/G, 9): rows (g, k, c)
+        u = filter_transform(self.xp, rows, g)  # (T², K·C/G)
+        return u.reshape((m + 2) ** 2, spec.groups, spec.kg, spec.cg)  # -> (T², G, K/G, C/G)
 
     def winograd_tiles(self, t: int, c: int, p: int, dtype: Any) -> Any:
         """An uninitialised array for ``p`` transformed input tiles of ``c`` channels, in the layout
@@ -153,6 +158,12 @@ class Col2imKernels(Backend):
         """The input-shaped sum ``(N, C, H, W)`` of column matrices ``cols`` ``(N, C·KH·KW, OH·OW)`` (rows ordered
         (c, r, s) as :meth:`Im2colKernels.im2col` writes them): each entry added at the input position it
         stands for; entries of the padding are dropped. A fresh array."""
+
+    @abstractmethod
+    def col2im_part(self, cols: Any, dx: Any, spec: ConvSpec, n0: int, o0: int) -> None:
+        """:meth:`col2im` of the column matrices ``cols`` (NB, C·KH·KW, OB·OW) of images ``n0..n0+NB`` and output
+        rows ``o0..o0+OB``, added into ``dx`` (N, C, H, W). Parts of different images may run at once; bands of
+        one image may not."""
 
 
 class DirectGradKernels(Backend):

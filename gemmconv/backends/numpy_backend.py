@@ -16,7 +16,7 @@ import numpy as np
 from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
 from . import _numba_backward, _numba_direct, _numba_im2col, _numba_winograd
-from .kernels import Col2imKernels, DirectGradKernels, DirectKernels, Im2colKernels, WinogradKernels
+from .kernels import Col2imKernels, DirectGradKernels, DirectKernels, Im2colKernels, WinogradKernels, filter_transform
 from .profiling import Profiler
 from .scheduling import WorkerThreads
 
@@ -203,14 +203,19 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
 
     def col2im(self, cols: Any, spec: ConvSpec) -> Any:
         dx = np.zeros((spec.n, spec.c, spec.height, spec.width), dtype=cols.dtype)
-        args = (_c(cols), dx, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.ow)
-        if spec.flops < self.scheduler.min_block_flops:
+        self.col2im_part(cols, dx, spec, 0, 0)
+        return dx
+
+    def col2im_part(self, cols: Any, dx: Any, spec: ConvSpec, n0: int, o0: int) -> None:
+        args = (_c(cols), dx, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.ow,
+                spec.oh, n0, o0)
+        flops = spec.flops * cols.shape[0] * cols.shape[2] // (spec.n * spec.oh * spec.ow)  # the part's share
+        if flops < self.scheduler.min_block_flops:
             _launch("col2im", *args, 0, spec.c)
-            return dx
+            return
         parts = min(spec.c, 4 * self.scheduler.workers())  # slices of input channels: each writes its own planes
         bounds = [spec.c * i // parts for i in range(parts + 1)]
         self.scheduler.run_blocks(lambda part: _launch("col2im", *args, *part), list(itertools.pairwise(bounds)))
-        return dx
 
     def direct_grad_weight(self, x: Any, gy: Any, spec: ConvSpec) -> Any:
         dw = np.empty((spec.k, spec.cg, spec.kh, spec.kw), dtype=x.dtype)
@@ -236,8 +241,9 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
     # the GEMM is M^T = V^T U^T per tile element, (P, C) @ (C, K) -> (P, K) (the base class's
     # layout is U V, (K, C) @ (C, P)).
     def winograd_filter(self, w: Any, spec: ConvSpec, g: Any, m: int) -> Any:
-        u = super().winograd_filter(w, spec, g, m)  # (T², G, K/G, C/G)
-        return np.ascontiguousarray(u.transpose(0, 1, 3, 2))  # -> (T², G, C/G, K/G)
+        w5 = w.reshape(spec.groups, spec.kg, spec.cg, 9).transpose(0, 2, 1, 3)  # (K, C/G, 3, 3) -> (G, C/G, K/G, 9)
+        u = filter_transform(np, w5.reshape(-1, 9), g)  # rows (g, c, k) -> (T², G·C/G·K/G)
+        return u.reshape((m + 2) ** 2, spec.groups, spec.cg, spec.kg)  # -> (T², G, C/G, K/G)
 
     def winograd_tiles(self, t: int, c: int, p: int, dtype: Any) -> np.ndarray:
         return self._spaced("wino_v", t * t, p, c, dtype, scratch=False)
