@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, Literal
 
-from .compare import compare_layers, machine_peaks
+from .compare import PASSES, compare_layers, machine_peaks
 from .layers import LAYERS, Layer
 from .plot import plot_records
 from .registry import list_strategies
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--padding", type=int, default=0, help="with --shape")
     c.add_argument("--dilation", type=int, default=1, help="with --shape")
     c.add_argument("--groups", type=int, default=1, help="with --shape")
+    c.add_argument("--pass", dest="pass_", choices=PASSES, default="forward",
+                   help="what to time: the convolution (default), its gradients, or its transposed convolution")
     c.add_argument("--strategies", nargs="+", metavar="NAME", help="strategies to run (default all)")
     c.add_argument("--repeat", type=int, default=10, help="timed calls per strategy (default 10)")
     c.add_argument("--json", metavar="FILE", help="write the records as JSON")
@@ -123,7 +125,8 @@ def compare_main(args: argparse.Namespace) -> int:
                 bar.update(task, advance=1, description=label)
 
             records = compare_layers(layers, batch=batch, dtype=args.dtype, backend=args.backend,
-                                     strategies=args.strategies, repeat=args.repeat, progress=step)
+                                     strategies=args.strategies, repeat=args.repeat, pass_=args.pass_,
+                                     progress=step)
             peaks = machine_peaks(args.backend, args.dtype) if (args.plot or args.json) else None
     except (TypeError, ValueError) as e:
         console.print(f"gemmconv compare: error: {e}", style="red")
@@ -131,14 +134,16 @@ def compare_main(args: argparse.Namespace) -> int:
     tf32 = ""
     if args.backend == "cupy":
         tf32 = ", TF32 " + ("on" if os.environ.get("CUPY_TF32", "0") not in ("", "0") else "off")
-    title = (f"gemmconv compare: {args.backend}{tf32}, {args.dtype}, N={batch}, median of {args.repeat} "
+    what = "" if args.pass_ == "forward" else f" {args.pass_}"
+    title = (f"gemmconv compare{what}: {args.backend}{tf32}, {args.dtype}, N={batch}, median of {args.repeat} "
              "(spread: half the min-max range); GFLOP/s by the direct count (Winograd: effective)")
     console.print(_table(records, title))
     winners = {r.layer: r.strategy for r in records if r.winner}
     console.print("winners: " + ", ".join(f"{k}: {v}" for k, v in winners.items()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"backend": args.backend, "dtype": args.dtype, "batch": batch, "repeat": args.repeat,
+            json.dump({"backend": args.backend, "pass": args.pass_, "dtype": args.dtype, "batch": batch,
+                       "repeat": args.repeat,
                        "peaks": peaks, "records": [r.to_dict() for r in records]}, f, indent=1)
         console.print(f"wrote {args.json}")
     if args.plot:

@@ -1,10 +1,11 @@
 """Side-by-side comparison of every strategy on a layer: time, accuracy, workspace.
 
-``gemmconv.compare(x, w, b, **conv_args)`` measures one convolution;
-:func:`compare_layers` runs the named layer set (``gemmconv compare`` on the
-command line). Each strategy is warmed up, then timed ``repeat`` times (median
-and spread); its error is max|y - ref| / max|ref| against the convolution in
-float64; its workspace is the peak memory it held beyond its result.
+``gemmconv.compare(x, w, b, **conv_args)`` measures one convolution, or one of its other passes
+(``pass_="grad_input"``, ``"grad_weight"``, ``"transpose"``: the transposed convolution of the layer's
+output shape back to its input's); :func:`compare_layers` runs the named layer set (``gemmconv compare
+[--pass ...]`` on the command line). Each strategy is warmed up, then timed ``repeat`` times (median and
+spread); its error is max|y - ref| / max|ref| against the same pass in float64; its workspace is the peak
+memory it held beyond its result.
 """
 
 from __future__ import annotations
@@ -18,14 +19,19 @@ import numpy as np
 
 from .args import ConvArgs
 from .backends import get_backend
+from .backward import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
 from .errors import StrategyNotSupportedError
 from .layers import Layer
 from .measure import measure, reference, relative_error
 from .plan import make_plan, runner_for
-from .registry import get_strategy, list_strategies
-from .validate import validate
+from .registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, get_strategy, list_strategies
+from .strategies import auto
+from .validate import Validated, validate
 
-__all__ = ["Record", "compare", "compare_layers", "machine_peaks"]
+__all__ = ["PASSES", "Record", "compare", "compare_layers", "machine_peaks"]
+
+#: what :func:`compare` can measure: the convolution, its two gradients, and its transposed convolution
+PASSES = (FORWARD, GRAD_INPUT, GRAD_WEIGHT, "transpose")
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Record:
     layer: str
     strategy: str
     backend: str
+    pass_: str
     dtype: str
     batch: int
     x_shape: tuple[int, ...]
@@ -59,15 +66,19 @@ class Record:
         return asdict(self)
 
 
-def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] | None = None, repeat: int = 10,
-            warmup: int = 1, layer: str = "custom", progress: Callable[[str], None] | None = None,
+def compare(x: Any, w: Any, b: Any | None = None, *, pass_: str = FORWARD, strategies: Sequence[str] | None = None,
+            repeat: int = 10, warmup: int = 1, layer: str = "custom", progress: Callable[[str], None] | None = None,
             **conv_args: Any) -> list[Record]:
-    """Run every strategy (or ``strategies``) on one convolution and measure it.
+    """Run every strategy (or ``strategies``) on one convolution, or one of its other passes, and measure it.
 
     Parameters
     ----------
     x, w, b : arrays
-        As in :func:`gemmconv.conv2d` (NumPy or CuPy).
+        As in :func:`gemmconv.conv2d` (NumPy or CuPy): the convolution whose pass is measured.
+    pass_ : str
+        ``"forward"`` (the convolution), ``"grad_input"`` and ``"grad_weight"`` (its gradients, for an upstream
+        gradient of random values), or ``"transpose"`` (:func:`gemmconv.conv_transpose2d` of an array of the
+        convolution's output shape with ``w``, and a bias of the input's channels if ``b`` is given).
     strategies : sequence of str, optional
         Names to compare; default every registered strategy.
     repeat : int
@@ -94,6 +105,8 @@ def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] |
         get_strategy(name)  # unknown names fail before any work
     if "strategy" in conv_args:
         raise TypeError("compare() takes strategies=[...], not strategy=")
+    if pass_ not in PASSES:
+        raise ValueError(f"pass_ must be one of {', '.join(map(repr, PASSES))}, got {pass_!r}")
     args = ConvArgs.from_kwargs("compare", conv_args)
     v = validate(x, w, b, args)
     backend, x4, spec = v.backend, v.x, v.spec
@@ -101,28 +114,32 @@ def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] |
     itemsize = x4.dtype.itemsize
     min_bytes = (x4.size + w.size + (0 if b is None else b.size) + spec.n * spec.k * spec.oh * spec.ow) * itemsize
     common: dict[str, Any] = dict(
-        layer=layer, backend=backend.name, dtype=spec.dtype, batch=spec.n, x_shape=tuple(x4.shape),
+        layer=layer, backend=backend.name, pass_=pass_, dtype=spec.dtype, batch=spec.n, x_shape=tuple(x4.shape),
         w_shape=tuple(w.shape), conv_args=args.as_dict(), flops=spec.flops, min_bytes=int(min_bytes))
     records = []
-    with backend.device_context(x4):
-        ref = reference(backend, v.x, v.w, v.b, lambda s: runner_for(backend, spec, get_strategy(s)))  # unbounded
+    if pass_ == FORWARD:
+        with backend.device_context(x4):
+            ref = reference(backend, v.x, v.w, v.b, lambda s: runner_for(backend, spec, get_strategy(s)))  # unbounded
+        calls = _forward_calls(x, w, b, args)
+    else:
+        calls, ref = _pass_calls(pass_, v, args)
     for name in names:
         if progress is not None:
             progress(name)
         try:
-            p = make_plan(x, w, b, replace(args, strategy=name))
+            call, chosen = calls(name)
         except StrategyNotSupportedError as e:
             records.append(Record(strategy=name, status="refused", reason=e.reason, **common))
             continue
-        call = functools.partial(p, x, w, b)
         y, m = measure(call, backend, repeat, warmup)
         _, workspace = backend.profiler.peak_memory(call)
-        y4 = y[None] if v.unbatched else y  # (K, OH, OW) -> (1, K, OH, OW)
+        if v.unbatched and pass_ != GRAD_WEIGHT:
+            y = y[None]  # (K, OH, OW) -> (1, K, OH, OW)
         records.append(Record(
             strategy=name, median_s=m.median, min_s=min(m.times), max_s=max(m.times), spread=m.spread,
             gflops=spec.flops / m.median / 1e9 if m.median > 0 else None,
-            rel_error=relative_error(y4, ref, xp), workspace_bytes=workspace,
-            chosen=p.strategy if name == "auto" else "", times_s=list(m.times), **common,
+            rel_error=relative_error(y, ref, xp), workspace_bytes=workspace,
+            chosen=chosen if name == "auto" else "", times_s=list(m.times), **common,
         ))
     ok = [r for r in records if r.status == "ok" and r.strategy != "auto"]
     if ok:
@@ -130,8 +147,70 @@ def compare(x: Any, w: Any, b: Any | None = None, *, strategies: Sequence[str] |
     return records
 
 
+Calls = Callable[[str], tuple[Callable[[], Any], str]]
+
+
+def _forward_calls(x: Any, w: Any, b: Any, args: ConvArgs) -> Calls:
+    """``calls(name) -> (call, what it runs)``: a plan of strategy ``name`` (StrategyNotSupportedError if it
+    refuses)."""
+    def calls(name: str) -> tuple[Callable[[], Any], str]:
+        p = make_plan(x, w, b, replace(args, strategy=name))
+        return functools.partial(p, x, w, b), p.strategy
+
+    return calls
+
+
+def _pass_calls(pass_: str, v: Validated, args: ConvArgs) -> tuple[Calls, Any]:
+    """The calls of backward pass (or transposed convolution) ``pass_`` of the validated convolution ``v``, and
+    its result in float64 (by ``im2col``, or ``direct`` where the backend has no col2im), batched."""
+    spec, backend = v.spec, v.backend
+    xp = backend.xp
+    rng = np.random.default_rng(0)
+    gy = xp.asarray(rng.uniform(-1, 1, spec.out_shape)).astype(v.x.dtype)  # (N, K, OH, OW)
+    kw = args.as_dict()
+    if pass_ == "transpose":
+        if isinstance(args.padding, str):
+            raise ValueError(f"padding={args.padding!r}: the transposed convolution takes int or pair paddings")
+        if spec.padding_mode != "zeros" or args.workspace_limit is not None:
+            raise ValueError("the transposed convolution has padding_mode 'zeros' and no workspace_limit")
+        bt = None if v.b is None else xp.asarray(rng.uniform(-1, 1, spec.c)).astype(v.x.dtype)
+        tkw = dict(stride=args.stride, padding=args.padding, dilation=args.dilation, groups=args.groups)
+
+        def run(s: str, a: Any, w: Any, c: Any) -> Any:
+            return conv_transpose2d(a, w, c, strategy=s, **tkw)
+        operands: tuple[Any, Any, Any] = (gy, v.w, bt)
+    elif pass_ == GRAD_INPUT:
+        shape = tuple(v.x.shape)
+
+        def run(s: str, a: Any, w: Any, c: Any) -> Any:
+            return conv2d_grad_input(shape, w, a, strategy=s, **kw)
+        operands = (gy, v.w, None)
+    else:
+        wshape = tuple(v.w.shape)
+
+        def run(s: str, a: Any, w: Any, c: Any) -> Any:
+            return conv2d_grad_weight(a, wshape, w, strategy=s, **kw)
+        operands = (v.x, gy, None)
+    wide = tuple(None if a is None else a.astype("float64") for a in operands)
+    with backend.device_context(v.x):
+        for s in ("im2col", "direct"):
+            try:
+                ref = run(s, *wide)
+                break
+            except StrategyNotSupportedError:
+                continue
+    refusal_pass = GRAD_INPUT if pass_ == "transpose" else pass_
+
+    def calls(name: str) -> tuple[Callable[[], Any], str]:
+        run(name, *operands)  # a refusal is raised here, before any timing
+        chosen = auto.choose_pass(spec, refusal_pass, backend, v.limits) if name == "auto" else name
+        return functools.partial(run, name, *operands), chosen
+
+    return calls, ref
+
+
 def compare_layers(layers: Sequence[Layer], *, batch: int = 1, dtype: str = "float32", backend: str = "numpy",
-                   strategies: Sequence[str] | None = None, repeat: int = 10,
+                   strategies: Sequence[str] | None = None, repeat: int = 10, pass_: str = FORWARD,
                    progress: Callable[[str], None] | None = None) -> list[Record]:
     """:func:`compare` over named layers (see :data:`gemmconv.layers.LAYERS`), arrays made on ``backend``."""
     xp = _namespace(backend)
@@ -140,8 +219,8 @@ def compare_layers(layers: Sequence[Layer], *, batch: int = 1, dtype: str = "flo
         arrays = [xp.asarray(a) for a in layer.arrays(batch, "float32")]
         x, w, b = (a.astype(dtype) for a in arrays)
         cb = None if progress is None else (lambda s, name=layer.name: progress(f"{name}: {s}"))
-        records += compare(x, w, b, strategies=strategies, repeat=repeat, layer=layer.name, progress=cb,
-                           **layer.conv_args)
+        records += compare(x, w, b, pass_=pass_, strategies=strategies, repeat=repeat, layer=layer.name,
+                           progress=cb, **layer.conv_args)
     return records
 
 

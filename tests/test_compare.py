@@ -112,3 +112,37 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "gemmconv", "compare", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "--plot" in proc.stdout
+
+
+@pytest.mark.parametrize(("pass_", "refused"), [
+    ("grad_input", {"1x1": "needs a 1x1 kernel"}),
+    ("grad_weight", {"winograd": "has no grad_weight pass", "winograd_f2": "has no grad_weight pass",
+                     "1x1": "needs a 1x1 kernel"}),
+    ("transpose", {"1x1": "needs a 1x1 kernel"}),
+])
+def test_compare_a_backward_pass(pass_, refused):
+    """Each strategy's pass is timed against the same pass in float64; those without it are refused, saying why."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    records = gemmconv.compare(x, w, b, pass_=pass_, padding=1, repeat=2)
+    assert [r.strategy for r in records] == gemmconv.list_strategies()
+    assert {r.strategy: r.reason for r in records if r.status == "refused"}.keys() == refused.keys()
+    for r in records:
+        assert r.pass_ == pass_
+        if r.status == "refused":
+            assert refused[r.strategy] in r.reason
+            continue
+        assert r.median_s > 0 and r.rel_error < (1e-4 if r.strategy.startswith("winograd") else 1e-5)
+    auto = next(r for r in records if r.strategy == "auto")
+    assert auto.chosen in gemmconv.list_strategies() and auto.chosen != "auto"
+
+
+def test_cli_compares_a_pass(capsys):
+    assert main(["compare", "--pass", "grad_weight", "--layers", "dw3x3_56", "--repeat", "2",
+                 "--strategies", "direct", "im2col", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "gemmconv compare grad_weight" in out and "dw3x3_56" in out
+    with pytest.raises(ValueError, match="pass_ must be one of"):
+        gemmconv.compare(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), pass_="backward")

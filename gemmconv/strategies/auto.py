@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import StrategyNotSupportedError
-from ..registry import Runner, Strategy, get_strategy, missing_kernels
+from ..registry import GRAD_INPUT, Runner, Strategy, get_strategy, missing_kernels
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from ..tuning import CANDIDATES, get_autotune, tuned_choice
 from . import im2col, one_by_one
@@ -65,12 +65,22 @@ def choose(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS) -> s
 PASS_FALLBACK = ("im2col", "direct")
 
 
+#: Winograd's grad_input transforms the filters afresh on every call (a backward pass's weights are new each
+#: step): it pays from this many 4x4 output tiles over the batch on (measured: CPU_NOTES.md, session 7)
+GRAD_INPUT_WINOGRAD_TILES = 256
+
+
 def choose_pass(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LIMITS) -> str:
     """The strategy ``auto`` runs for backward pass ``pass_``: the forward rule's choice for ``spec`` (its
-    grad_input is a forward convolution of the same shape when the stride is 1), else the first of
-    :data:`PASS_FALLBACK` that has the pass, accepts the convolution and whose kernels the backend provides."""
+    grad_input is a forward convolution of the same shape when the stride is 1), but Winograd's grad_input only
+    from :data:`GRAD_INPUT_WINOGRAD_TILES` tiles on; else the first of :data:`PASS_FALLBACK` that has the pass,
+    accepts the convolution and whose kernels the backend provides."""
+    first = choose(spec, backend, limits)
+    tiles = spec.n * -(-spec.oh // 4) * -(-spec.ow // 4)
+    if first.startswith("winograd") and pass_ == GRAD_INPUT and tiles < GRAD_INPUT_WINOGRAD_TILES:
+        first = "im2col"
     reasons = []
-    for name in dict.fromkeys((choose(spec, backend, limits), *PASS_FALLBACK)):
+    for name in dict.fromkeys((first, *PASS_FALLBACK)):
         strategy = get_strategy(name)
         reason = strategy.refusal(spec, limits, pass_) or missing_kernels(strategy, backend, pass_)
         if reason is None:
