@@ -11,10 +11,18 @@ from . import strategies as _strategies  # noqa: F401  (registers the built-in s
 from .api import choose_strategy, conv2d, plan
 from .backends import Backend, get_backend, list_backends, register_backend
 from .backends._threads import ThreadSettings, get_threads, set_threads
-from .backward import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
+from .backward import (
+    conv2d_grad_input,
+    conv2d_grad_weight,
+    conv_transpose2d,
+    plan_conv_transpose2d,
+    plan_grad_input,
+    plan_grad_weight,
+)
 from .caches import clear_caches
 from .compare import Record, compare
 from .errors import StrategyNotSupportedError
+from .pass_plan import PassPlan
 from .plan import ConvPlan
 from .registry import Strategy, get_strategy, list_strategies, register_strategy, unregister_strategy
 from .spec import ConvSpec
@@ -26,6 +34,7 @@ __all__ = [
     "Backend",
     "ConvPlan",
     "ConvSpec",
+    "PassPlan",
     "Record",
     "Strategy",
     "StrategyNotSupportedError",
@@ -45,6 +54,9 @@ __all__ = [
     "list_backends",
     "list_strategies",
     "plan",
+    "plan_conv_transpose2d",
+    "plan_grad_input",
+    "plan_grad_weight",
     "register_backend",
     "register_strategy",
     "set_autotune",

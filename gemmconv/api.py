@@ -99,7 +99,7 @@ def conv2d(
     array([[[ 56.,  72.],
             [104., 120.]]])
     """
-    key = _key(x, w, b, (stride, padding, dilation, groups, padding_mode, strategy, workspace_limit))
+    key = plan_key(x, w, b, (stride, padding, dilation, groups, padding_mode, strategy, workspace_limit))
     p = PLAN_CACHE.get(key) if key is not None else None
     if p is None:
         p = make_plan(x, w, b, ConvArgs(stride, padding, dilation, groups, padding_mode, strategy, workspace_limit))
@@ -160,7 +160,7 @@ def _plain(v: Any) -> bool:
     return t in _SCALARS or (t is tuple and all(type(e) is int for e in v))
 
 
-def _key(x: Any, w: Any, b: Any, args: tuple[Any, ...]) -> Hashable | None:
+def plan_key(x: Any, w: Any, b: Any, args: tuple[Any, ...]) -> Hashable | None:
     """Everything a plan depends on (None where an argument is not plainly hashable: no caching)."""
     for a in args:
         if not _plain(a):

@@ -1,33 +1,27 @@
 """The backward passes of a convolution and the transposed convolution: :func:`conv2d_grad_input`,
-:func:`conv2d_grad_weight` and :func:`conv_transpose2d` (torch's semantics).
+:func:`conv2d_grad_weight` and :func:`conv_transpose2d` (torch's semantics), and their plans.
 
-Each validates its arguments as :func:`gemmconv.conv2d` does (the shapes it is given stand in for the arrays
-it does not have), resolves its strategy per pass through the registry (``auto``:
-:func:`gemmconv.strategies.auto.choose_pass`), and runs the strategy's pass. The one place that handles padding
-modes other than zeros: ``grad_input`` of the explicitly padded input folded back onto the input
-(:meth:`Backend.pad_adjoint`), ``grad_weight`` against the explicitly padded input.
+Each looks its :class:`~gemmconv.pass_plan.PassPlan` up in :data:`~gemmconv.pass_plan.PASS_PLANS` (by
+everything a plan depends on), makes it on a miss, and calls it: the same path as
+``plan_grad_input(...)(w, grad_y)``, as :func:`gemmconv.conv2d` is for the forward pass.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .args import ConvArgs
-from .backends import Backend, get_backend
-from .errors import StrategyNotSupportedError
-from .registry import GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, missing_kernels, supporting
-from .spec import ConvSpec, Limits
-from .strategies import auto
-from .strategies._common import deliver
-from .validate import (  # the one array check and the one parser of ints and pairs
-    Validated,
-    _check_array,
-    _pair,
-    check_padded_fits,
-    validate,
-)
+from .api import plan_key
+from .args import DEFAULTS, ConvArgs
+from .pass_plan import TRANSPOSE, PassPlan, cached, make_pass_plan
+from .registry import GRAD_INPUT, GRAD_WEIGHT
 
-__all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d"]
+__all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d", "plan_conv_transpose2d", "plan_grad_input",
+           "plan_grad_weight"]
+
+
+def _args_key(args: ConvArgs) -> tuple[Any, ...]:
+    return tuple(args.as_dict(strategy=True).values())
+
 
 def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, *, out: Any | None = None,
                       **kwargs: Any) -> Any:
@@ -44,8 +38,7 @@ def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, *, out:
     **kwargs
         ``stride``, ``padding``, ``dilation``, ``groups``, ``padding_mode``, ``strategy``,
         ``workspace_limit``: as in :func:`gemmconv.conv2d`, with its defaults. Padding modes other than zeros
-        fold the gradient of the padding back onto the input elements it copies, as autograd does. A strategy
-        whose pass does not keep to a workspace limit refuses one.
+        fold the gradient of the padding back onto the input elements it copies, as autograd does.
     out : array, optional
         Receives the result (shape ``input_shape``, dtype and library of ``w``) and is returned.
 
@@ -53,15 +46,20 @@ def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, *, out:
     -------
     array
         dL/dx of shape ``input_shape``, a fresh array unless ``out`` is given.
+
+    Examples
+    --------
+    >>> import numpy as np, gemmconv
+    >>> w = np.ones((1, 1, 2, 2)); gy = np.ones((1, 1, 2, 2))
+    >>> gemmconv.conv2d_grad_input((1, 1, 3, 3), w, gy)[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
     """
     args = ConvArgs.from_kwargs("conv2d_grad_input", kwargs)
-    backend = get_backend(w, "w")
-    v = validate(_stand_in(backend, "input_shape", input_shape, w.dtype), w, None, args, ("input_shape", "w", "b"))
-    gy = _check_grad_y(v, grad_y)
-    strat = _resolve(args.strategy, v, GRAD_INPUT)
-    with backend.device_context(v.w):
-        dx = _grad_input(backend, v.spec, v.limits, strat, gy, v.w, None)
-    return _deliver(backend, dx[0] if v.unbatched else dx, out)
+    key = plan_key(w, grad_y, None, (GRAD_INPUT, input_shape, *_args_key(args)))
+    plan = cached(key, lambda: make_pass_plan(GRAD_INPUT, (w, grad_y), input_shape, args))
+    return plan(w, grad_y, out=out)
 
 
 def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, out: Any | None = None,
@@ -89,22 +87,9 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, ou
         dL/dw of shape ``weight_shape``.
     """
     args = ConvArgs.from_kwargs("conv2d_grad_weight", kwargs)
-    backend = get_backend(x, "x")
-    v = validate(x, _stand_in(backend, "weight_shape", weight_shape, x.dtype, (4,)), None, args,
-                 ("x", "weight_shape", "b"))
-    gy = _check_grad_y(v, grad_y)
-    strat = _resolve(args.strategy, v, GRAD_WEIGHT)
-    spec = v.spec
-    with backend.device_context(v.x):
-        if spec.n == 0 or spec.c == 0:
-            dw = backend.xp.zeros((spec.k, spec.cg, spec.kh, spec.kw), dtype=v.x.dtype)
-        else:
-            x4, inner = v.x, spec
-            if spec.pads_explicitly(strat.pads_zeros):  # against the padded input
-                check_padded_fits(backend, x4, spec)
-                x4, inner = backend.pad(x4, spec), spec.without_padding()
-            dw = strat.backward[GRAD_WEIGHT].prepare(backend, inner, v.limits)(x4, gy, None, None)
-    return _deliver(backend, dw, out)
+    key = plan_key(x, grad_y, None, (GRAD_WEIGHT, weight_shape, *_args_key(args)))
+    plan = cached(key, lambda: make_pass_plan(GRAD_WEIGHT, (x, grad_y), weight_shape, args))
+    return plan(x, grad_y, out=out)
 
 
 def conv_transpose2d(
@@ -112,12 +97,12 @@ def conv_transpose2d(
     w: Any,
     b: Any | None = None,
     *,
-    stride: int | tuple[int, ...] = 1,
-    padding: int | tuple[int, ...] = 0,
+    stride: int | tuple[int, ...] = DEFAULTS.stride,
+    padding: int | tuple[int, ...] = DEFAULTS.padding,
     output_padding: int | tuple[int, ...] = 0,
-    groups: int = 1,
-    dilation: int | tuple[int, ...] = 1,
-    strategy: str = "auto",
+    groups: int = DEFAULTS.groups,
+    dilation: int | tuple[int, ...] = DEFAULTS.dilation,
+    strategy: str = DEFAULTS.strategy,
     out: Any | None = None,
 ) -> Any:
     """The transposed convolution, as ``torch.nn.functional.conv_transpose2d``: the ``grad_input`` pass of the
@@ -147,109 +132,38 @@ def conv_transpose2d(
         (N, C_out, H_out, W_out) with ``H_out = (H - 1)·stride - 2·padding + dilation·(KH - 1) +
         output_padding + 1``.
     """
-    backend = get_backend(x, "x")
-    if not hasattr(x, "ndim") or x.ndim not in (3, 4):
-        raise ValueError(f"x must be 3-D or 4-D, got {getattr(x, 'shape', type(x).__name__)}")
-    if not hasattr(w, "ndim") or w.ndim != 4:
-        raise ValueError(f"w must be 4-D (C_in, C_out / groups, KH, KW), got {getattr(w, 'shape', type(w).__name__)}")
-    if isinstance(padding, str):
-        raise ValueError(f"padding must be an int or a pair of ints for conv_transpose2d, got {padding!r}")
-    g = groups if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 else 1  # checked below
-    x4 = x[None] if x.ndim == 3 else x
-    n, c_in, h, wd = (int(s) for s in x4.shape)
-    k_in, cg_out, kh, kw = (int(s) for s in w.shape)
     args = ConvArgs(stride, padding, dilation, groups, "zeros", strategy)
-    sh, sw = _pair("stride", stride, 1)
-    ph, pw = _pair("padding", padding, 0)
-    dh, dw = _pair("dilation", dilation, 1)
-    oph, opw = _pair("output_padding", output_padding, 0)
-    if oph >= max(sh, dh) or opw >= max(sw, dw):
-        raise ValueError(f"output_padding={output_padding!r} must be smaller than either the stride {(sh, sw)} or "
-                         f"the dilation {(dh, dw)} in each dimension")
-    if k_in != c_in:
-        raise ValueError(f"w.shape[0] must be the {c_in} input channels of x, got w of shape {tuple(w.shape)}")
-    height = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
-    width = (wd - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
-    if height < 1 or width < 1:
-        raise ValueError(f"the output would be {height}x{width}: padding={padding!r} is too large for x of "
-                         f"{h}x{wd} and a {kh}x{kw} kernel")
-    shape = (n, cg_out * g, height, width)
-    v = validate(_stand_in(backend, "x", shape, x.dtype), w, None, args, ("x", "w", "b"))
-    if b is not None:  # the transposed convolution's bias: one value per output channel (C_out)
-        _check_array("b", b, backend, (1,))
-        if b.dtype != x.dtype:
-            raise TypeError(f"b must have the dtype of x ({x.dtype}), got {b.dtype}; cast it")
-        if int(b.shape[0]) != shape[1]:
-            raise ValueError(f"b must have shape ({shape[1]},) (one value per output channel), got {tuple(b.shape)}")
-        b = backend.native(b)
-    spec = v.spec
-    gy = x4
-    if spec.out_shape != tuple(x4.shape):  # output rows beyond the convolution's reach (output_padding >= stride)
-        gy = backend.xp.zeros(spec.out_shape, dtype=x.dtype)
-        gy[:, :, :h, :wd] = x4
-    strat = _resolve(args.strategy, v, GRAD_INPUT)
-    with backend.device_context(x):
-        y = _grad_input(backend, spec, v.limits, strat, gy, v.w, b)
-    return _deliver(backend, y[0] if x.ndim == 3 else y, out)
+    key = plan_key(x, w, b, (TRANSPOSE, output_padding, *_args_key(args)))
+    plan = cached(key, lambda: make_pass_plan(TRANSPOSE, (x, w, b), (), args, output_padding))
+    return plan(x, w, b, out=out)
 
 
-def _stand_in(backend: Backend, name: str, shape: Any, dtype: Any, ndims: tuple[int, ...] = (3, 4)) -> Any:
-    """A read-only zero-strided array of ``shape`` (no memory): validation reads only its shape and dtype."""
-    if not isinstance(shape, (tuple, list)) or len(shape) not in ndims or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-        want = " or ".join(str(d) for d in ndims)
-        raise ValueError(f"{name} must be a tuple of {want} non-negative ints, got {shape!r}")
-    xp = backend.xp
-    return xp.broadcast_to(xp.zeros((), dtype=dtype), tuple(shape))
+def plan_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, **kwargs: Any) -> PassPlan:
+    """A reusable :func:`conv2d_grad_input` for arrays like ``w`` and ``grad_y``: ``p(w, grad_y, out=None)``.
+
+    Validation, the strategy (``auto`` resolved) and the pass's blocks and workspace are decided here, once.
+
+    Examples
+    --------
+    >>> import numpy as np, gemmconv
+    >>> w, gy = np.ones((4, 2, 3, 3)), np.ones((1, 4, 5, 5))
+    >>> p = gemmconv.plan_grad_input((1, 2, 5, 5), w, gy, padding=1, strategy="direct")
+    >>> p.strategy, p.out_shape, float(p(w, gy)[0, 0, 2, 2])
+    ('direct', (1, 2, 5, 5), 36.0)
+    """
+    return make_pass_plan(GRAD_INPUT, (w, grad_y), input_shape, ConvArgs.from_kwargs("plan_grad_input", kwargs))
 
 
-def _check_grad_y(v: Validated, grad_y: Any) -> Any:
-    """``grad_y`` as a 4-D array of the convolution's output shape (ValueError naming the expected shape)."""
-    backend, spec = v.backend, v.spec
-    owner = get_backend(grad_y, "grad_y")
-    if owner is not backend:
-        raise TypeError(f"grad_y is a {owner.name} array but the other arrays are {backend.name} arrays; "
-                        f"pass all arrays from the same library")
-    if grad_y.dtype != spec.dtype:
-        raise TypeError(f"grad_y must have dtype {spec.dtype} like the other arrays, got {grad_y.dtype}; cast it")
-    want = spec.out_shape[1:] if v.unbatched else spec.out_shape
-    if tuple(grad_y.shape) != want:
-        raise ValueError(f"grad_y must have shape {want} (the convolution's output for these shapes and arguments), "
-                         f"got {tuple(grad_y.shape)}")
-    return backend.native(grad_y)[None] if v.unbatched else backend.native(grad_y)
+def plan_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, **kwargs: Any) -> PassPlan:
+    """A reusable :func:`conv2d_grad_weight` for arrays like ``x`` and ``grad_y``: ``p(x, grad_y, out=None)``."""
+    return make_pass_plan(GRAD_WEIGHT, (x, grad_y), weight_shape, ConvArgs.from_kwargs("plan_grad_weight", kwargs))
 
 
-def _resolve(name: str, v: Validated, pass_: str) -> Strategy:
-    requested = get_strategy(name)
-    if requested.select is not None:
-        return get_strategy(auto.choose_pass(v.spec, pass_, v.backend, v.limits))
-    reason = requested.refusal(v.spec, v.limits, pass_) or missing_kernels(requested, v.backend, pass_)
-    if reason is not None:
-        raise StrategyNotSupportedError(requested.name, f"{reason} ({pass_})",
-                                        supporting(v.spec, v.backend, v.limits, pass_))
-    return requested
-
-
-def _grad_input(backend: Backend, spec: ConvSpec, limits: Limits, strat: Strategy, gy: Any, w: Any,
-                bias: Any | None) -> Any:
-    """dL/dx (N, C, H, W) of ``spec`` from ``gy`` (N, K, OH, OW), plus ``bias`` (C,) where given."""
-    if spec.n == 0 or spec.c == 0 or spec.k == 0:
-        dx = backend.xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=w.dtype)
-    else:
-        explicit = spec.pads_explicitly(strat.pads_zeros)
-        inner = spec.without_padding() if explicit else spec
-        dx = strat.backward[GRAD_INPUT].prepare(backend, inner, limits)(gy, w, None, None)
-        if explicit:
-            dx = backend.pad_adjoint(dx, spec)
-    if bias is not None:
-        dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
-    return dx
-
-
-def _deliver(backend: Backend, y: Any, out: Any | None) -> Any:
-    if out is None:
-        return y
-    if type(out) is not type(y) or tuple(out.shape) != tuple(y.shape) or out.dtype != y.dtype:
-        raise ValueError(f"out must be a {type(y).__name__} of shape {tuple(y.shape)} and dtype {y.dtype}, got "
-                         f"{type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}")
-    return deliver(y, out)
+def plan_conv_transpose2d(x: Any, w: Any, b: Any | None = None, *, output_padding: int | tuple[int, ...] = 0,
+                          **kwargs: Any) -> PassPlan:
+    """A reusable :func:`conv_transpose2d` for arrays like ``x``, ``w`` and ``b``: ``p(x, w, b=None, out=None)``
+    (keywords ``stride``, ``padding``, ``dilation``, ``groups``, ``strategy``)."""
+    unknown = set(kwargs) - {"stride", "padding", "dilation", "groups", "strategy"}
+    if unknown:
+        raise TypeError(f"plan_conv_transpose2d() got unexpected keyword argument(s) {', '.join(sorted(unknown))}")
+    return make_pass_plan(TRANSPOSE, (x, w, b), (), ConvArgs(**kwargs), output_padding)

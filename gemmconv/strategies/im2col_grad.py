@@ -32,8 +32,9 @@ def _crs(spec: ConvSpec) -> int:
 
 
 def _accumulator_bytes(spec: ConvSpec) -> int:
-    """One accumulator of dL/dw, (K, C/G·R·S)."""
-    return spec.k * _crs(spec) * spec.itemsize
+    """What a worker of grad_weight holds besides its block's columns: its sum of dL/dw (K, C/G·R·S), a block's
+    product and that product summed over the block's images (at most the same size each, per image)."""
+    return 3 * spec.k * _crs(spec) * spec.itemsize
 
 
 def supports_grad_input(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
@@ -47,7 +48,7 @@ def supports_grad_weight(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | No
     if limits.workspace >= need:
         return None
     return (f"workspace_limit={limits.workspace} is below the {need} bytes of its smallest block for this layer "
-            f"(one output row of one image, and one sum of the weights' gradient); pass workspace_limit >= {need} "
+            f"(one output row of one image, and its sums of the weights' gradient); pass workspace_limit >= {need} "
             f"or None")
 
 
@@ -135,7 +136,7 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
 
     most = max((n1 - n0) * (o1 - o0) for n0, n1, o0, o1, _, _ in blocks)
     cols_bytes = most * spec.c * spec.kh * spec.kw * spec.ow * spec.itemsize
-    run.workspace_bytes = parts * (cols_bytes + 2 * acc)  # type: ignore[attr-defined]  # columns, sum, product
+    run.workspace_bytes = parts * (cols_bytes + acc)  # type: ignore[attr-defined]
     return run
 
 
