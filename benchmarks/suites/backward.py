@@ -6,7 +6,7 @@
   by NumPy alone (the adjoint of a sliding-window convolution, by einsum), so accuracy is tracked too.
 
 As in ``conv.py``: refused combinations, and a missing GPU, raise ``NotImplementedError`` in ``setup`` (asv
-skips them); the layer set is written out here, and a commit before the backward passes existed skips them all.
+skips them); the layers are conv.py's, and a commit before the backward passes existed skips them all.
 """
 
 import os
@@ -15,34 +15,16 @@ import numpy as np
 
 import gemmconv
 
+from .conv import LAYERS as _CONV_LAYERS
+from .conv import _namespace  # the array library of a backend, and how to wait for it
+
 STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
 PASSES = ["grad_input", "grad_weight", "transpose"]
-BACKENDS = ["numpy", "cupy"]
-# name: (C, H, W, K, KH, KW, stride, padding, groups)
-LAYERS = {
-    "conv3x3_56": (64, 56, 56, 64, 3, 3, 1, 1, 1),
-    "conv3x3_14": (256, 14, 14, 256, 3, 3, 1, 1, 1),
-    "conv3x3s2_56": (64, 56, 56, 128, 3, 3, 2, 1, 1),
-    "conv1x1s2_56": (64, 56, 56, 128, 1, 1, 2, 0, 1),
-    "dw3x3_56": (128, 56, 56, 128, 3, 3, 1, 1, 128),
-}
-BATCHES = [1, 8]
-if os.environ.get("GEMMCONV_ASV_SMOKE"):  # CI's smoke run: one small layer at N=1
-    LAYERS = {name: LAYERS[name] for name in ("conv3x3_14",)}
-    BATCHES = [1]
-
-
-def _namespace(backend):
-    if backend == "numpy":
-        return np, lambda: None
-    try:
-        import cupy
-
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise NotImplementedError("no GPU")
-    except Exception as e:  # noqa: BLE001 - CuPy missing, no driver, no device: all mean "skip"
-        raise NotImplementedError(f"CuPy backend unavailable: {e}") from None
-    return cupy, lambda: cupy.cuda.get_current_stream().synchronize()
+# ResNet-18's layers of conv.py (name: (C, H, W, K, KH, KW, stride, padding, groups)); in CI's smoke run
+# (GEMMCONV_ASV_SMOKE) those conv.py keeps, at N=1
+LAYERS = {name: _CONV_LAYERS[name] for name in ("conv3x3_56", "conv3x3_14", "conv3x3s2_56", "conv1x1s2_56", "dw3x3_56")
+          if name in _CONV_LAYERS}
+BATCHES = [1] if os.environ.get("GEMMCONV_ASV_SMOKE") else [1, 8]
 
 
 def _problem(layer, batch, seed=0):
@@ -77,7 +59,7 @@ def _reference(pass_, x, w, gy, stride, padding, groups):
 
 
 class _Pass:
-    params = (STRATEGIES, PASSES, BACKENDS, list(LAYERS), BATCHES)
+    params = (STRATEGIES, PASSES, ["numpy", "cupy"], list(LAYERS), BATCHES)
     param_names = ["strategy", "pass", "backend", "layer", "batch"]
 
     def setup(self, strategy, pass_, backend, layer, batch):
@@ -114,7 +96,7 @@ class TimeBackward(_Pass):
 
 
 class TrackBackwardError(_Pass):
-    params = (STRATEGIES, PASSES, BACKENDS, list(LAYERS))
+    params = (STRATEGIES, PASSES, ["numpy", "cupy"], list(LAYERS))
     param_names = ["strategy", "pass", "backend", "layer"]
 
     def setup(self, strategy, pass_, backend, layer):
