@@ -42,12 +42,12 @@ def measure(fn: Callable[[], Any], backend: Any, repeat: int, warmup: int = 1) -
     return y, Measurement(times)
 
 
-def reference(backend: Any, x: Any, w: Any, b: Any, runner_for: Callable[[str], Any]) -> Any:
-    """The convolution in float64 (``runner_for("im2col")`` on float64 copies: a float64 GEMM), the
-    yardstick for errors."""
+def reference(backend: Any, x: Any, w: Any, b: Any, runner_for: Callable[[str], Any], yardstick: str = "im2col") -> Any:
+    """The convolution (or the pass ``runner_for`` prepares) in float64: ``runner_for(yardstick)`` on float64
+    copies (im2col's: a float64 GEMM), the yardstick for errors."""
     x64, w64 = x.astype("float64"), w.astype("float64")
     b64 = None if b is None else b.astype("float64")
-    return runner_for("im2col")(x64, w64, b64, None)
+    return runner_for(yardstick)(x64, w64, b64, None)
 
 
 def relative_error(y: Any, ref: Any, xp: Any) -> float:

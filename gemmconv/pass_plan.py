@@ -107,7 +107,8 @@ def _grad_input(arrays: tuple[Any, ...], input_shape: tuple[int, ...], args: Con
     backend = get_backend(w, "w")
     v = validate(_stand_in(backend, "input_shape", input_shape, w.dtype), w, None, args, ("input_shape", "w", "b"))
     _check_grad_y(v, grad_y)
-    strat = _resolve(args.strategy, v, GRAD_INPUT)
+    gy4 = backend.native(grad_y)[None] if v.unbatched else backend.native(grad_y)  # (K, OH, OW) -> (1, K, OH, OW)
+    strat = _resolve(args.strategy, v, GRAD_INPUT, gy4, v.w)
     run, workspace = _grad_input_runner(backend, v, strat)
 
     def grad_input(w: Any, gy: Any) -> Any:
@@ -123,22 +124,13 @@ def _grad_weight(arrays: tuple[Any, ...], weight_shape: tuple[int, ...], args: C
     v = validate(x, _stand_in(backend, "weight_shape", weight_shape, x.dtype, (4,)), None, args,
                  ("x", "weight_shape", "b"))
     _check_grad_y(v, grad_y)
-    strat = _resolve(args.strategy, v, GRAD_WEIGHT)
-    spec, xp = v.spec, backend.xp
-    explicit = spec.pads_explicitly(strat.pads_zeros)  # then against the padded input
-    if explicit:
-        check_padded_fits(backend, v.x, spec)
-    inner = spec.without_padding() if explicit else spec
-    empty = spec.n == 0 or spec.c == 0
-    runner = None if empty else strat.backward[GRAD_WEIGHT].prepare(backend, inner, v.limits)
+    gy4 = backend.native(grad_y)[None] if v.unbatched else backend.native(grad_y)  # (K, OH, OW) -> (1, K, OH, OW)
+    strat = _resolve(args.strategy, v, GRAD_WEIGHT, v.x, gy4)
+    run, workspace = _grad_weight_runner(backend, v, strat)
 
     def grad_weight(x: Any, gy: Any) -> Any:
-        if runner is None:
-            return xp.zeros((spec.k, spec.cg, spec.kh, spec.kw), dtype=x.dtype)
-        x4, gy4 = (x[None], gy[None]) if v.unbatched else (x, gy)  # (C, H, W) -> (1, C, H, W)
-        return runner(backend.pad(x4, spec) if explicit else x4, gy4, None, None)
+        return run(x[None], gy[None], None) if v.unbatched else run(x, gy, None)  # (C, H, W) -> (1, C, H, W)
 
-    workspace = 0 if runner is None else int(getattr(runner, "workspace_bytes", 0))
     return PassPlan(GRAD_WEIGHT, v, strat, arrays, tuple(weight_shape), grad_weight, workspace)
 
 
@@ -179,18 +171,22 @@ def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any) -> 
         if int(b.shape[0]) != shape[1]:
             raise ValueError(f"b must have shape ({shape[1]},) (one value per output channel), got {tuple(b.shape)}")
     spec = v.spec
-    strat = _resolve(args.strategy, v, GRAD_INPUT)
-    run, workspace = _grad_input_runner(backend, v, strat)
     reach = spec.out_shape != tuple(x4.shape)  # output rows beyond the convolution's reach (output_padding)
     unbatched = x.ndim == 3
 
-    def transpose(x: Any, w: Any, b: Any) -> Any:
+    def grad_y(x: Any) -> Any:
         gy = x[None] if unbatched else x  # (C_in, H, W) -> (1, C_in, H, W)
         if reach:
             full = backend.xp.zeros(spec.out_shape, dtype=x.dtype)
             full[:, :, :h, :wd] = gy
             gy = full
-        y = run(gy, w, b)
+        return gy
+
+    strat = _resolve(args.strategy, v, GRAD_INPUT, grad_y(backend.native(x)), v.w)
+    run, workspace = _grad_input_runner(backend, v, strat)
+
+    def transpose(x: Any, w: Any, b: Any) -> Any:
+        y = run(grad_y(x), w, b)
         return y[0] if unbatched else y
 
     return PassPlan(TRANSPOSE, v, strat, arrays, shape[1:] if unbatched else shape, transpose, workspace)
@@ -220,6 +216,23 @@ def _grad_input_runner(backend: Backend, v: Validated, strat: Strategy) -> tuple
     return run, int(getattr(runner, "workspace_bytes", 0))
 
 
+def _grad_weight_runner(backend: Backend, v: Validated, strat: Strategy) -> tuple[Callable[..., Any], int]:
+    """``run(x, gy, _) -> dL/dw`` (K, C/G, KH, KW) of ``v``'s convolution from its batched input and ``gy``, and
+    its workspace."""
+    spec, xp = v.spec, backend.xp
+    if spec.n == 0 or spec.c == 0:
+        return (lambda x, gy, _: xp.zeros((spec.k, spec.cg, spec.kh, spec.kw), dtype=x.dtype)), 0
+    explicit = spec.pads_explicitly(strat.pads_zeros)  # then against the padded input
+    if explicit:
+        check_padded_fits(backend, v.x, spec)
+    runner = strat.backward[GRAD_WEIGHT].prepare(backend, spec.without_padding() if explicit else spec, v.limits)
+
+    def run(x: Any, gy: Any, _: Any) -> Any:
+        return runner(backend.pad(x, spec) if explicit else x, gy, None, None)
+
+    return run, int(getattr(runner, "workspace_bytes", 0))
+
+
 def _stand_in(backend: Backend, name: str, shape: Any, dtype: Any, ndims: tuple[int, ...] = (3, 4)) -> Any:
     """A read-only zero-strided array of ``shape`` (no memory): validation reads only its shape and dtype."""
     if not isinstance(shape, (tuple, list)) or len(shape) not in ndims or not all(
@@ -245,10 +258,19 @@ def _check_grad_y(v: Validated, grad_y: Any) -> None:
                          f"got {tuple(grad_y.shape)}")
 
 
-def _resolve(name: str, v: Validated, pass_: str) -> Strategy:
+def _resolve(name: str, v: Validated, pass_: str, a: Any, b: Any) -> Strategy:
+    """The strategy that runs pass ``pass_``: ``auto``'s choice (measured on the pass's batched operands ``a`` and
+    ``b`` when autotuning is on), or the one named if it can."""
     requested = get_strategy(name)
     if requested.select is not None:
-        return get_strategy(auto.choose_pass(v.spec, pass_, v.backend, v.limits))
+        prepare = _grad_input_runner if pass_ == GRAD_INPUT else _grad_weight_runner
+
+        def runner_for(s: str) -> Any:
+            run = prepare(v.backend, v, get_strategy(s))[0]
+            return lambda a, b, c, out: run(a, b, c)
+
+        with v.backend.device_context(a):
+            return get_strategy(auto.select_pass(v.backend, a, b, v.spec, pass_, v.limits, runner_for))
     reason = requested.refusal(v.spec, v.limits, pass_) or missing_kernels(requested, v.backend, pass_)
     if reason is not None:
         raise StrategyNotSupportedError(requested.name, f"{reason} ({pass_})",

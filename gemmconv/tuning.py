@@ -99,9 +99,15 @@ def autotune(enabled: bool = True, **kwargs: Any) -> Iterator[TuningConfig]:
         set_autotune(old.enabled, max_seconds=old.max_seconds, max_error=old.max_error, repeat=old.repeat)
 
 
-def _key(backend: Any, device: Any, spec: ConvSpec, limits: Limits, max_error: float | None) -> str:
+#: the backward passes a tuning key may name (a key of the forward pass names none)
+_PASSES = ("grad_input", "grad_weight")
+
+
+def _key(backend: Any, device: Any, spec: ConvSpec, limits: Limits, max_error: float | None,
+         pass_: str = "forward") -> str:
     fields = asdict(replace(spec))
-    return json.dumps([backend.name, str(device), fields, limits.workspace, max_error], sort_keys=True)
+    key = [backend.name, str(device), fields, limits.workspace, max_error]
+    return json.dumps(key if pass_ == "forward" else [*key, pass_], sort_keys=True)
 
 
 class TuningCache:
@@ -182,7 +188,8 @@ class TuningCache:
 
 
 #: the format :meth:`TuningCache.save` writes: 3 since keys name the input's sizes height and width and hold
-#: the workspace limit beside the spec (2: choices checked on load and before use)
+#: the workspace limit beside the spec (2: choices checked on load and before use); a backward pass's key
+#: names the pass last
 FORMAT = 3
 #: the formats :meth:`TuningCache.load` reads (1 and 2 name the input's sizes h and w: tune again)
 READS = (3,)
@@ -200,9 +207,11 @@ def _entry_problem(key: Any, strategy: Any) -> str | None:
     if not isinstance(strategy, str) or strategy not in CANDIDATES:
         return f"names no strategy auto chooses among ({', '.join(CANDIDATES)})"
     try:
-        backend, device, spec, workspace, max_error = json.loads(key)
+        parts = json.loads(key)
+        pass_ok = len(parts) == 5 or (len(parts) == 6 and parts[5] in _PASSES)  # a backward pass's key names it
+        backend, device, spec, workspace, max_error = parts[:5]
         ConvSpec(**spec)
-        well_formed = (isinstance(backend, str) and isinstance(device, str) and set(spec) == _SPEC_FIELDS
+        well_formed = (pass_ok and isinstance(backend, str) and isinstance(device, str) and set(spec) == _SPEC_FIELDS
                        and (workspace is None or isinstance(workspace, int))
                        and (max_error is None or isinstance(max_error, (int, float))))
     except (TypeError, ValueError):
@@ -223,11 +232,12 @@ def _time_candidate(name: str, run: Callable[..., Any], backend: Any, x: Any, w:
 
 
 def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits, candidates: list[str],
-                 runner_for: Callable[[str], Any]) -> str:
+                 runner_for: Callable[[str], Any], pass_: str = "forward", yardstick: str = "im2col") -> str:
     """The measured-fastest of ``candidates`` for this configuration (cached); ``runner_for(name)`` gives a
-    candidate's prepared convolution ``(x, w, b, out) -> y``."""
+    candidate's prepared convolution ``(x, w, b, out) -> y`` (for a backward ``pass_``, the pass prepared
+    likewise: its two operands as ``x`` and ``w``). Errors are measured against ``yardstick`` in float64."""
     cfg = _config
-    key = _key(backend, backend.device_key(x), spec, limits, cfg.max_error)
+    key = _key(backend, backend.device_key(x), spec, limits, cfg.max_error, pass_)
     hit = tuning_cache.get(key)
     if hit in candidates:  # a loaded choice is run only where the strategy can run this spec
         return hit
@@ -237,7 +247,7 @@ def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, limits: L
             return hit
         if hit is not None:  # a choice (loaded from a file) that cannot run this configuration: tune again
             tuning_cache.drop(key)
-        ref = reference(backend, x, w, b, runner_for) if cfg.max_error is not None else None
+        ref = reference(backend, x, w, b, runner_for, yardstick) if cfg.max_error is not None else None
         start, best, best_t = _now(), None, float("inf")
         max_error = cfg.max_error
         for name in candidates:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -119,3 +120,37 @@ def test_settings_are_validated(kwargs, message):
     with pytest.raises(ValueError, match=message):
         gemmconv.set_autotune(True, **kwargs)
     assert not gemmconv.get_autotune().enabled
+
+
+@pytest.mark.parametrize("pass_", ["grad_input", "grad_weight"])
+def test_autotune_per_pass(monkeypatch, tmp_path, pass_):
+    """auto's pass is measured among the strategies that have it, once per configuration and pass, keyed apart
+    from the forward pass; the keys save and load."""
+    times = {"im2col": 3.0, "direct": 1.0, "winograd": 2.0, "winograd_f2": 2.5}
+    calls = fake_timings(monkeypatch, times)
+    gy = np.random.default_rng(2).standard_normal((2, 16, 8, 8)).astype(np.float32)
+
+    def run():
+        if pass_ == "grad_input":
+            return gemmconv.conv2d_grad_input(X.shape, W, gy, padding=1)
+        return gemmconv.conv2d_grad_weight(X, W.shape, gy, padding=1)
+
+    with gemmconv.autotune(max_seconds=None):
+        got = run()
+        run()
+    timed = {"grad_input": ["direct", "im2col", "winograd", "winograd_f2"], "grad_weight": ["direct", "im2col"]}
+    assert sorted(calls) == timed[pass_]  # measured once, among the strategies with the pass
+    (key, choice), = gemmconv.tuning_cache._choices.items()
+    assert json.loads(key)[-1] == pass_ and choice == "direct"
+    want = (gemmconv.conv2d_grad_input(X.shape, W, gy, padding=1, strategy="direct") if pass_ == "grad_input"
+            else gemmconv.conv2d_grad_weight(X, W.shape, gy, padding=1, strategy="direct"))
+    np.testing.assert_array_equal(got, want)
+    path = tmp_path / "t.json"
+    gemmconv.tuning_cache.save(path)
+    gemmconv.tuning_cache.clear()
+    assert gemmconv.tuning_cache.load(path) == 1
+    bad = json.loads(path.read_text())
+    bad["choices"] = {json.dumps([*json.loads(key)[:5], "backward"]): "direct"}
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="has a key that is not a configuration"):
+        gemmconv.tuning_cache.load(path)

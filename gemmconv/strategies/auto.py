@@ -90,6 +90,28 @@ def choose_pass(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LI
                                     ())
 
 
+def pass_candidates(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LIMITS) -> list[str]:
+    """The built-in strategies that can run backward pass ``pass_`` of ``spec``, the rule's choice first (what
+    measured selection times)."""
+    first = choose_pass(spec, pass_, backend, limits)
+    others = [s for s in BUILTIN if s != first and get_strategy(s).refusal(spec, limits, pass_) is None
+              and missing_kernels(get_strategy(s), backend, pass_) is None]
+    return [first, *others]
+
+
+def select_pass(backend: Any, a: Any, b: Any, spec: ConvSpec, pass_: str, limits: Limits,
+                runner_for: Callable[[str], Runner]) -> str:
+    """The strategy ``auto`` runs for backward pass ``pass_``: measured when autotuning is on, on the pass's
+    operands ``a`` and ``b`` (``runner_for(name)`` prepares a candidate's pass), else the rule. Errors are
+    measured against im2col's pass, or direct's where the backend has no im2col kernels for it."""
+    if not get_autotune().enabled:
+        return choose_pass(spec, pass_, backend, limits)
+    found = pass_candidates(spec, pass_, backend, limits)
+    im2col_ok = missing_kernels(get_strategy("im2col"), backend, pass_) is None
+    return tuned_choice(backend, a, b, None, spec, limits, found, runner_for, pass_,
+                        yardstick="im2col" if im2col_ok else "direct")
+
+
 def candidates(spec: ConvSpec, backend: Any, limits: Limits = NO_LIMITS) -> list[str]:
     """The built-in strategies that can run ``spec`` within ``limits``, the rule's choice first (what
     measured selection times)."""
