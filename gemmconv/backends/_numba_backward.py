@@ -12,12 +12,12 @@ from ._numba_common import tap_ranges as _tap_ranges
 
 
 @njit(**_OPTS)
-def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, c0, c1):  # pragma: no cover - compiled
-    """Add the column matrices ``cols`` (NB, C·KH·KW, OB·OW) of images ``n0..n0+NB`` and output rows
-    ``o0..o0+OB`` (of ``oh``) into ``dx`` (N, C, H, W) for input channels ``c0..c1``: each column entry goes
-    back to the input position im2col read it from; entries read from the padding are dropped. Channels
-    (and images) are independent, so parts of ``c0..c1`` may run on different threads; bands of rows of one
-    image are not (they share input rows)."""
+def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, cbase, c0, c1):  # pragma: no cover - compiled
+    """Add the column matrices ``cols`` (NB, CB·KH·KW, OB·OW) of images ``n0..n0+NB``, output rows
+    ``o0..o0+OB`` (of ``oh``) and input channels ``cbase..cbase+CB`` into ``dx`` (N, C, H, W) for input channels
+    ``c0..c1`` (within those): each column entry goes back to the input position im2col read it from; entries
+    read from the padding are dropped. Channels (and images) are independent, so parts of ``c0..c1`` may run on
+    different threads; bands of rows of one image are not (they share input rows)."""
     nb = cols.shape[0]
     _, _, h_, w_ = dx.shape
     o1 = o0 + cols.shape[2] // ow
@@ -27,7 +27,7 @@ def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, c0, c1):  #
             plane = dx[n0 + n, c]
             for t in range(taps.shape[0]):
                 r, s, o_lo, o_hi, q_lo, q_hi = taps[t, 0], taps[t, 1], taps[t, 2], taps[t, 3], taps[t, 4], taps[t, 5]
-                row = cols[n, (c * kh + r) * kw + s]
+                row = cols[n, ((c - cbase) * kh + r) * kw + s]
                 for o in range(max(o_lo, o0), min(o_hi, o1)):
                     # index from 0 through slices: numba then drops its negative-index test
                     src = row[(o - o0) * ow + q_lo:]

@@ -160,10 +160,12 @@ class Col2imKernels(Backend):
         stands for; entries of the padding are dropped. A fresh array."""
 
     @abstractmethod
-    def col2im_part(self, cols: Any, dx: Any, spec: ConvSpec, n0: int, o0: int) -> None:
+    def col2im_part(self, cols: Any, dx: Any, spec: ConvSpec, n0: int, o0: int,
+                    channels: tuple[int, int] | None = None) -> None:
         """:meth:`col2im` of the column matrices ``cols`` (NB, C·KH·KW, OB·OW) of images ``n0..n0+NB`` and output
-        rows ``o0..o0+OB``, added into ``dx`` (N, C, H, W). Parts of different images may run at once; bands of
-        one image may not."""
+        rows ``o0..o0+OB``, added into ``dx`` (N, C, H, W); with ``channels=(c0, c1)``, ``cols`` holds the rows of
+        input channels ``c0..c1`` only, (NB, (c1 - c0)·KH·KW, OB·OW), and the part runs on the calling thread.
+        Parts of different images or channels may run at once; bands of rows of one image may not."""
 
 
 class DirectGradKernels(Backend):

@@ -206,12 +206,14 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
         self.col2im_part(cols, dx, spec, 0, 0)
         return dx
 
-    def col2im_part(self, cols: Any, dx: Any, spec: ConvSpec, n0: int, o0: int) -> None:
+    def col2im_part(self, cols: Any, dx: Any, spec: ConvSpec, n0: int, o0: int,
+                    channels: tuple[int, int] | None = None) -> None:
+        c0, c1 = (0, spec.c) if channels is None else channels
         args = (_c(cols), dx, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.ow,
-                spec.oh, n0, o0)
+                spec.oh, n0, o0, c0)
         flops = spec.flops * cols.shape[0] * cols.shape[2] // (spec.n * spec.oh * spec.ow)  # the part's share
-        if flops < self.scheduler.min_block_flops:
-            _launch("col2im", *args, 0, spec.c)
+        if channels is not None or flops < self.scheduler.min_block_flops:
+            _launch("col2im", *args, c0, c1)
             return
         parts = min(spec.c, 4 * self.scheduler.workers())  # slices of input channels: each writes its own planes
         bounds = [spec.c * i // parts for i in range(parts + 1)]

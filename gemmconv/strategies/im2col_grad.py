@@ -17,6 +17,7 @@ depend on which thread ran what.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from ..registry import PassImpl, Runner
@@ -56,17 +57,55 @@ def _blocks(backend: Any, spec: ConvSpec, workers: int, limit: int | None) -> li
     return im2col.plan(spec, backend.scheduler.block_budget(spec), workers, spec.itemsize, limit=limit)
 
 
+def _slices(spec: ConvSpec, budget: int | None, workers: int) -> list[tuple[int, int, int]]:
+    """Blocks ``(n, c0, c1)`` of grad_input without a limit: one image and a slice of its input channels each
+    (whole groups where G > 1), whose columns fit ``budget``, at least ``workers`` of them where there are
+    enough channels. Blocks write disjoint planes of dL/dx, so all run at once."""
+    units, per_unit = (spec.c, 1) if spec.groups == 1 else (spec.groups, spec.cg)  # channels, or groups
+    unit_bytes = per_unit * spec.kh * spec.kw * spec.oh * spec.ow * spec.itemsize
+    slices = -(-units * unit_bytes // budget) if budget else 1
+    slices = min(units, max(slices, -(-workers // spec.n)))
+    while slices < units and spec.n * slices % workers:  # whole rounds of the workers
+        slices += 1
+    bounds = [units * i // slices for i in range(slices + 1)]
+    return [(n, u0 * per_unit, u1 * per_unit) for n in range(spec.n) for u0, u1 in itertools.pairwise(bounds)
+            if u1 > u0]
+
+
 def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
-    g, crs, kg = spec.groups, _crs(spec), spec.kg
+    g, crs, kg, rs, p = spec.groups, _crs(spec), spec.kg, spec.kh * spec.kw, spec.oh * spec.ow
     workers = backend.scheduler.workers()
+    xp = backend.xp
+    if limits.workspace is None and backend.scheduler.blocks:
+        slices = _slices(spec, backend.scheduler.block_budget(spec), workers)
+
+        def run_slices(gy: Any, w: Any, bias: Any, out: Any) -> Any:
+            wt = w.reshape(g, kg, crs).transpose(0, 2, 1)  # (K, C/G, R, S) -> (G, C/G·R·S, K/G)
+            gy = xp.ascontiguousarray(gy)
+            dx = xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=gy.dtype)
+
+            def slice_block(part: tuple[int, int, int]) -> None:
+                n, c0, c1 = part
+                if g == 1:  # rows of W^T for channels c0..c1: (C·R·S, K) -> (CB·R·S, K), times (K, OH·OW)
+                    cols = backend.matmul(wt[0, c0 * rs: c1 * rs], gy[n].reshape(spec.k, p), scratch=True)
+                else:  # whole groups g0..g1: (GB, C/G·R·S, K/G) @ (GB, K/G, OH·OW) -> (GB, C/G·R·S, OH·OW)
+                    g0, g1 = c0 // spec.cg, c1 // spec.cg
+                    cols = backend.matmul(wt[g0:g1], gy[n].reshape(g, kg, p)[g0:g1], scratch=True)
+                backend.col2im_part(cols.reshape(1, -1, p), dx, spec, n, 0, channels=(c0, c1))
+
+            backend.scheduler.run_blocks(slice_block, slices)
+            if bias is not None:
+                dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+            return deliver(dx, out)
+
+        most = max(c1 - c0 for _, c0, c1 in slices)
+        run_slices.workspace_bytes = most * rs * p * spec.itemsize * min(workers, len(slices))  # type: ignore[attr-defined]
+        return run_slices
+    # under a workspace limit (or on a backend without blocks): im2col's blocks of images or bands of rows
     blocks = _blocks(backend, spec, workers, limits.workspace)
     if any((k0, k1) != (0, spec.k) for *_, k0, k1 in blocks):  # slices of the output channels: all K are needed
         blocks = [(0, spec.n, 0, spec.oh, 0, spec.k)]
     bands = any((o0, o1) != (0, spec.oh) for _, _, o0, o1, _, _ in blocks)
-    if bands and limits.workspace is None:  # one image's bands would run one by one: one block, col2im in parts
-        blocks = [(0, spec.n, 0, spec.oh, 0, spec.k)]
-        bands = False
-    xp = backend.xp
 
     def run(gy: Any, w: Any, bias: Any, out: Any) -> Any:
         wt = w.reshape(g, kg, crs).transpose(0, 2, 1)  # (K, C/G, R, S) -> (G, C/G·R·S, K/G)
@@ -74,11 +113,11 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
 
         def block(part: im2col.Block) -> None:
             n0, n1, o0, o1, _, _ = part
-            nb, p = n1 - n0, (o1 - o0) * spec.ow
+            nb, pb = n1 - n0, (o1 - o0) * spec.ow
             # (NB, K, OB, OW) band of dL/dy -> (NB, G, K/G, OB·OW): the rows of a band are adjacent, so a view
-            gyb = gy[n0:n1, :, o0:o1].reshape(nb, g, kg, p)
+            gyb = gy[n0:n1, :, o0:o1].reshape(nb, g, kg, pb)
             cols = backend.matmul(wt, gyb, scratch=len(blocks) > 1)  # -> (NB, G, C/G·R·S, OB·OW)
-            backend.col2im_part(cols.reshape(nb, g * crs, p), dx, spec, n0, o0)  # -> (NB, C·R·S, OB·OW)
+            backend.col2im_part(cols.reshape(nb, g * crs, pb), dx, spec, n0, o0)  # -> (NB, C·R·S, OB·OW)
 
         if len(blocks) == 1 or bands:
             for part in blocks:
@@ -107,23 +146,45 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
     shares = [blocks[len(blocks) * i // parts: len(blocks) * (i + 1) // parts] for i in range(parts)]
     xp = backend.xp
 
+    sliced = len(blocks) > 1 and all((k0, k1) != (0, spec.k) for *_, k0, k1 in blocks)  # disjoint rows of dL/dw
+    scratch = parts > 1 or len(blocks) > 1  # reused buffers when the call has more than one block
+
+    def add_block(x: Any, gy: Any, part: im2col.Block, target: Any, first: bool) -> None:
+        """dL/dw of one block, into ``target`` (its rows of dL/dw, (KB, C/G·R·S)), or added to it."""
+        n0, n1, o0, o1, k0, k1 = part
+        nb, p = n1 - n0, (o1 - o0) * spec.ow
+        cols = backend.im2col_part(x, spec, n0, n1, o0, o1, reuse=scratch)
+        cols = cols.reshape(nb, g, crs, p).transpose(0, 1, 3, 2)  # -> (NB, G, OB·OW, C/G·R·S)
+        if (k0, k1) == (0, spec.k):
+            gyb = gy[n0:n1, :, o0:o1].reshape(nb, g, kg, p)  # (NB, K, OB, OW) band -> (NB, G, K/G, OB·OW): a view
+        else:  # a slice of the output channels (G = 1, all rows)
+            gyb = gy[n0:n1, k0:k1].reshape(nb, 1, k1 - k0, p)
+        kb = (k1 - k0) // g
+        if nb > 1 and kb > p:  # the images' products outweigh their columns: one GEMM over images and pixels
+            gyb = xp.ascontiguousarray(gyb.transpose(1, 2, 0, 3)).reshape(g, kb, nb * p)  # -> (G, KB/G, NB·OB·OW)
+            cols = xp.ascontiguousarray(cols.transpose(1, 0, 2, 3)).reshape(g, nb * p, crs)  # (G, NB·OB·OW, C/G·R·S)
+            gyb, cols, nb = gyb[None], cols[None], 1
+        if first and nb == 1:  # (1, G, KB/G, OB·OW) @ (1, G, OB·OW, C/G·R·S) straight into the target
+            backend.matmul(gyb, cols, out=target.reshape(1, g, kb, crs))
+            return
+        prod = backend.matmul(gyb, cols, scratch=scratch)  # (NB, G, KB/G, C/G·R·S)
+        summed = prod.sum(axis=0).reshape(target.shape) if nb > 1 else prod.reshape(target.shape)
+        if first:
+            target[...] = summed
+        else:
+            target += summed
+
     def run(x: Any, gy: Any, bias: Any, out: Any) -> Any:
         x = xp.ascontiguousarray(x)
-        sums = [xp.zeros((spec.k, crs), dtype=x.dtype) for _ in range(parts)]
+        if sliced:  # each block writes its own output channels: no sums to add up
+            dw = xp.empty((spec.k, crs), dtype=x.dtype)
+            backend.scheduler.run_blocks(lambda part: add_block(x, gy, part, dw[part[4]:part[5]], True), blocks)
+            return deliver(dw.reshape(spec.k, spec.cg, spec.kh, spec.kw), out)  # (K, C/G·R·S) -> (K, C/G, R, S)
+        sums = [xp.empty((spec.k, crs), dtype=x.dtype) for _ in range(parts)]
 
         def share(i: int) -> None:
-            for n0, n1, o0, o1, k0, k1 in shares[i]:
-                nb, p = n1 - n0, (o1 - o0) * spec.ow
-                cols = backend.im2col_part(x, spec, n0, n1, o0, o1, reuse=parts > 1 or len(blocks) > 1)
-                cols = cols.reshape(nb, g, crs, p)  # (NB, C·R·S, OB·OW) -> (NB, G, C/G·R·S, OB·OW)
-                if (k0, k1) == (0, spec.k):
-                    # (NB, K, OB, OW) band of dL/dy -> (NB, G, K/G, OB·OW): adjacent rows, a view
-                    gyb, target = gy[n0:n1, :, o0:o1].reshape(nb, g, kg, p), sums[i]
-                else:  # a slice of the output channels (G = 1, all rows)
-                    gyb, target = gy[n0:n1, k0:k1].reshape(nb, 1, k1 - k0, p), sums[i][k0:k1]
-                # (NB, G, KB/G, OB·OW) @ (NB, G, OB·OW, C/G·R·S) -> (NB, G, KB/G, C/G·R·S), summed over the images
-                prod = backend.matmul(gyb, cols.transpose(0, 1, 3, 2))
-                target += prod.sum(axis=0).reshape(target.shape)  # (G, KB/G, C/G·R·S) -> (KB, C/G·R·S)
+            for j, part in enumerate(shares[i]):
+                add_block(x, gy, part, sums[i], j == 0)
 
         if parts == 1:
             share(0)
