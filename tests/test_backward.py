@@ -172,12 +172,19 @@ def test_inputs_are_not_modified_and_results_are_fresh():
     x, w = RNG.standard_normal((2, 4, 6, 6)), RNG.standard_normal((5, 4, 3, 3))
     gy = RNG.standard_normal((2, 5, 6, 6))
     copies = [a.copy() for a in (x, w, gy)]
-    gx = gemmconv.conv2d_grad_input(x.shape, w, gy, padding=1, padding_mode="reflect")
-    gw = gemmconv.conv2d_grad_weight(x, w.shape, gy, padding=1, padding_mode="circular")
+    results = []
+    for strategy in ("direct", "im2col", "winograd", "winograd_f2", "auto"):
+        results.append(gemmconv.conv2d_grad_input(x.shape, w, gy, padding=1, padding_mode="reflect",
+                                                   strategy=strategy))
+        results.append(gemmconv.conv_transpose2d(gy, w, np.ones(4), padding=1, strategy=strategy))
+        if not strategy.startswith("winograd"):
+            results.append(gemmconv.conv2d_grad_weight(x, w.shape, gy, padding=1, padding_mode="circular",
+                                                       strategy=strategy))
     for a, c in zip((x, w, gy), copies, strict=True):
         np.testing.assert_array_equal(a, c)
-    assert not any(np.shares_memory(r, a) for r in (gx, gw) for a in (x, w, gy))
-    out = np.empty_like(gw)
+    assert not any(np.shares_memory(r, a) for r in results for a in (x, w, gy))
+    assert not any(np.shares_memory(r, q) for i, r in enumerate(results) for q in results[i + 1:])
+    out = np.empty_like(w)
     assert gemmconv.conv2d_grad_weight(x, w.shape, gy, padding=1, out=out) is out
 
 

@@ -222,7 +222,7 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
     def direct_grad_weight(self, x: Any, gy: Any, spec: ConvSpec) -> Any:
         dw = np.empty((spec.k, spec.cg, spec.kh, spec.kw), dtype=x.dtype)
         args = (_c(x), _c(gy), dw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups)
-        if spec.flops < self.scheduler.min_direct_flops:
+        if spec.flops < self.scheduler.min_direct_flops // 8:  # a slower loop than the forward one: split sooner
             _launch("direct_grad_weight", *args, 0, spec.k)
             return dw
         parts = min(spec.k, 4 * self.scheduler.workers())  # slices of output channels: each writes its own

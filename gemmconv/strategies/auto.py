@@ -66,8 +66,9 @@ PASS_FALLBACK = ("im2col", "direct")
 
 
 #: Winograd's grad_input transforms the filters afresh on every call (a backward pass's weights are new each
-#: step): it pays from this many 4x4 output tiles over the batch on (measured: CPU_NOTES.md, session 7)
-GRAD_INPUT_WINOGRAD_TILES = 256
+#: step): it pays from this many 4x4 output tiles over the batch on (measured between 128 and 196: CPU_NOTES.md,
+#: session 7)
+GRAD_INPUT_WINOGRAD_TILES = 160
 
 
 def choose_pass(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LIMITS) -> str:
