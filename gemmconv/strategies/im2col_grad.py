@@ -149,51 +149,67 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
     sliced = len(blocks) > 1 and all((k0, k1) != (0, spec.k) for *_, k0, k1 in blocks)  # disjoint rows of dL/dw
     scratch = parts > 1 or len(blocks) > 1  # reused buffers when the call has more than one block
 
+    # the GEMM as cols @ dL/dy^T, its transposed operand the small one, is faster than dL/dy @ cols^T (166-170
+    # against 120 GFLOP/s on one core at 128 channels, 28²), but its result (dL/dw)^T must be transposed back:
+    # that copy costs more than it saves on few pixels (CPU_NOTES.md, session 7)
+    transposed = spec.n * spec.oh * spec.ow >= 1024
+
     def add_block(x: Any, gy: Any, part: im2col.Block, target: Any, first: bool) -> None:
-        """dL/dw of one block, into ``target`` (its rows of dL/dw, (KB, C/G·R·S)), or added to it."""
+        """dL/dw of one block into ``target`` (its rows of dL/dw, (G, KB/G, C/G·R·S), or with ``transposed`` its
+        columns of (dL/dw)^T, (G, C/G·R·S, KB/G)), or added to it."""
         n0, n1, o0, o1, k0, k1 = part
-        nb, p = n1 - n0, (o1 - o0) * spec.ow
+        nb, p, kb = n1 - n0, (o1 - o0) * spec.ow, (k1 - k0) // g
         cols = backend.im2col_part(x, spec, n0, n1, o0, o1, reuse=scratch)
-        cols = cols.reshape(nb, g, crs, p).transpose(0, 1, 3, 2)  # -> (NB, G, OB·OW, C/G·R·S)
+        cols = cols.reshape(nb, g, crs, p)  # (NB, C·R·S, OB·OW) -> (NB, G, C/G·R·S, OB·OW)
         if (k0, k1) == (0, spec.k):
             gyb = gy[n0:n1, :, o0:o1].reshape(nb, g, kg, p)  # (NB, K, OB, OW) band -> (NB, G, K/G, OB·OW): a view
         else:  # a slice of the output channels (G = 1, all rows)
-            gyb = gy[n0:n1, k0:k1].reshape(nb, 1, k1 - k0, p)
-        kb = (k1 - k0) // g
+            gyb = gy[n0:n1, k0:k1].reshape(nb, 1, kb, p)
         if nb > 1 and kb > p:  # the images' products outweigh their columns: one GEMM over images and pixels
-            gyb = xp.ascontiguousarray(gyb.transpose(1, 2, 0, 3)).reshape(g, kb, nb * p)  # -> (G, KB/G, NB·OB·OW)
-            cols = xp.ascontiguousarray(cols.transpose(1, 0, 2, 3)).reshape(g, nb * p, crs)  # (G, NB·OB·OW, C/G·R·S)
-            gyb, cols, nb = gyb[None], cols[None], 1
-        if first and nb == 1:  # (1, G, KB/G, OB·OW) @ (1, G, OB·OW, C/G·R·S) straight into the target
-            backend.matmul(gyb, cols, out=target.reshape(1, g, kb, crs))
+            cols = xp.ascontiguousarray(cols.transpose(1, 2, 0, 3)).reshape(1, g, crs, nb * p)  # (G, C/G·R·S, NB·P)
+            gyb = xp.ascontiguousarray(gyb.transpose(1, 2, 0, 3)).reshape(1, g, kb, nb * p)  # (G, KB/G, NB·P)
+            nb = 1
+        # (NB, G, C/G·R·S, P) @ (NB, G, P, KB/G), or (NB, G, KB/G, P) @ (NB, G, P, C/G·R·S)
+        a, b = (cols, gyb.transpose(0, 1, 3, 2)) if transposed else (gyb, cols.transpose(0, 1, 3, 2))
+        if first and nb == 1 and backend.is_c_contiguous(target):
+            backend.matmul(a, b, out=target[None])
             return
-        prod = backend.matmul(gyb, cols, scratch=scratch)  # (NB, G, KB/G, C/G·R·S)
-        summed = prod.sum(axis=0).reshape(target.shape) if nb > 1 else prod.reshape(target.shape)
+        prod = backend.matmul(a, b, scratch=scratch)
+        summed = prod.sum(axis=0) if nb > 1 else prod[0]
         if first:
             target[...] = summed
         else:
             target += summed
 
+    shape = (g, crs, kg) if transposed else (g, kg, crs)
+
     def run(x: Any, gy: Any, bias: Any, out: Any) -> Any:
         x = xp.ascontiguousarray(x)
-        if sliced:  # each block writes its own output channels: no sums to add up
-            dw = xp.empty((spec.k, crs), dtype=x.dtype)
-            backend.scheduler.run_blocks(lambda part: add_block(x, gy, part, dw[part[4]:part[5]], True), blocks)
-            return deliver(dw.reshape(spec.k, spec.cg, spec.kh, spec.kw), out)  # (K, C/G·R·S) -> (K, C/G, R, S)
-        sums = [xp.empty((spec.k, crs), dtype=x.dtype) for _ in range(parts)]
-
-        def share(i: int) -> None:
-            for j, part in enumerate(shares[i]):
-                add_block(x, gy, part, sums[i], j == 0)
-
-        if parts == 1:
-            share(0)
+        if sliced:  # each block writes its own output channels (G = 1): no sums to add up
+            total = xp.empty(shape, dtype=x.dtype)
+            if transposed:
+                backend.scheduler.run_blocks(
+                    lambda part: add_block(x, gy, part, total[:, :, part[4]:part[5]], True), blocks)
+            else:
+                backend.scheduler.run_blocks(lambda part: add_block(x, gy, part, total[:, part[4]:part[5]], True),
+                                             blocks)
         else:
-            backend.scheduler.run_blocks(share, list(range(parts)), parts)
-        dw = sums[0]
-        for more in sums[1:]:
-            dw += more
-        return deliver(dw.reshape(spec.k, spec.cg, spec.kh, spec.kw), out)  # (K, C/G·R·S) -> (K, C/G, R, S)
+            sums = [xp.empty(shape, dtype=x.dtype) for _ in range(parts)]
+
+            def share(i: int) -> None:
+                for j, part in enumerate(shares[i]):
+                    add_block(x, gy, part, sums[i], j == 0)
+
+            if parts == 1:
+                share(0)
+            else:
+                backend.scheduler.run_blocks(share, list(range(parts)), parts)
+            total = sums[0]
+            for more in sums[1:]:
+                total += more
+        if transposed:  # (G, C/G·R·S, K/G) -> (G, K/G, C/G·R·S), a copy
+            total = xp.ascontiguousarray(total.transpose(0, 2, 1))
+        return deliver(total.reshape(spec.k, spec.cg, spec.kh, spec.kw), out)  # (G, K/G, C/G·R·S) -> (K, C/G, R, S)
 
     most = max((n1 - n0) * (o1 - o0) for n0, n1, o0, o1, _, _ in blocks)
     cols_bytes = most * spec.c * spec.kh * spec.kw * spec.ow * spec.itemsize
