@@ -104,23 +104,41 @@ def test_grad_input_phases_cover_each_input_once(stride, dilation, padding):
 
 @settings(max_examples=200)
 @given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
-       st.integers(0, 2), st.integers(1, 2), st.integers(0, 2), st.integers(0, 2**31))
-def test_conv_transpose2d_matches_torch(n, cg_in, cg_out, groups, stride, padding, dilation, op, seed):
+       st.integers(0, 2), st.integers(1, 2), st.integers(0, 2), st.sampled_from([(3, 2), (3, 3), (1, 1), (4, 4)]),
+       st.sampled_from(["float64", "float32"]), st.integers(0, 2**31))
+def test_conv_transpose2d_matches_torch(n, cg_in, cg_out, groups, stride, padding, dilation, op, kernel, dtype, seed):
+    """Every strategy that accepts the transposed convolution, against F.conv_transpose2d in float64."""
     rng = np.random.default_rng(seed)
     output_padding = op % max(stride, dilation)
-    x = rng.standard_normal((n, cg_in * groups, 5, 4))
-    w = rng.standard_normal((cg_in * groups, cg_out, 3, 2))
-    b = rng.standard_normal(cg_out * groups)
+    x = rng.standard_normal((n, cg_in * groups, 5, 4)).astype(dtype)
+    w = rng.standard_normal((cg_in * groups, cg_out, *kernel)).astype(dtype)
+    b = rng.standard_normal(cg_out * groups).astype(dtype)
     args = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    t = [torch.from_numpy(a.astype(np.float64)) for a in (x, w, b)]
     try:
-        ref = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), **args).numpy()
+        ref = F.conv_transpose2d(*t, **args).numpy()
     except RuntimeError:
         with pytest.raises(ValueError):
             gemmconv.conv_transpose2d(x, w, b, **args)
         return
-    y = gemmconv.conv_transpose2d(x, w, b, **args)
-    np.testing.assert_allclose(y, ref, rtol=1e-11, atol=1e-11)
-    np.testing.assert_allclose(gemmconv.conv_transpose2d(x[0], w, b, **args), ref[0], rtol=1e-11, atol=1e-11)
+    scale = F.conv_transpose2d(*(a.abs() for a in t), **args).numpy().max()
+    ran = []
+    for strategy in gemmconv.list_strategies():
+        try:
+            y = gemmconv.conv_transpose2d(x, w, b, strategy=strategy, **args)
+        except gemmconv.StrategyNotSupportedError:
+            continue
+        ran.append(strategy)
+        assert y.shape == ref.shape and y.dtype == dtype
+        err = float(np.max(np.abs(y.astype(np.float64) - ref))) / scale
+        record(f"{strategy}:transpose", dtype, err)
+        assert err <= tolerance(strategy, strategy, dtype), (strategy, args, err)
+        # unbatched: the same values, up to the order of the sums (another problem size, other blocks)
+        y1 = gemmconv.conv_transpose2d(x[0], w, b, strategy=strategy, **args)
+        np.testing.assert_allclose(y1, y[0], rtol=0, atol=2 * tolerance(strategy, strategy, dtype) * scale)
+    assert {"direct", "im2col", "auto"} <= set(ran)
+    if kernel == (3, 3) and stride == dilation:  # one phase of a 3x3 kernel: Winograd's
+        assert {"winograd", "winograd_f2"} <= set(ran)
 
 
 @pytest.mark.parametrize(("strategy", "pass_", "stride", "kernel", "reason", "able"), [
