@@ -11,11 +11,9 @@ column is the largest difference between the two, relative to the largest value.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 import torch
+from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 
 from gemmconv.args import ConvArgs
 from gemmconv.strategies import adjoint, im2col, im2col_grad
@@ -32,13 +30,7 @@ CASES = [("conv3x3s2_56", 1, 64, 56, 128, 3, 2, 1), ("conv3x3s2_56", 8, 64, 56, 
 
 
 def median_ms(fn, calls: int = 15) -> float:
-    fn()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return median_time(fn, calls) * 1e3
 
 
 def main() -> None:
