@@ -162,7 +162,7 @@ def _forward_calls(x: Any, w: Any, b: Any, args: ConvArgs) -> Calls:
 
 def _pass_calls(pass_: str, v: Validated, args: ConvArgs) -> tuple[Calls, Any]:
     """The calls of backward pass (or transposed convolution) ``pass_`` of the validated convolution ``v``, and
-    its result in float64 (by ``im2col``, or ``direct`` where the backend has no col2im), batched."""
+    its result in float64 (by :func:`gemmconv.strategies.auto.yardstick`'s strategy), batched."""
     spec, backend = v.spec, v.backend
     xp = backend.xp
     rng = np.random.default_rng(0)
@@ -191,15 +191,10 @@ def _pass_calls(pass_: str, v: Validated, args: ConvArgs) -> tuple[Calls, Any]:
         def run(s: str, a: Any, w: Any, c: Any) -> Any:
             return conv2d_grad_weight(a, wshape, w, strategy=s, **kw)
         operands = (v.x, gy, None)
+    refusal_pass = GRAD_INPUT if pass_ == "transpose" else pass_
     wide = tuple(None if a is None else a.astype("float64") for a in operands)
     with backend.device_context(v.x):
-        for s in ("im2col", "direct"):
-            try:
-                ref = run(s, *wide)
-                break
-            except StrategyNotSupportedError:
-                continue
-    refusal_pass = GRAD_INPUT if pass_ == "transpose" else pass_
+        ref = run(auto.yardstick(backend, refusal_pass), *wide)
 
     def calls(name: str) -> tuple[Callable[[], Any], str]:
         run(name, *operands)  # a refusal is raised here, before any timing

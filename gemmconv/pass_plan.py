@@ -20,7 +20,7 @@ from ._lru import LRU
 from .args import ConvArgs
 from .backends import Backend, get_backend
 from .errors import StrategyNotSupportedError
-from .registry import GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, missing_kernels, supporting
+from .registry import GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, supporting, unable
 from .spec import ConvSpec
 from .strategies import auto
 from .strategies._common import deliver
@@ -271,7 +271,7 @@ def _resolve(name: str, v: Validated, pass_: str, a: Any, b: Any) -> Strategy:
 
         with v.backend.device_context(a):
             return get_strategy(auto.select_pass(v.backend, a, b, v.spec, pass_, v.limits, runner_for))
-    reason = requested.refusal(v.spec, v.limits, pass_) or missing_kernels(requested, v.backend, pass_)
+    reason = unable(requested, v.spec, v.backend, v.limits, pass_)
     if reason is not None:
         raise StrategyNotSupportedError(requested.name, f"{reason} ({pass_})",
                                         supporting(v.spec, v.backend, v.limits, pass_))

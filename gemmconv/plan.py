@@ -18,7 +18,7 @@ from typing import Any
 from ._lru import LRU
 from .args import ConvArgs
 from .errors import StrategyNotSupportedError
-from .registry import Runner, Strategy, get_strategy, missing_kernels, supporting
+from .registry import Runner, Strategy, get_strategy, supporting, unable
 from .spec import NO_LIMITS, ConvSpec, Limits
 from .strategies._common import deliver
 from .validate import check_padded_fits, validate
@@ -102,7 +102,7 @@ class ConvPlan:
         requested = get_strategy(args.strategy)
         self.backend, self.spec, self.limits, self.requested = backend, spec, limits, requested.name
         if requested.select is None:
-            reason = requested.refusal(spec, limits) or missing_kernels(requested, backend)
+            reason = unable(requested, spec, backend, limits)
             if reason is not None:
                 raise StrategyNotSupportedError(requested.name, reason, supporting(spec, backend, limits),
                                                 _summary(spec))

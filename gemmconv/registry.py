@@ -228,12 +228,19 @@ def missing_kernels(strategy: Strategy, backend: Any, pass_: str = FORWARD) -> s
     return None
 
 
+def unable(strategy: Strategy, spec: ConvSpec, backend: Any, limits: Limits = NO_LIMITS,
+           pass_: str = FORWARD) -> str | None:
+    """Why ``strategy`` cannot run pass ``pass_`` of ``spec`` within ``limits`` on ``backend``: its predicate's
+    reason, or a kernel family the backend does not provide; None when it can."""
+    return strategy.refusal(spec, limits, pass_) or missing_kernels(strategy, backend, pass_)
+
+
 def supporting(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS,
                pass_: str = FORWARD) -> tuple[str, ...]:
     """Names of the registered strategies whose predicate for pass ``pass_`` accepts ``spec`` within ``limits``
     (and, given a backend, whose kernels it provides)."""
     strategies = list(_REGISTRY.items())
-    found = [name for name, s in strategies if s.select is None and s.refusal(spec, limits, pass_) is None
-             and (backend is None or missing_kernels(s, backend, pass_) is None)]
+    found = [name for name, s in strategies if s.select is None and (
+        s.refusal(spec, limits, pass_) is None if backend is None else unable(s, spec, backend, limits, pass_) is None)]
     # a chooser (auto) can run whatever one of the others can
     return tuple(name for name, s in strategies if name in found or (s.select is not None and found))

@@ -174,14 +174,19 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
         out = np.empty(spec.out_shape, dtype=x.dtype) if out is None else out
         x, w, bias = _c(x), _c(w), self._bias(b, spec, x.dtype)
         args = (x, w, bias, out, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups)
-        planes = spec.n * spec.k
-        if spec.flops < self.scheduler.min_direct_flops:  # one part, on this thread
-            _launch("direct", *args, 0, planes)
-            return out
-        parts = min(planes, 4 * self.scheduler.workers())
-        bounds = [planes * i // parts for i in range(parts + 1)]  # planes n·K + k, parts of near-equal size
-        self.scheduler.run_blocks(lambda part: _launch("direct", *args, *part), list(itertools.pairwise(bounds)))
+        # planes n·K + k, in parts of near-equal size
+        self._in_parts("direct", args, spec.n * spec.k, spec.flops < self.scheduler.min_direct_flops)
         return out
+
+    def _in_parts(self, kernel: str, args: tuple[Any, ...], total: int, small: bool) -> None:
+        """Kernel ``kernel`` over ``[0, total)`` (its last two arguments): on this thread where the work is
+        ``small``, else in near-equal parts (four per worker) on the workers; each part writes its own output."""
+        if small:
+            _launch(kernel, *args, 0, total)
+            return
+        parts = min(total, 4 * self.scheduler.workers())
+        bounds = [total * i // parts for i in range(parts + 1)]
+        self.scheduler.run_blocks(lambda part: _launch(kernel, *args, *part), list(itertools.pairwise(bounds)))
 
     def direct_runner(self, spec: ConvSpec) -> Callable[[Any, Any, Any, Any], Any]:
         """:meth:`direct` with the kernel, its size arguments and (under ``min_direct_flops``) its one part
@@ -212,23 +217,16 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
         args = (_c(cols), dx, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.ow,
                 spec.oh, n0, o0, c0)
         flops = spec.flops * cols.shape[0] * cols.shape[2] // (spec.n * spec.oh * spec.ow)  # the part's share
-        if channels is not None or flops < self.scheduler.min_block_flops:
+        if channels is not None:  # one part, on this thread (the caller runs the parts)
             _launch("col2im", *args, c0, c1)
             return
-        parts = min(spec.c, 4 * self.scheduler.workers())  # slices of input channels: each writes its own planes
-        bounds = [spec.c * i // parts for i in range(parts + 1)]
-        self.scheduler.run_blocks(lambda part: _launch("col2im", *args, *part), list(itertools.pairwise(bounds)))
+        self._in_parts("col2im", args, spec.c, flops < self.scheduler.min_block_flops)  # slices of input channels
 
     def direct_grad_weight(self, x: Any, gy: Any, spec: ConvSpec) -> Any:
         dw = np.empty((spec.k, spec.cg, spec.kh, spec.kw), dtype=x.dtype)
         args = (_c(x), _c(gy), dw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups)
-        if spec.flops < self.scheduler.min_direct_flops // 8:  # a slower loop than the forward one: split sooner
-            _launch("direct_grad_weight", *args, 0, spec.k)
-            return dw
-        parts = min(spec.k, 4 * self.scheduler.workers())  # slices of output channels: each writes its own
-        bounds = [spec.k * i // parts for i in range(parts + 1)]
-        self.scheduler.run_blocks(lambda part: _launch("direct_grad_weight", *args, *part),
-                                  list(itertools.pairwise(bounds)))
+        # slices of output channels; a slower loop than the forward one, so split sooner
+        self._in_parts("direct_grad_weight", args, spec.k, spec.flops < self.scheduler.min_direct_flops // 8)
         return dw
 
     def direct_workspace(self, spec: ConvSpec) -> int:

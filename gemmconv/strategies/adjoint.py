@@ -161,8 +161,10 @@ def grad_input_pass(forward: PrepareFn, forward_supports: SupportsFn, needs: tup
                 part = gy[:, :, p.rows.lo:p.rows.hi, p.cols.lo:p.cols.hi]
                 flipped = xp.ascontiguousarray(wt[:, :, p.rows.flipped, p.cols.flipped])
                 return runners[0](xp.ascontiguousarray(part), flipped, bias, out)
-            dx = xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=gy.dtype) if out is None else out
-            if out is not None:
+            if out is None:
+                dx = xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=gy.dtype)
+            else:  # the positions no phase reaches stay zero
+                dx = out
                 dx[...] = 0
             for p, runner in zip(found, runners, strict=True):
                 part = xp.ascontiguousarray(gy[:, :, p.rows.lo:p.rows.hi, p.cols.lo:p.cols.hi])

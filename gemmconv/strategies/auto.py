@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import StrategyNotSupportedError
-from ..registry import GRAD_INPUT, Runner, Strategy, get_strategy, missing_kernels
+from ..registry import FORWARD, GRAD_INPUT, Runner, Strategy, get_strategy, missing_kernels, unable
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from ..tuning import CANDIDATES, get_autotune, tuned_choice
 from . import im2col, one_by_one
@@ -82,8 +82,7 @@ def choose_pass(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LI
         first = "im2col"
     reasons = []
     for name in dict.fromkeys((first, *PASS_FALLBACK)):
-        strategy = get_strategy(name)
-        reason = strategy.refusal(spec, limits, pass_) or missing_kernels(strategy, backend, pass_)
+        reason = unable(get_strategy(name), spec, backend, limits, pass_)
         if reason is None:
             return name
         reasons.append(f"{name} {reason}")
@@ -91,35 +90,29 @@ def choose_pass(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LI
                                     ())
 
 
-def pass_candidates(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LIMITS) -> list[str]:
-    """The built-in strategies that can run backward pass ``pass_`` of ``spec``, the rule's choice first (what
-    measured selection times)."""
-    first = choose_pass(spec, pass_, backend, limits)
-    others = [s for s in BUILTIN if s != first and get_strategy(s).refusal(spec, limits, pass_) is None
-              and missing_kernels(get_strategy(s), backend, pass_) is None]
+def candidates(spec: ConvSpec, backend: Any, limits: Limits = NO_LIMITS, pass_: str = FORWARD) -> list[str]:
+    """The built-in strategies that can run pass ``pass_`` of ``spec`` within ``limits``, the rule's choice first
+    (what measured selection times)."""
+    first = choose(spec, backend, limits) if pass_ == FORWARD else choose_pass(spec, pass_, backend, limits)
+    others = [s for s in BUILTIN if s != first and unable(get_strategy(s), spec, backend, limits, pass_) is None]
     return [first, *others]
+
+
+def yardstick(backend: Any, pass_: str = FORWARD) -> str:
+    """The strategy whose pass in float64 errors are measured against: im2col's, or direct's where the backend
+    has no im2col kernels for the pass (CuPy's grad_input: no col2im)."""
+    return "im2col" if missing_kernels(get_strategy("im2col"), backend, pass_) is None else "direct"
 
 
 def select_pass(backend: Any, a: Any, b: Any, spec: ConvSpec, pass_: str, limits: Limits,
                 runner_for: Callable[[str], Runner]) -> str:
     """The strategy ``auto`` runs for backward pass ``pass_``: measured when autotuning is on, on the pass's
-    operands ``a`` and ``b`` (``runner_for(name)`` prepares a candidate's pass), else the rule. Errors are
-    measured against im2col's pass, or direct's where the backend has no im2col kernels for it."""
+    operands ``a`` and ``b`` (``runner_for(name)`` prepares a candidate's pass; errors against
+    :func:`yardstick`'s), else the rule."""
     if not get_autotune().enabled:
         return choose_pass(spec, pass_, backend, limits)
-    found = pass_candidates(spec, pass_, backend, limits)
-    im2col_ok = missing_kernels(get_strategy("im2col"), backend, pass_) is None
-    return tuned_choice(backend, a, b, None, spec, limits, found, runner_for, pass_,
-                        yardstick="im2col" if im2col_ok else "direct")
-
-
-def candidates(spec: ConvSpec, backend: Any, limits: Limits = NO_LIMITS) -> list[str]:
-    """The built-in strategies that can run ``spec`` within ``limits``, the rule's choice first (what
-    measured selection times)."""
-    first = choose(spec, backend, limits)
-    others = [s for s in BUILTIN if s != first and get_strategy(s).refusal(spec, limits) is None
-              and missing_kernels(get_strategy(s), backend) is None]
-    return [first, *others]
+    return tuned_choice(backend, a, b, None, spec, limits, candidates(spec, backend, limits, pass_), runner_for,
+                        pass_, yardstick(backend, pass_))
 
 
 def select(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits,

@@ -6,13 +6,14 @@
 - ``grad_weight``: ``dL/dy @ cols^T`` per image and group (the columns of the forward input), summed over
   the images.
 
-Both run in the forward pass's blocks (:func:`gemmconv.strategies.im2col.plan`: groups of images, bands of
-output rows of one image, or slices of the output channels), within a ``workspace_limit`` when one is given.
-``grad_input``'s blocks of whole images run on the backend's workers (each writes its own images); bands of
-rows of one image share input rows and run one after the other, each GEMM on the BLAS's threads, as does a
-single block, whose col2im the backend splits by channels. ``grad_weight``'s blocks are dealt to the workers
-in a fixed order, each summing into an accumulator of its own, added up in order: the result does not
-depend on which thread ran what.
+Without a ``workspace_limit``, ``grad_input`` runs in blocks of one image and a slice of its input channels
+(:func:`_slices`), all at once on the backend's workers: each writes its own planes of dL/dx. Under a limit,
+and on a backend that does not cut work into blocks, it runs in the forward pass's blocks
+(:func:`gemmconv.strategies.im2col.plan`): groups of images on the workers, or bands of output rows of one
+image, which share input rows and run one after the other. ``grad_weight`` always runs in the forward pass's
+blocks (groups of images, bands of rows, or slices of the output channels, which write their own rows); they
+are dealt to the workers in a fixed order, each summing into an accumulator of its own, added up in order:
+the result does not depend on which thread ran what.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ def _slices(spec: ConvSpec, budget: int | None, workers: int) -> list[tuple[int,
             if u1 > u0]
 
 
+def _with_bias(dx: Any, bias: Any, out: Any) -> Any:
+    """dL/dx plus the transposed convolution's ``bias`` (C,) where given, delivered into ``out``."""
+    if bias is not None:
+        dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+    return deliver(dx, out)
+
+
 def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
     g, crs, kg, rs, p = spec.groups, _crs(spec), spec.kg, spec.kh * spec.kw, spec.oh * spec.ow
     workers = backend.scheduler.workers()
@@ -94,9 +102,7 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
                 backend.col2im_part(cols.reshape(1, -1, p), dx, spec, n, 0, channels=(c0, c1))
 
             backend.scheduler.run_blocks(slice_block, slices)
-            if bias is not None:
-                dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
-            return deliver(dx, out)
+            return _with_bias(dx, bias, out)
 
         most = max(c1 - c0 for _, c0, c1 in slices)
         run_slices.workspace_bytes = most * rs * p * spec.itemsize * min(workers, len(slices))  # type: ignore[attr-defined]
@@ -125,9 +131,7 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
         else:
             backend.scheduler.run_blocks(block, blocks, im2col.in_flight(spec, workers, spec.itemsize,
                                                                           limit=limits.workspace))
-        if bias is not None:
-            dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
-        return deliver(dx, out)
+        return _with_bias(dx, bias, out)
 
     most = max((n1 - n0) * (o1 - o0) for n0, n1, o0, o1, _, _ in blocks)
     in_flight = 1 if len(blocks) == 1 or bands else min(len(blocks), workers)
@@ -187,12 +191,12 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
         x = xp.ascontiguousarray(x)
         if sliced:  # each block writes its own output channels (G = 1): no sums to add up
             total = xp.empty(shape, dtype=x.dtype)
-            if transposed:
-                backend.scheduler.run_blocks(
-                    lambda part: add_block(x, gy, part, total[:, :, part[4]:part[5]], True), blocks)
-            else:
-                backend.scheduler.run_blocks(lambda part: add_block(x, gy, part, total[:, part[4]:part[5]], True),
-                                             blocks)
+
+            def block(part: im2col.Block) -> None:
+                k0, k1 = part[4], part[5]
+                add_block(x, gy, part, total[:, :, k0:k1] if transposed else total[:, k0:k1], True)
+
+            backend.scheduler.run_blocks(block, blocks)
         else:
             sums = [xp.empty(shape, dtype=x.dtype) for _ in range(parts)]
 
