@@ -215,6 +215,26 @@ def test_the_bias_gradient_is_a_sum_and_zero_sizes_work():
                                   pass_="grad_input")
 
 
+@pytest.mark.parametrize("args", [dict(padding=0), dict(padding=1, dilation=2), dict(padding=(0, 2), groups=4)])
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+def test_grad_weight_of_non_finite_inputs_reaches_the_taps_that_read_them(args, value):
+    """Inf or NaN in the input reaches exactly the weights' gradients of the taps that read it, as in torch:
+    at unit stride the direct loop's dot products over padded planes also meet the input past a row's end,
+    and redo a non-finite result over the valid pixels only."""
+    x = RNG.standard_normal((2, 4, 9, 11))
+    x[1, 2, 4, -1] = value  # the last column: taps further left never read it at padding 0
+    w_shape = (8, 4 // args.get("groups", 1), 3, 3)
+    y = torch.nn.functional.conv2d(torch.from_numpy(x), torch.zeros(w_shape, dtype=torch.float64), **args)
+    gy = RNG.standard_normal(tuple(y.shape))
+    _, ref = autograd(x, np.zeros(w_shape), gy, **args)
+    assert np.isfinite(ref).any() and not np.isfinite(ref).all()
+    for strategy in supporting(_spec(x, np.zeros(w_shape), None, args), pass_="grad_weight"):
+        got = gemmconv.conv2d_grad_weight(x, w_shape, gy, strategy=strategy, **args)
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(ref), err_msg=strategy)
+        np.testing.assert_allclose(got[np.isfinite(ref)], ref[np.isfinite(ref)], rtol=1e-9, atol=1e-9,
+                                   err_msg=strategy)
+
+
 @pytest.mark.parametrize("pass_", ["grad_input", "grad_weight"])
 @pytest.mark.parametrize(("shape", "args"), [((2, 16, 40, 40), dict(padding=1)),
                                              ((1, 16, 40, 40), dict(padding=1)),

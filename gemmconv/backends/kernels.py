@@ -178,6 +178,10 @@ class DirectGradKernels(Backend):
         """dL/dw ``(K, C/G, KH, KW)`` of ``spec`` from its input ``x`` ``(N, C, H, W)`` and dL/dy ``gy``
         ``(N, K, OH, OW)``, by a loop over taps and output pixels (zero padding read as zeros). A fresh array."""
 
+    def direct_grad_workspace(self, spec: ConvSpec) -> int:
+        """Bytes :meth:`direct_grad_weight` holds besides its result (0: none)."""
+        return 0
+
 
 #: family name (what a strategy's ``needs`` lists) -> the mixin a backend derives from to provide it
 FAMILIES: dict[str, type] = {"im2col": Im2colKernels, "direct": DirectKernels, "winograd": WinogradKernels,

@@ -229,6 +229,17 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
         self._in_parts("direct_grad_weight", args, spec.k, spec.flops < self.scheduler.min_direct_flops // 8)
         return dw
 
+    def direct_grad_workspace(self, spec: ConvSpec) -> int:
+        """At unit stride, a padded input plane and a plane of dL/dy in its rows per part in flight (the kernel's
+        dot products); rows of accumulators per tap at any stride."""
+        planes = 0
+        if (spec.sh, spec.sw) == (1, 1):
+            wp = spec.ow + spec.ekw - 1
+            planes = (spec.oh + spec.ekh - 1) * wp + spec.ekw - 1 + spec.oh * wp
+        per_part = (planes + spec.kh * spec.kw * (spec.ow + 1)) * spec.itemsize
+        small = spec.flops < self.scheduler.min_direct_flops // 8
+        return per_part * (1 if small else min(spec.k, self.scheduler.workers()))
+
     def direct_workspace(self, spec: ConvSpec) -> int:
         """A padded plane and an accumulator per worker (unit stride; the kernel's buffered path)."""
         if (spec.sh, spec.sw) != (1, 1):

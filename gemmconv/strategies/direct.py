@@ -29,7 +29,7 @@ def prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
     def run(x: Any, gy: Any, bias: Any, out: Any) -> Any:
         return deliver(backend.direct_grad_weight(x, gy, spec), out)
 
-    run.workspace_bytes = 0  # type: ignore[attr-defined]
+    run.workspace_bytes = backend.direct_grad_workspace(spec)  # type: ignore[attr-defined]
     return run
 
 
