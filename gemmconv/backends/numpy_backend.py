@@ -225,8 +225,8 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
     def direct_grad_weight(self, x: Any, gy: Any, spec: ConvSpec) -> Any:
         dw = np.empty((spec.k, spec.cg, spec.kh, spec.kw), dtype=x.dtype)
         args = (_c(x), _c(gy), dw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups)
-        # slices of output channels; a slower loop than the forward one, so split sooner
-        self._in_parts("direct_grad_weight", args, spec.k, spec.flops < self.scheduler.min_direct_flops // 8)
+        # slices of output channels, on the workers from the forward loop's threshold on
+        self._in_parts("direct_grad_weight", args, spec.k, spec.flops < self.scheduler.min_direct_flops)
         return dw
 
     def direct_grad_workspace(self, spec: ConvSpec) -> int:
@@ -237,7 +237,7 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
             wp = spec.ow + spec.ekw - 1
             planes = (spec.oh + spec.ekh - 1) * wp + spec.ekw - 1 + spec.oh * wp
         per_part = (planes + spec.kh * spec.kw * (spec.ow + 1)) * spec.itemsize
-        small = spec.flops < self.scheduler.min_direct_flops // 8
+        small = spec.flops < self.scheduler.min_direct_flops
         return per_part * (1 if small else min(spec.k, self.scheduler.workers()))
 
     def direct_workspace(self, spec: ConvSpec) -> int:
