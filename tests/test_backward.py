@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,9 +15,10 @@ from hypothesis import strategies as st
 
 import gemmconv
 from gemmconv.args import ConvArgs
+from gemmconv.layers import LAYERS
 from gemmconv.pass_plan import PASS_PLANS
 from gemmconv.registry import supporting
-from gemmconv.strategies import adjoint
+from gemmconv.strategies import adjoint, auto
 from gemmconv.validate import validate
 
 RNG = np.random.default_rng(0)
@@ -142,10 +144,10 @@ def test_conv_transpose2d_matches_torch(n, cg_in, cg_out, groups, stride, paddin
 
 
 @pytest.mark.parametrize(("strategy", "pass_", "stride", "kernel", "reason", "able"), [
-    ("winograd", "grad_weight", 1, 3, "has no grad_weight pass", {"direct", "im2col", "auto"}),
-    ("winograd_f2", "grad_weight", 1, 3, "has no grad_weight pass", {"direct", "im2col", "auto"}),
+    ("winograd", "grad_weight", 2, 3, "needs stride 1", {"direct", "im2col", "auto"}),
+    ("winograd_f2", "grad_weight", 1, 5, "needs a 3x3 kernel", {"direct", "im2col", "auto"}),
     ("1x1", "grad_input", 1, 3, "needs a 1x1 kernel", {"direct", "im2col", "winograd", "winograd_f2", "auto"}),
-    ("1x1", "grad_weight", 1, 3, "needs a 1x1 kernel", {"direct", "im2col", "auto"}),
+    ("1x1", "grad_weight", 1, 3, "needs a 1x1 kernel", {"direct", "im2col", "winograd", "winograd_f2", "auto"}),
     # stride 2: the phases of a 3x3 kernel are 2x2, 2x1, 1x2 and 1x1 convolutions
     ("winograd", "grad_input", 2, 3, "for the 2x2 one of dilation .*: needs a 3x3 kernel",
      {"direct", "im2col", "auto"}),
@@ -220,7 +222,8 @@ def test_the_bias_gradient_is_a_sum_and_zero_sizes_work():
 def test_grad_weight_of_non_finite_inputs_reaches_the_taps_that_read_them(args, value):
     """Inf or NaN in the input reaches exactly the weights' gradients of the taps that read it, as in torch:
     at unit stride the direct loop's dot products over padded planes also meet the input past a row's end,
-    and redo a non-finite result over the valid pixels only."""
+    and redo a non-finite result over the valid pixels only. (Winograd mixes whole tiles: a superset, as its
+    forward pass, README.)"""
     x = RNG.standard_normal((2, 4, 9, 11))
     x[1, 2, 4, -1] = value  # the last column: taps further left never read it at padding 0
     w_shape = (8, 4 // args.get("groups", 1), 3, 3)
@@ -229,10 +232,33 @@ def test_grad_weight_of_non_finite_inputs_reaches_the_taps_that_read_them(args, 
     _, ref = autograd(x, np.zeros(w_shape), gy, **args)
     assert np.isfinite(ref).any() and not np.isfinite(ref).all()
     for strategy in supporting(_spec(x, np.zeros(w_shape), None, args), pass_="grad_weight"):
+        if strategy.startswith("winograd"):
+            continue
         got = gemmconv.conv2d_grad_weight(x, w_shape, gy, strategy=strategy, **args)
         np.testing.assert_array_equal(np.isfinite(got), np.isfinite(ref), err_msg=strategy)
         np.testing.assert_allclose(got[np.isfinite(ref)], ref[np.isfinite(ref)], rtol=1e-9, atol=1e-9,
                                    err_msg=strategy)
+
+
+@pytest.mark.parametrize("strategy", ["winograd", "winograd_f2"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("shape", "k", "args"), [((4, 48, 40, 38), 40, dict(padding=1)),  # bands of tile rows
+                                                   ((3, 32, 23, 30), 32, dict(padding=(0, 2), groups=2)),
+                                                   ((2, 16, 13, 9), 24, dict(padding="same", padding_mode="reflect"))])
+def test_winograd_grad_weight_in_bands_matches_torch(strategy, dtype, shape, k, args):
+    """Winograd's grad_weight on layers large enough to be cut into bands of tile rows (and outputs that are
+    not whole tiles), against torch autograd in float64."""
+    x = RNG.standard_normal(shape).astype(dtype)
+    w_shape = (k, shape[1] // args.get("groups", 1), 3, 3)
+    spec = _spec(x, np.zeros(w_shape, dtype), None, args)
+    gy = RNG.uniform(-1, 1, spec.out_shape).astype(dtype)
+    got = gemmconv.conv2d_grad_weight(x, w_shape, gy, strategy=strategy, **args)
+    _, ref = autograd(x, np.zeros(w_shape), gy, **args)
+    _, scale = autograd(np.abs(x), np.zeros(w_shape), np.abs(gy), **args)
+    err = _scaled(got, ref, scale)
+    record(f"{strategy}:grad_weight", dtype, err)
+    assert got.dtype == x.dtype
+    assert err <= tolerance(strategy, strategy, dtype) * spec.n * spec.oh * spec.ow / 100, err
 
 
 @pytest.mark.parametrize("pass_", ["grad_input", "grad_weight"])
@@ -324,3 +350,19 @@ def test_passes_from_many_threads_match_one_thread():
     for got, want in zip(threaded, serial * 3, strict=True):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize(("layer", "n", "dtype", "expected"), [
+    ("conv3x3_56", 1, "float32", "winograd"), ("conv3x3_28", 1, "float32", "winograd"),
+    ("conv3x3_14", 1, "float32", "winograd_f2"), ("conv3x3_14", 8, "float32", "winograd"),
+    ("conv3x3_7", 1, "float32", "im2col"), ("conv3x3_7", 8, "float32", "winograd_f2"),
+    ("conv3x3_56", 1, "float16", "winograd_f2"), ("conv3x3s2_56", 8, "float32", "im2col"),
+])
+def test_auto_grad_weight_rule(layer, n, dtype, expected):
+    """auto's grad_weight: Winograd F(4x4) from 0.35 tiles of 4x4 per channel, F(2x2) from 0.15 tiles of 2x2
+    per channel (never F(4x4) for float16), im2col below."""
+    layer_ = LAYERS[layer]
+    x = np.zeros((n, layer_.c, layer_.h, layer_.w), np.float32)
+    w = np.zeros((layer_.k, layer_.c // layer_.groups, layer_.kh, layer_.kw), np.float32)
+    spec = dataclasses.replace(_spec(x, w, None, layer_.conv_args), dtype=dtype)  # float16: CuPy's
+    assert auto.choose_pass(spec, "grad_weight", gemmconv.get_backend(np.zeros(1))) == expected

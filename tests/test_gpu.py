@@ -219,8 +219,9 @@ def test_zero_channels_and_one_element_tuples_on_gpu():
 
 def test_backward_passes_on_gpu():
     """Every strategy's backward passes on CuPy arrays equal the CPU's, with no host synchronisation; grad_input
-    runs as forward convolutions (kernels run on a GPU before), grad_weight by im2col packing and cuBLAS or 1x1
-    matmuls; the direct grad_weight loop and col2im have no CUDA kernel yet and are refused, saying why."""
+    runs as forward convolutions (kernels run on a GPU before), grad_weight by im2col packing and cuBLAS, 1x1
+    matmuls or Winograd's forward input tiles and GEMMs (not yet run on a GPU: written in session 8 without
+    one); the direct grad_weight loop and col2im have no CUDA kernel yet and are refused, saying why."""
     import cupyx
 
     rng = np.random.default_rng(8)
@@ -235,6 +236,8 @@ def test_backward_passes_on_gpu():
         gy1 = cupy.ones_like(y1)
         dx_wino = {s: gemmconv.conv2d_grad_input(x.shape, wg, gy1, padding=1, groups=2, strategy=s)
                    for s in ("winograd", "winograd_f2", "direct")}
+        dw_wino = {s: gemmconv.conv2d_grad_weight(xg, w.shape, gy1, padding=1, groups=2, strategy=s)
+                   for s in ("winograd", "winograd_f2")}  # the forward's input tiles, xp GEMMs
         yt = gemmconv.conv_transpose2d(gyg[:, :2], wg[:2], stride=2, output_padding=1)
     assert isinstance(dw, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(dw), gemmconv.conv2d_grad_weight(x, w.shape, gy, **args), atol=1e-10)
@@ -243,6 +246,9 @@ def test_backward_passes_on_gpu():
     ref = gemmconv.conv2d_grad_input(x.shape, w, np.ones(y1.shape), padding=1, groups=2)
     for got in dx_wino.values():
         np.testing.assert_allclose(cupy.asnumpy(got), ref, atol=1e-9)
+    ref_w = gemmconv.conv2d_grad_weight(x, w.shape, np.ones(y1.shape), padding=1, groups=2)
+    for got in dw_wino.values():
+        np.testing.assert_allclose(cupy.asnumpy(got), ref_w, atol=1e-9)
     np.testing.assert_allclose(cupy.asnumpy(yt), gemmconv.conv_transpose2d(gy[:, :2], w[:2], stride=2,
                                                                             output_padding=1), atol=1e-10)
     x1, w1 = rng.standard_normal((2, 4, 7, 7)), rng.standard_normal((3, 4, 1, 1))

@@ -39,6 +39,11 @@ def test_third_party_strategy_round_trip():
             gemmconv.conv2d(x, np.ones((2, 1, 3, 3)), groups=2, strategy="mine")
         with pytest.raises(ValueError, match="already registered"):
             gemmconv.register_strategy(s)
+        # a strategy declaring no backward pass is refused for one, naming those that have it
+        gy = np.ones((1, 2, 3, 3))
+        with pytest.raises(gemmconv.StrategyNotSupportedError, match="has no grad_weight pass") as info:
+            gemmconv.conv2d_grad_weight(x, w.shape, gy, strategy="mine")
+        assert "mine" not in info.value.alternatives and "im2col" in info.value.alternatives
     finally:
         gemmconv.unregister_strategy("mine")
     assert "mine" not in gemmconv.list_strategies()

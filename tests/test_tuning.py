@@ -138,8 +138,7 @@ def test_autotune_per_pass(monkeypatch, tmp_path, pass_):
     with gemmconv.autotune(max_seconds=None):
         got = run()
         run()
-    timed = {"grad_input": ["direct", "im2col", "winograd", "winograd_f2"], "grad_weight": ["direct", "im2col"]}
-    assert sorted(calls) == timed[pass_]  # measured once, among the strategies with the pass
+    assert sorted(calls) == ["direct", "im2col", "winograd", "winograd_f2"]  # once, among those with the pass (not 1x1)
     (key, choice), = gemmconv.tuning_cache._choices.items()
     assert json.loads(key)[-1] == pass_ and choice == "direct"
     want = (gemmconv.conv2d_grad_input(X.shape, W, gy, padding=1, strategy="direct") if pass_ == "grad_input"

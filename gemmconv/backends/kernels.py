@@ -80,6 +80,24 @@ def filter_transform(xp: Any, rows: Any, g: Any) -> Any:
     return xp.ascontiguousarray((gg @ rows.astype(g.dtype).T).astype(rows.dtype))
 
 
+def grad_tiles(xp: Any, gp: Any, m: int, th: int, tw: int, r0: int, r1: int, aa: Any) -> Any:
+    """``A t A^T`` of the m x m tiles ``t`` of dL/dy for tile rows ``r0:r1`` of the N·th rows, as one GEMM:
+    ``aa`` = A ⊗ A (T², m²) @ the tiles (m², RB·tw·K) -> (T², RB·tw, K). ``gp`` (N, K, th·m, tw·m) is dL/dy
+    with zeros past OH, OW (the forward's output tiles)."""
+    n, k = gp.shape[0], gp.shape[1]
+    six = gp.reshape(n, k, th, m, tw, m)  # (N, K, th·m, tw·m) -> (N, K, th, m, tw, m): tile rows, their rows
+    buf = xp.empty((m, m, r1 - r0, tw, k), dtype=gp.dtype)
+    r = r0
+    while r < r1:  # the tile rows of one image at a time
+        image, row = divmod(r, th)
+        stop = min(r1, (image + 1) * th)
+        # (K, RB, m, tw, m) of one image -> (m, m, RB, tw, K)
+        buf[:, :, r - r0: stop - r0] = six[image, :, row: row + stop - r].transpose(2, 4, 1, 3, 0)
+        r = stop
+    t2 = aa.shape[0]
+    return (aa @ buf.reshape(m * m, -1)).reshape(t2, (r1 - r0) * tw, k)  # (T², m²) @ (m², RB·tw·K)
+
+
 class WinogradKernels(Backend):
     """Winograd's filter, input and output transforms and their multiply, for ``winograd`` and ``winograd_f2``."""
 
@@ -134,6 +152,25 @@ class WinogradKernels(Backend):
         Only called in blocks, so only backends whose scheduler cuts work into blocks implement it.
         """
         raise NotImplementedError(f"{type(self).__name__} transforms all tiles at once (its scheduler runs no blocks)")
+
+    def winograd_grad_tiles(self, gp: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
+                            aa: Any) -> Any:
+        """dL/dy's tiles ``A t A^T`` (:func:`grad_tiles`; ``gp`` zero-padded to whole tiles) for tile rows
+        ``r0:r1``, in the layout of :meth:`winograd_input` with K channels: here ``(T, T, K, P)``."""
+        u = grad_tiles(self.xp, gp, m, th, tw, r0, r1, aa)  # (T², P, K)
+        t = m + 2
+        return self.xp.ascontiguousarray(u.reshape(t, t, -1, spec.k).transpose(0, 1, 3, 2))  # -> (T, T, K, P)
+
+    def winograd_weight_multiply(self, u: Any, v: Any, spec: ConvSpec, m: int, out: Any = None,
+                                 reuse: bool = False) -> Any:
+        """Winograd's grad_weight product: per tile element, dL/dy's tiles (:meth:`winograd_grad_tiles`) times
+        the input tiles (:meth:`winograd_input`), summed over the tiles: ``(T², G, K/G, C/G)``, into ``out`` when
+        given."""
+        t2, p = (m + 2) ** 2, v.shape[-1]
+        vg = v.reshape(t2, spec.groups, spec.cg, p)  # (T, T, C, P) -> (T², G, C/G, P)
+        ug = u.reshape(t2, spec.groups, spec.kg, p)  # (T, T, K, P) -> (T², G, K/G, P)
+        # (T², G, K/G, P) @ (T², G, P, C/G) -> (T², G, K/G, C/G)
+        return self.matmul(ug, vg.transpose(0, 1, 3, 2), scratch=reuse, out=out)
 
     @abstractmethod
     def winograd_input(self, x: Any, spec: ConvSpec, m: int, th: int, tw: int, reuse: bool = False) -> Any:

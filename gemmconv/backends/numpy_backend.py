@@ -16,7 +16,15 @@ import numpy as np
 from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
 from . import _numba_backward, _numba_direct, _numba_im2col, _numba_winograd
-from .kernels import Col2imKernels, DirectGradKernels, DirectKernels, Im2colKernels, WinogradKernels, filter_transform
+from .kernels import (
+    Col2imKernels,
+    DirectGradKernels,
+    DirectKernels,
+    Im2colKernels,
+    WinogradKernels,
+    filter_transform,
+    grad_tiles,
+)
 from .profiling import Profiler
 from .scheduling import WorkerThreads
 
@@ -282,6 +290,18 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
         # (T², G, P, C/G) @ (T², G, C/G, KB/G) -> (T², G, P, KB/G), written as (T², P, KB)
         np.matmul(vg, uk, out=mt.reshape(t2, p, g, kb // g).transpose(0, 2, 1, 3))
         return mt
+
+    def winograd_grad_tiles(self, gp: Any, spec: ConvSpec, m: int, th: int, tw: int, r0: int, r1: int,
+                            aa: Any) -> Any:
+        """dL/dy's tiles as (T², P, K), channels-last like the input tiles."""
+        return grad_tiles(np, gp, m, th, tw, r0, r1, aa)
+
+    def winograd_weight_multiply(self, u: Any, v: Any, spec: ConvSpec, m: int, out: Any = None,
+                                 reuse: bool = False) -> Any:
+        t2, p, g = v.shape[0], v.shape[1], spec.groups
+        vg = v.reshape(t2, p, g, spec.cg).transpose(0, 2, 1, 3)  # (T², P, C) -> (T², G, P, C/G), a view
+        ug = u.reshape(t2, p, g, spec.kg).transpose(0, 2, 3, 1)  # (T², P, K) -> (T², G, K/G, P), a view
+        return self.matmul(ug, vg, scratch=reuse, out=out)  # -> (T², G, K/G, C/G)
 
     def winograd_output(self, mt: Any, b: Any | None, spec: ConvSpec, m: int, th: int, tw: int,
                         out: Any = None) -> Any:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import StrategyNotSupportedError
-from ..registry import FORWARD, GRAD_INPUT, Runner, Strategy, get_strategy, missing_kernels, unable
+from ..registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Runner, Strategy, get_strategy, missing_kernels, unable
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from ..tuning import CANDIDATES, get_autotune, tuned_choice
 from . import im2col, one_by_one
@@ -60,8 +60,7 @@ def choose(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS) -> s
     return "im2col" if im2col.supports(spec, limits) is None else "direct"
 
 
-#: where the forward rule's choice has no backward pass (Winograd's grad_weight) or refuses it, ``auto`` tries
-#: these in this order
+#: where the forward rule's choice has no such backward pass or refuses it, ``auto`` tries these in this order
 PASS_FALLBACK = ("im2col", "direct")
 
 
@@ -71,15 +70,39 @@ PASS_FALLBACK = ("im2col", "direct")
 GRAD_INPUT_WINOGRAD_TILES = 160
 
 
+#: Winograd's grad_weight adds T²·K·C/G products per tile into one sum: it pays where the tiles over the batch
+#: are many against the channels (the larger of C/G and K/G): F(4x4) from 0.35 tiles of 4x4 per channel, else
+#: F(2x2) from 0.15 tiles of 2x2 per channel (measured on ResNet-18's 3x3 layers: CPU_NOTES.md, session 8)
+GRAD_WEIGHT_WINOGRAD_TILES = {"winograd": 0.35, "winograd_f2": 0.15}
+
+
+def _tiles(spec: ConvSpec, m: int) -> int:
+    """Output tiles of m x m over the batch."""
+    return spec.n * -(-spec.oh // m) * -(-spec.ow // m)
+
+
+def _grad_weight_winograd(spec: ConvSpec, first: str) -> str:
+    """The forward rule's Winograd choice ``first`` kept for grad_weight by :data:`GRAD_WEIGHT_WINOGRAD_TILES`:
+    F(4x4) (not for float16), else F(2x2), else ``im2col``."""
+    channels = max(spec.cg, spec.kg)
+    if first == "winograd" and _tiles(spec, 4) >= GRAD_WEIGHT_WINOGRAD_TILES["winograd"] * channels:
+        return "winograd"
+    if _tiles(spec, 2) >= GRAD_WEIGHT_WINOGRAD_TILES["winograd_f2"] * channels:
+        return "winograd_f2"
+    return "im2col"
+
+
 def choose_pass(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LIMITS) -> str:
     """The strategy ``auto`` runs for backward pass ``pass_``: the forward rule's choice for ``spec`` (its
     grad_input is a forward convolution of the same shape when the stride is 1), but Winograd's grad_input only
-    from :data:`GRAD_INPUT_WINOGRAD_TILES` tiles on; else the first of :data:`PASS_FALLBACK` that has the pass,
-    accepts the convolution and whose kernels the backend provides."""
+    from :data:`GRAD_INPUT_WINOGRAD_TILES` tiles on, and its grad_weight by :data:`GRAD_WEIGHT_WINOGRAD_TILES`;
+    else the first of :data:`PASS_FALLBACK` that has the pass, accepts the convolution and whose kernels the
+    backend provides."""
     first = choose(spec, backend, limits)
-    tiles = spec.n * -(-spec.oh // 4) * -(-spec.ow // 4)
-    if first.startswith("winograd") and pass_ == GRAD_INPUT and tiles < GRAD_INPUT_WINOGRAD_TILES:
+    if first.startswith("winograd") and pass_ == GRAD_INPUT and _tiles(spec, 4) < GRAD_INPUT_WINOGRAD_TILES:
         first = "im2col"
+    elif first.startswith("winograd") and pass_ == GRAD_WEIGHT:
+        first = _grad_weight_winograd(spec, first)
     reasons = []
     for name in dict.fromkeys((first, *PASS_FALLBACK)):
         reason = unable(get_strategy(name), spec, backend, limits, pass_)

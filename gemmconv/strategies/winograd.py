@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import GRAD_INPUT, PassImpl, Runner, Strategy
+from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Runner, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
-from . import adjoint
+from . import adjoint, winograd_grad
 from ._common import channel_slices, split
 from .filter_cache import FilterCache, Lookup
 from .winograd_transforms import TRANSFORMS
@@ -184,7 +184,7 @@ STRATEGY_F4 = Strategy(
     prepare=prepare_f4,
     needs=("winograd",),
     supports=supports,
-    backward={GRAD_INPUT: _grad_input(4)},
+    backward={GRAD_INPUT: _grad_input(4), GRAD_WEIGHT: winograd_grad.grad_weight_pass(4, supports)},
     description="Winograd F(4x4, 3x3): 4x fewer multiplies than direct, more rounding error; "
     "3x3, stride 1, dilation 1",
 )
@@ -194,7 +194,7 @@ STRATEGY_F2 = Strategy(
     prepare=prepare_f2,
     needs=("winograd",),
     supports=supports,
-    backward={GRAD_INPUT: _grad_input(2)},
+    backward={GRAD_INPUT: _grad_input(2), GRAD_WEIGHT: winograd_grad.grad_weight_pass(2, supports)},
     description="Winograd F(2x2, 3x3): 2.25x fewer multiplies than direct, error close to direct's; "
     "3x3, stride 1, dilation 1",
 )
