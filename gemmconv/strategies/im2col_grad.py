@@ -7,13 +7,15 @@
   the images.
 
 Without a ``workspace_limit``, ``grad_input`` runs in blocks of one image and a slice of its input channels
-(:func:`_slices`), all at once on the backend's workers: each writes its own planes of dL/dx. Under a limit,
+(:func:`_slices`), all at once on the backend's workers: each writes its own planes of dL/dx (with fewer
+images than workers, one after the other on the calling thread, each GEMM on the BLAS's threads). Under a limit,
 and on a backend that does not cut work into blocks, it runs in the forward pass's blocks
 (:func:`gemmconv.strategies.im2col.plan`): groups of images on the workers, or bands of output rows of one
 image, which share input rows and run one after the other. ``grad_weight`` always runs in the forward pass's
 blocks (groups of images, bands of rows, or slices of the output channels, which write their own rows); they
 are dealt to the workers in a fixed order, each summing into an accumulator of its own, added up in order:
-the result does not depend on which thread ran what.
+the result does not depend on which thread ran what. With fewer images than workers the blocks run one after
+the other on the calling thread, each GEMM on the BLAS's threads.
 """
 
 from __future__ import annotations
@@ -86,6 +88,9 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
     xp = backend.xp
     if limits.workspace is None and backend.scheduler.blocks:
         slices = _slices(spec, backend.scheduler.block_budget(spec), workers)
+        # fewer images than workers: the slices of one image's channels one after the other on this thread, each
+        # GEMM on the BLAS's threads, measured faster than the slices on the workers (CPU_NOTES.md, session 8)
+        along = 1 if spec.n < workers else None
 
         def run_slices(gy: Any, w: Any, bias: Any, out: Any) -> Any:
             wt = w.reshape(g, kg, crs).transpose(0, 2, 1)  # (K, C/G, R, S) -> (G, C/G·R·S, K/G)
@@ -101,11 +106,12 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
                     cols = backend.matmul(wt[g0:g1], gy[n].reshape(g, kg, p)[g0:g1], scratch=True)
                 backend.col2im_part(cols.reshape(1, -1, p), dx, spec, n, 0, channels=(c0, c1))
 
-            backend.scheduler.run_blocks(slice_block, slices)
+            backend.scheduler.run_blocks(slice_block, slices, along)
             return _with_bias(dx, bias, out)
 
         most = max(c1 - c0 for _, c0, c1 in slices)
-        run_slices.workspace_bytes = most * rs * p * spec.itemsize * min(workers, len(slices))  # type: ignore[attr-defined]
+        in_flight = 1 if along == 1 else min(workers, len(slices))
+        run_slices.workspace_bytes = most * rs * p * spec.itemsize * in_flight  # type: ignore[attr-defined]
         return run_slices
     # under a workspace limit (or on a backend without blocks): im2col's blocks of images or bands of rows
     blocks = _blocks(backend, spec, workers, limits.workspace)
@@ -143,6 +149,10 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
     g, crs, kg = spec.groups, _crs(spec), spec.kg
     limit, acc = limits.workspace, _accumulator_bytes(spec)
     parts = backend.scheduler.workers()
+    # fewer images than workers: the blocks one after the other on this thread into one sum, each GEMM on the
+    # BLAS's threads, measured faster than blocks on the workers (CPU_NOTES.md, session 8)
+    along = 1 if spec.n < parts else None
+    parts = 1 if along == 1 else parts
     while limit is not None and parts > 1 and limit - parts * acc < im2col.min_workspace(spec):
         parts -= 1  # fewer accumulators (and blocks in flight) where the limit holds fewer
     blocks = _blocks(backend, spec, parts, None if limit is None else limit - parts * acc)
@@ -196,7 +206,7 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
                 k0, k1 = part[4], part[5]
                 add_block(x, gy, part, total[:, :, k0:k1] if transposed else total[:, k0:k1], True)
 
-            backend.scheduler.run_blocks(block, blocks)
+            backend.scheduler.run_blocks(block, blocks, along)
         else:
             sums = [xp.empty(shape, dtype=x.dtype) for _ in range(parts)]
 
