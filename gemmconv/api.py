@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from . import dask_conv
 from .args import DEFAULTS, ConvArgs
 from .backends import get_backend
 from .plan import PLAN_CACHE, ConvPlan, make_plan
@@ -39,7 +40,9 @@ def conv2d(
     ----------
     x : array
         Input of shape (N, C, H, W), or (C, H, W) for a single image. A NumPy
-        array (or an array of another registered backend), float32 or float64.
+        array (or an array of another registered backend), float32 or float64;
+        or a ``dask.array.Array`` of such chunks, whose result is a lazy Dask
+        array computed block by block (its channels in one chunk; README: Dask).
         C may be 0: the result is then the bias broadcast to (N, K, OH, OW)
         (zeros without a bias), the value of an empty sum; torch returns an
         array of shape (N, 0, OH, OW) instead.
@@ -99,6 +102,9 @@ def conv2d(
     array([[[ 56.,  72.],
             [104., 120.]]])
     """
+    if dask_conv.is_dask_array(x):  # lazily, block by block, each block by this function
+        return dask_conv.conv2d(x, w, b, ConvArgs(stride, padding, dilation, groups, padding_mode, strategy,
+                                                  workspace_limit), conv2d, out)
     key = plan_key(x, w, b, (stride, padding, dilation, groups, padding_mode, strategy, workspace_limit))
     p = PLAN_CACHE.get(key) if key is not None else None
     if p is None:

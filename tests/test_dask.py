@@ -1,0 +1,170 @@
+"""conv2d on Dask arrays: every chunking against the in-memory result, laziness, the weights once, errors, and
+a real distributed cluster."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import configs, tolerance
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gemmconv
+from gemmconv import dask_conv
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+cloudpickle = pytest.importorskip("cloudpickle")
+
+RNG = np.random.default_rng(3)
+
+
+def _chunks(draw, size: int) -> tuple[int, ...]:
+    """Irregular chunks of ``size`` (some of one element), as a user might have them."""
+    if size <= 1:
+        return (size,)
+    cuts = sorted(draw(st.sets(st.integers(1, size - 1), max_size=3)))
+    return tuple(b - a for a, b in itertools.pairwise([0, *cuts, size]))
+
+
+def _in_memory(x, w, b, args):
+    try:
+        return gemmconv.conv2d(x, w, b, **args)
+    except ValueError:
+        return None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs(), st.data())
+def test_every_chunking_matches_the_in_memory_result(cfg, data):
+    """Chunks along N, H and W (irregular, together or alone), with stride, dilation, padding forms and modes,
+    groups and unbatched inputs: the lazy result, computed, equals the in-memory call on the whole array."""
+    x, w, b, args = cfg
+    ref = _in_memory(x, w, b, args)
+    if ref is None:  # refused in memory: the Dask call must refuse it too (below, in its own tests)
+        return
+    strategy = data.draw(st.sampled_from(["auto", "auto", "direct", "im2col"]))
+    spatial = x.shape[-2:]
+    chunks = tuple(_chunks(data.draw, s) for s in spatial)
+    if x.ndim == 4:
+        chunks = (_chunks(data.draw, x.shape[0]), x.shape[1], *chunks)
+    else:
+        chunks = (x.shape[0], *chunks)
+    xd = da.from_array(x, chunks=chunks)
+    y = gemmconv.conv2d(xd, w, b, strategy=strategy, **args)
+    assert isinstance(y, da.Array) and y.shape == ref.shape and y.dtype == ref.dtype
+    got = y.compute(scheduler="sync")
+    assert isinstance(got, np.ndarray)
+    scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
+    assert np.max(np.abs(got - ref), initial=0.0) <= 20 * tolerance("winograd", "winograd", x.dtype.name) * scale
+
+
+@pytest.mark.parametrize("args", [dict(padding=1), dict(stride=2, padding=3, dilation=2),
+                                  dict(padding="same", padding_mode="circular"),
+                                  dict(padding=(2, 1), padding_mode="reflect", groups=2)])
+def test_halos_wider_than_a_chunk_and_strides_across_chunks(args):
+    """Chunks of one or two rows (narrower than the halo), strides that do not divide them."""
+    x = RNG.standard_normal((3, 4, 17, 15))
+    w = RNG.standard_normal((6, 4 // args.get("groups", 1), 5, 3))
+    xd = da.from_array(x, chunks=(1, 4, (1, 2, 1, 6, 7), (2,) * 7 + (1,)))
+    np.testing.assert_allclose(gemmconv.conv2d(xd, w, **args).compute(), gemmconv.conv2d(x, w, **args),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_the_result_is_lazy_until_computed():
+    calls = []
+
+    def make(block):
+        calls.append(block.shape)
+        return block
+
+    x = da.from_array(RNG.standard_normal((4, 3, 12, 12)), chunks=(2, 3, 6, 6)).map_blocks(make, dtype=float)
+    calls.clear()  # map_blocks may call it on an empty block to learn its type
+    y = gemmconv.conv2d(x, RNG.standard_normal((2, 3, 3, 3)), padding=1)
+    assert calls == [] and isinstance(y, da.Array)
+    y.compute(scheduler="sync")
+    assert calls
+
+
+def test_the_weights_enter_the_graph_once():
+    x = da.from_array(RNG.standard_normal((8, 16, 20, 20)), chunks=(2, 16, 7, 7))
+    w, b = RNG.standard_normal((32, 16, 3, 3)), RNG.standard_normal(32)
+    y = gemmconv.conv2d(x, w, b, padding=1)
+    graph = dict(y.__dask_graph__())
+    assert len(graph) > 4 * 9  # many tasks...
+    size = len(cloudpickle.dumps(graph))
+    assert size < 2 * w.nbytes + 4 * x.nbytes  # ...but w once (the input's chunks are in the graph too)
+    held = [v for v in graph.values() if isinstance(getattr(v, "value", None), np.ndarray)
+            and v.value.shape == w.shape]
+    assert len(held) == 1
+
+
+def test_dask_weights_stay_lazy_and_enter_once():
+    x = da.from_array(RNG.standard_normal((4, 3, 9, 9)), chunks=(2, 3, 5, 9))
+    w = RNG.standard_normal((4, 3, 3, 3))
+    wd = da.from_array(w, chunks=(2, 3, 3, 3))
+    np.testing.assert_allclose(gemmconv.conv2d(x, wd, padding=1).compute(),
+                               gemmconv.conv2d(x.compute(), w, padding=1), rtol=1e-12)
+
+
+def test_bad_input_is_named_before_any_work():
+    x = da.from_array(RNG.standard_normal((2, 4, 9, 9)), chunks=(1, 2, 9, 9))
+    w = RNG.standard_normal((3, 4, 3, 3))
+    with pytest.raises(ValueError, match=r"chunked along its channels.*x.rechunk\(\{1: -1\}\)"):
+        gemmconv.conv2d(x, w)
+    x = x.rechunk({1: -1})
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        gemmconv.conv2d(x[0, 0], w)
+    with pytest.raises(TypeError, match="out= is not supported"):
+        gemmconv.conv2d(x, w, out=np.empty((2, 3, 7, 7)))
+    with pytest.raises(TypeError, match="w must be"):
+        gemmconv.conv2d(x, w.tolist())
+    with pytest.raises(TypeError, match="same dtype"):
+        gemmconv.conv2d(x, w.astype(np.float32))
+    with pytest.raises(ValueError, match=r"w.shape\[1\]"):
+        gemmconv.conv2d(x, w[:, :2])
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match="needs a 1x1 kernel"):
+        gemmconv.conv2d(x, w, strategy="1x1")
+    with pytest.raises(ValueError, match="workspace_limit"):
+        gemmconv.conv2d(x, w, strategy="im2col", workspace_limit=8)
+
+
+def test_importing_gemmconv_and_numpy_calls_do_not_import_dask():
+    code = ("import sys, numpy as np, gemmconv\n"
+            "gemmconv.conv2d(np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3)))\n"
+            "assert not gemmconv.dask_conv.is_dask_array(np.ones(2))\n"
+            "sys.exit(1 if 'dask' in sys.modules else 0)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_output_bounds_cut_at_the_input_chunks():
+    assert dask_conv.output_bounds((5, 5, 5), 1, 1, 3, 15) == [0, 5, 10, 15]
+    assert dask_conv.output_bounds((1, 1, 13), 0, 2, 3, 7) == [0, 1, 7]
+    assert dask_conv.output_bounds((4,), 0, 1, 3, 2) == [0, 2]
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_class=distributed.Nanny) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def test_on_a_distributed_cluster_of_two_processes(client):
+    """A real engine: two worker processes, chunks along N and H, each block gemmconv's conv2d in a worker."""
+    x = RNG.standard_normal((6, 8, 30, 28)).astype(np.float32)
+    w = RNG.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(16).astype(np.float32)
+    xd = da.from_array(x, chunks=(2, 8, 10, 28))
+    y = gemmconv.conv2d(xd, w, b, padding=1, padding_mode="reflect")
+    got = client.compute(y).result()
+    np.testing.assert_allclose(got, gemmconv.conv2d(x, w, b, padding=1, padding_mode="reflect"), rtol=2e-4,
+                               atol=2e-4)
+    workers = client.run(lambda: __import__("os").getpid())
+    assert len(set(workers.values())) == 2
