@@ -3,8 +3,11 @@
 The result's blocks follow the input's chunks: along N one block per chunk (no communication); along H and W
 the output rows and columns are cut where the input's chunks are (:func:`output_bounds`), and each output
 block reads the slab of the padded input its windows cover (:func:`slab`), the halo coming from the
-neighbouring chunks. Padding is applied to the whole array first (``dask.array.pad``), so a padding mode acts
-at the array's border only and circular padding wraps across the whole array; the blocks then run unpadded.
+neighbouring chunks; along C each chunk's channels give a partial sum of the output channels they feed
+(:func:`channel_pieces`: whole groups together, a group split between chunks in parts), the parts of one
+output block added by a balanced tree. Padding is applied to the whole array first (``dask.array.pad``), so a
+padding mode acts at the array's border only and circular padding wraps across the whole array; the blocks then
+run unpadded.
 The weights and bias enter the graph once (one ``Delayed`` each), not once per task.
 
 Dask is optional: this module never imports it; :func:`is_dask_array` looks in ``sys.modules``, and the
@@ -24,7 +27,7 @@ from .backends import get_backend
 from .plan import make_plan
 from .validate import validate
 
-__all__ = ["conv2d", "is_dask_array", "output_bounds", "slab"]
+__all__ = ["channel_pieces", "conv2d", "is_dask_array", "output_bounds", "slab"]
 
 #: torch's padding modes -> dask.array.pad's (numpy.pad's) names
 _PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -53,6 +56,41 @@ def output_bounds(chunks: tuple[int, ...], pad: int, stride: int, ekernel: int, 
         cuts.append(min(out, max(0, o)))
     cuts.append(out)
     return sorted(set(cuts))
+
+
+#: ``(c0, c1, k0, k1, groups, cw0, cw1)``: input channels ``c0:c1`` give output channels ``k0:k1`` through a
+#: convolution of ``groups`` groups with the weights ``w[k0:k1, cw0:cw1]``
+Piece = tuple[int, int, int, int, int, int, int]
+
+
+def channel_pieces(chunks: tuple[int, ...], groups: int, cg: int, kg: int) -> list[Piece]:
+    """The input channels cut where ``x``'s chunks are and, inside a chunk, at the first and last group boundary:
+    the whole groups of a chunk are one grouped convolution; a part of a group (a group split between chunks)
+    is a convolution of its channels alone, a partial sum of its group's outputs, added to the other parts'."""
+    pieces: list[Piece] = []
+    c0 = 0
+    for size in chunks:
+        c1 = c0 + size
+        head, tail = min(c1, -(-c0 // cg) * cg), max(c0, c1 // cg * cg)  # the first and last group boundary
+        if head >= tail:  # no whole group: the chunk lies inside one group (or spans one boundary only)
+            cuts = sorted({c0, head, c1})
+        else:
+            cuts = sorted({c0, head, tail, c1})
+        for u, v in itertools.pairwise(cuts):
+            g0 = u // cg
+            if u % cg == 0 and v % cg == 0:  # whole groups g0 .. v/cg
+                pieces.append((u, v, g0 * kg, v // cg * kg, v // cg - g0, 0, cg))
+            else:  # a part of group g0
+                pieces.append((u, v, g0 * kg, (g0 + 1) * kg, 1, u - g0 * cg, v - g0 * cg))
+        c0 = c1
+    return pieces
+
+
+def _tree_sum(parts: list[Any]) -> Any:
+    """The sum of ``parts`` by a balanced tree of additions (depth log2 of their number)."""
+    while len(parts) > 1:
+        parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+    return parts[0]
 
 
 def slab(o0: int, o1: int, stride: int, ekernel: int) -> slice:
@@ -98,34 +136,48 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
     spec = whole.spec
     unbatched = x.ndim == 3
     x4 = x[None] if unbatched else x  # (C, H, W) -> (1, C, H, W)
-    if len(x4.chunks[1]) > 1:
-        raise ValueError(f"x is chunked along its channels (chunks {x4.chunks[1]}); conv2d on Dask arrays needs "
-                         f"the channels in one chunk: pass x.rechunk({{{int(not unbatched)}: -1}})")
     pads = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
     padded = x4 if not any(sum(p) for p in pads) else da.pad(x4, pads, mode=_PAD_MODES[spec.padding_mode])
     rows = output_bounds(x4.chunks[2], spec.pt, spec.sh, spec.ekh, spec.oh)
     cols = output_bounds(x4.chunks[3], spec.pl, spec.sw, spec.ekw, spec.ow)
-    block_args = ConvArgs(args.stride, 0, args.dilation, args.groups, "zeros", args.strategy, args.workspace_limit)
-    kwargs = {f: getattr(block_args, f) for f in ("stride", "dilation", "groups", "strategy", "workspace_limit")}
-    compute = functools.partial(_block, conv=functools.partial(conv, padding=0, **kwargs))
+    pieces = channel_pieces(x4.chunks[1], spec.groups, spec.cg, spec.kg) or [(0, 0, 0, spec.k, spec.groups, 0, 0)]
     wd, bd = _delayed(dask, w, "w"), _delayed(dask, b, "b")
+    weights = {piece: wd if piece[4:] == (spec.groups, 0, spec.cg) else wd[piece[2]:piece[3], piece[5]:piece[6]]
+               for piece in pieces}  # slices of the one weights node
+    ranges = sorted({(k0, k1) for _, _, k0, k1, *_ in pieces})
+    first = {r: next(p for p in pieces if p[2:4] == r) for r in ranges}  # the piece that adds the bias
+    biases = {r: None if bd is None else (bd if r == (0, spec.k) else bd[r[0]:r[1]]) for r in ranges}
 
-    checked: set[tuple[int, ...]] = set()  # block shapes whose strategy is checked, before any work
+    checked: set[tuple[Any, ...]] = set()  # block shapes whose strategy is checked, before any work
+
+    def partial(n0: int, nb: int, rs: slice, cs: slice, oshape: tuple[int, int], piece: Piece) -> Any:
+        """One piece's convolution of one output block (its share of the sum over the input channels)."""
+        c0, c1, k0, k1, g, cw0, cw1 = piece
+        block_args = ConvArgs(args.stride, 0, args.dilation, g, "zeros", args.strategy, args.workspace_limit)
+        part = padded[n0:n0 + nb, c0:c1, rs, cs]
+        shape = (nb, c1 - c0, *part.shape[2:])
+        if (shape, piece) not in checked and nb and args.strategy != "auto":
+            w_stand = _stand_in(x._meta, (k1 - k0, cw1 - cw0, spec.kh, spec.kw), x.dtype, "w")
+            make_plan(_stand_in(x._meta, shape, x.dtype, "x"), w_stand, None, block_args)
+        checked.add((shape, piece))
+        kwargs = {f: getattr(block_args, f) for f in ("stride", "dilation", "groups", "strategy", "workspace_limit")}
+        compute = functools.partial(_block, conv=functools.partial(conv, padding=0, **kwargs))
+        bias = biases[(k0, k1)] if first[(k0, k1)] == piece else None
+        part = part.rechunk(shape)  # one chunk: the slab with its halo
+        return da.map_blocks(compute, part, weights[piece], bias, dtype=x.dtype, meta=x._meta,
+                             chunks=(nb, k1 - k0, *oshape))
+
     n_rows = []
     n0 = 0
     for nb in x4.chunks[0]:
         row_blocks = []
-        for (o0, o1) in itertools.pairwise(rows):
+        for o0, o1 in itertools.pairwise(rows):
             col_blocks = []
-            for (q0, q1) in itertools.pairwise(cols):
-                piece = padded[n0:n0 + nb, :, slab(o0, o1, spec.sh, spec.ekh), slab(q0, q1, spec.sw, spec.ekw)]
-                shape = (nb, spec.c, *piece.shape[2:])
-                if shape not in checked and nb and args.strategy != "auto":
-                    make_plan(_stand_in(x._meta, shape, x.dtype, "x"), stands[0], stands[1], block_args)
-                checked.add(shape)
-                piece = piece.rechunk((nb, spec.c, *piece.shape[2:]))  # one chunk: the slab with its halo
-                col_blocks.append(da.map_blocks(compute, piece, wd, bd, dtype=x.dtype, meta=x._meta,
-                                                chunks=(nb, spec.k, o1 - o0, q1 - q0)))
+            for q0, q1 in itertools.pairwise(cols):
+                rs, cs = slab(o0, o1, spec.sh, spec.ekh), slab(q0, q1, spec.sw, spec.ekw)
+                sums = [_tree_sum([partial(n0, nb, rs, cs, (o1 - o0, q1 - q0), p) for p in pieces if p[2:4] == r])
+                        for r in ranges]
+                col_blocks.append(sums[0] if len(sums) == 1 else da.concatenate(sums, axis=1))
             row_blocks.append(da.concatenate(col_blocks, axis=3))
         n_rows.append(da.concatenate(row_blocks, axis=2))
         n0 += nb
