@@ -136,12 +136,22 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
     spec = whole.spec
     unbatched = x.ndim == 3
     x4 = x[None] if unbatched else x  # (C, H, W) -> (1, C, H, W)
+    wd, bd = _delayed(dask, w, "w"), _delayed(dask, b, "b")
+    if all(len(c) == 1 for c in x4.chunks[1:]):  # chunks along N only: one task per chunk, padding its own
+        if args.strategy != "auto":
+            for nb in set(x4.chunks[0]) - {0}:
+                make_plan(_stand_in(x._meta, (nb, *x4.shape[1:]), x.dtype, "x"), stands[0], stands[1], args)
+        kwargs = {f: getattr(args, f) for f in ("stride", "padding", "dilation", "groups", "padding_mode",
+                                                "strategy", "workspace_limit")}
+        compute = functools.partial(_block, conv=functools.partial(conv, **kwargs))
+        y = da.map_blocks(compute, x4, wd, bd, dtype=x.dtype, meta=x._meta,
+                          chunks=(x4.chunks[0], (spec.k,), (spec.oh,), (spec.ow,)))
+        return y[0] if unbatched else y
     pads = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
     padded = x4 if not any(sum(p) for p in pads) else da.pad(x4, pads, mode=_PAD_MODES[spec.padding_mode])
     rows = output_bounds(x4.chunks[2], spec.pt, spec.sh, spec.ekh, spec.oh)
     cols = output_bounds(x4.chunks[3], spec.pl, spec.sw, spec.ekw, spec.ow)
     pieces = channel_pieces(x4.chunks[1], spec.groups, spec.cg, spec.kg) or [(0, 0, 0, spec.k, spec.groups, 0, 0)]
-    wd, bd = _delayed(dask, w, "w"), _delayed(dask, b, "b")
     weights = {piece: wd if piece[4:] == (spec.groups, 0, spec.cg) else wd[piece[2]:piece[3], piece[5]:piece[6]]
                for piece in pieces}  # slices of the one weights node
     ranges = sorted({(k0, k1) for _, _, k0, k1, *_ in pieces})

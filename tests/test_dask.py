@@ -104,6 +104,15 @@ def test_the_weights_enter_the_graph_once():
     assert len(held) == 1
 
 
+def test_chunks_along_n_alone_are_one_task_each():
+    """No communication: each chunk of images is one convolution task (padding done by it), nothing else."""
+    x = da.from_array(RNG.standard_normal((8, 3, 9, 9)), chunks=(2, 3, 9, 9))
+    y = gemmconv.conv2d(x, RNG.standard_normal((4, 3, 3, 3)), padding=1, padding_mode="circular")
+    layers = y.__dask_graph__().layers
+    assert len(layers) == 3  # the input, the weights, the convolution
+    assert len(y.__dask_graph__()) == 4 + 1 + 4
+
+
 def test_dask_weights_stay_lazy_and_enter_once():
     x = da.from_array(RNG.standard_normal((4, 3, 9, 9)), chunks=(2, 3, 5, 9))
     w = RNG.standard_normal((4, 3, 3, 3))
