@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import dask_conv, dask_grad
 from .api import plan_key
 from .args import DEFAULTS, ConvArgs
 from .pass_plan import TRANSPOSE, PassPlan, cached, make_pass_plan
@@ -71,7 +72,8 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, ou
     Parameters
     ----------
     x : array
-        The input (N, C, H, W) or (C, H, W).
+        The input (N, C, H, W) or (C, H, W); or a ``dask.array.Array`` of such chunks (``grad_y`` then a Dask
+        array or an array of x's library), whose result is a lazy Dask array (README: Dask).
     weight_shape : tuple of int
         Shape of ``w``: (K, C / groups, KH, KW).
     grad_y : array
@@ -87,6 +89,8 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, ou
         dL/dw of shape ``weight_shape``.
     """
     args = ConvArgs.from_kwargs("conv2d_grad_weight", kwargs)
+    if dask_conv.is_dask_array(x):  # lazily: the blocks' shares, each by this function, added by a tree
+        return dask_grad.conv2d_grad_weight(x, weight_shape, grad_y, args, conv2d_grad_weight, out)
     key = plan_key(x, grad_y, None, (GRAD_WEIGHT, weight_shape, *_args_key(args)))
     plan = cached(key, lambda: make_pass_plan(GRAD_WEIGHT, (x, grad_y), weight_shape, args))
     return plan(x, grad_y, out=out)

@@ -30,7 +30,7 @@ from .validate import validate
 __all__ = ["channel_pieces", "conv2d", "is_dask_array", "output_bounds", "slab"]
 
 #: torch's padding modes -> dask.array.pad's (numpy.pad's) names
-_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def is_dask_array(a: Any) -> bool:
@@ -39,7 +39,7 @@ def is_dask_array(a: Any) -> bool:
     return da is not None and isinstance(a, da.Array)
 
 
-def _stand_in(meta: Any, shape: tuple[int, ...], dtype: Any, name: str) -> Any:
+def stand_in(meta: Any, shape: tuple[int, ...], dtype: Any, name: str) -> Any:
     """A read-only array of ``shape`` and ``dtype`` in the library of ``meta`` (a Dask array's ``_meta``) that
     holds no memory (zeros broadcast), for validation before any work."""
     xp = get_backend(meta, name).xp
@@ -86,7 +86,7 @@ def channel_pieces(chunks: tuple[int, ...], groups: int, cg: int, kg: int) -> li
     return pieces
 
 
-def _tree_sum(parts: list[Any]) -> Any:
+def tree_sum(parts: list[Any]) -> Any:
     """The sum of ``parts`` by a balanced tree of additions (depth log2 of their number)."""
     while len(parts) > 1:
         parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
@@ -130,9 +130,9 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
     if any(_unknown(s) for s in x.shape):
         raise ValueError(f"x has unknown chunk sizes (shape {x.shape}); call x.compute_chunk_sizes() first")
     names = ("w", "b")
-    stands = [a if a is None or not is_dask_array(a) else _stand_in(a._meta, a.shape, a.dtype, n)
+    stands = [a if a is None or not is_dask_array(a) else stand_in(a._meta, a.shape, a.dtype, n)
               for a, n in zip((w, b), names, strict=True)]
-    whole = validate(_stand_in(x._meta, x.shape, x.dtype, "x"), stands[0], stands[1], args)  # errors, no work
+    whole = validate(stand_in(x._meta, x.shape, x.dtype, "x"), stands[0], stands[1], args)  # errors, no work
     spec = whole.spec
     unbatched = x.ndim == 3
     x4 = x[None] if unbatched else x  # (C, H, W) -> (1, C, H, W)
@@ -140,7 +140,7 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
     if all(len(c) == 1 for c in x4.chunks[1:]):  # chunks along N only: one task per chunk, padding its own
         if args.strategy != "auto":
             for nb in set(x4.chunks[0]) - {0}:
-                make_plan(_stand_in(x._meta, (nb, *x4.shape[1:]), x.dtype, "x"), stands[0], stands[1], args)
+                make_plan(stand_in(x._meta, (nb, *x4.shape[1:]), x.dtype, "x"), stands[0], stands[1], args)
         kwargs = {f: getattr(args, f) for f in ("stride", "padding", "dilation", "groups", "padding_mode",
                                                 "strategy", "workspace_limit")}
         compute = functools.partial(_block, conv=functools.partial(conv, **kwargs))
@@ -148,7 +148,7 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
                           chunks=(x4.chunks[0], (spec.k,), (spec.oh,), (spec.ow,)))
         return y[0] if unbatched else y
     pads = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
-    padded = x4 if not any(sum(p) for p in pads) else da.pad(x4, pads, mode=_PAD_MODES[spec.padding_mode])
+    padded = x4 if not any(sum(p) for p in pads) else da.pad(x4, pads, mode=PAD_MODES[spec.padding_mode])
     rows = output_bounds(x4.chunks[2], spec.pt, spec.sh, spec.ekh, spec.oh)
     cols = output_bounds(x4.chunks[3], spec.pl, spec.sw, spec.ekw, spec.ow)
     pieces = channel_pieces(x4.chunks[1], spec.groups, spec.cg, spec.kg) or [(0, 0, 0, spec.k, spec.groups, 0, 0)]
@@ -167,8 +167,8 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
         part = padded[n0:n0 + nb, c0:c1, rs, cs]
         shape = (nb, c1 - c0, *part.shape[2:])
         if (shape, piece) not in checked and nb and args.strategy != "auto":
-            w_stand = _stand_in(x._meta, (k1 - k0, cw1 - cw0, spec.kh, spec.kw), x.dtype, "w")
-            make_plan(_stand_in(x._meta, shape, x.dtype, "x"), w_stand, None, block_args)
+            w_stand = stand_in(x._meta, (k1 - k0, cw1 - cw0, spec.kh, spec.kw), x.dtype, "w")
+            make_plan(stand_in(x._meta, shape, x.dtype, "x"), w_stand, None, block_args)
         checked.add((shape, piece))
         kwargs = {f: getattr(block_args, f) for f in ("stride", "dilation", "groups", "strategy", "workspace_limit")}
         compute = functools.partial(_block, conv=functools.partial(conv, padding=0, **kwargs))
@@ -185,7 +185,7 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
             col_blocks = []
             for q0, q1 in itertools.pairwise(cols):
                 rs, cs = slab(o0, o1, spec.sh, spec.ekh), slab(q0, q1, spec.sw, spec.ekw)
-                sums = [_tree_sum([partial(n0, nb, rs, cs, (o1 - o0, q1 - q0), p) for p in pieces if p[2:4] == r])
+                sums = [tree_sum([partial(n0, nb, rs, cs, (o1 - o0, q1 - q0), p) for p in pieces if p[2:4] == r])
                         for r in ranges]
                 col_blocks.append(sums[0] if len(sums) == 1 else da.concatenate(sums, axis=1))
             row_blocks.append(da.concatenate(col_blocks, axis=3))

@@ -197,3 +197,32 @@ def test_on_a_distributed_cluster_of_two_processes(client):
                                atol=2e-4)
     workers = client.run(lambda: __import__("os").getpid())
     assert len(set(workers.values())) == 2
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs(), st.data())
+def test_grad_weight_of_every_chunking_matches_the_in_memory_result(cfg, data):
+    """conv2d_grad_weight with x chunked along N, C, H and W (grad_y a Dask array of other chunks, or in memory):
+    the blocks' shares, added by a tree, equal the in-memory gradient."""
+    x, w, b, args = cfg
+    y = _in_memory(x, w, b, args)
+    if y is None:
+        return
+    gy = np.random.default_rng(int(x.size)).uniform(-1, 1, y.shape).astype(x.dtype)
+    ref = gemmconv.conv2d_grad_weight(x, w.shape, gy, **args)
+    chunks = tuple(_chunks(data.draw, s) for s in x.shape)
+    gyd = da.from_array(gy, chunks=tuple(_chunks(data.draw, s) for s in gy.shape)) if data.draw(st.booleans()) else gy
+    got = gemmconv.conv2d_grad_weight(da.from_array(x, chunks=chunks), w.shape, gyd, **args)
+    assert isinstance(got, da.Array) and got.shape == w.shape and got.dtype == x.dtype
+    scale = max(1.0, float(np.max(np.abs(ref))))
+    terms = max(1, y.size // max(1, w.shape[0]))
+    assert np.max(np.abs(got.compute(scheduler="sync") - ref)) <= (
+        tolerance("default", "default", x.dtype.name) * scale * max(1.0, terms / 100))
+
+
+def test_grad_weight_bad_input_is_named_before_any_work():
+    x = da.from_array(RNG.standard_normal((2, 4, 9, 9)), chunks=(1, 2, 9, 9))
+    with pytest.raises(ValueError, match=r"grad_y must have shape \(2, 3, 7, 7\)"):
+        gemmconv.conv2d_grad_weight(x, (3, 4, 3, 3), np.zeros((2, 3, 9, 9)))
+    with pytest.raises(TypeError, match="out= is not supported"):
+        gemmconv.conv2d_grad_weight(x, (3, 4, 3, 3), np.zeros((2, 3, 7, 7)), out=np.empty((3, 4, 3, 3)))
