@@ -30,6 +30,7 @@ import warnings
 import dask
 import dask.array as da
 import numpy as np
+from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 from distributed import Client, LocalCluster, wait
 from rich.console import Console
 from rich.table import Table
@@ -38,16 +39,6 @@ import gemmconv
 
 TILE = 5000
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GEMMCONV_THREADS": "1"}
-
-
-def _median(fn, reps: int) -> float:
-    fn()  # warm: compiles, plans, worker imports
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def batch(reps: int) -> list[tuple[str, str]]:
@@ -72,7 +63,7 @@ def batch(reps: int) -> list[tuple[str, str]]:
                     wait(y)
                     del y
 
-                times[workers, chunk] = _median(run, reps)
+                times[workers, chunk] = median_time(run, reps)
                 del xd
     rows = []
     for chunk in (4, 8, 16):
@@ -96,7 +87,7 @@ def tiling(reps: int) -> list[tuple[str, str]]:
     rounds: dict[str, list[float]] = {k: [] for k in calls}
     for _ in range(reps):  # interleaved
         for k, fn in calls.items():
-            rounds[k].append(_median(fn, 1))
+            rounds[k].append(median_time(fn, 1))
     t = {k: statistics.median(v) for k, v in rounds.items()}
     return [("tiling: 8x64x224², 3x3 64->64, in memory", f"{t['in-memory'] * 1e3:.0f} ms"),
             ("tiling: 2x2 spatial chunks, synchronous scheduler", f"{t['sync'] * 1e3:.0f} ms "
@@ -119,7 +110,7 @@ def _huge_image(size: int):
 def huge(size: int, memory_limit: str) -> list[tuple[str, str]]:
     w = np.full((1, 1, 3, 3), 1 / 9, np.float32)
     # the in-memory rate: one tile made and convolved here, as each task does
-    one = _median(lambda: gemmconv.conv2d(_tile((0, 0, 0, 0)), w, padding=1), 3)
+    one = median_time(lambda: gemmconv.conv2d(_tile((0, 0, 0, 0)), w, padding=1), 3)
     x = _huge_image(size)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       memory_limit=memory_limit, env=ONE_THREAD) as cluster, Client(cluster) as client:
