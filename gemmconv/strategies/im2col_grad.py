@@ -89,8 +89,8 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
     if limits.workspace is None and backend.scheduler.blocks:
         slices = _slices(spec, backend.scheduler.block_budget(spec), workers)
         # fewer images than workers: the slices of one image's channels one after the other on this thread, each
-        # GEMM on the BLAS's threads, measured faster than the slices on the workers (CPU_NOTES.md, session 8)
-        along = 1 if spec.n < workers else None
+        # GEMM on the BLAS's threads (the scheduler's gemm_workers)
+        along = 1 if backend.scheduler.gemm_workers(spec) < workers else None
 
         def run_slices(gy: Any, w: Any, bias: Any, out: Any) -> Any:
             wt = w.reshape(g, kg, crs).transpose(0, 2, 1)  # (K, C/G, R, S) -> (G, C/G·R·S, K/G)
@@ -150,8 +150,8 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
     limit, acc = limits.workspace, _accumulator_bytes(spec)
     parts = backend.scheduler.workers()
     # fewer images than workers: the blocks one after the other on this thread into one sum, each GEMM on the
-    # BLAS's threads, measured faster than blocks on the workers (CPU_NOTES.md, session 8)
-    along = 1 if spec.n < parts else None
+    # BLAS's threads (the scheduler's gemm_workers)
+    along = 1 if backend.scheduler.gemm_workers(spec) < parts else None
     parts = 1 if along == 1 else parts
     while limit is not None and parts > 1 and limit - parts * acc < im2col.min_workspace(spec):
         parts -= 1  # fewer accumulators (and blocks in flight) where the limit holds fewer

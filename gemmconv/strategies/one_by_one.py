@@ -47,7 +47,8 @@ def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
         # (NB, C, OB, W) rows of x -> (NB, C, OB·W): a view, as the rows of a band are adjacent
         return im2col.gemm_blocks(
             backend, x, w, b, spec, d.blocks,
-            lambda n0, n1, o0, o1: x[n0:n1, :, o0:o1].reshape(n1 - n0, spec.c, (o1 - o0) * spec.width), out=out)
+            lambda n0, n1, o0, o1: x[n0:n1, :, o0:o1].reshape(n1 - n0, spec.c, (o1 - o0) * spec.width),
+            workers=d.in_flight, out=out)
 
     run.workspace_bytes = im2col.block_workspace(spec, decided(True)) if strided else 0  # type: ignore[attr-defined]
     return run
