@@ -27,7 +27,7 @@ from .backends import get_backend
 from .plan import make_plan
 from .validate import validate
 
-__all__ = ["channel_pieces", "conv2d", "is_dask_array", "output_bounds", "slab"]
+__all__ = ["Tiling", "channel_pieces", "check_x", "conv2d", "is_dask_array", "output_bounds", "slab"]
 
 #: torch's padding modes -> dask.array.pad's (numpy.pad's) names
 PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -108,6 +108,49 @@ def _block(x: Any, w: Any, b: Any, conv: Callable[..., Any]) -> Any:
     return conv(x, w, b)
 
 
+def check_x(x: Any, out: Any) -> None:
+    """What a Dask ``x`` must be before any graph is built (every function on Dask arrays checks it)."""
+    if out is not None:
+        raise TypeError("out= is not supported for a Dask array x: the result is a lazy Dask array; "
+                        "store it with dask.array.store (or compute it) instead")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"x must be 4-D (N, C, H, W) or 3-D (C, H, W), got a {x.ndim}-D Dask array of shape "
+                         f"{x.shape}")
+    if any(_unknown(s) for s in x.shape):
+        raise ValueError(f"x has unknown chunk sizes (shape {x.shape}); call x.compute_chunk_sizes() first")
+
+
+class Tiling:
+    """The blocks of a convolution ``spec`` of the 4-D Dask array ``x4``: the padded input, the cuts of the
+    output rows and columns (:func:`output_bounds`), the channel pieces (:func:`channel_pieces`) and the
+    chunks of images ``(n0, nb)``."""
+
+    def __init__(self, da: Any, x4: Any, spec: Any) -> None:
+        self.spec = spec
+        pads = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
+        self.padded = x4 if not any(sum(p) for p in pads) else da.pad(x4, pads, mode=PAD_MODES[spec.padding_mode])
+        self.rows = output_bounds(x4.chunks[2], spec.pt, spec.sh, spec.ekh, spec.oh)
+        self.cols = output_bounds(x4.chunks[3], spec.pl, spec.sw, spec.ekw, spec.ow)
+        self.pieces = (channel_pieces(x4.chunks[1], spec.groups, spec.cg, spec.kg)
+                       or [(0, 0, 0, spec.k, spec.groups, 0, 0)])
+        self.ranges = sorted({p[2:4] for p in self.pieces})  # the output channels the pieces feed
+        starts = itertools.accumulate((0, *x4.chunks[0][:-1]))
+        self.images = list(zip(starts, x4.chunks[0], strict=True))
+
+    def slab(self, n0: int, nb: int, c0: int, c1: int, o0: int, o1: int, q0: int, q1: int) -> Any:
+        """Images ``n0:n0+nb``, channels ``c0:c1`` of the padded input that outputs ``o0:o1`` x ``q0:q1`` read,
+        as one chunk (its halo from the neighbouring chunks)."""
+        spec = self.spec
+        part = self.padded[n0:n0 + nb, c0:c1, slab(o0, o1, spec.sh, spec.ekh), slab(q0, q1, spec.sw, spec.ekw)]
+        return part.rechunk(part.shape)
+
+
+def block_kwargs(args: ConvArgs, **given: Any) -> dict[str, Any]:
+    """The keywords of a block's call: ``args``' hyper-parameters and choices, with ``given`` instead."""
+    names = ("stride", "padding", "dilation", "groups", "padding_mode", "strategy", "workspace_limit")
+    return {**{f: getattr(args, f) for f in names}, **given}
+
+
 def _delayed(dask: Any, a: Any, name: str) -> Any:
     """``a`` as one ``Delayed`` of the graph: an in-memory array as it is, a Dask array as its one chunk."""
     if a is None:
@@ -121,14 +164,7 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
     """:func:`gemmconv.conv2d` of a Dask array ``x`` (see there and the module docstring): a lazy Dask array of
     the result, its chunks of ``x``'s library; ``conv`` computes a block (gemmconv's ``conv2d``)."""
     da, dask = sys.modules["dask.array"], sys.modules["dask"]
-    if out is not None:
-        raise TypeError("out= is not supported for a Dask array x: the result is a lazy Dask array; "
-                        "store it with dask.array.store (or compute it) instead")
-    if x.ndim not in (3, 4):
-        raise ValueError(f"x must be 4-D (N, C, H, W) or 3-D (C, H, W), got a {x.ndim}-D Dask array of shape "
-                         f"{x.shape}")
-    if any(_unknown(s) for s in x.shape):
-        raise ValueError(f"x has unknown chunk sizes (shape {x.shape}); call x.compute_chunk_sizes() first")
+    check_x(x, out)
     names = ("w", "b")
     stands = [a if a is None or not is_dask_array(a) else stand_in(a._meta, a.shape, a.dtype, n)
               for a, n in zip((w, b), names, strict=True)]
@@ -141,55 +177,43 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
         if args.strategy != "auto":
             for nb in set(x4.chunks[0]) - {0}:
                 make_plan(stand_in(x._meta, (nb, *x4.shape[1:]), x.dtype, "x"), stands[0], stands[1], args)
-        kwargs = {f: getattr(args, f) for f in ("stride", "padding", "dilation", "groups", "padding_mode",
-                                                "strategy", "workspace_limit")}
-        compute = functools.partial(_block, conv=functools.partial(conv, **kwargs))
+        compute = functools.partial(_block, conv=functools.partial(conv, **block_kwargs(args)))
         y = da.map_blocks(compute, x4, wd, bd, dtype=x.dtype, meta=x._meta,
                           chunks=(x4.chunks[0], (spec.k,), (spec.oh,), (spec.ow,)))
         return y[0] if unbatched else y
-    pads = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
-    padded = x4 if not any(sum(p) for p in pads) else da.pad(x4, pads, mode=PAD_MODES[spec.padding_mode])
-    rows = output_bounds(x4.chunks[2], spec.pt, spec.sh, spec.ekh, spec.oh)
-    cols = output_bounds(x4.chunks[3], spec.pl, spec.sw, spec.ekw, spec.ow)
-    pieces = channel_pieces(x4.chunks[1], spec.groups, spec.cg, spec.kg) or [(0, 0, 0, spec.k, spec.groups, 0, 0)]
+    tiling = Tiling(da, x4, spec)
+    pieces, ranges = tiling.pieces, tiling.ranges
     weights = {piece: wd if piece[4:] == (spec.groups, 0, spec.cg) else wd[piece[2]:piece[3], piece[5]:piece[6]]
                for piece in pieces}  # slices of the one weights node
-    ranges = sorted({(k0, k1) for _, _, k0, k1, *_ in pieces})
     first = {r: next(p for p in pieces if p[2:4] == r) for r in ranges}  # the piece that adds the bias
     biases = {r: None if bd is None else (bd if r == (0, spec.k) else bd[r[0]:r[1]]) for r in ranges}
 
     checked: set[tuple[Any, ...]] = set()  # block shapes whose strategy is checked, before any work
 
-    def partial(n0: int, nb: int, rs: slice, cs: slice, oshape: tuple[int, int], piece: Piece) -> Any:
+    def partial(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: Piece) -> Any:
         """One piece's convolution of one output block (its share of the sum over the input channels)."""
         c0, c1, k0, k1, g, cw0, cw1 = piece
-        block_args = ConvArgs(args.stride, 0, args.dilation, g, "zeros", args.strategy, args.workspace_limit)
-        part = padded[n0:n0 + nb, c0:c1, rs, cs]
-        shape = (nb, c1 - c0, *part.shape[2:])
-        if (shape, piece) not in checked and nb and args.strategy != "auto":
+        kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
+        part = tiling.slab(n0, nb, c0, c1, o0, o1, q0, q1)
+        if (part.shape, piece) not in checked and nb and args.strategy != "auto":
             w_stand = stand_in(x._meta, (k1 - k0, cw1 - cw0, spec.kh, spec.kw), x.dtype, "w")
-            make_plan(stand_in(x._meta, shape, x.dtype, "x"), w_stand, None, block_args)
-        checked.add((shape, piece))
-        kwargs = {f: getattr(block_args, f) for f in ("stride", "dilation", "groups", "strategy", "workspace_limit")}
-        compute = functools.partial(_block, conv=functools.partial(conv, padding=0, **kwargs))
+            make_plan(stand_in(x._meta, part.shape, x.dtype, "x"), w_stand, None, ConvArgs(**kwargs))
+        checked.add((part.shape, piece))
+        compute = functools.partial(_block, conv=functools.partial(conv, **kwargs))
         bias = biases[(k0, k1)] if first[(k0, k1)] == piece else None
-        part = part.rechunk(shape)  # one chunk: the slab with its halo
         return da.map_blocks(compute, part, weights[piece], bias, dtype=x.dtype, meta=x._meta,
-                             chunks=(nb, k1 - k0, *oshape))
+                             chunks=(nb, k1 - k0, o1 - o0, q1 - q0))
 
     n_rows = []
-    n0 = 0
-    for nb in x4.chunks[0]:
+    for n0, nb in tiling.images:
         row_blocks = []
-        for o0, o1 in itertools.pairwise(rows):
+        for o0, o1 in itertools.pairwise(tiling.rows):
             col_blocks = []
-            for q0, q1 in itertools.pairwise(cols):
-                rs, cs = slab(o0, o1, spec.sh, spec.ekh), slab(q0, q1, spec.sw, spec.ekw)
-                sums = [tree_sum([partial(n0, nb, rs, cs, (o1 - o0, q1 - q0), p) for p in pieces if p[2:4] == r])
+            for q0, q1 in itertools.pairwise(tiling.cols):
+                sums = [tree_sum([partial(n0, nb, o0, o1, q0, q1, p) for p in pieces if p[2:4] == r])
                         for r in ranges]
                 col_blocks.append(sums[0] if len(sums) == 1 else da.concatenate(sums, axis=1))
             row_blocks.append(da.concatenate(col_blocks, axis=3))
         n_rows.append(da.concatenate(row_blocks, axis=2))
-        n0 += nb
     y = da.concatenate(n_rows, axis=0)
     return y[0] if unbatched else y

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .args import ConvArgs
-from .dask_conv import PAD_MODES, channel_pieces, is_dask_array, output_bounds, slab, stand_in, tree_sum
+from .dask_conv import Tiling, block_kwargs, check_x, is_dask_array, stand_in, tree_sum
 from .pass_plan import make_pass_plan
 from .registry import GRAD_WEIGHT
 
@@ -33,44 +33,33 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args:
     """:func:`gemmconv.conv2d_grad_weight` of a Dask array ``x`` (``grad_y`` a Dask array too, or an in-memory
     one of x's library): a lazy Dask array of dL/dw; ``grad_weight`` computes a block's share."""
     da = sys.modules["dask.array"]
-    if out is not None:
-        raise TypeError("out= is not supported for a Dask array x: the result is a lazy Dask array")
-    if x.ndim not in (3, 4):
-        raise ValueError(f"x must be 4-D (N, C, H, W) or 3-D (C, H, W), got a {x.ndim}-D Dask array of shape "
-                         f"{x.shape}")
+    check_x(x, out)
     gy_stand = stand_in(grad_y._meta, grad_y.shape, grad_y.dtype, "grad_y") if is_dask_array(grad_y) else grad_y
     plan = make_pass_plan(GRAD_WEIGHT, (stand_in(x._meta, x.shape, x.dtype, "x"), gy_stand), weight_shape, args)
     spec = plan.spec  # shapes, dtypes, libraries and grad_y's shape checked: no work done
     if not is_dask_array(grad_y):
         grad_y = da.from_array(grad_y, chunks=grad_y.shape, asarray=False)
     x4, gy4 = (x[None], grad_y[None]) if x.ndim == 3 else (x, grad_y)  # (C, H, W) -> (1, C, H, W)
-    pads = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
-    padded = x4 if not any(sum(p) for p in pads) else da.pad(x4, pads, mode=PAD_MODES[spec.padding_mode])
-    rows = output_bounds(x4.chunks[2], spec.pt, spec.sh, spec.ekh, spec.oh)
-    cols = output_bounds(x4.chunks[3], spec.pl, spec.sw, spec.ekw, spec.ow)
-    pieces = channel_pieces(x4.chunks[1], spec.groups, spec.cg, spec.kg) or [(0, 0, 0, spec.k, spec.groups, 0, 0)]
+    tiling = Tiling(da, x4, spec)
+    pieces = tiling.pieces
 
     def share(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: tuple[int, ...]) -> Any:
         c0, c1, k0, k1, g, cw0, cw1 = piece
-        part = padded[n0:n0 + nb, c0:c1, slab(o0, o1, spec.sh, spec.ekh), slab(q0, q1, spec.sw, spec.ekw)]
-        part = part.rechunk((nb, c1 - c0, *part.shape[2:]))  # one chunk: the slab with its halo
+        part = tiling.slab(n0, nb, c0, c1, o0, o1, q0, q1)
         gyb = gy4[n0:n0 + nb, k0:k1, o0:o1, q0:q1]
         gyb = gyb.rechunk(gyb.shape)
         shape = (k1 - k0, cw1 - cw0, spec.kh, spec.kw)
-        fn = functools.partial(grad_weight, weight_shape=shape, stride=args.stride, padding=0,
-                               dilation=args.dilation, groups=g, strategy=args.strategy,
-                               workspace_limit=args.workspace_limit)
+        kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
+        fn = functools.partial(grad_weight, weight_shape=shape, **kwargs)
         return da.map_blocks(functools.partial(_block, grad_weight=fn), part, gyb, dtype=x.dtype, meta=x._meta,
                              chunks=tuple((s,) for s in shape))
 
-    blocks = [(n0, nb, o0, o1, q0, q1)
-              for n0, nb in zip(itertools.accumulate((0, *x4.chunks[0][:-1])), x4.chunks[0], strict=True) if nb
-              for o0, o1 in itertools.pairwise(rows) for q0, q1 in itertools.pairwise(cols)]
+    blocks = [(n0, nb, o0, o1, q0, q1) for n0, nb in tiling.images if nb
+              for o0, o1 in itertools.pairwise(tiling.rows) for q0, q1 in itertools.pairwise(tiling.cols)]
     if not blocks:  # no images: a zero gradient
         return da.zeros(weight_shape, dtype=x.dtype, chunks=weight_shape, meta=x._meta)
     sums = {p: tree_sum([share(*blk, p) for blk in blocks]) for p in pieces}
-    ranges = sorted({p[2:4] for p in pieces})
     rows_of_dw = [da.concatenate([sums[p] for p in sorted(pieces, key=lambda p: p[5]) if p[2:4] == r], axis=1)
-                  for r in ranges]  # a group's columns side by side, then the groups' rows
+                  for r in tiling.ranges]  # a group's columns side by side, then the groups' rows
     dw = rows_of_dw[0] if len(rows_of_dw) == 1 else da.concatenate(rows_of_dw, axis=0)
     return dw.rechunk(weight_shape)
