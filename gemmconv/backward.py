@@ -8,9 +8,10 @@ everything a plan depends on), makes it on a miss, and calls it: the same path a
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from . import dask_conv, dask_grad
+from . import dask_conv, dask_grad, dask_grad_input
 from .api import plan_key
 from .args import DEFAULTS, ConvArgs
 from .pass_plan import TRANSPOSE, PassPlan, cached, make_pass_plan
@@ -35,7 +36,8 @@ def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, *, out:
     w : array
         Weights (K, C / groups, KH, KW).
     grad_y : array
-        dL/dy, of the shape ``conv2d`` gives for these arguments; same library and dtype as ``w``.
+        dL/dy, of the shape ``conv2d`` gives for these arguments; same library and dtype as ``w``; or a
+        ``dask.array.Array`` of such chunks, whose result is a lazy Dask array (README: Dask).
     **kwargs
         ``stride``, ``padding``, ``dilation``, ``groups``, ``padding_mode``, ``strategy``,
         ``workspace_limit``: as in :func:`gemmconv.conv2d`, with its defaults. Padding modes other than zeros
@@ -58,6 +60,11 @@ def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, *, out:
            [1., 2., 1.]])
     """
     args = ConvArgs.from_kwargs("conv2d_grad_input", kwargs)
+    if dask_conv.is_dask_array(grad_y) or dask_conv.is_dask_array(w):  # lazily: each block by this function
+        if not dask_conv.is_dask_array(grad_y):
+            da = sys.modules["dask.array"]  # loaded: w is a Dask array
+            grad_y = da.from_array(grad_y, chunks=getattr(grad_y, "shape", -1), asarray=False)
+        return dask_grad_input.conv2d_grad_input(input_shape, w, grad_y, args, conv2d_grad_input, out)
     key = plan_key(w, grad_y, None, (GRAD_INPUT, input_shape, *_args_key(args)))
     plan = cached(key, lambda: make_pass_plan(GRAD_INPUT, (w, grad_y), input_shape, args))
     return plan(w, grad_y, out=out)
@@ -115,7 +122,8 @@ def conv_transpose2d(
     Parameters
     ----------
     x : array
-        (N, C_in, H, W) or (C_in, H, W).
+        (N, C_in, H, W) or (C_in, H, W); or a ``dask.array.Array`` of such chunks, whose result is a lazy Dask
+        array (README: Dask).
     w : array
         (C_in, C_out / groups, KH, KW).
     b : array or None
@@ -137,6 +145,8 @@ def conv_transpose2d(
         output_padding + 1``.
     """
     args = ConvArgs(stride, padding, dilation, groups, "zeros", strategy)
+    if dask_conv.is_dask_array(x):  # lazily: each block by conv2d_grad_input
+        return dask_grad_input.conv_transpose2d(x, w, b, args, output_padding, conv2d_grad_input, out)
     key = plan_key(x, w, b, (TRANSPOSE, output_padding, *_args_key(args)))
     plan = cached(key, lambda: make_pass_plan(TRANSPOSE, (x, w, b), (), args, output_padding))
     return plan(x, w, b, out=out)

@@ -27,7 +27,8 @@ from .backends import get_backend
 from .plan import make_plan
 from .validate import validate
 
-__all__ = ["Tiling", "channel_pieces", "check_x", "conv2d", "is_dask_array", "output_bounds", "slab"]
+__all__ = ["Tiling", "block_kwargs", "channel_pieces", "check_x", "conv2d", "delayed_array", "is_dask_array",
+           "output_bounds", "slab", "stand_in", "tree_sum"]
 
 #: torch's padding modes -> dask.array.pad's (numpy.pad's) names
 PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -108,16 +109,18 @@ def _block(x: Any, w: Any, b: Any, conv: Callable[..., Any]) -> Any:
     return conv(x, w, b)
 
 
-def check_x(x: Any, out: Any) -> None:
-    """What a Dask ``x`` must be before any graph is built (every function on Dask arrays checks it)."""
+def check_x(x: Any, out: Any, name: str = "x") -> None:
+    """What the Dask array ``x`` (the argument ``name``) must be before any graph is built (every function on
+    Dask arrays checks it)."""
     if out is not None:
-        raise TypeError("out= is not supported for a Dask array x: the result is a lazy Dask array; "
+        raise TypeError(f"out= is not supported for a Dask array {name}: the result is a lazy Dask array; "
                         "store it with dask.array.store (or compute it) instead")
     if x.ndim not in (3, 4):
-        raise ValueError(f"x must be 4-D (N, C, H, W) or 3-D (C, H, W), got a {x.ndim}-D Dask array of shape "
-                         f"{x.shape}")
+        what = "(N, K, OH, OW) or 3-D (K, OH, OW)" if name == "grad_y" else "(N, C, H, W) or 3-D (C, H, W)"
+        raise ValueError(f"{name} must be 4-D {what}, got a {x.ndim}-D Dask array of shape {x.shape}")
     if any(_unknown(s) for s in x.shape):
-        raise ValueError(f"x has unknown chunk sizes (shape {x.shape}); call x.compute_chunk_sizes() first")
+        raise ValueError(f"{name} has unknown chunk sizes (shape {x.shape}); call {name}.compute_chunk_sizes() "
+                         "first")
 
 
 class Tiling:
@@ -151,7 +154,7 @@ def block_kwargs(args: ConvArgs, **given: Any) -> dict[str, Any]:
     return {**{f: getattr(args, f) for f in names}, **given}
 
 
-def _delayed(dask: Any, a: Any, name: str) -> Any:
+def delayed_array(dask: Any, a: Any, name: str) -> Any:
     """``a`` as one ``Delayed`` of the graph: an in-memory array as it is, a Dask array as its one chunk."""
     if a is None:
         return None
@@ -172,7 +175,7 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
     spec = whole.spec
     unbatched = x.ndim == 3
     x4 = x[None] if unbatched else x  # (C, H, W) -> (1, C, H, W)
-    wd, bd = _delayed(dask, w, "w"), _delayed(dask, b, "b")
+    wd, bd = delayed_array(dask, w, "w"), delayed_array(dask, b, "b")
     if all(len(c) == 1 for c in x4.chunks[1:]):  # chunks along N only: one task per chunk, padding its own
         if args.strategy != "auto":
             for nb in set(x4.chunks[0]) - {0}:

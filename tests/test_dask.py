@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gemmconv
-from gemmconv import dask_conv
+from gemmconv import dask_conv, dask_grad_input
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -119,6 +119,9 @@ def test_dask_weights_stay_lazy_and_enter_once():
     wd = da.from_array(w, chunks=(2, 3, 3, 3))
     np.testing.assert_allclose(gemmconv.conv2d(x, wd, padding=1).compute(),
                                gemmconv.conv2d(x.compute(), w, padding=1), rtol=1e-12)
+    gy = RNG.standard_normal((4, 4, 9, 9))
+    np.testing.assert_allclose(gemmconv.conv2d_grad_input((4, 3, 9, 9), wd, gy, padding=1).compute(),
+                               gemmconv.conv2d_grad_input((4, 3, 9, 9), w, gy, padding=1), rtol=1e-12)
 
 
 def test_bad_input_is_named_before_any_work():
@@ -226,3 +229,121 @@ def test_grad_weight_bad_input_is_named_before_any_work():
         gemmconv.conv2d_grad_weight(x, (3, 4, 3, 3), np.zeros((2, 3, 9, 9)))
     with pytest.raises(TypeError, match="out= is not supported"):
         gemmconv.conv2d_grad_weight(x, (3, 4, 3, 3), np.zeros((2, 3, 7, 7)), out=np.empty((3, 4, 3, 3)))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs(), st.data())
+def test_grad_input_of_every_chunking_matches_the_in_memory_result(cfg, data):
+    """conv2d_grad_input with grad_y chunked along N, K, OH and OW (irregular, with stride, dilation, padding
+    forms and modes, groups, unbatched): each block of dL/dx gathered from the dL/dy its windows cover, the
+    padding folded across the whole array, equals the in-memory gradient."""
+    x, w, b, args = cfg
+    y = _in_memory(x, w, b, args)
+    if y is None:
+        return
+    gy = np.random.default_rng(int(x.size)).uniform(-1, 1, y.shape).astype(x.dtype)
+    ref = gemmconv.conv2d_grad_input(x.shape, w, gy, **args)
+    strategy = data.draw(st.sampled_from(["auto", "direct", "im2col"]))
+    gyd = da.from_array(gy, chunks=tuple(_chunks(data.draw, s) for s in gy.shape))
+    got = gemmconv.conv2d_grad_input(x.shape, w, gyd, strategy=strategy, **args)
+    assert isinstance(got, da.Array) and got.shape == x.shape and got.dtype == x.dtype
+    scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
+    assert np.max(np.abs(got.compute(scheduler="sync") - ref), initial=0.0) <= (
+        20 * tolerance("default", "default", x.dtype.name) * scale)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_conv_transpose2d_of_every_chunking_matches_the_in_memory_result(data):
+    """conv_transpose2d of a Dask x (stride, padding, dilation, output_padding, groups, bias, unbatched)."""
+    g = data.draw(st.sampled_from([1, 2]))
+    c_in, c_out = 2 * g, data.draw(st.integers(1, 3)) * g
+    kh, kw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    sh, sw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    dh, dw = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
+    ph, pw = data.draw(st.integers(0, (kh - 1) * dh)), data.draw(st.integers(0, (kw - 1) * dw))
+    oph, opw = data.draw(st.integers(0, max(sh, dh) - 1)), data.draw(st.integers(0, max(sw, dw) - 1))
+    shape = (data.draw(st.integers(1, 3)), c_in, data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9)))
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((c_in, c_out // g, kh, kw))
+    b = rng.standard_normal(c_out) if data.draw(st.booleans()) else None
+    kwargs = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), output_padding=(oph, opw), groups=g)
+    try:
+        ref = gemmconv.conv_transpose2d(x, w, b, **kwargs)
+    except ValueError:
+        return
+    if data.draw(st.booleans()):
+        x, ref = x[0], ref[0]
+    xd = da.from_array(x, chunks=tuple(_chunks(data.draw, s) for s in x.shape))
+    got = gemmconv.conv_transpose2d(xd, w, b, **kwargs)
+    assert isinstance(got, da.Array) and got.shape == ref.shape
+    np.testing.assert_allclose(got.compute(scheduler="sync"), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_bands_of_dx_are_covered_by_the_windows_they_read():
+    # 3-wide windows, stride 1, padding 1: position p is read by outputs p-2..p (in padded positions)
+    assert dask_grad_input.bands((5, 5), 1, 10, 1, 1, 3, 10, padded=False) == [(1, 5, 0, 5), (5, 11, 3, 10)]
+    # stride 3 over 2-wide windows skips every third position: a band there has no output
+    assert dask_grad_input.bands((1, 1, 1), 0, 9, 0, 3, 2, 3, padded=False) == [(0, 3, 0, 1), (3, 6, 1, 2),
+                                                                                 (6, 9, 2, 3)]
+    assert dask_grad_input.bands((2, 1), 0, 9, 0, 3, 2, 3, padded=False)[1] == (6, 9, 2, 3)
+    assert dask_grad_input.bands((4,), 2, 4, 2, 1, 5, 4, padded=True) == [(0, 8, 0, 4)]
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize(("size", "chunks"), [(20, (3, 14, 3)), (5, (2, 3)), (9, (1,) * 9)])
+def test_fold_of_the_padding_acts_across_the_whole_array(mode, size, chunks):
+    """The padding's gradient folds onto the elements it copies, from two end strips or the whole axis."""
+    from gemmconv.backends import get_backend
+    spec = gemmconv.plan(np.zeros((1, 1, size, size)), np.zeros((1, 1, 5, 5)), padding=(2, 2),
+                         padding_mode=mode).spec
+    g = RNG.standard_normal((1, 2, size + 4, size + 4))
+    ref = get_backend(g, "g").pad_adjoint(g, spec)
+    gd = da.from_array(g, chunks=(1, 2, (2, *chunks, 2), size + 4))
+    got = dask_grad_input.fold(da, dask_grad_input.fold(da, gd, spec, 2), spec, 3)
+    np.testing.assert_allclose(got.compute(), ref, rtol=1e-13, atol=1e-13)
+
+
+def test_grad_input_chunks_along_n_alone_are_one_task_each_and_the_weights_once():
+    gy = da.from_array(RNG.standard_normal((8, 4, 9, 9)), chunks=(2, 4, 9, 9))
+    w = RNG.standard_normal((4, 3, 3, 3))
+    dx = gemmconv.conv2d_grad_input((8, 3, 9, 9), w, gy, padding=1, padding_mode="reflect")
+    assert len(dx.__dask_graph__()) == 4 + 1 + 4
+    np.testing.assert_allclose(dx.compute(), gemmconv.conv2d_grad_input((8, 3, 9, 9), w, gy.compute(), padding=1,
+                                                                        padding_mode="reflect"), rtol=1e-12)
+    spatial = gemmconv.conv2d_grad_input((8, 3, 9, 9), w, gy.rechunk((2, 2, 4, 5)), padding=1)
+    held = [v for v in dict(spatial.__dask_graph__()).values()
+            if isinstance(getattr(v, "value", None), np.ndarray) and v.value.shape == w.shape]
+    assert len(held) == 1
+
+
+def test_grad_input_and_transpose_bad_input_is_named_before_any_work():
+    gy = da.from_array(RNG.standard_normal((2, 3, 7, 7)), chunks=(1, 3, 4, 7))
+    w = RNG.standard_normal((3, 4, 3, 3))
+    with pytest.raises(ValueError, match="grad_y must be 4-D"):
+        gemmconv.conv2d_grad_input((2, 4, 9, 9), w, gy[0, 0])
+    with pytest.raises(ValueError, match=r"grad_y must have shape \(2, 3, 5, 5\)"):
+        gemmconv.conv2d_grad_input((2, 4, 7, 7), w, gy)
+    with pytest.raises(TypeError, match="out= is not supported for a Dask array grad_y"):
+        gemmconv.conv2d_grad_input((2, 4, 9, 9), w, gy, out=np.empty((2, 4, 9, 9)))
+    with pytest.raises(TypeError, match="grad_y must have dtype float32"):
+        gemmconv.conv2d_grad_input((2, 4, 9, 9), w.astype(np.float32), gy)
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match="needs a 1x1 kernel"):
+        gemmconv.conv2d_grad_input((2, 4, 9, 9), w, gy, strategy="1x1")
+    x = da.from_array(RNG.standard_normal((2, 3, 5, 5)), chunks=(1, 3, 2, 5))
+    with pytest.raises(ValueError, match="output_padding"):
+        gemmconv.conv_transpose2d(x, w, stride=2, output_padding=2)
+    with pytest.raises(ValueError, match=r"w.shape\[0\]"):
+        gemmconv.conv_transpose2d(x, w[:2])
+    with pytest.raises(gemmconv.StrategyNotSupportedError):
+        gemmconv.conv_transpose2d(x, w, strategy="1x1")
+
+
+def test_grad_input_on_a_distributed_cluster_of_two_processes(client):
+    gy = RNG.standard_normal((4, 16, 15, 14)).astype(np.float32)
+    w = RNG.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    gyd = da.from_array(gy, chunks=(2, (10, 6), 8, 7))
+    dx = gemmconv.conv2d_grad_input((4, 8, 30, 28), w, gyd, stride=2, padding=1, padding_mode="circular")
+    np.testing.assert_allclose(client.compute(dx).result(), gemmconv.conv2d_grad_input(
+        (4, 8, 30, 28), w, gy, stride=2, padding=1, padding_mode="circular"), rtol=2e-4, atol=2e-4)
