@@ -2,16 +2,16 @@
 
 The result's blocks follow the input's chunks: along N one block per chunk (no communication); along H and W
 the output rows and columns are cut where the input's chunks are (:func:`output_bounds`), and each output
-block reads the slab of the padded input its windows cover (:func:`slab`), the halo coming from the
-neighbouring chunks; along C each chunk's channels give a partial sum of the output channels they feed
+block reads the window of the padded input its outputs cover (:func:`window`), gathered inside its own task
+from its chunk and thin strips of the neighbouring ones (:mod:`.dask_gather`), padded as the whole array is
+padded: a padding mode acts at the array's border only and circular padding wraps across the whole array; the
+blocks then run unpadded. Along C each chunk's channels give a partial sum of the output channels they feed
 (:func:`channel_pieces`: whole groups together, a group split between chunks in parts), the parts of one
-output block added by a balanced tree. Padding is applied to the whole array first (``dask.array.pad``), so a
-padding mode acts at the array's border only and circular padding wraps across the whole array; the blocks then
-run unpadded.
+output block added by a balanced tree of tasks.
 The weights and bias enter the graph once (one ``Delayed`` each), not once per task.
 
 Dask is optional: this module never imports it; :func:`is_dask_array` looks in ``sys.modules``, and the
-functions that build graphs are handed the loaded ``dask.array`` module.
+functions that build graphs take the loaded modules from there.
 """
 
 from __future__ import annotations
@@ -24,15 +24,12 @@ from typing import Any
 
 from .args import ConvArgs
 from .backends import get_backend
+from .dask_gather import Gather, add_sum
 from .plan import make_plan
 from .validate import validate
 
-__all__ = ["Tiling", "block_kwargs", "channel_pieces", "check_x", "conv2d", "delayed_array", "is_dask_array",
-           "output_bounds", "slab", "stand_in", "tree_sum"]
-
-#: torch's padding modes -> dask.array.pad's (numpy.pad's) names
-PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
+__all__ = ["Tiling", "block_kwargs", "channel_pieces", "check_x", "conv2d", "delayed_array", "graph_array",
+           "is_dask_array", "key_of", "output_bounds", "stand_in", "window"]
 
 def is_dask_array(a: Any) -> bool:
     """Whether ``a`` is a ``dask.array.Array`` (never imports Dask: one that is not loaded has no arrays)."""
@@ -87,16 +84,14 @@ def channel_pieces(chunks: tuple[int, ...], groups: int, cg: int, kg: int) -> li
     return pieces
 
 
-def tree_sum(parts: list[Any]) -> Any:
-    """The sum of ``parts`` by a balanced tree of additions (depth log2 of their number)."""
-    while len(parts) > 1:
-        parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
-    return parts[0]
+def window(o0: int, o1: int, stride: int, ekernel: int) -> tuple[int, int]:
+    """The rows ``lo, hi`` of the padded input that outputs ``o0:o1`` read."""
+    return o0 * stride, (o1 - 1) * stride + ekernel
 
 
-def slab(o0: int, o1: int, stride: int, ekernel: int) -> slice:
-    """The rows of the padded input that outputs ``o0:o1`` read."""
-    return slice(o0 * stride, (o1 - 1) * stride + ekernel)
+def _sizes(bounds: list[int]) -> tuple[int, ...]:
+    """The sizes of the pieces between ``bounds``."""
+    return tuple(b - a for a, b in itertools.pairwise(bounds))
 
 
 def _unknown(size: Any) -> bool:
@@ -124,14 +119,15 @@ def check_x(x: Any, out: Any, name: str = "x") -> None:
 
 
 class Tiling:
-    """The blocks of a convolution ``spec`` of the 4-D Dask array ``x4``: the padded input, the cuts of the
-    output rows and columns (:func:`output_bounds`), the channel pieces (:func:`channel_pieces`) and the
-    chunks of images ``(n0, nb)``."""
+    """The blocks of a convolution ``spec`` of the 4-D Dask array ``x4``: the cuts of the output rows and columns
+    (:func:`output_bounds`), the channel pieces (:func:`channel_pieces`), the chunks of images ``(n0, nb)``,
+    and a :class:`~gemmconv.dask_gather.Gather` of the padded input's slabs, whose strip tasks go into the
+    graph's layer named ``name``."""
 
-    def __init__(self, da: Any, x4: Any, spec: Any) -> None:
+    def __init__(self, x4: Any, spec: Any, name: str) -> None:
         self.spec = spec
         pads = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
-        self.padded = x4 if not any(sum(p) for p in pads) else da.pad(x4, pads, mode=PAD_MODES[spec.padding_mode])
+        self.gather = Gather(x4, pads, spec.padding_mode, name)
         self.rows = output_bounds(x4.chunks[2], spec.pt, spec.sh, spec.ekh, spec.oh)
         self.cols = output_bounds(x4.chunks[3], spec.pl, spec.sw, spec.ekw, spec.ow)
         self.pieces = (channel_pieces(x4.chunks[1], spec.groups, spec.cg, spec.kg)
@@ -140,12 +136,24 @@ class Tiling:
         starts = itertools.accumulate((0, *x4.chunks[0][:-1]))
         self.images = list(zip(starts, x4.chunks[0], strict=True))
 
-    def slab(self, n0: int, nb: int, c0: int, c1: int, o0: int, o1: int, q0: int, q1: int) -> Any:
-        """Images ``n0:n0+nb``, channels ``c0:c1`` of the padded input that outputs ``o0:o1`` x ``q0:q1`` read,
-        as one chunk (its halo from the neighbouring chunks)."""
+    def slab(self, n0: int, nb: int, c0: int, c1: int, o0: int, o1: int, q0: int, q1: int) -> tuple[Any, ...]:
+        """A task assembling images ``n0:n0+nb``, channels ``c0:c1`` of the padded input that outputs
+        ``o0:o1`` x ``q0:q1`` read (its halo from the neighbouring chunks), inside the task that reads it."""
         spec = self.spec
-        part = self.padded[n0:n0 + nb, c0:c1, slab(o0, o1, spec.sh, spec.ekh), slab(q0, q1, spec.sw, spec.ekw)]
-        return part.rechunk(part.shape)
+        return self.gather.task(((n0, n0 + nb), (c0, c1), window(o0, o1, spec.sh, spec.ekh),
+                                 window(q0, q1, spec.sw, spec.ekw)))
+
+
+def graph_array(name: str, layer: dict[Any, Any], deps: list[Any], chunks: tuple[tuple[int, ...], ...],
+                meta: Any) -> Any:
+    """The Dask array of the blocks ``(name, i, j, k, l)`` of ``layer`` (which reads ``deps``' keys)."""
+    graph = sys.modules["dask.highlevelgraph"].HighLevelGraph.from_collections(name, layer, dependencies=deps)
+    return sys.modules["dask.array"].Array(graph, name, chunks, meta=meta)
+
+
+def key_of(d: Any) -> Any:
+    """The key of the ``Delayed`` ``d`` in a task (``None`` stays ``None``)."""
+    return None if d is None else d.key
 
 
 def block_kwargs(args: ConvArgs, **given: Any) -> dict[str, Any]:
@@ -184,8 +192,9 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
         y = da.map_blocks(compute, x4, wd, bd, dtype=x.dtype, meta=x._meta,
                           chunks=(x4.chunks[0], (spec.k,), (spec.oh,), (spec.ow,)))
         return y[0] if unbatched else y
-    tiling = Tiling(da, x4, spec)
-    pieces, ranges = tiling.pieces, tiling.ranges
+    name = "gemmconv-conv2d-" + dask.base.tokenize(x4.name, key_of(wd), key_of(bd), repr(args))
+    tiling = Tiling(x4, spec, name)
+    pieces, ranges, layer = tiling.pieces, tiling.ranges, tiling.gather.layer
     weights = {piece: wd if piece[4:] == (spec.groups, 0, spec.cg) else wd[piece[2]:piece[3], piece[5]:piece[6]]
                for piece in pieces}  # slices of the one weights node
     first = {r: next(p for p in pieces if p[2:4] == r) for r in ranges}  # the piece that adds the bias
@@ -193,30 +202,26 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
 
     checked: set[tuple[Any, ...]] = set()  # block shapes whose strategy is checked, before any work
 
-    def partial(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: Piece) -> Any:
+    def partial(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: Piece) -> tuple[Any, ...]:
         """One piece's convolution of one output block (its share of the sum over the input channels)."""
         c0, c1, k0, k1, g, cw0, cw1 = piece
         kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
-        part = tiling.slab(n0, nb, c0, c1, o0, o1, q0, q1)
-        if (part.shape, piece) not in checked and nb and args.strategy != "auto":
+        shape = (nb, c1 - c0, (o1 - o0 - 1) * spec.sh + spec.ekh, (q1 - q0 - 1) * spec.sw + spec.ekw)
+        if (shape, piece) not in checked and nb and args.strategy != "auto":
             w_stand = stand_in(x._meta, (k1 - k0, cw1 - cw0, spec.kh, spec.kw), x.dtype, "w")
-            make_plan(stand_in(x._meta, part.shape, x.dtype, "x"), w_stand, None, ConvArgs(**kwargs))
-        checked.add((part.shape, piece))
+            make_plan(stand_in(x._meta, shape, x.dtype, "x"), w_stand, None, ConvArgs(**kwargs))
+        checked.add((shape, piece))
         compute = functools.partial(_block, conv=functools.partial(conv, **kwargs))
         bias = biases[(k0, k1)] if first[(k0, k1)] == piece else None
-        return da.map_blocks(compute, part, weights[piece], bias, dtype=x.dtype, meta=x._meta,
-                             chunks=(nb, k1 - k0, o1 - o0, q1 - q0))
+        return (compute, tiling.slab(n0, nb, c0, c1, o0, o1, q0, q1), key_of(weights[piece]), key_of(bias))
 
-    n_rows = []
-    for n0, nb in tiling.images:
-        row_blocks = []
-        for o0, o1 in itertools.pairwise(tiling.rows):
-            col_blocks = []
-            for q0, q1 in itertools.pairwise(tiling.cols):
-                sums = [tree_sum([partial(n0, nb, o0, o1, q0, q1, p) for p in pieces if p[2:4] == r])
-                        for r in ranges]
-                col_blocks.append(sums[0] if len(sums) == 1 else da.concatenate(sums, axis=1))
-            row_blocks.append(da.concatenate(col_blocks, axis=3))
-        n_rows.append(da.concatenate(row_blocks, axis=2))
-    y = da.concatenate(n_rows, axis=0)
+    for a, (n0, nb) in enumerate(tiling.images):
+        for i, (o0, o1) in enumerate(itertools.pairwise(tiling.rows)):
+            for j, (q0, q1) in enumerate(itertools.pairwise(tiling.cols)):
+                for r, (k0, k1) in enumerate(ranges):
+                    add_sum(layer, [partial(n0, nb, o0, o1, q0, q1, p) for p in pieces if p[2:4] == (k0, k1)],
+                            (name, a, r, i, j))
+    deps = [x4, *{id(d): d for d in (*weights.values(), *biases.values()) if d is not None}.values()]
+    chunks = (x4.chunks[0], tuple(k1 - k0 for k0, k1 in ranges), _sizes(tiling.rows), _sizes(tiling.cols))
+    y = graph_array(name, layer, deps, chunks, x._meta)
     return y[0] if unbatched else y

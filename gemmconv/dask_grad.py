@@ -3,8 +3,9 @@
 The blocks are the forward pass's (:mod:`.dask_conv`): chunks of images, bands of output rows and columns with
 their slabs of the padded input, and pieces of the input channels. Each block's share of dL/dw is gemmconv's
 ordinary ``conv2d_grad_weight`` of its slab and its block of dL/dy (unpadded: the padding, of any mode, is in
-the slab), and the shares are added by a balanced tree; the pieces of the channels fill their own rows and
-columns of dL/dw. The result is a lazy Dask array of one chunk, shape ``weight_shape``.
+the slab), both gathered inside the block's task; the shares are added by a balanced tree, and the pieces of
+the channels fill their own rows and columns of dL/dw. The result is a lazy Dask array of one chunk, shape
+``weight_shape``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .args import ConvArgs
-from .dask_conv import Tiling, block_kwargs, check_x, is_dask_array, stand_in, tree_sum
+from .backends import get_backend
+from .dask_conv import Tiling, block_kwargs, check_x, graph_array, is_dask_array, stand_in
+from .dask_gather import Gather, add_sum
 from .pass_plan import make_pass_plan
 from .registry import GRAD_WEIGHT
 
@@ -28,11 +31,21 @@ def _block(x: Any, gy: Any, grad_weight: Callable[..., Any]) -> Any:
     return grad_weight(x, grad_y=gy)
 
 
+def _fill(shape: tuple[int, ...], places: tuple[tuple[int, int, int, int], ...], *sums: Any) -> Any:
+    """dL/dw of ``shape`` from the pieces' sums, each at its rows ``k0:k1`` and columns ``cw0:cw1``."""
+    if len(sums) == 1 and sums[0].shape == shape:
+        return sums[0]
+    dw = get_backend(sums[0], "x").xp.zeros(shape, dtype=sums[0].dtype)
+    for (k0, k1, cw0, cw1), part in zip(places, sums, strict=True):
+        dw[k0:k1, cw0:cw1] = part
+    return dw
+
+
 def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args: ConvArgs,
                        grad_weight: Callable[..., Any], out: Any = None) -> Any:
     """:func:`gemmconv.conv2d_grad_weight` of a Dask array ``x`` (``grad_y`` a Dask array too, or an in-memory
     one of x's library): a lazy Dask array of dL/dw; ``grad_weight`` computes a block's share."""
-    da = sys.modules["dask.array"]
+    da, dask = sys.modules["dask.array"], sys.modules["dask"]
     check_x(x, out)
     gy_stand = stand_in(grad_y._meta, grad_y.shape, grad_y.dtype, "grad_y") if is_dask_array(grad_y) else grad_y
     plan = make_pass_plan(GRAD_WEIGHT, (stand_in(x._meta, x.shape, x.dtype, "x"), gy_stand), weight_shape, args)
@@ -40,26 +53,28 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args:
     if not is_dask_array(grad_y):
         grad_y = da.from_array(grad_y, chunks=grad_y.shape, asarray=False)
     x4, gy4 = (x[None], grad_y[None]) if x.ndim == 3 else (x, grad_y)  # (C, H, W) -> (1, C, H, W)
-    tiling = Tiling(da, x4, spec)
+    name = "gemmconv-grad-weight-" + dask.base.tokenize(x4.name, gy4.name, weight_shape, repr(args))
+    tiling = Tiling(x4, spec, name)
+    layer = tiling.gather.layer
+    gy_gather = Gather(gy4, ((0, 0),) * 4, "zeros", f"{name}-gy")
     pieces = tiling.pieces
 
-    def share(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: tuple[int, ...]) -> Any:
+    def share(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: tuple[int, ...]) -> tuple[Any, ...]:
         c0, c1, k0, k1, g, cw0, cw1 = piece
-        part = tiling.slab(n0, nb, c0, c1, o0, o1, q0, q1)
-        gyb = gy4[n0:n0 + nb, k0:k1, o0:o1, q0:q1]
-        gyb = gyb.rechunk(gyb.shape)
-        shape = (k1 - k0, cw1 - cw0, spec.kh, spec.kw)
+        gyb = gy_gather.task(((n0, n0 + nb), (k0, k1), (o0, o1), (q0, q1)))
         kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
-        fn = functools.partial(grad_weight, weight_shape=shape, **kwargs)
-        return da.map_blocks(functools.partial(_block, grad_weight=fn), part, gyb, dtype=x.dtype, meta=x._meta,
-                             chunks=tuple((s,) for s in shape))
+        fn = functools.partial(grad_weight, weight_shape=(k1 - k0, cw1 - cw0, spec.kh, spec.kw), **kwargs)
+        return (functools.partial(_block, grad_weight=fn), tiling.slab(n0, nb, c0, c1, o0, o1, q0, q1), gyb)
 
     blocks = [(n0, nb, o0, o1, q0, q1) for n0, nb in tiling.images if nb
               for o0, o1 in itertools.pairwise(tiling.rows) for q0, q1 in itertools.pairwise(tiling.cols)]
     if not blocks:  # no images: a zero gradient
         return da.zeros(weight_shape, dtype=x.dtype, chunks=weight_shape, meta=x._meta)
-    sums = {p: tree_sum([share(*blk, p) for blk in blocks]) for p in pieces}
-    rows_of_dw = [da.concatenate([sums[p] for p in sorted(pieces, key=lambda p: p[5]) if p[2:4] == r], axis=1)
-                  for r in tiling.ranges]  # a group's columns side by side, then the groups' rows
-    dw = rows_of_dw[0] if len(rows_of_dw) == 1 else da.concatenate(rows_of_dw, axis=0)
-    return dw.rechunk(weight_shape)
+    keys = []
+    for i, p in enumerate(pieces):
+        keys.append((f"{name}-piece", i))
+        add_sum(layer, [share(*blk, p) for blk in blocks], keys[-1])
+    layer.update(gy_gather.layer)
+    places = tuple((p[2], p[3], p[5], p[6]) for p in pieces)
+    layer[(name, 0, 0, 0, 0)] = (_fill, tuple(weight_shape), places, *keys)
+    return graph_array(name, layer, [x4, gy4], tuple((s,) for s in weight_shape), x._meta)

@@ -26,7 +26,17 @@ from typing import Any
 
 from .args import ConvArgs
 from .backends import get_backend
-from .dask_conv import block_kwargs, channel_pieces, check_x, delayed_array, is_dask_array, stand_in, tree_sum
+from .dask_conv import (
+    block_kwargs,
+    channel_pieces,
+    check_x,
+    delayed_array,
+    graph_array,
+    is_dask_array,
+    key_of,
+    stand_in,
+)
+from .dask_gather import Gather, add_sum
 from .pass_plan import TRANSPOSE, make_pass_plan
 from .registry import GRAD_INPUT
 from .spec import ConvSpec
@@ -125,13 +135,15 @@ def fold(da: Any, g: Any, spec: ConvSpec, axis: int) -> Any:
     return da.concatenate([folded[tuple(first)], cut(before + m, before + size - m), folded[tuple(last)]], axis=axis)
 
 
-def _gather(gy4: Any, w: Any, bias: Any, spec: ConvSpec, args: ConvArgs, grad_input: Callable[..., Any]) -> Any:
-    """dL/dx (N, C, H, W) of ``spec``'s convolution from the Dask array ``gy4`` (N, K, OH, OW), plus ``bias``
-    (C,) where given: the blocks, their tree sums over K's pieces, the padding folded."""
+def _gather(gy4: Any, w: Any, bias: Any, spec: ConvSpec, args: ConvArgs, grad_input: Callable[..., Any],
+            reach: tuple[int, int] = (0, 0)) -> Any:
+    """dL/dx (N, C, H, W) of ``spec``'s convolution from the Dask array ``gy4`` (N, K, OH - reach[0],
+    OW - reach[1]: the outputs past its end have zero gradient), plus ``bias`` (C,) where given: the blocks,
+    their tree sums over K's pieces, the padding folded."""
     da, dask = sys.modules["dask.array"], sys.modules["dask"]
     wd, bd = delayed_array(dask, w, "w"), delayed_array(dask, bias, "b")
     meta, dtype = gy4._meta, gy4.dtype
-    if all(len(c) == 1 for c in gy4.chunks[1:]):  # chunks along N only: one task per chunk, folding its own
+    if all(len(c) == 1 for c in gy4.chunks[1:]) and reach == (0, 0):  # chunks along N only: one task per chunk
         fn = functools.partial(grad_input, **block_kwargs(args))
         compute = functools.partial(_whole, grad_input=fn, shape=(spec.c, spec.height, spec.width))
         return da.map_blocks(compute, gy4, wd, bd, dtype=dtype, meta=meta,
@@ -142,32 +154,39 @@ def _gather(gy4: Any, w: Any, bias: Any, spec: ConvSpec, args: ConvArgs, grad_in
     pieces = channel_pieces(gy4.chunks[1], spec.groups, spec.kg, spec.cg) or [(0, 0, 0, spec.c, spec.groups, 0, 0)]
     ranges = sorted({p[2:4] for p in pieces})  # the input channels the pieces feed
     first = {r: next(p for p in pieces if p[2:4] == r) for r in ranges}  # the piece that adds the bias
+    weights = {p[:2]: wd if p[:2] == (0, spec.k) else wd[p[0]:p[1]] for p in pieces}
+    biases = {r: None if bd is None else (bd if r == (0, spec.c) else bd[r[0]:r[1]]) for r in ranges}
     images = list(zip(itertools.accumulate((0, *gy4.chunks[0][:-1])), gy4.chunks[0], strict=True))
+    name = "gemmconv-grad-input-" + dask.base.tokenize(gy4.name, key_of(wd), key_of(bd), repr(args), repr(spec))
+    gather = Gather(gy4, ((0, 0), (0, 0), (0, reach[0]), (0, reach[1])), "zeros", name)
     checked: set[tuple[Any, ...]] = set()
 
-    def share(n0: int, nb: int, row: Band, col: Band, piece: tuple[int, ...]) -> Any:
+    def share(n0: int, nb: int, row: Band, col: Band, piece: tuple[int, ...]) -> tuple[Any, ...]:
         u0, u1, v0, v1, g = piece[:5]
-        part = gy4[n0:n0 + nb, u0:u1, row[2]:row[3], col[2]:col[3]]
-        part = part.rechunk(part.shape)
         kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
-        key = (part.shape, piece)
-        if key not in checked and nb and row[2] < row[3] and col[2] < col[3] and args.strategy != "auto":
-            shape = (nb, v1 - v0, (row[3] - row[2] - 1) * spec.sh + spec.ekh, (col[3] - col[2] - 1) * spec.sw
-                     + spec.ekw)
+        part = (nb, u1 - u0, row[3] - row[2], col[3] - col[2])
+        if (part, piece) not in checked and nb and row[2] < row[3] and col[2] < col[3] and args.strategy != "auto":
+            shape = (nb, v1 - v0, (part[2] - 1) * spec.sh + spec.ekh, (part[3] - 1) * spec.sw + spec.ekw)
             w_stand = stand_in(meta, (u1 - u0, spec.cg, spec.kh, spec.kw), dtype, "w")
-            make_pass_plan(GRAD_INPUT, (w_stand, stand_in(meta, part.shape, dtype, "grad_y")), shape,
+            make_pass_plan(GRAD_INPUT, (w_stand, stand_in(meta, part, dtype, "grad_y")), shape,
                            ConvArgs(**kwargs))  # the strategy refuses a block before any work
-        checked.add(key)
-        weights = wd if (u0, u1) == (0, spec.k) else wd[u0:u1]
-        b = None if bd is None or first[(v0, v1)] != piece else (bd if (v0, v1) == (0, spec.c) else bd[v0:v1])
+        checked.add((part, piece))
+        b = biases[(v0, v1)] if first[(v0, v1)] == piece else None
         compute = functools.partial(_block, grad_input=functools.partial(grad_input, **kwargs), channels=v1 - v0,
                                     rows=row, cols=col, spec=spec)
-        return da.map_blocks(compute, part, weights, b, dtype=dtype, meta=meta,
-                             chunks=(nb, v1 - v0, row[1] - row[0], col[1] - col[0]))
+        gy = gather.task(((n0, n0 + nb), (u0, u1), row[2:], col[2:]))
+        return (compute, gy, key_of(weights[(u0, u1)]), key_of(b))
 
-    dx = da.concatenate([da.concatenate([da.concatenate([da.concatenate(
-        [tree_sum([share(n0, nb, row, col, p) for p in pieces if p[2:4] == r]) for r in ranges], axis=1)
-        for col in cols], axis=3) for row in rows], axis=2) for n0, nb in images], axis=0)
+    layer = gather.layer
+    for a, (n0, nb) in enumerate(images):
+        for i, row in enumerate(rows):
+            for j, col in enumerate(cols):
+                for r, rng in enumerate(ranges):
+                    add_sum(layer, [share(n0, nb, row, col, p) for p in pieces if p[2:4] == rng], (name, a, r, i, j))
+    deps = [gy4, *{id(d): d for d in (*weights.values(), *biases.values()) if d is not None}.values()]
+    chunks = (gy4.chunks[0], tuple(v1 - v0 for v0, v1 in ranges), tuple(r[1] - r[0] for r in rows),
+              tuple(c[1] - c[0] for c in cols))
+    dx = graph_array(name, layer, deps, chunks, meta)
     return fold(da, fold(da, dx, spec, 2), spec, 3) if padded else dx
 
 
@@ -208,13 +227,11 @@ def conv_transpose2d(x: Any, w: Any, b: Any, args: ConvArgs, output_padding: Any
     spec = plan.spec  # the convolution whose input the result is
     unbatched = x.ndim == 3
     x4 = x[None] if unbatched else x  # (C_in, H, W) -> (1, C_in, H, W)
-    reach = ((0, 0), (0, 0), (0, spec.oh - x4.shape[2]), (0, spec.ow - x4.shape[3]))
-    if any(r[1] for r in reach):  # output rows beyond the convolution's reach (output_padding): zero gradient
-        x4 = da.pad(x4, reach)
+    reach = (spec.oh - x4.shape[2], spec.ow - x4.shape[3])  # outputs past x's end (output_padding): zeros
     if spec.n == 0 or spec.c == 0 or spec.k == 0:
         y = da.zeros((spec.n, spec.c, spec.height, spec.width), dtype=x.dtype, meta=x._meta)
         if b is not None:
             y = y + b.reshape(1, -1, 1, 1)
     else:
-        y = _gather(x4, w, b, spec, args, grad_input)
+        y = _gather(x4, w, b, spec, args, grad_input, reach)
     return y[0] if unbatched else y

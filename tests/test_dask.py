@@ -347,3 +347,43 @@ def test_grad_input_on_a_distributed_cluster_of_two_processes(client):
     dx = gemmconv.conv2d_grad_input((4, 8, 30, 28), w, gyd, stride=2, padding=1, padding_mode="circular")
     np.testing.assert_allclose(client.compute(dx).result(), gemmconv.conv2d_grad_input(
         (4, 8, 30, 28), w, gy, stride=2, padding=1, padding_mode="circular"), rtol=2e-4, atol=2e-4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_a_gathered_slab_is_the_window_of_the_padded_array(data):
+    """Any window of the array padded in any mode (reflect under the size, circular at most the size), from
+    any chunks: the strips and the copies of :class:`~gemmconv.dask_gather.Gather` give ``np.pad``'s values."""
+    from gemmconv.dask_gather import Gather
+    mode = data.draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    shape = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), data.draw(st.integers(2, 9)),
+             data.draw(st.integers(2, 9)))
+    limit = {"reflect": lambda s: s - 1, "circular": lambda s: s}.get(mode, lambda s: 6)
+    pads = ((0, 0), (0, 0), *((data.draw(st.integers(0, limit(s))), data.draw(st.integers(0, limit(s))))
+                              for s in shape[2:]))
+    x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    xd = da.from_array(x, chunks=tuple(_chunks(data.draw, s) for s in shape))
+    padded = np.pad(x, pads, mode={"zeros": "constant", "replicate": "edge", "circular": "wrap"}.get(mode, mode))
+    window = []
+    for s in padded.shape:
+        lo = data.draw(st.integers(0, s - 1))
+        window.append((lo, data.draw(st.integers(lo + 1, s))))
+    gather = Gather(xd, pads, mode, "test-gather")
+    task = gather.task(tuple(window))
+    graph = {**dict(xd.__dask_graph__()), **gather.layer, "slab": task}
+    got = dask.get(graph, "slab")
+    np.testing.assert_array_equal(got, padded[tuple(slice(lo, hi) for lo, hi in window)])
+    for strip in gather.layer.values():  # a strip is never longer than the window (circular may read both ends)
+        assert mode == "circular" or all(sl.stop - sl.start <= hi - lo
+                                         for sl, (lo, hi) in zip(strip[2], window, strict=True))
+
+
+def test_a_block_reads_its_own_chunk_and_thin_strips_of_its_neighbours():
+    x = da.from_array(RNG.standard_normal((2, 3, 40, 40)), chunks=(2, 3, 20, 20))
+    y = gemmconv.conv2d(x, RNG.standard_normal((4, 3, 3, 3)), padding=1)
+    graph = dict(y.__dask_graph__())
+    strips = [v for k, v in graph.items() if isinstance(k, tuple) and "-strip-" in str(k[0])]
+    assert len(strips) == 4 * 3  # each chunk gives a row, a column and a corner to its three neighbours
+    for _, _, index in strips:
+        assert min(index[2].stop - index[2].start, index[3].stop - index[3].start) == 1
+    assert len(graph) == 4 + 12 + 1 + 4  # chunks, strips, weights, blocks: nothing else
