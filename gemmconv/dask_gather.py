@@ -96,6 +96,11 @@ def _src(p: Piece, lo: int) -> slice:
     return slice(s, s + 1)
 
 
+def cut(chunk: Any, index: tuple[slice, ...]) -> Any:
+    """A strip of ``chunk``, copied: a view would keep the whole chunk alive (and be copied anyway to travel)."""
+    return chunk[index].copy()
+
+
 def assemble(shape: tuple[int, ...], copies: tuple[Any, ...], *strips: Any) -> Any:
     """The slab of ``shape`` (a task's argument, computed inside the block's task): ``copies`` are
     ``(strip, dst, src)``, ``dst`` and ``src`` tuples of slices, a strip of -1 filling ``dst`` with zeros; they
@@ -128,8 +133,7 @@ class Gather:
         if all(lo == 0 and hi == n for (lo, hi), n in zip(box, shape, strict=True)):
             return (self.x.name, *chunk)
         key = (f"{self.name}-strip-" + "-".join(f"{lo}:{hi}" for lo, hi in box), *chunk)
-        self.layer.setdefault(key, (operator.getitem, (self.x.name, *chunk),
-                                    tuple(slice(lo, hi) for lo, hi in box)))
+        self.layer.setdefault(key, (cut, (self.x.name, *chunk), tuple(slice(lo, hi) for lo, hi in box)))
         return key
 
     def task(self, window: tuple[tuple[int, int], ...]) -> tuple[Any, ...]:
