@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import itertools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .args import ConvArgs
@@ -29,7 +29,7 @@ from .plan import make_plan
 from .validate import validate
 
 __all__ = ["Tiling", "block_kwargs", "channel_pieces", "check_x", "conv2d", "delayed_array", "graph_array",
-           "is_dask_array", "key_of", "output_bounds", "stand_in", "window"]
+           "is_dask_array", "key_of", "output_bounds", "stand_for", "stand_in", "window"]
 
 def is_dask_array(a: Any) -> bool:
     """Whether ``a`` is a ``dask.array.Array`` (never imports Dask: one that is not loaded has no arrays)."""
@@ -42,6 +42,12 @@ def stand_in(meta: Any, shape: tuple[int, ...], dtype: Any, name: str) -> Any:
     holds no memory (zeros broadcast), for validation before any work."""
     xp = get_backend(meta, name).xp
     return xp.broadcast_to(xp.zeros((), dtype=dtype), shape)
+
+
+def stand_for(a: Any, name: str) -> Any:
+    """What validation sees for the argument ``name``: a :func:`stand_in` of a Dask array's shape and dtype,
+    anything else (an in-memory array, ``None``) as it is."""
+    return stand_in(a._meta, a.shape, a.dtype, name) if is_dask_array(a) else a
 
 
 def output_bounds(chunks: tuple[int, ...], pad: int, stride: int, ekernel: int, out: int) -> list[int]:
@@ -143,6 +149,14 @@ class Tiling:
         return self.gather.task(((n0, n0 + nb), (c0, c1), window(o0, o1, spec.sh, spec.ekh),
                                  window(q0, q1, spec.sw, spec.ekw)))
 
+    def blocks(self) -> Iterator[tuple[tuple[int, int, int], tuple[int, int, int, int, int, int]]]:
+        """The output blocks: their grid index ``(a, i, j)`` (image chunk, row cut, column cut) and their
+        extent ``(n0, nb, o0, o1, q0, q1)``."""
+        for a, (n0, nb) in enumerate(self.images):
+            for i, (o0, o1) in enumerate(itertools.pairwise(self.rows)):
+                for j, (q0, q1) in enumerate(itertools.pairwise(self.cols)):
+                    yield (a, i, j), (n0, nb, o0, o1, q0, q1)
+
 
 def graph_array(name: str, layer: dict[Any, Any], deps: list[Any], chunks: tuple[tuple[int, ...], ...],
                 meta: Any) -> Any:
@@ -176,10 +190,8 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
     the result, its chunks of ``x``'s library; ``conv`` computes a block (gemmconv's ``conv2d``)."""
     da, dask = sys.modules["dask.array"], sys.modules["dask"]
     check_x(x, out)
-    names = ("w", "b")
-    stands = [a if a is None or not is_dask_array(a) else stand_in(a._meta, a.shape, a.dtype, n)
-              for a, n in zip((w, b), names, strict=True)]
-    whole = validate(stand_in(x._meta, x.shape, x.dtype, "x"), stands[0], stands[1], args)  # errors, no work
+    stands = (stand_for(w, "w"), stand_for(b, "b"))
+    whole = validate(stand_for(x, "x"), *stands, args)  # errors, no work
     spec = whole.spec
     unbatched = x.ndim == 3
     x4 = x[None] if unbatched else x  # (C, H, W) -> (1, C, H, W)
@@ -215,12 +227,9 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
         bias = biases[(k0, k1)] if first[(k0, k1)] == piece else None
         return (compute, tiling.slab(n0, nb, c0, c1, o0, o1, q0, q1), key_of(weights[piece]), key_of(bias))
 
-    for a, (n0, nb) in enumerate(tiling.images):
-        for i, (o0, o1) in enumerate(itertools.pairwise(tiling.rows)):
-            for j, (q0, q1) in enumerate(itertools.pairwise(tiling.cols)):
-                for r, (k0, k1) in enumerate(ranges):
-                    add_sum(layer, [partial(n0, nb, o0, o1, q0, q1, p) for p in pieces if p[2:4] == (k0, k1)],
-                            (name, a, r, i, j))
+    for (a, i, j), block in tiling.blocks():
+        for r, rng in enumerate(ranges):
+            add_sum(layer, [partial(*block, p) for p in pieces if p[2:4] == rng], (name, a, r, i, j))
     deps = [x4, *{id(d): d for d in (*weights.values(), *biases.values()) if d is not None}.values()]
     chunks = (x4.chunks[0], tuple(k1 - k0 for k0, k1 in ranges), _sizes(tiling.rows), _sizes(tiling.cols))
     y = graph_array(name, layer, deps, chunks, x._meta)

@@ -11,14 +11,13 @@ the channels fill their own rows and columns of dL/dw. The result is a lazy Dask
 from __future__ import annotations
 
 import functools
-import itertools
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from .args import ConvArgs
 from .backends import get_backend
-from .dask_conv import Tiling, block_kwargs, check_x, graph_array, is_dask_array, stand_in
+from .dask_conv import Tiling, block_kwargs, check_x, graph_array, is_dask_array, stand_for
 from .dask_gather import Gather, add_sum
 from .pass_plan import make_pass_plan
 from .registry import GRAD_WEIGHT
@@ -47,8 +46,7 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args:
     one of x's library): a lazy Dask array of dL/dw; ``grad_weight`` computes a block's share."""
     da, dask = sys.modules["dask.array"], sys.modules["dask"]
     check_x(x, out)
-    gy_stand = stand_in(grad_y._meta, grad_y.shape, grad_y.dtype, "grad_y") if is_dask_array(grad_y) else grad_y
-    plan = make_pass_plan(GRAD_WEIGHT, (stand_in(x._meta, x.shape, x.dtype, "x"), gy_stand), weight_shape, args)
+    plan = make_pass_plan(GRAD_WEIGHT, (stand_for(x, "x"), stand_for(grad_y, "grad_y")), weight_shape, args)
     spec = plan.spec  # shapes, dtypes, libraries and grad_y's shape checked: no work done
     if not is_dask_array(grad_y):
         grad_y = da.from_array(grad_y, chunks=grad_y.shape, asarray=False)
@@ -66,8 +64,7 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args:
         fn = functools.partial(grad_weight, weight_shape=(k1 - k0, cw1 - cw0, spec.kh, spec.kw), **kwargs)
         return (functools.partial(_block, grad_weight=fn), tiling.slab(n0, nb, c0, c1, o0, o1, q0, q1), gyb)
 
-    blocks = [(n0, nb, o0, o1, q0, q1) for n0, nb in tiling.images if nb
-              for o0, o1 in itertools.pairwise(tiling.rows) for q0, q1 in itertools.pairwise(tiling.cols)]
+    blocks = [block for _, block in tiling.blocks() if block[1]]  # (n0, nb, o0, o1, q0, q1), images in it
     if not blocks:  # no images: a zero gradient
         return da.zeros(weight_shape, dtype=x.dtype, chunks=weight_shape, meta=x._meta)
     keys = []

@@ -32,8 +32,8 @@ from .dask_conv import (
     check_x,
     delayed_array,
     graph_array,
-    is_dask_array,
     key_of,
+    stand_for,
     stand_in,
 )
 from .dask_gather import Gather, add_sum
@@ -196,17 +196,13 @@ def _whole(gy: Any, w: Any, bias: Any, *, grad_input: Callable[..., Any], shape:
     return dx if bias is None else dx + bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
 
 
-def _stand(a: Any, name: str) -> Any:
-    return stand_in(a._meta, a.shape, a.dtype, name) if is_dask_array(a) else a
-
-
 def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, args: ConvArgs,
                       grad_input: Callable[..., Any], out: Any = None) -> Any:
     """:func:`gemmconv.conv2d_grad_input` of a Dask array ``grad_y`` (``w`` in memory, of its chunks' library, or
     a Dask array computed once): a lazy Dask array of dL/dx; ``grad_input`` computes a block's share."""
     da = sys.modules["dask.array"]
     check_x(grad_y, out, "grad_y")
-    plan = make_pass_plan(GRAD_INPUT, (_stand(w, "w"), _stand(grad_y, "grad_y")), input_shape, args)
+    plan = make_pass_plan(GRAD_INPUT, (stand_for(w, "w"), stand_for(grad_y, "grad_y")), input_shape, args)
     spec = plan.spec  # shapes, dtypes, libraries and grad_y's shape checked: no work done
     unbatched = len(input_shape) == 3
     gy4 = grad_y[None] if unbatched else grad_y  # (K, OH, OW) -> (1, K, OH, OW)
@@ -223,7 +219,8 @@ def conv_transpose2d(x: Any, w: Any, b: Any, args: ConvArgs, output_padding: Any
     block's share (gemmconv's ``conv2d_grad_input``)."""
     da = sys.modules["dask.array"]
     check_x(x, out)
-    plan = make_pass_plan(TRANSPOSE, (_stand(x, "x"), _stand(w, "w"), _stand(b, "b")), (), args, output_padding)
+    stands = (stand_for(x, "x"), stand_for(w, "w"), stand_for(b, "b"))
+    plan = make_pass_plan(TRANSPOSE, stands, (), args, output_padding)
     spec = plan.spec  # the convolution whose input the result is
     unbatched = x.ndim == 3
     x4 = x[None] if unbatched else x  # (C_in, H, W) -> (1, C_in, H, W)
