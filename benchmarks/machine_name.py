@@ -1,8 +1,11 @@
 """The asv machine name of this host, from what changes the numbers: CPU family, ISA level and cores.
 
 ``python benchmarks/machine_name.py`` prints e.g. ``xeon-avx512-2c`` or ``zen3-avx2-2c``;
-``--describe`` prints the asv ``machine`` fields (``--cpu``, ``--arch``, ``--num_cpu``, ``--os``, ``--ram``)
-as JSON, so that ``benchmarks/record.sh`` registers the machine with its CPU model written down.
+``--describe`` prints the asv ``machine`` fields (``cpu``, ``arch``, ``num_cpu``, ``os``, ``ram``) as JSON;
+``--register`` stores them all in ``~/.asv-machine.json`` under the name (asv's own file, through asv), so that
+``benchmarks/record.sh`` records the machine with its CPU model written down. ``asv machine --yes --cpu ...``
+is not used for this: on a host with no ``~/.asv-machine.json`` it stores only the options that differ from
+what it detects itself, so the CPU, architecture, core count and OS went missing from the results.
 
 asv compares only results of one machine name, so a name must mean one kind of CPU: OpenBLAS and numba pick
 different kernels on AVX2 and AVX-512 hosts, and a Zen 3 and a Xeon of the same core count differ by more
@@ -83,6 +86,14 @@ def describe(info: dict[str, str]) -> dict[str, str]:
             "num_cpu": str(cores()), "os": f"{platform.system()} {platform.release()}", "ram": ram}
 
 
+def register(fields: dict[str, str], path: str | None = None) -> None:
+    """Store ``fields`` (:func:`describe`'s) whole as asv's record of the machine ``fields["machine"]``, in
+    ``path`` (default ``~/.asv-machine.json``), keeping the other machines there."""
+    from asv.machine import MachineCollection  # asv is needed only to record, not to name the machine
+
+    MachineCollection.save(fields["machine"], fields, _path=path)
+
+
 def main() -> None:
     try:
         with open("/proc/cpuinfo") as f:
@@ -91,6 +102,8 @@ def main() -> None:
         info = {}
     if "--describe" in sys.argv[1:]:
         print(json.dumps(describe(info)))
+    elif "--register" in sys.argv[1:]:
+        register(describe(info))
     else:
         print(name(info))
 

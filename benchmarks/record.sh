@@ -17,12 +17,7 @@ cd "$(dirname "$0")/.."
 
 name=$(python benchmarks/machine_name.py)
 # register the host under its name, with its CPU, cores, OS and memory written down
-eval "$(python benchmarks/machine_name.py --describe | python -c '
-import json, shlex, sys
-d = json.load(sys.stdin)
-print(" ".join(f"{k}={shlex.quote(v)}" for k, v in d.items() if k != "machine"))')"
-asv machine --machine "$name" --cpu "$cpu" --arch "$arch" --num_cpu "$num_cpu" --os "$os" --ram "$ram" --yes \
-    > /dev/null
+python benchmarks/machine_name.py --register
 
 list=$(mktemp)
 trap 'rm -f "$list"' EXIT
