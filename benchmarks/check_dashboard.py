@@ -5,7 +5,8 @@
 Reads the ``index.json`` that ``asv publish`` writes and the graph files of
 ``conv.TimeConv2d.time_conv2d``; prints, per machine name, how many commits have CPU results, and exits 1
 (with the reason) if a strategy has CPU results for fewer than ``--min-commits`` commits (on ``--machine``
-alone, if given), or has no series.
+alone, if given), or has no series, or if a machine's results are split into more than one series (asv draws
+one per combination of the machine's fields, so a field that differs between sessions cuts the history).
 """
 
 from __future__ import annotations
@@ -39,10 +40,18 @@ def main() -> int:
         col = {name: i for i, name in enumerate(info["param_names"])}
         files = [f for f in html.glob(f"graphs/**/{bench}.json") if "branch-main" in f.parts]
         per_machine: dict[str, set[str]] = {}
+        series: dict[str, list[pathlib.Path]] = {}
         for f in files:  # asv puts each machine's graphs under .../machine-NAME/...
             machine = next((part[len("machine-"):] for part in f.parts if part.startswith("machine-")), "?")
             revisions = {r for r, v in json.loads(f.read_text()) if v is not None and v != [None] * len(v or [])}
             per_machine.setdefault(machine, set()).update(revisions)
+            series.setdefault(machine, []).append(f.relative_to(html / "graphs"))
+        for machine, paths in sorted(series.items()):
+            if len(paths) > 1:
+                differ = sorted({part for path in paths for part in path.parts
+                                 if not all(part in other.parts for other in paths)})
+                problems.append(f"{machine}'s results are split into {len(paths)} series by its fields: "
+                                + ", ".join(differ))
         summary.append("; ".join(f"{m}: {len(r)} commits" for m, r in sorted(per_machine.items())))
         if args.machine is not None:
             files = [f for f in files if f"machine-{args.machine}" in f.parts]

@@ -75,15 +75,23 @@ def name(info: dict[str, str]) -> str:
 
 
 def describe(info: dict[str, str]) -> dict[str, str]:
-    """asv's machine fields for this host."""
+    """asv's machine fields for this host, each stable across rebuilds of the same kind of host: asv draws one
+    series per combination of them, so a value that changes between sessions of one machine name (the kernel's
+    build suffix, a few MB of RAM) would cut its history in two. The OS is the kernel's major.minor release and
+    the RAM whole GiB."""
     ram = ""
     try:
         with open("/proc/meminfo") as f:
-            ram = f.readline().split()[1]  # MemTotal, kB
-    except OSError:
+            ram = f"{round(int(f.readline().split()[1]) / 2**20)} GiB"  # MemTotal, kB
+    except (OSError, IndexError, ValueError):
         pass
     return {"machine": name(info), "cpu": info.get("model name", platform.processor()), "arch": platform.machine(),
-            "num_cpu": str(cores()), "os": f"{platform.system()} {platform.release()}", "ram": ram}
+            "num_cpu": str(cores()), "os": stable_os(platform.system(), platform.release()), "ram": ram}
+
+
+def stable_os(system: str, release: str) -> str:
+    """``system`` and the major.minor of ``release``: ``Linux 6.18`` for ``Linux``, ``6.18.44-fc-v657``."""
+    return " ".join([system, ".".join(release.split("-")[0].split(".")[:2])]).strip()
 
 
 def register(fields: dict[str, str], path: str | None = None) -> None:

@@ -111,3 +111,13 @@ def test_register_stores_every_field_on_a_fresh_host(tmp_path):
     assert stored[fields["machine"]] == fields
     assert set(fields) == {"machine", "cpu", "arch", "num_cpu", "os", "ram"} and fields["cpu"] == "AMD EPYC 7B13"
     assert stored["other"]["machine"] == "other" and stored["version"] == 1
+
+
+@pytest.mark.parametrize("system, release, want", [
+    ("Linux", "6.18.44-fc-v657", "Linux 6.18"),
+    ("Linux", "6.18.44-fc-v1098", "Linux 6.18"),
+    ("Linux", "5.15.0-1057-azure", "Linux 5.15"),
+    ("Darwin", "23.4.0", "Darwin 23.4"),
+])
+def test_the_recorded_os_is_the_same_across_rebuilds_of_a_host(system, release, want):
+    assert machine_name.stable_os(system, release) == want
