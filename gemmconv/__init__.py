@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import strategies as _strategies  # noqa: F401  (registers the built-in strategies)
 from .api import choose_strategy, conv2d, plan
 from .backends import Backend, get_backend, list_backends, register_backend
+from .backends._kernel_cache import kernel_cache_dir
 from .backends._threads import ThreadSettings, get_threads, set_threads
 from .backward import (
     conv2d_grad_input,
@@ -51,6 +52,7 @@ __all__ = [
     "get_backend",
     "get_strategy",
     "get_threads",
+    "kernel_cache_dir",
     "list_backends",
     "list_strategies",
     "plan",

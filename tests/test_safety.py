@@ -42,8 +42,8 @@ def _spec(x, w, **args):
 
 @pytest.mark.skipif(not BOUNDSCHECK, reason="the bounds-checked pass of .ci/run sets NUMBA_BOUNDSCHECK=1")
 def test_kernels_are_bounds_checked():
-    """In the bounds-checked pass the kernels really are compiled with bounds checks: numba's on-disk cache
-    does not key on NUMBA_BOUNDSCHECK, so .ci/run gives that pass a cache of its own. A bias one element short
+    """In the bounds-checked pass the kernels really are compiled with bounds checks (gemmconv's kernel cache
+    keys on NUMBA_BOUNDSCHECK, and .ci/run gives that pass a cache of its own besides). A bias one element short
     must raise IndexError here (without checks it would read past the array)."""
     from gemmconv.backends import _numba_direct
 

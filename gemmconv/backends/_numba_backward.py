@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._numba_common import OPTS as _OPTS
+from ._kernel_cache import compiled
 from ._numba_common import tap_ranges as _tap_ranges
 
 
-@njit(**_OPTS)
+@compiled()
 def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, cbase, c0, c1):  # pragma: no cover - compiled
     """Add the column matrices ``cols`` (NB, CB·KH·KW, OB·OW) of images ``n0..n0+NB``, output rows
     ``o0..o0+OB`` (of ``oh``) and input channels ``cbase..cbase+CB`` into ``dx`` (N, C, H, W) for input channels
@@ -98,7 +98,7 @@ def _padded_tap_sums(x, gy, n_, k, c, taps, pt, pl, dh, dw_, xp, gp, wp, tot):  
             tot[t] += total
 
 
-@njit(fastmath={"reassoc", "contract"}, **_OPTS)
+@compiled(fastmath={"reassoc", "contract"})
 def direct_grad_weight(x, gy, dw, sh, sw, pt, pl, dh, dw_, groups, k0, k1):  # pragma: no cover - compiled
     """dL/dw (K, C/G, KH, KW) into ``dw`` for output channels ``k0..k1``: for each tap, the sum over images and
     output pixels of dL/dy (N, K, OH, OW) times the input ``x`` (N, C, H, W) the tap read. Output channels are

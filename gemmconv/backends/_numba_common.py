@@ -8,14 +8,8 @@ once per row, so the inner loops carry no bounds test and vectorise for unit str
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numba import njit
-
-#: compile options of every kernel: cached on disk, and free of the GIL (workers run them at once)
-OPTS: dict[str, Any] = {"cache": True, "nogil": True}
-
 
 @njit(inline="always")
 def valid_range(size: int, offset: int, stride: int, count: int) -> tuple[int, int]:

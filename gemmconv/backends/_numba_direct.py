@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._numba_common import OPTS as _OPTS
+from ._kernel_cache import compiled
 from ._numba_common import copy_rows as _copy_rows
 from ._numba_common import tap_ranges as _tap_ranges
 
@@ -72,7 +72,7 @@ def _nine_taps_pair(a0, a1, flat, wa, wb, wp, length):  # pragma: no cover - com
         a1[i] += b00 * x0 + b01 * x1 + b02 * x2 + b10 * y0 + b11 * y1 + b12 * y2 + b20 * z0 + b21 * z1 + b22 * z2
 
 
-@njit(**_OPTS)
+@compiled()
 def _direct_small(x, w, out, b, pt, pl, groups, e_lo, e_hi, p0, p1):  # pragma: no cover - compiled
     """:func:`direct` for 3x3 kernels at unit stride and dilation on small images: each image padded once
     (all channels), then two output planes of a group at a time (one where a group or the range ends), in
@@ -115,7 +115,7 @@ def _direct_small(x, w, out, b, pt, pl, groups, e_lo, e_hi, p0, p1):  # pragma: 
         nk += 2 if pair else 1
 
 
-@njit(**_OPTS)
+@compiled()
 def direct(x, w, b, out, sh, sw, pt, pl, dh, dw, groups, p0, p1):  # pragma: no cover - compiled
     """Output planes p0..p1 (plane n·K + k) of ``out`` (N, K, OH, OW) = conv(x, w) + b, by loops over
     output pixels and taps.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._numba_common import OPTS as _OPTS
+from ._kernel_cache import compiled
 from ._numba_common import copy_rows as _copy_rows
 from ._numba_common import valid_range as _valid_range
 
@@ -37,7 +37,7 @@ def _phase_elements(kh, kw, sh, sw, pt, pl, dh, dw, ob, ow):  # pragma: no cover
     return min(kh, sh) * min(kw, sw) * (ob + rb_hi - rb_lo) * ow
 
 
-@njit(**_OPTS)
+@compiled()
 def _im2col_phases(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
     """:func:`im2col` for strided convolutions: per plane, the input rows a band reads are split once
     into the polyphase planes its taps read (rows SH·i + rp, columns SW·j + cp, for the phases rp and
@@ -122,7 +122,7 @@ def _im2col_phases(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # prag
                             seg[q] = plane[ih, iw] if 0 <= ih < h_ and iw < w_ else 0
 
 
-@njit(**_OPTS)
+@compiled()
 def _im2col_padded(x, cols, kh, kw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
     """:func:`im2col` at unit stride for narrow outputs (deep layers on small images): the input rows
     a band reads are copied once per plane into a zero-padded buffer, from which each column row
@@ -146,7 +146,7 @@ def _im2col_padded(x, cols, kh, kw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no c
                             seg[q] = src[q]
 
 
-@njit(**_OPTS)
+@compiled()
 def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0):  # pragma: no cover - compiled
     """Fill ``cols`` (NB, C·KH·KW, OB·OW) from ``x`` (N, C, H, W): images n0..n0+NB, output rows o0..o0+OB
     (``cols`` may have rows past C·KH·KW: they are left alone).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._numba_common import OPTS as _OPTS
+from ._kernel_cache import compiled
 
 
 # Winograd transforms, written out for each tile size: the 1-D transforms below are the rows of
@@ -89,7 +89,7 @@ def _tile_b2(cs, vt, q, base, cb):  # pragma: no cover - compiled
             o0[c], o1[c], o2[c], o3[c] = _bt2(e0[c], e1[c], e2[c], e3[c])
 
 
-@njit(**_OPTS)
+@compiled()
 def winograd_input(x, vt, p_, m, th, tw, pt, pl, r0, c0, c1):  # pragma: no cover - compiled
     """Input tiles' ``B^T d B`` into ``vt`` (T², pitch): row a·T + b holds element (a, b) of tile p and
     channel c at p·C + c (C = x's channels). Tiles p < ``p_`` are those of tile rows r0..r0+p_/tw (row g
@@ -171,7 +171,7 @@ def _tile_a2(mt, base, am, ot, q, bias, kb):  # pragma: no cover - compiled
             g0[k], g1[k] = y0 + bias[k], y1 + bias[k]
 
 
-@njit(**_OPTS)
+@compiled()
 def winograd_output(mt, p_, kb, out, b, m, th, tw, r0, k0):  # pragma: no cover - compiled
     """``out`` (N, K, OH, OW) = A^T M A + b, cropped, for the tiles of ``mt`` (T², pitch): row a·T + b
     holds element (a, b) of tile p and output channel k0 + k at p·KB + k; tiles p < ``p_`` are those
