@@ -46,8 +46,9 @@ __all__ = ["compiled", "kernel_cache_dir"]
 def kernel_cache_dir() -> Path | None:
     """The folder under which gemmconv's compiled kernels are cached, per the rule of this module's docstring
     (None where no folder can be written: kernels are then compiled in each process)."""
-    if config.CACHE_DIR:
-        root = Path(config.CACHE_DIR)
+    numba_dir = getattr(config, "CACHE_DIR", "")  # NUMBA_CACHE_DIR
+    if numba_dir:
+        root = Path(numba_dir)
     else:
         root = _gemmconv_root() / "numba"
     return root if _writable(root) else None
@@ -75,7 +76,7 @@ def _writable(folder: Path) -> bool:
     return True
 
 
-class _UserFolderLocator(_SourceFileBackedLocatorMixin, _CacheLocator):  # type: ignore[misc]
+class _UserFolderLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
     """numba's cache locator for a kernel of gemmconv: ``<kernel_cache_dir()>/<source dir name>_<hash of its path>``
     (one folder per installed copy, so two installs or checkouts never share entries)."""
 
@@ -100,18 +101,18 @@ class _UserFolderLocator(_SourceFileBackedLocatorMixin, _CacheLocator):  # type:
         return locator
 
 
-class _KernelCacheImpl(CompileResultCacheImpl):  # type: ignore[misc]
+class _KernelCacheImpl(CompileResultCacheImpl):
     """numba's cache of compile results, located by :class:`_UserFolderLocator` (``NUMBA_CACHE_DIR`` first)
     and with the bounds-check setting in its file names."""
 
-    _locator_classes = [UserProvidedCacheLocator, _UserFolderLocator]
+    _locator_classes = [UserProvidedCacheLocator, _UserFolderLocator]  # type: ignore[list-item]  # noqa: RUF012
 
     def get_filename_base(self, fullname: str, abiflags: str) -> str:
         base: str = super().get_filename_base(fullname, abiflags)
-        return base + ("-boundscheck" if config.BOUNDSCHECK else "")
+        return base + ("-boundscheck" if getattr(config, "BOUNDSCHECK", None) else "")
 
 
-class _KernelCache(FunctionCache):  # type: ignore[misc]
+class _KernelCache(FunctionCache):
     _impl_class = _KernelCacheImpl
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+
 @njit(inline="always")
 def valid_range(size: int, offset: int, stride: int, count: int) -> tuple[int, int]:
     """Range [lo, hi) of output positions o with 0 <= o*stride + offset < size, within [0, count]
