@@ -37,13 +37,14 @@ import numpy as np  # NumPy's BLAS is loaded, so that threadpoolctl finds it
 from threadpoolctl import ThreadpoolController
 
 from .._forksafe import ForkSafeLock
+from ._load import free_cores
 
-__all__ = ["ThreadSettings", "blas_threads", "get_threads", "in_worker", "run_blocks", "run_phases", "set_threads",
-           "worker_count"]
+__all__ = ["CallThreads", "ThreadSettings", "available", "blas_threads", "get_threads", "in_worker", "run_blocks",
+           "run_phases", "set_threads", "worker_count"]
 
 _local = threading.local()
 _lock = ForkSafeLock()
-_single: dict[str, Any] = {"depth": 0, "saved": []}
+_single: dict[str, Any] = {"depth": 0, "saved": [], "limit": None}
 _pool: dict[str, Any] = {"executor": None, "size": 0, "pinned": False}
 
 
@@ -141,22 +142,73 @@ def _thread_local_limits() -> tuple[Callable[[int], Any], ...] | None:
     return tuple(setters)
 
 
+class CallThreads:
+    """The threads one convolution may keep busy, decided when it starts: with no count set by
+    :func:`set_threads`, no more than the cores other processes leave free (:func:`._load.free_cores`), and the
+    BLAS then held to as many threads (process-wide where it has no thread-local limit, as blocks do; not with
+    ``keep_blas``). An explicit count is used as given. Inside, :func:`available` reads the decision."""
+
+    __slots__ = ("_before", "_blas", "_local_before")
+
+    def __enter__(self) -> int:
+        settings = _settings
+        self._before = getattr(_local, "available", None)
+        self._blas: _BlasLimit | None = None
+        self._local_before: list[int] | None = None
+        if settings.threads is not None or in_worker():
+            return available()
+        threads = min(worker_count(), free_cores())
+        _local.available = threads if self._before is None else min(self._before, threads)
+        if not settings.keep_blas and blas_threads() > threads:
+            local = _thread_local_limits()
+            if local is not None:  # this thread's own limit; each setter returns the one it replaces
+                self._local_before = [set_local(threads) for set_local in local]
+            else:
+                self._blas = _BlasLimit(threads)
+                self._blas.__enter__()
+        return threads
+
+    def __exit__(self, *exc: object) -> None:
+        if self._blas is not None:
+            self._blas.__exit__()
+        if self._local_before is not None:
+            for set_local, before in zip(_thread_local_limits() or (), self._local_before, strict=True):
+                set_local(before)
+        _local.available = self._before
+
+
+def available() -> int:
+    """Workers a convolution may use now: the decision of the enclosing :class:`CallThreads`, else
+    :func:`worker_count`."""
+    threads = getattr(_local, "available", None)
+    return worker_count() if threads is None else threads
+
+
 def in_worker() -> bool:
     """Whether this thread is a worker of :func:`run_blocks` (a nested :func:`run_blocks` then runs inline)."""
     return getattr(_local, "worker", False)
 
 
-class _SingleThreadedBlas:
-    """The process-wide BLAS count at one thread while any caller is inside (where there is no thread-local
-    limit); the count found by the first to enter is put back by the last to leave, unless someone set
-    another one meanwhile."""
+class _BlasLimit:
+    """The process-wide BLAS count at most ``threads`` while any caller is inside (where there is no thread-local
+    limit); the count found by the first to enter is put back by the last to leave, unless someone set another
+    one meanwhile."""
+
+    __slots__ = ("threads",)
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
 
     def __enter__(self) -> None:
         with _lock:
             if _single["depth"] == 0:
                 _single["saved"] = [(c, c.num_threads) for c in _blas_controllers()]
-                for c, _ in _single["saved"]:
-                    c.set_num_threads(1)
+                _single["limit"] = None
+            limit = self.threads if _single["limit"] is None else min(_single["limit"], self.threads)
+            if limit != _single["limit"]:
+                for c, n in _single["saved"]:
+                    c.set_num_threads(min(n, limit))
+                _single["limit"] = limit
             _single["depth"] += 1
 
     def __exit__(self, *exc: object) -> None:
@@ -164,7 +216,7 @@ class _SingleThreadedBlas:
             _single["depth"] -= 1
             if _single["depth"] == 0:
                 for c, n in _single["saved"]:
-                    if c.num_threads == 1:  # still ours: put the previous count back
+                    if c.num_threads == min(n, _single["limit"]):  # still ours: put the previous count back
                         c.set_num_threads(n)
 
 
@@ -173,7 +225,7 @@ def _after_fork_in_child() -> None:
     if _single["depth"]:
         for c, n in _single["saved"]:
             c.set_num_threads(n)
-    _single["depth"], _single["saved"] = 0, []
+    _single["depth"], _single["saved"], _single["limit"] = 0, [], None
     _pool["executor"], _pool["size"] = None, 0
 
 
@@ -286,7 +338,7 @@ def run_phases(phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Call
                 after()
         return
     work = [_Phase(fn, items, after) for fn, items, after in phases]
-    with contextlib.nullcontext() if local else _SingleThreadedBlas():
+    with contextlib.nullcontext() if local else _BlasLimit(1):
         pool = _executor(workers)
         futures = [pool.submit(_work_phases, work) for _ in range(workers)]
         for f in futures:

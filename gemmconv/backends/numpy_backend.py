@@ -16,6 +16,7 @@ import numpy as np
 from .._forksafe import ForkSafeLock
 from ..spec import ConvSpec
 from . import _numba_backward, _numba_direct, _numba_im2col, _numba_winograd
+from ._threads import CallThreads
 from .kernels import (
     Col2imKernels,
     DirectGradKernels,
@@ -50,6 +51,22 @@ _KERNELS: dict[str, Any] = {
 
 
 @functools.lru_cache(maxsize=1)
+class _CallContext:
+    """NumPy's floating-point warnings off and the call's threads decided (see ``NumpyBackend.device_context``)."""
+
+    __slots__ = ("_errstate", "_threads")
+
+    def __enter__(self) -> None:
+        self._errstate = np.errstate(all="ignore")
+        self._errstate.__enter__()
+        self._threads = CallThreads()
+        self._threads.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._threads.__exit__()
+        self._errstate.__exit__(None, None, None)
+
+
 def _physical_memory() -> int | None:
     """Bytes of physical memory of this machine (None where the OS does not say)."""
     try:
@@ -99,9 +116,10 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
         return _physical_memory()
 
     def device_context(self, a: Any) -> contextlib.AbstractContextManager:
-        """NumPy's floating-point warnings off on this thread while a convolution runs (NaN or Inf in
-        the input make NaN or Inf in the output, as in torch, with no warning; the workers do the same)."""
-        return np.errstate(all="ignore")
+        """While a convolution runs: NumPy's floating-point warnings off on this thread (NaN or Inf in the
+        input make NaN or Inf in the output, as in torch, with no warning; the workers do the same), and its
+        threads decided once from the cores free now (:class:`._threads.CallThreads`)."""
+        return _CallContext()
 
     def _scratch(self, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A reused C-contiguous buffer of ``shape`` for temporary ``key`` on this thread."""

@@ -88,12 +88,13 @@ class WorkerThreads(Scheduler):
         return _threads.worker_count()
 
     def run_blocks(self, fn: Callable[[Any], None], items: Sequence[Any], workers: int | None = None) -> None:
+        most = _threads.available()  # at most the cores free when the call began
+        workers = most if workers is None else min(workers, most)
         if len(items) == 1 or workers == 1:  # nothing to hand out: on this thread
             for item in items:
                 fn(item)
             return
-        most = self.workers()
-        _threads.run_blocks(fn, items, most if workers is None else min(workers, most))
+        _threads.run_blocks(fn, items, workers)
 
     def run_phases(self, phases: Sequence[Phase]) -> None:
-        _threads.run_phases(phases, self.workers())  # one hand-out for all the phases
+        _threads.run_phases(phases, _threads.available())  # one hand-out for all the phases
