@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 import gemmconv
 from gemmconv.cli import main
+from gemmconv.measure import DISTURBED, Measurement, Settings, measure_settled
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +21,7 @@ def records():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 8, 16, 16)).astype(np.float32)
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
-    return gemmconv.compare(x, w, None, padding=1, repeat=3)
+    return gemmconv.compare(x, w, None, padding=1, repeat=3, warmup_s=0.05)
 
 
 def test_one_record_per_strategy(records):
@@ -34,7 +37,9 @@ def test_one_record_per_strategy(records):
 def test_measurements_are_plausible(records):
     ok = {r.strategy: r for r in records if r.status == "ok"}
     for r in ok.values():
-        assert r.median_s > 0 and len(r.times_s) == 3 and r.min_s <= r.median_s <= r.max_s
+        assert r.median_s > 0 and len(r.times_s) == 3 and r.min_s <= r.q1_s <= r.median_s <= r.q3_s <= r.max_s
+        assert r.iqr_s == pytest.approx(r.q3_s - r.q1_s) and r.rel_iqr == pytest.approx(r.iqr_s / r.median_s)
+        assert r.warmup_calls >= 1 and 1 <= r.attempts <= 3 and r.disturbed == (r.rel_iqr > DISTURBED)
         assert r.gflops == pytest.approx(r.flops / r.median_s / 1e9)
         assert r.flops == 2 * 2 * 8 * 16 * 16 * 8 * 9
     assert ok["im2col"].rel_error < 1e-5 and ok["direct"].rel_error < 1e-5
@@ -125,7 +130,7 @@ def test_compare_a_backward_pass(pass_, refused):
     x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
     w = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
     b = rng.standard_normal(6).astype(np.float32)
-    records = gemmconv.compare(x, w, b, pass_=pass_, padding=1, repeat=2)
+    records = gemmconv.compare(x, w, b, pass_=pass_, padding=1, repeat=2, warmup_s=0)
     assert [r.strategy for r in records] == gemmconv.list_strategies()
     assert {r.strategy: r.reason for r in records if r.status == "refused"}.keys() == refused.keys()
     for r in records:
@@ -145,3 +150,114 @@ def test_cli_compares_a_pass(capsys):
     assert "gemmconv compare grad_weight" in out and "dw3x3_56" in out
     with pytest.raises(ValueError, match="pass_ must be one of"):
         gemmconv.compare(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), pass_="backward")
+
+
+# --- warm-up and disturbed measurements, on scripted timings -------------------------------------------------
+
+@dataclass
+class Script:
+    """A timer and a clock driven by a list of call times: each timed call takes the next one."""
+
+    times: list[float]
+    now: float = 0.0
+    calls: int = 0
+
+    def timer(self, n: int) -> list[float]:
+        if n > len(self.times):
+            raise AssertionError(f"asked for {n} more calls, the script has {len(self.times)}")
+        out, self.times = self.times[:n], self.times[n:]
+        self.now += sum(out)
+        self.calls += n
+        return out
+
+    def clock(self) -> float:
+        return self.now
+
+
+def _settled(script: Script, **settings) -> tuple[int, Measurement]:
+    count = []
+    y, m = measure_settled(lambda: count.append(1) or "y", None, Settings(**settings), script.timer, script.clock)
+    assert y == "y"
+    return len(count), m
+
+
+def test_warm_up_runs_until_the_calls_stop_getting_faster():
+    """A first call of 256 ms and a second of 240 (compilation, caches) are not timed: warm-up goes on until a
+    round of calls is no faster than the one before, then the timed calls see the steady state."""
+    slow = [0.240, 0.00075, 0.00076] + [0.00075] * 3  # round medians: 0.76 ms, then 0.75 ms (settled)
+    script = Script([*slow, 0.00074, 0.00075, 0.00076, 0.00075, 0.00075])
+    untimed, m = _settled(script, repeat=5, warmup=1, warmup_s=1.0, retries=0)
+    assert untimed == 1 and m.warmup_calls == 1 + 6 and m.warmup_settled
+    assert m.times == [0.00074, 0.00075, 0.00076, 0.00075, 0.00075] and script.times == []
+    assert m.median == 0.00075 and not m.disturbed and m.attempts == 1
+
+
+def test_warm_up_goes_on_while_calls_get_faster():
+    script = Script([0.1] * 3 + [0.05] * 3 + [0.02] * 3 + [0.019] * 3 + [0.02] * 4)
+    _, m = _settled(script, repeat=4, warmup=1, warmup_s=10.0, retries=0)
+    assert m.warmup_calls == 1 + 12 and m.warmup_settled and m.times == [0.02] * 4
+
+
+def test_warm_up_stops_on_its_budget():
+    """Calls that keep getting faster: warm-up stops once ``warmup_s`` is spent (the clock is the script's),
+    and says it did not settle."""
+    script = Script([0.2 / 2**i for i in range(30)])
+    _, m = _settled(script, repeat=3, warmup=1, warmup_s=0.35, retries=0)
+    # rounds of 3 calls: 0.2+0.1+0.05 = 0.35 s spent after the first round, so one round only
+    assert m.warmup_calls == 1 + 3 and not m.warmup_settled
+    assert m.times == pytest.approx([0.2 / 2**3, 0.2 / 2**4, 0.2 / 2**5])
+
+
+def test_no_warm_up_rounds_with_a_zero_budget():
+    script = Script([0.3, 0.1, 0.1])
+    untimed, m = _settled(script, repeat=3, warmup=2, warmup_s=0, retries=0)
+    assert untimed == 2 and m.warmup_calls == 2 and not m.warmup_settled and m.times == [0.3, 0.1, 0.1]
+
+
+def test_a_single_stall_does_not_disturb_the_measurement():
+    """One call of 250 ms among calls of 1 ms: the median and the interquartile range ignore it (the old
+    max-min spread did not)."""
+    times = [0.001] * 4 + [0.25] + [0.001] * 5
+    script = Script([0.001] * 6 + times)
+    _, m = _settled(script, repeat=10, warmup=1, warmup_s=1.0, retries=2)
+    assert m.median == 0.001 and m.iqr == 0 and not m.disturbed and m.attempts == 1
+    assert m.spread > 100
+
+
+def test_a_disturbed_measurement_is_timed_again():
+    """Quartiles far apart (a busy machine for half the calls): timed again, and the undisturbed attempt kept."""
+    busy = [0.001, 0.001, 0.003, 0.003, 0.001]  # q1 1 ms, q3 3 ms: IQR 200% of the median
+    calm = [0.001, 0.0011, 0.001, 0.001, 0.001]
+    script = Script([0.001] * 6 + busy + calm)
+    _, m = _settled(script, repeat=5, warmup=1, warmup_s=1.0, retries=2)
+    assert m.attempts == 2 and m.times == calm and not m.disturbed and script.times == []
+
+
+def test_a_measurement_that_stays_disturbed_says_so():
+    """Every attempt disturbed: ``retries`` more attempts, the least disturbed one kept, marked disturbed."""
+    worse = [0.001, 0.001, 0.004, 0.004, 0.001]
+    bad = [0.001, 0.001, 0.002, 0.002, 0.001]  # IQR 100%: the least disturbed
+    script = Script([0.001] * 6 + worse + bad + worse)
+    _, m = _settled(script, repeat=5, warmup=1, warmup_s=1.0, retries=2)
+    assert m.attempts == 3 and m.times == bad and m.disturbed and m.rel_iqr == pytest.approx(1.0)
+    script = Script([0.001] * 6 + worse)
+    _, m = _settled(script, repeat=5, warmup=1, warmup_s=1.0, retries=0)
+    assert m.attempts == 1 and m.disturbed
+
+
+def test_disturbed_threshold():
+    """Quartiles 1 and 1 + DISTURBED around a median of 1: at the threshold, not beyond it."""
+    assert not Measurement([1.0, 1.0, 1.0 + DISTURBED, 1.0 + DISTURBED, 1.0]).disturbed
+    assert Measurement([1.0, 1.0, 1.0 + 1.1 * DISTURBED, 1.0 + 1.1 * DISTURBED, 1.0]).disturbed
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(repeat=0), "repeat must be an int >= 1, got 0"),
+    (dict(warmup=-1), "warmup must be an int >= 0, got -1"),
+    (dict(retries=1.5), "retries must be an int >= 0, got 1.5"),
+    (dict(warmup_s=-1), "warmup_s must be a number of seconds >= 0, got -1"),
+    (dict(warmup_s=float("nan")), "warmup_s must be a number of seconds >= 0, got nan"),
+])
+def test_compare_rejects_bad_measuring_settings(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        gemmconv.compare(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), **kwargs)
