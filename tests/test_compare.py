@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -10,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from helpers import torch_conv
 
 import gemmconv
-from gemmconv.cli import main
+from gemmconv.cli import build_parser, layer_option_error, main, shape_layer
 from gemmconv.measure import DISTURBED, Measurement, Settings, measure_settled
 
 
@@ -63,7 +65,7 @@ def test_compare_validates_like_conv2d():
 
 def test_cli_writes_json_and_png(tmp_path, capsys):
     out_json, out_png = tmp_path / "c.json", tmp_path / "c.png"
-    rc = main(["compare", "--shape", "2,4,12,12,8,3,3", "--padding", "1", "--repeat", "2",
+    rc = main(["compare", "--shape", "2,4,12,12,8,3,3", "--padding", "1", "--repeat", "2", "--warmup-s", "0.05",
                "--json", str(out_json), "--plot", str(out_png)])
     assert rc == 0
     text = capsys.readouterr().out
@@ -87,7 +89,8 @@ def test_cli_writes_json_and_png(tmp_path, capsys):
 
 
 def test_cli_builtin_layers_subset(capsys):
-    assert main(["compare", "--layers", "conv1x1s2_56", "--strategies", "1x1", "im2col", "--repeat", "1"]) == 0
+    assert main(["compare", "--layers", "conv1x1s2_56", "--strategies", "1x1", "im2col", "--repeat", "1",
+                 "--warmup-s", "0"]) == 0
     out = capsys.readouterr().out
     assert "conv1x1s2_56" in out and "winners: conv1x1s2_56:" in out
 
@@ -96,8 +99,6 @@ def test_cli_builtin_layers_subset(capsys):
     "argv, message",
     [
         (["compare", "--strategies", "fft"], "unknown strategies fft"),
-        (["compare", "--shape", "1,4,8,8,6,3,3", "--groups", "3"], "--groups 3 must divide C=4 and K=6"),
-        (["compare", "--repeat", "0"], "--repeat and --batch must be >= 1"),
         (["compare", "--shape", "1,4,8,8,6,9,9"], "larger than the padded input"),
     ],
 )
@@ -106,11 +107,35 @@ def test_cli_bad_arguments(argv, message, capsys):
     assert message in capsys.readouterr().out
 
 
-def test_cli_rejects_malformed_shape(capsys):
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--shape", "1,2,3"], "argument --shape: --shape takes 7 comma-separated integers >= 1, got '1,2,3'"),
+    (["--repeat", "0"], "argument --repeat: --repeat takes an integer >= 1, got '0'"),
+    (["--batch", "x"], "argument --batch: --batch takes an integer >= 1, got 'x'"),
+    (["--retries", "-1"], "argument --retries: --retries takes an integer >= 0, got '-1'"),
+    (["--warmup-s", "-1"], "argument --warmup-s: --warmup-s takes a number of seconds >= 0, got '-1'"),
+    (["--shape", "1,4,8,8,6,3,3", "--padding", "1,2,3"],
+     "argument --padding: --padding takes an integer V or a pair H,W of integers >= 0 or 'same' or 'valid'; "
+     "got '1,2,3'"),
+    (["--shape", "1,4,8,8,6,3,3", "--padding", "full"], "or 'same' or 'valid'; got 'full'"),
+    (["--shape", "1,4,8,8,6,3,3", "--padding", "-1"], "pair H,W of integers >= 0 or 'same' or 'valid'; got '-1'"),
+    (["--shape", "1,4,8,8,6,3,3", "--stride", "0,1"],
+     "argument --stride: --stride takes an integer V or a pair H,W of integers >= 1; got '0,1'"),
+    (["--shape", "1,4,8,8,6,3,3", "--dilation", "same"], "argument --dilation: --dilation takes an integer V"),
+    (["--shape", "1,4,8,8,6,3,3", "--groups", "2,2"], "argument --groups: --groups takes an integer >= 1, got '2,2'"),
+    (["--shape", "1,4,8,8,6,3,3", "--padding-mode", "wrap"], "argument --padding-mode: invalid choice: 'wrap'"),
+    (["--shape", "1,4,8,8,6,3,3", "--groups", "3"], "--groups 3 must divide C=4 and K=6 of --shape"),
+    (["--padding", "1", "--stride", "2"], "--stride, --padding: for your layer only, with --shape N,C,H,W,K,R,S"),
+    (["--padding-mode", "reflect"], "--padding-mode: for your layer only"),
+    (["--shape", "1,4,8,8,6,3,3", "--layers", "conv3x3_7"], "drop --layers or --shape"),
+    (["--shape", "2,4,8,8,6,3,3", "--batch", "4"], "--shape gives N (2): drop --batch 4"),
+])
+def test_cli_rejects_bad_options_naming_them(argv, message, capsys):
+    """argparse errors (exit status 2, before any work) that name the option, the value and what it takes."""
     with pytest.raises(SystemExit) as info:
-        main(["compare", "--shape", "1,2,3"])
+        main(["compare", *argv])
     assert info.value.code == 2
-    assert "--shape must be 7 positive integers" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "usage: gemmconv compare" in err and message in err
 
 
 def test_python_dash_m_entry_point():
@@ -144,12 +169,90 @@ def test_compare_a_backward_pass(pass_, refused):
 
 
 def test_cli_compares_a_pass(capsys):
-    assert main(["compare", "--pass", "grad_weight", "--layers", "dw3x3_56", "--repeat", "2",
+    assert main(["compare", "--pass", "grad_weight", "--layers", "dw3x3_56", "--repeat", "2", "--warmup-s", "0",
                  "--strategies", "direct", "im2col", "auto"]) == 0
     out = capsys.readouterr().out
-    assert "gemmconv compare grad_weight" in out and "dw3x3_56" in out
+    assert "gemmconv compare, grad_weight pass" in out and "dw3x3_56" in out
     with pytest.raises(ValueError, match="pass_ must be one of"):
         gemmconv.compare(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), pass_="backward")
+
+
+# --- the CLI's layer options give conv2d's own arguments -------------------------------------------------------
+
+@pytest.mark.parametrize(("argv", "kwargs"), [
+    ([], {}),
+    (["--padding", "1"], dict(padding=1)),
+    (["--padding", "1,2"], dict(padding=(1, 2))),
+    (["--padding", "same"], dict(padding="same")),
+    (["--padding", "valid"], dict(padding="valid")),
+    (["--padding", "same", "--dilation", "2,1"], dict(padding="same", dilation=(2, 1))),
+    (["--stride", "2"], dict(stride=2)),
+    (["--stride", "2,1", "--padding", "0,1"], dict(stride=(2, 1), padding=(0, 1))),
+    (["--dilation", "2"], dict(dilation=2)),
+    (["--groups", "2", "--stride", "1,2"], dict(groups=2, stride=(1, 2))),
+    (["--padding", "2", "--padding-mode", "reflect"], dict(padding=2, padding_mode="reflect")),
+    (["--padding", "1,2", "--padding-mode", "replicate"], dict(padding=(1, 2), padding_mode="replicate")),
+    (["--padding", "same", "--padding-mode", "circular"], dict(padding="same", padding_mode="circular")),
+    (["--padding", "1", "--padding-mode", "zeros"], dict(padding=1, padding_mode="zeros")),
+])
+def test_cli_layer_options_are_conv2d_arguments(argv, kwargs):
+    """Each form of --padding, --stride, --dilation, --groups and --padding-mode gives the layer that conv2d computes
+    with the same arguments in Python (torch's float64 result), and the layer's flop count is that layer's."""
+    args = build_parser().parse_args(["compare", "--shape", "2,4,9,10,6,3,3", *argv])
+    assert layer_option_error(args) == ""
+    layer, n = shape_layer(args)
+    assert n == 2 and (layer.c, layer.h, layer.w, layer.k, layer.kh, layer.kw) == (4, 9, 10, 6, 3, 3)
+    x, w, b = layer.arrays(n, "float64")
+    y = gemmconv.conv2d(x, w, b, strategy="direct", **layer.conv_args)
+    np.testing.assert_allclose(y, torch_conv(x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
+    assert layer.flops(n) == 2 * y.size * w.shape[1] * 3 * 3
+
+
+def test_cli_runs_a_layer_with_every_option(tmp_path, capsys):
+    out = tmp_path / "c.json"
+    assert main(["compare", "--shape", "1,4,9,9,4,3,3", "--padding", "same", "--dilation", "2,1", "--groups", "2",
+                 "--padding-mode", "reflect", "--strategies", "direct", "--repeat", "1", "--warmup-s", "0",
+                 "--json", str(out)]) == 0
+    (rec,) = json.loads(out.read_text())["records"]
+    assert rec["conv_args"] == {"stride": 1, "padding": "same", "dilation": [2, 1], "groups": 2,
+                                "padding_mode": "reflect", "workspace_limit": None}
+    assert rec["status"] == "ok"
+
+
+# --- the table and the help ----------------------------------------------------------------------------------
+
+def test_every_column_has_a_header(records):
+    from rich.console import Console
+
+    from gemmconv.cli import _table
+
+    table = _table(records, "t", warmup_s=1.0)
+    headers = [str(c.header) for c in table.columns]
+    assert all(h.strip() for h in headers) and headers[-1] == "note"
+    assert len(headers) == len(set(headers)) == 9
+    for col in table.columns:  # every row fills every column
+        assert len(list(col.cells)) == len(records)
+    console = Console(width=200, file=io.StringIO())
+    console.print(table)
+    text = console.file.getvalue()
+    assert "IQR/median" in text and "refused: needs a 1x1 kernel" in text and "note" in text
+
+
+def test_help_shows_every_default(capsys):
+    """Every option of ``gemmconv compare --help`` says its default, and the layer options say they need --shape."""
+    compare = build_parser()._subparsers._group_actions[0].choices["compare"]
+    options = [a for a in compare._actions if a.option_strings and a.dest not in ("help",)]
+    assert {a.dest for a in options} >= {"backend", "dtype", "batch", "padding", "padding_mode", "warmup_s", "retries"}
+    for action in options:
+        assert action.help and "(default: " in action.help, action.option_strings
+        if action.default is not None:
+            assert f"(default: {action.default})" in action.help, action.option_strings
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(with --shape only; the built-in layers have their own)" in text
+    for default in ("numpy", "float32", "1", "0", "zeros", "forward", "10", "1.0", "2", "all"):
+        assert f"(default: {default})" in text
 
 
 # --- warm-up and disturbed measurements, on scripted timings -------------------------------------------------
@@ -261,3 +364,20 @@ def test_disturbed_threshold():
 def test_compare_rejects_bad_measuring_settings(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         gemmconv.compare(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), **kwargs)
+
+
+def test_compare_marks_a_disturbed_strategy(monkeypatch, capsys):
+    """Through the backend's profiler: a strategy whose calls stay disturbed is marked so in its record, in the
+    table's note column and below the table."""
+    from gemmconv.backends import get_backend
+
+    def time_calls(fn, n):  # half the calls four times slower, every time
+        for _ in range(n):
+            fn()
+        return [0.001, 0.004] * (n // 2) + [0.001] * (n % 2)
+
+    monkeypatch.setattr(get_backend(np.zeros(1)).profiler, "time_calls", time_calls)
+    assert main(["compare", "--shape", "1,2,6,6,2,1,1", "--strategies", "1x1", "--repeat", "4",
+                 "--warmup-s", "0", "--retries", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "disturbed: IQR above 25% in 2 timings" in out and "disturbed (busy machine?)" in out
