@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -381,3 +382,24 @@ def test_compare_marks_a_disturbed_strategy(monkeypatch, capsys):
                  "--warmup-s", "0", "--retries", "1"]) == 0
     out = capsys.readouterr().out
     assert "disturbed: IQR above 25% in 2 timings" in out and "disturbed (busy machine?)" in out
+
+
+def test_plot_names_the_layers_and_the_pass_and_labels_log_axes_plainly(records):
+    """The figure's title names the layer, the pass, dtype and batch; the log axes' labels are plain numbers
+    (0.5, 1, 2, 5, 10, 20: no 2x10^1)."""
+    from gemmconv.plot import figure
+
+    ok = [r for r in records if r.status == "ok"]
+    times = np.geomspace(4e-4, 3e-2, len(ok))  # 0.4 to 30 ms: labels 0.5, 1, 2, 5, 10, 20
+    grad = [dataclasses.replace(r, layer="mine", pass_="grad_input", median_s=t, q1_s=0.9 * t, q3_s=1.1 * t,
+                                gflops=r.flops / t / 1e9) for r, t in zip(ok, times, strict=True)]
+    fig = figure(grad, {"gemm_gflops": 50.0, "bandwidth_gbs": 10.0})
+    assert fig._suptitle.get_text() == "gemmconv compare, grad_input pass: mine (numpy, float32, N=2)"
+    fig.canvas.draw()
+    bars, roof = fig.axes
+    for axis in (bars.yaxis, roof.xaxis, roof.yaxis):
+        labels = [t.get_text() for t in axis.get_ticklabels() if t.get_text()]
+        assert len(labels) >= 2, labels
+        for text in labels:
+            assert re.fullmatch(r"\d+(\.\d+)?", text), labels
+            assert float(text) / 10 ** np.floor(np.log10(float(text))) in (1, 2, 5), labels
