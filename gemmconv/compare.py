@@ -3,9 +3,11 @@
 ``gemmconv.compare(x, w, b, **conv_args)`` measures one convolution, or one of its other passes
 (``pass_="grad_input"``, ``"grad_weight"``, ``"transpose"``: the transposed convolution of the layer's
 output shape back to its input's); :func:`compare_layers` runs the named layer set (``gemmconv compare
-[--pass ...]`` on the command line). Each strategy is warmed up, then timed ``repeat`` times (median and
-spread); its error is max|y - ref| / max|ref| against the same pass in float64; its workspace is the peak
-memory it held beyond its result.
+[--pass ...]`` on the command line). Each strategy is warmed up until its calls stop getting faster (or a
+time budget is spent), then timed ``repeat`` times (median and interquartile range), and timed again while
+that range says the measurement was disturbed (:func:`gemmconv.measure.measure_settled`); its error is
+max|y - ref| / max|ref| against the same pass in float64; its workspace is the peak memory it held beyond
+its result.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .backends import get_backend
 from .backward import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
 from .errors import StrategyNotSupportedError
 from .layers import Layer
-from .measure import measure, reference, relative_error
+from .measure import Settings, measure_settled, reference, relative_error
 from .plan import make_plan, runner_for
 from .registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, get_strategy, list_strategies
 from .strategies import auto
@@ -36,7 +38,13 @@ PASSES = (FORWARD, GRAD_INPUT, GRAD_WEIGHT, "transpose")
 
 @dataclass
 class Record:
-    """One strategy on one layer."""
+    """One strategy on one layer.
+
+    Times are seconds per call of the timed calls, warm-up excluded: ``median_s`` with the quartiles
+    ``q1_s`` and ``q3_s`` (``iqr_s = q3_s - q1_s``, ``rel_iqr = iqr_s / median_s``); ``spread`` is the
+    older (max - min) / median, which a single stall sets. ``disturbed`` is True when ``rel_iqr`` stayed
+    above :data:`gemmconv.measure.DISTURBED` after ``attempts`` timings (the least disturbed is kept).
+    """
 
     layer: str
     strategy: str
@@ -55,6 +63,14 @@ class Record:
     min_s: float | None = None
     max_s: float | None = None
     spread: float | None = None  # (max - min) / median
+    q1_s: float | None = None
+    q3_s: float | None = None
+    iqr_s: float | None = None  # q3_s - q1_s
+    rel_iqr: float | None = None  # iqr_s / median_s
+    warmup_calls: int = 0  # untimed calls before the timed ones
+    warmup_settled: bool = False  # the warm-up ended because the calls stopped getting faster, not on its budget
+    attempts: int = 0  # timings made (more than 1: the earlier ones were disturbed)
+    disturbed: bool = False  # rel_iqr above DISTURBED even in the kept attempt
     gflops: float | None = None
     rel_error: float | None = None
     workspace_bytes: int | None = None
@@ -67,8 +83,8 @@ class Record:
 
 
 def compare(x: Any, w: Any, b: Any | None = None, *, pass_: str = FORWARD, strategies: Sequence[str] | None = None,
-            repeat: int = 10, warmup: int = 1, layer: str = "custom", progress: Callable[[str], None] | None = None,
-            **conv_args: Any) -> list[Record]:
+            repeat: int = 10, warmup: int = 1, warmup_s: float = 1.0, retries: int = 2, layer: str = "custom",
+            progress: Callable[[str], None] | None = None, **conv_args: Any) -> list[Record]:
     """Run every strategy (or ``strategies``) on one convolution, or one of its other passes, and measure it.
 
     Parameters
@@ -82,9 +98,15 @@ def compare(x: Any, w: Any, b: Any | None = None, *, pass_: str = FORWARD, strat
     strategies : sequence of str, optional
         Names to compare; default every registered strategy.
     repeat : int
-        Timed calls per strategy (median and spread are reported).
+        Timed calls per strategy (their median and quartiles are reported).
     warmup : int
-        Untimed calls first (compilation, caches).
+        Untimed calls always made first (compilation, caches).
+    warmup_s : float
+        Seconds of further warm-up at most per strategy: rounds of calls until one is no faster than the
+        ones before it (:data:`gemmconv.measure.SETTLED`). 0 for ``warmup`` calls only.
+    retries : int
+        Times a disturbed measurement (interquartile range above :data:`gemmconv.measure.DISTURBED` of
+        the median) is timed again at most; the least disturbed one is kept.
     layer : str
         Name put in the records.
     progress : callable, optional
@@ -98,8 +120,7 @@ def compare(x: Any, w: Any, b: Any | None = None, *, pass_: str = FORWARD, strat
         One per strategy, in order; refused ones carry the reason. The fastest
         (``auto`` aside) has ``winner=True``.
     """
-    if not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    settings = Settings(repeat=repeat, warmup=warmup, warmup_s=warmup_s, retries=retries)
     names = list(strategies) if strategies is not None else list_strategies()
     for name in names:
         get_strategy(name)  # unknown names fail before any work
@@ -131,12 +152,14 @@ def compare(x: Any, w: Any, b: Any | None = None, *, pass_: str = FORWARD, strat
         except StrategyNotSupportedError as e:
             records.append(Record(strategy=name, status="refused", reason=e.reason, **common))
             continue
-        y, m = measure(call, backend, repeat, warmup)
+        y, m = measure_settled(call, backend, settings)
         _, workspace = backend.profiler.peak_memory(call)
         if v.unbatched and pass_ != GRAD_WEIGHT:
             y = y[None]  # (K, OH, OW) -> (1, K, OH, OW)
         records.append(Record(
             strategy=name, median_s=m.median, min_s=min(m.times), max_s=max(m.times), spread=m.spread,
+            q1_s=m.q1, q3_s=m.q3, iqr_s=m.iqr, rel_iqr=m.rel_iqr, warmup_calls=m.warmup_calls,
+            warmup_settled=m.warmup_settled, attempts=m.attempts, disturbed=m.disturbed,
             gflops=spec.flops / m.median / 1e9 if m.median > 0 else None,
             rel_error=relative_error(y, ref, xp), workspace_bytes=workspace,
             chosen=chosen if name == "auto" else "", times_s=list(m.times), **common,
@@ -206,16 +229,20 @@ def _pass_calls(pass_: str, v: Validated, args: ConvArgs) -> tuple[Calls, Any]:
 
 def compare_layers(layers: Sequence[Layer], *, batch: int = 1, dtype: str = "float32", backend: str = "numpy",
                    strategies: Sequence[str] | None = None, repeat: int = 10, pass_: str = FORWARD,
-                   progress: Callable[[str], None] | None = None) -> list[Record]:
-    """:func:`compare` over named layers (see :data:`gemmconv.layers.LAYERS`), arrays made on ``backend``."""
+                   progress: Callable[[str], None] | None = None, warmup: int = 1, warmup_s: float = 1.0,
+                   retries: int = 2) -> list[Record]:
+    """:func:`compare` over named layers (see :data:`gemmconv.layers.LAYERS`), arrays made on ``backend``.
+
+    ``repeat``, ``warmup``, ``warmup_s`` and ``retries`` are :func:`compare`'s, for each layer.
+    """
     xp = _namespace(backend)
     records = []
     for layer in layers:
         arrays = [xp.asarray(a) for a in layer.arrays(batch, "float32")]
         x, w, b = (a.astype(dtype) for a in arrays)
         cb = None if progress is None else (lambda s, name=layer.name: progress(f"{name}: {s}"))
-        records += compare(x, w, b, pass_=pass_, strategies=strategies, repeat=repeat, layer=layer.name,
-                           progress=cb, **layer.conv_args)
+        records += compare(x, w, b, pass_=pass_, strategies=strategies, repeat=repeat, warmup=warmup,
+                           warmup_s=warmup_s, retries=retries, layer=layer.name, progress=cb, **layer.conv_args)
     return records
 
 

@@ -20,8 +20,9 @@ class Layer:
         Short name used in tables and benchmark parameters.
     c, h, w, k, kh, kw : int
         Input channels, input height and width, output channels, kernel size.
-    stride, padding, groups : int
-        As in :func:`gemmconv.conv2d`.
+    stride, padding, dilation, groups, padding_mode
+        As in :func:`gemmconv.conv2d`: ``stride`` and ``dilation`` an int or a pair, ``padding`` an int, a
+        pair, ``"same"`` or ``"valid"``.
     """
 
     name: str
@@ -31,14 +32,21 @@ class Layer:
     k: int
     kh: int
     kw: int
-    stride: int = 1
-    padding: int = 0
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] | str = 0
     groups: int = 1
+    dilation: int | tuple[int, int] = 1
+    padding_mode: str = "zeros"
 
     @property
     def conv_args(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`gemmconv.conv2d`."""
-        return dict(stride=self.stride, padding=self.padding, groups=self.groups)
+        """Keyword arguments for :func:`gemmconv.conv2d` (``padding_mode`` only if not ``"zeros"``, so that
+        ``torch.nn.functional.conv2d`` takes them too)."""
+        args: dict[str, Any] = dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                                    groups=self.groups)
+        if self.padding_mode != "zeros":
+            args["padding_mode"] = self.padding_mode
+        return args
 
     def arrays(self, n: int, dtype: str = "float32", seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Random ``x`` (N, C, H, W), ``w`` (K, C/G, KH, KW) scaled to unit output variance, and ``b`` (K,)."""
@@ -51,9 +59,18 @@ class Layer:
 
     def flops(self, n: int) -> int:
         """Direct-convolution flop count (2 per multiply-add) at batch ``n``."""
-        oh = (self.h + 2 * self.padding - self.kh) // self.stride + 1
-        ow = (self.w + 2 * self.padding - self.kw) // self.stride + 1
+        (sh, sw), (dh, dw) = _pair(self.stride), _pair(self.dilation)
+        if self.padding == "same":
+            oh, ow = self.h, self.w
+        else:
+            ph, pw = (0, 0) if self.padding == "valid" else _pair(self.padding)
+            oh = (self.h + 2 * ph - dh * (self.kh - 1) - 1) // sh + 1
+            ow = (self.w + 2 * pw - dw * (self.kw - 1) - 1) // sw + 1
         return 2 * n * self.k * oh * ow * (self.c // self.groups) * self.kh * self.kw
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (v[0], v[-1])
 
 
 #: ResNet-18's distinct 3x3 layers, its stride-2 3x3 and 1x1 shortcut, the 7x7 stem,

@@ -9,31 +9,63 @@ from typing import Any
 import numpy as np
 
 
+def plain_number(value: float, _pos: object = None) -> str:
+    """A tick label without powers of ten: ``0.5``, ``2``, ``20``, ``5000`` (a matplotlib tick formatter).
+
+    >>> [plain_number(v) for v in (0.05, 0.5, 2.0, 20.0, 5000.0)]
+    ['0.05', '0.5', '2', '20', '5000']
+    """
+    return f"{value:.10g}"
+
+
+def title(records: Sequence[Any]) -> str:
+    """The figure's title: the pass, the layers, backend, dtype and batch of ``records``.
+
+    >>> from types import SimpleNamespace as R
+    >>> title([R(layer="conv3x3_14", pass_="forward", backend="numpy", dtype="float32", batch=1)])
+    'gemmconv compare, forward pass: conv3x3_14 (numpy, float32, N=1)'
+    """
+    layers = list(dict.fromkeys(r.layer for r in records))
+    named = ", ".join(layers) if len(layers) <= 4 else f"{len(layers)} layers ({', '.join(layers[:3])}, ...)"
+    passes = "/".join(dict.fromkeys(r.pass_ for r in records))
+    meta = records[0]
+    return f"gemmconv compare, {passes} pass: {named} ({meta.backend}, {meta.dtype}, N={meta.batch})"
+
+
 def plot_records(records: Sequence[Any], path: str | os.PathLike, peaks: dict[str, float]) -> None:
-    """Write a PNG: per-layer time bars (one per strategy) and a roofline of every measurement.
+    """Write :func:`figure` of ``records`` and ``peaks`` to ``path`` (PNG)."""
+    figure(records, peaks).savefig(path, dpi=100)
+
+
+def figure(records: Sequence[Any], peaks: dict[str, float]) -> Any:
+    """A matplotlib ``Figure``: per-layer time bars (one per strategy, whiskers at the quartiles) and a roofline of
+    every measurement, titled by :func:`title`, log axes labelled in plain numbers (:func:`plain_number`).
 
     The roofline's ceilings are the GEMM rate and the copy bandwidth measured in the same run
     (``peaks`` from :func:`gemmconv.compare.machine_peaks`); a point's intensity is its layer's
-    direct flop count over the bytes of x, w, b and y.
+    direct flop count over the bytes of x, w, b and y. No pyplot state is touched.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import LogLocator, NullFormatter
 
     ok = [r for r in records if r.status == "ok"]
     layers = list(dict.fromkeys(r.layer for r in records))
     strategies = list(dict.fromkeys(r.strategy for r in ok))
-    fig, (bars, roof) = plt.subplots(1, 2, figsize=(15, 5.5))
+    fig = Figure(figsize=(15, 5.5))
+    bars, roof = fig.subplots(1, 2)
 
     width = 0.8 / max(1, len(strategies))
     for i, s in enumerate(strategies):
-        ms = [next((r.median_s * 1e3 for r in ok if r.layer == lay and r.strategy == s), np.nan) for lay in layers]
-        bars.bar(np.arange(len(layers)) + i * width, ms, width, label=s)
+        found = [next((r for r in ok if r.layer == lay and r.strategy == s), None) for lay in layers]
+        ms = np.array([np.nan if r is None else r.median_s * 1e3 for r in found])
+        q1 = np.array([np.nan if r is None else (r.q1_s or r.median_s) * 1e3 for r in found])
+        q3 = np.array([np.nan if r is None else (r.q3_s or r.median_s) * 1e3 for r in found])
+        bars.bar(np.arange(len(layers)) + i * width, ms, width, label=s, yerr=np.array([ms - q1, q3 - ms]),
+                 error_kw=dict(elinewidth=0.8, capsize=1.5))
     bars.set_xticks(np.arange(len(layers)) + 0.4 - width / 2)
     bars.set_xticklabels(layers, rotation=30, ha="right")
     bars.set_yscale("log")
-    bars.set_ylabel("median time per call (ms)")
+    bars.set_ylabel("median time per call (ms), whiskers: quartiles")
     bars.set_title("time per layer and strategy")
     bars.legend(fontsize=8)
 
@@ -50,9 +82,11 @@ def plot_records(records: Sequence[Any], path: str | os.PathLike, peaks: dict[st
     roof.set_ylabel("effective GFLOP/s (direct count)")
     roof.set_title("roofline, ceilings measured in this run")
     roof.legend(fontsize=8)
-    meta = records[0] if records else None
-    if meta is not None:
-        fig.suptitle(f"gemmconv compare: {meta.backend}, {meta.dtype}, N={meta.batch}")
+    for axis in (bars.yaxis, roof.xaxis, roof.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(plain_number)
+        axis.set_minor_formatter(NullFormatter())
+    if records:
+        fig.suptitle(title(records))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
