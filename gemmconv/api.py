@@ -40,16 +40,19 @@ def conv2d(
     ----------
     x : array
         Input of shape (N, C, H, W), or (C, H, W) for a single image. A NumPy
-        array (or an array of another registered backend), float32 or float64;
+        array (or an array of another registered backend), float32 or float64,
+        in either byte order and any memory layout (read-only, Fortran-ordered,
+        strided, memory-mapped, broadcast: see Notes);
         or a ``dask.array.Array`` of such chunks, whose result is a lazy Dask
         array computed block by block (its channels in one chunk; README: Dask).
         C may be 0: the result is then the bias broadcast to (N, K, OH, OW)
         (zeros without a bias), the value of an empty sum; torch returns an
         array of shape (N, 0, OH, OW) instead.
     w : array
-        Weights of shape (K, C / groups, KH, KW), same library and dtype as ``x``.
+        Weights of shape (K, C / groups, KH, KW), same library and dtype as ``x``
+        (either byte order: ``>f4`` and ``float32`` are one dtype here).
     b : array or None, optional
-        Bias of shape (K,), same library and dtype as ``x``.
+        Bias of shape (K,), same library and dtype as ``x`` (either byte order).
     stride : int, (int,) or (int, int), optional
         Step of the kernel over the input, ``>= 1``.
     padding : int, (int,), (int, int), "valid" or "same", optional
@@ -72,15 +75,16 @@ def conv2d(
         fit. With a limit, ``auto`` does not pick Winograd (whose workspace is
         not bounded yet). None (default) means no bound.
     out : array, optional
-        Where to write the result: an array of the result's shape, dtype and
-        library (and device) that shares no memory with the inputs.
+        Where to write the result: a writeable array of the result's shape, dtype
+        (in native byte order) and library (and device) that shares no memory
+        with the inputs; any strides (a memory map too).
 
     Returns
     -------
     array
         (N, K, OH, OW), or (K, OH, OW) for unbatched input; same library,
-        device and dtype as ``x``; ``out`` if given, else a fresh array.
-        The inputs are not modified.
+        device and dtype as ``x``, in native byte order; ``out`` if given, else
+        a fresh C-contiguous array. The inputs are not modified.
 
     Raises
     ------
@@ -91,6 +95,16 @@ def conv2d(
         an unsuitable ``out``.
     StrategyNotSupportedError
         If ``strategy`` cannot run this configuration (a ``ValueError``).
+
+    Notes
+    -----
+    Arrays are read as NumPy users have them. A byte-swapped array (big-endian on
+    little-endian machines, as astropy's FITS readers and some HDF5 or NetCDF files
+    give) is converted to a native copy (of only its distinct elements where it is
+    broadcast), a memory map (``np.memmap``, ``np.load(mmap_mode="r")``) is read as a
+    plain view of its memory; the kernels then copy whatever is not C-contiguous
+    (Fortran order, steps, negative or zero strides) as they need it, and the result
+    is the one the C-ordered native array gives, bit for bit.
 
     Examples
     --------
@@ -126,7 +140,8 @@ def plan(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> ConvPlan:
     -------
     ConvPlan
         ``p(x, w, b=None, out=None)`` runs it on arrays of the same shapes,
-        dtype, library and device (a ``ValueError`` names what differs);
+        dtype, library and device, in any byte order and memory layout (a
+        ``ValueError`` names what differs);
         ``p.strategy`` is the strategy it runs and ``p.workspace_bytes`` the
         temporary memory one call holds.
 
@@ -167,7 +182,11 @@ def _plain(v: Any) -> bool:
 
 
 def plan_key(x: Any, w: Any, b: Any, args: tuple[Any, ...]) -> Hashable | None:
-    """Everything a plan depends on (None where an argument is not plainly hashable: no caching)."""
+    """Everything a plan depends on (None where an argument is not plainly hashable: no caching).
+
+    The arrays' types and dtypes are taken as given, with no conversion on this path of every call: a
+    byte-swapped dtype (``>f4``, which NumPy neither equals nor hashes as ``float32``) or a memory map is
+    another key, whose plan is made for, and runs, their native counterparts as well."""
     for a in args:
         if not _plain(a):
             return None

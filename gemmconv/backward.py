@@ -3,7 +3,9 @@
 
 Each looks its :class:`~gemmconv.pass_plan.PassPlan` up in :data:`~gemmconv.pass_plan.PASS_PLANS` (by
 everything a plan depends on), makes it on a miss, and calls it: the same path as
-``plan_grad_input(...)(w, grad_y)``, as :func:`gemmconv.conv2d` is for the forward pass.
+``plan_grad_input(...)(w, grad_y)``, as :func:`gemmconv.conv2d` is for the forward pass. Their arrays may have
+either byte order and any memory layout, as :func:`gemmconv.conv2d`'s (its Notes); results are native, C-contiguous
+and fresh unless ``out`` is given, which must be native.
 """
 
 from __future__ import annotations

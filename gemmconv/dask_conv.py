@@ -40,8 +40,9 @@ def is_dask_array(a: Any) -> bool:
 def stand_in(meta: Any, shape: tuple[int, ...], dtype: Any, name: str) -> Any:
     """A read-only array of ``shape`` and ``dtype`` in the library of ``meta`` (a Dask array's ``_meta``) that
     holds no memory (zeros broadcast), for validation before any work."""
-    xp = get_backend(meta, name).xp
-    return xp.broadcast_to(xp.zeros((), dtype=dtype), shape)
+    backend = get_backend(meta, name)
+    # one native element (dtype may be byte-swapped: converting the broadcast view would fill all of shape)
+    return backend.xp.broadcast_to(backend.native(backend.xp.zeros((), dtype=dtype)), shape)
 
 
 def stand_for(a: Any, name: str) -> Any:

@@ -20,11 +20,12 @@ from ._lru import LRU
 from .args import ConvArgs
 from .backends import Backend, get_backend
 from .errors import StrategyNotSupportedError
+from .plan import check_out_dtype, conform
 from .registry import GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, supporting, unable
 from .spec import ConvSpec
 from .strategies import auto
 from .strategies._common import deliver
-from .validate import Validated, _check_array, _pair, check_padded_fits, validate
+from .validate import Validated, _check_array, _dtype_name, _pair, check_padded_fits, validate
 
 __all__ = ["PASS_PLANS", "TRANSPOSE", "PassPlan", "make_pass_plan"]
 
@@ -52,13 +53,15 @@ class PassPlan:
         Bytes of temporary memory one call may hold beyond its result (from the sizes).
     """
 
-    def __init__(self, pass_: str, v: Validated, strat: Strategy, arrays: tuple[Any, ...], out_shape: tuple[int, ...],
-                 run: Callable[..., Any], workspace_bytes: int) -> None:
+    def __init__(self, pass_: str, v: Validated, strat: Strategy, arrays: tuple[Any, ...], natives: tuple[Any, ...],
+                 out_shape: tuple[int, ...], run: Callable[..., Any], workspace_bytes: int) -> None:
         self.pass_, self.strategy, self.spec, self.backend = pass_, strat.name, v.spec, v.backend
         self.out_shape, self.workspace_bytes, self._run = out_shape, workspace_bytes, run
-        self._types = tuple(None if a is None else type(a) for a in arrays)
+        # what a call's arrays must match: the types of ``natives`` (the arrays as :meth:`Backend.native` makes
+        # them, which :func:`conform` makes a call's arrays too), the shapes of the arrays as given
+        self._types = tuple(None if a is None else type(a) for a in natives)
         self._shapes = tuple(None if a is None else tuple(a.shape) for a in arrays)
-        self._dtype = v.spec.dtype
+        self._dtype = v.x.dtype  # validated (x, or the stand-in for it): native
         self._device = v.backend.device_key(next(a for a in arrays if a is not None))
         self.nbytes = 4096  # what the plan cache counts (its closures and sizes)
 
@@ -70,18 +73,13 @@ class PassPlan:
         arrays = arrays + (None,) * (len(names) - len(arrays))
         if len(arrays) != len(names):
             raise TypeError(f"this {self.pass_} plan takes {', '.join(names)}, got {len(arrays)} arrays")
-        for name, a, t, shape in zip(names, arrays, self._types, self._shapes, strict=True):
-            if (a is None) != (t is None) or (a is not None and (
-                    type(a) is not t or tuple(a.shape) != shape or a.dtype != self._dtype)):
-                got = "None" if a is None else f"a {type(a).__name__} of shape {tuple(a.shape)} and dtype {a.dtype}"
-                want = "None" if t is None else f"a {t.__name__} of shape {shape} and dtype {self._dtype}"
-                raise ValueError(f"{name}: this plan was made for {want}, got {got}; make a plan for these arrays")
         backend = self.backend
+        arrays = conform(backend, names, arrays, self._types, self._shapes, self._dtype)
         if backend.has_devices and backend.device_key(arrays[0]) != self._device:
             raise ValueError(f"{names[0]}: this plan was made for arrays on device {self._device}; make a plan "
                              "on that device")
         with backend.device_context(arrays[0]):
-            y = self._run(*(None if a is None else backend.native(a) for a in arrays))
+            y = self._run(*arrays)
         return _deliver(y, out)
 
     def __repr__(self) -> str:
@@ -115,7 +113,7 @@ def _grad_input(arrays: tuple[Any, ...], input_shape: tuple[int, ...], args: Con
         dx = run(gy[None] if v.unbatched else gy, w, None)  # (K, OH, OW) -> (1, K, OH, OW)
         return dx[0] if v.unbatched else dx
 
-    return PassPlan(GRAD_INPUT, v, strat, arrays, tuple(input_shape), grad_input, workspace)
+    return PassPlan(GRAD_INPUT, v, strat, arrays, (v.w, gy4), tuple(input_shape), grad_input, workspace)
 
 
 def _grad_weight(arrays: tuple[Any, ...], weight_shape: tuple[int, ...], args: ConvArgs) -> PassPlan:
@@ -131,7 +129,7 @@ def _grad_weight(arrays: tuple[Any, ...], weight_shape: tuple[int, ...], args: C
     def grad_weight(x: Any, gy: Any) -> Any:
         return run(x[None], gy[None], None) if v.unbatched else run(x, gy, None)  # (C, H, W) -> (1, C, H, W)
 
-    return PassPlan(GRAD_WEIGHT, v, strat, arrays, tuple(weight_shape), grad_weight, workspace)
+    return PassPlan(GRAD_WEIGHT, v, strat, arrays, (v.x, gy4), tuple(weight_shape), grad_weight, workspace)
 
 
 def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any) -> PassPlan:
@@ -164,10 +162,11 @@ def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any) -> 
                          f"{h}x{wd} and a {kh}x{kw} kernel")
     shape = (n, cg_out * g, height, width)
     v = validate(_stand_in(backend, "x", shape, x.dtype), w, None, args, ("x", "w", "b"))
+    spec_dtype = v.spec.dtype
     if b is not None:  # the transposed convolution's bias: one value per output channel (C_out)
         _check_array("b", b, backend, (1,))
-        if b.dtype != x.dtype:
-            raise TypeError(f"b must have the dtype of x ({x.dtype}), got {b.dtype}; cast it")
+        if _dtype_name(b.dtype) != spec_dtype:  # the name: any byte order
+            raise TypeError(f"b must have the dtype of x ({spec_dtype}), got {b.dtype}; cast it")
         if int(b.shape[0]) != shape[1]:
             raise ValueError(f"b must have shape ({shape[1]},) (one value per output channel), got {tuple(b.shape)}")
     spec = v.spec
@@ -182,14 +181,16 @@ def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any) -> 
             gy = full
         return gy
 
-    strat = _resolve(args.strategy, v, GRAD_INPUT, grad_y(backend.native(x)), v.w)
+    x_native = backend.native(x)
+    strat = _resolve(args.strategy, v, GRAD_INPUT, grad_y(x_native), v.w)
     run, workspace = _grad_input_runner(backend, v, strat)
 
     def transpose(x: Any, w: Any, b: Any) -> Any:
         y = run(grad_y(x), w, b)
         return y[0] if unbatched else y
 
-    return PassPlan(TRANSPOSE, v, strat, arrays, shape[1:] if unbatched else shape, transpose, workspace)
+    natives = (x_native, v.w, None if b is None else backend.native(b))
+    return PassPlan(TRANSPOSE, v, strat, arrays, natives, shape[1:] if unbatched else shape, transpose, workspace)
 
 
 def _grad_input_runner(backend: Backend, v: Validated, strat: Strategy) -> tuple[Callable[..., Any], int]:
@@ -240,7 +241,8 @@ def _stand_in(backend: Backend, name: str, shape: Any, dtype: Any, ndims: tuple[
         want = " or ".join(str(d) for d in ndims)
         raise ValueError(f"{name} must be a tuple of {want} non-negative ints, got {shape!r}")
     xp = backend.xp
-    return xp.broadcast_to(xp.zeros((), dtype=dtype), tuple(shape))
+    # one native element (dtype may be byte-swapped: converting the broadcast view would fill all of shape)
+    return xp.broadcast_to(backend.native(xp.zeros((), dtype=dtype)), tuple(shape))
 
 
 def _check_grad_y(v: Validated, grad_y: Any) -> None:
@@ -250,7 +252,7 @@ def _check_grad_y(v: Validated, grad_y: Any) -> None:
     if owner is not backend:
         raise TypeError(f"grad_y is a {owner.name} array but the other arrays are {backend.name} arrays; "
                         f"pass all arrays from the same library")
-    if grad_y.dtype != spec.dtype:
+    if _dtype_name(grad_y.dtype) != spec.dtype:  # the name: any byte order
         raise TypeError(f"grad_y must have dtype {spec.dtype} like the other arrays, got {grad_y.dtype}; cast it")
     want = spec.out_shape[1:] if v.unbatched else spec.out_shape
     if tuple(grad_y.shape) != want:
@@ -281,9 +283,10 @@ def _resolve(name: str, v: Validated, pass_: str, a: Any, b: Any) -> Strategy:
 def _deliver(y: Any, out: Any | None) -> Any:
     if out is None:
         return y
-    if type(out) is not type(y) or tuple(out.shape) != tuple(y.shape) or out.dtype != y.dtype:
+    if not isinstance(out, type(y)) or not hasattr(out, "dtype"):
         raise ValueError(f"out must be a {type(y).__name__} of shape {tuple(y.shape)} and dtype {y.dtype}, got "
-                         f"{type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}")
+                         f"{type(out).__name__}")
+    check_out_dtype(out, tuple(y.shape), y.dtype)
     return deliver(y, out)
 
 

@@ -23,7 +23,8 @@ from .spec import NO_LIMITS, ConvSpec, Limits
 from .strategies._common import deliver
 from .validate import check_padded_fits, validate
 
-__all__ = ["PLAN_CACHE", "ConvPlan", "PlanCache", "make_plan", "runner_for"]
+__all__ = ["PLAN_CACHE", "ConvPlan", "PlanCache", "check_out_dtype", "conform", "describe", "dtype_text", "make_plan",
+           "runner_for"]
 
 
 def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits = NO_LIMITS) -> Runner:
@@ -65,10 +66,72 @@ def _filler(backend: Any, spec: ConvSpec) -> Runner:
     return fill
 
 
-def _describe(a: Any) -> str:
+def dtype_text(dtype: Any) -> str:
+    """How a message names ``dtype``: its name, with its byte order where that is not the machine's
+    (``big-endian float32``, where NumPy's ``str`` gives ``>f4``)."""
+    if getattr(dtype, "isnative", True):
+        return str(dtype)
+    return f"{'big' if dtype.byteorder == '>' else 'little'}-endian {dtype.name}"
+
+
+def _kind(t: type) -> str:
+    """How a message names array type ``t``: ``numpy array`` for a library's own array type, ``numpy
+    MaskedArray`` for another one."""
+    return f"{t.__module__.split('.')[0]} {'array' if t.__name__ == 'ndarray' else t.__name__}"
+
+
+def describe(a: Any) -> str:
+    """How a message names ``a``: an array's library and type, shape and dtype (``numpy array of shape
+    (6, 8, 3, 3) and dtype big-endian float32``), anything else's type."""
     if not hasattr(a, "shape") or not hasattr(a, "dtype"):
         return type(a).__name__
-    return f"{type(a).__module__.split('.')[0]} array of shape {tuple(a.shape)} and dtype {a.dtype}"
+    return f"{_kind(type(a))} of shape {tuple(a.shape)} and dtype {dtype_text(a.dtype)}"
+
+
+def conform(backend: Any, names: tuple[str, ...], arrays: tuple[Any, ...], types: tuple[Any, ...],
+            shapes: tuple[Any, ...], dtype: Any) -> tuple[Any, ...]:
+    """``arrays`` as a plan runs them: each of ``backend``'s arrays as :meth:`~Backend.native` makes it (native
+    byte order, the library's own array type), checked against what the plan was made for (``types``,
+    ``shapes``, ``dtype``; a type None: no array). A ``ValueError`` names the argument, what it should be
+    and the one thing that differs."""
+    conformed: list[Any] = []
+    for name, a, want_type, want_shape in zip(names, arrays, types, shapes, strict=True):
+        if want_type is None or a is None:
+            what = "a bias" if name == "b" else name
+            if a is not None:
+                raise ValueError(f"{name}: this plan was made without {what}, got a {describe(a)}; make a plan "
+                                 f"with {what}")
+            if want_type is not None:
+                raise ValueError(f"{name}: this plan was made with {what} of shape {want_shape}, got None; pass "
+                                 f"one or make a plan without {what}")
+            conformed.append(None)
+            continue
+        n = backend.native(a) if backend.owns(a) else a
+        if type(n) is not want_type:
+            why = "another library or array type"
+        elif tuple(n.shape) != want_shape:
+            why = "another shape"
+        elif n.dtype != dtype:
+            why = f"another dtype: {n.dtype.name}, not {dtype}"
+        else:
+            conformed.append(n)
+            continue
+        raise ValueError(f"{name}: this plan was made for a {_kind(want_type)} of shape {want_shape} and dtype "
+                         f"{dtype}, got a {describe(a)} ({why}); make a plan for these arrays")
+    return tuple(conformed)
+
+
+def check_out_dtype(out: Any, shape: tuple[int, ...], dtype: Any) -> None:
+    """``out`` must have the result's ``shape`` and native ``dtype`` (a ``ValueError`` otherwise): results
+    are written in the machine's byte order, as NumPy's own functions return them."""
+    if tuple(out.shape) == shape and out.dtype == dtype:
+        return
+    if tuple(out.shape) == shape and out.dtype.name == str(dtype) and not out.dtype.isnative:
+        raise ValueError(f"out has dtype {dtype_text(out.dtype)}; results are written in the machine's byte order, "
+                         f"as NumPy's own functions return them: pass an array of dtype {dtype} (and convert the "
+                         f"result with .astype('{out.dtype.str}') where a file needs that order)")
+    raise ValueError(f"out must have shape {shape} and dtype {dtype} (the result's), got shape {tuple(out.shape)} "
+                     f"and dtype {dtype_text(out.dtype)}")
 
 
 class ConvPlan:
@@ -128,11 +191,11 @@ class ConvPlan:
         #: an estimate of the bytes the plan itself holds (what the plan cache counts): a fixed share for its
         #: objects and what its runner says it keeps (``held_bytes``: constants such as a zero bias)
         self.nbytes = _PLAN_OVERHEAD + int(getattr(self._run, "held_bytes", 0))
-        # what a call's arrays must match (taken from the arrays as given)
-        self._types = (type(x), type(w), None if b is None else type(b))
+        # what a call's arrays must match: the validated ones (native byte order, the library's own array type),
+        # x's shape as given; another byte order or an ndarray subclass (np.memmap) is converted by _conform
+        self._types = (type(v.x), type(v.w), None if v.b is None else type(v.b))
         self._shapes = (tuple(x.shape), tuple(w.shape), None if b is None else tuple(b.shape))
-        self._dtype = x.dtype
-        self._native = bool(x.dtype.isnative)
+        self._dtype = v.x.dtype
         self._device = backend.device_key(x)
         self._has_device = backend.has_devices
         # the backend's context (device, NumPy's warnings), unless the runner needs none
@@ -150,17 +213,13 @@ class ConvPlan:
                 or (b is None) != (shapes[2] is None)
                 or (b is not None and (type(b) is not types[2] or b.shape != shapes[2] or b.dtype != dtype))
                 or (self._has_device and self.backend.device_key(x) != self._device)):
-            self._mismatch(x, w, b)
+            x, w, b = self._conform(x, w, b)
         backend = self.backend
-        if not self._native:
-            x, w = backend.native(x), backend.native(w)
-            b = None if b is None else backend.native(b)
-        if out is not None:
-            out = self._check_out(out, x, w, b)
         x4 = x[None] if self._unbatched else x  # (C, H, W) -> (1, C, H, W)
-        target = out
+        target = None
         if out is not None:
-            target = out[None] if self._unbatched else out  # (K, OH, OW) -> (1, K, OH, OW)
+            dest = self._check_out(out, x, w, b)  # out itself, or a plain view of it (np.memmap)
+            target = dest[None] if self._unbatched else dest  # (K, OH, OW) -> (1, K, OH, OW)
             if not backend.is_c_contiguous(target):
                 target = None  # computed fresh, then copied
         if self._context is None:
@@ -170,41 +229,24 @@ class ConvPlan:
                 y = self._run(x4, w, b, target)
         if out is not None:
             if target is None:
-                out[...] = y[0] if self._unbatched else y
+                dest[...] = y[0] if self._unbatched else y
             return out
         return y[0] if self._unbatched else y
 
-    def _mismatch(self, x: Any, w: Any, b: Any) -> None:
-        names = ("x", "w", "b")
-        for i, a in enumerate((x, w, b)):
-            want_type, want_shape = self._types[i], self._shapes[i]
-            if want_type is None:
-                if a is not None:
-                    raise ValueError("b: this plan was made without a bias, got one; make a plan with a bias")
-                continue
-            if a is None:
-                raise ValueError(f"b: this plan was made with a bias of shape {want_shape}, got None")
-            what = f"{names[i]}: this plan was made for a {want_type.__module__.split('.')[0]} array of shape " \
-                   f"{want_shape} and dtype {self._dtype}, got a {_describe(a)}"
-            if type(a) is not want_type:
-                raise ValueError(f"{what} (another library or array type); make a plan for these arrays")
-            if not hasattr(a, "shape"):
-                raise ValueError(f"{what}; make a plan for these arrays")
-            if tuple(a.shape) != want_shape:
-                raise ValueError(f"{what} (another shape); make a plan for these arrays")
-            if a.dtype != self._dtype:
-                raise ValueError(f"{what} (another dtype); make a plan for these arrays")
-        device = self.backend.device_key(x)
-        raise ValueError(f"x: this plan was made for arrays on device {self._device}, got one on device {device}; "
-                         "make a plan on that device")
+    def _conform(self, x: Any, w: Any, b: Any) -> tuple[Any, Any, Any]:
+        """The arrays of a call that missed the quick check, as the plan runs them (:func:`conform`: another
+        byte order or an ndarray subclass converted), or a ``ValueError`` naming what differs."""
+        x, w, b = conform(self.backend, ("x", "w", "b"), (x, w, b), self._types, self._shapes, self._dtype)
+        if self._has_device and self.backend.device_key(x) != self._device:
+            raise ValueError(f"x: this plan was made for arrays on device {self._device}, got one on device "
+                             f"{self.backend.device_key(x)}; make a plan on that device")
+        return x, w, b
 
     def _check_out(self, out: Any, x: Any, w: Any, b: Any) -> Any:
         backend = self.backend
-        if type(out) is not self._types[0]:
+        if not backend.owns(out):
             raise ValueError(f"out must be a {self._types[0].__name__} like x, got {type(out).__name__}")
-        if tuple(out.shape) != self.out_shape or out.dtype != self._dtype:
-            raise ValueError(f"out must have shape {self.out_shape} and dtype {self._dtype} (the result's), got "
-                             f"shape {tuple(out.shape)} and dtype {out.dtype}")
+        check_out_dtype(out, self.out_shape, self._dtype)
         if self._has_device and backend.device_key(out) != self._device:
             raise ValueError(f"out must be on the device of x ({self._device}), got device {backend.device_key(out)}")
         if not backend.is_writeable(out):
@@ -212,7 +254,7 @@ class ConvPlan:
         for name, a in (("x", x), ("w", w), ("b", b)):
             if a is not None and backend.may_share_memory(out, a):
                 raise ValueError(f"out overlaps {name}; pass an array that shares no memory with the inputs")
-        return out
+        return backend.native(out)  # native already: out itself, or a plain view of a subclass's memory
 
     def __repr__(self) -> str:
         s = self.spec

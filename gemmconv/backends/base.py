@@ -87,7 +87,9 @@ class Backend(ABC):
         return self.name
 
     def native(self, a: Any) -> Any:
-        """``a`` in a layout the kernels accept (e.g. native byte order); ``a`` itself if it already is."""
+        """``a`` as the library's own array type in native byte order (a view, or a copy where the bytes must
+        be swapped); ``a`` itself if it already is. Plans and validation compare and run only such arrays, so
+        an array of any byte order, or of a subclass of the array type, runs as its native counterpart."""
         return a
 
     def data_ptr(self, a: Any) -> int:

@@ -83,7 +83,12 @@ def _rows(v: np.ndarray) -> np.ndarray:
 
 
 def _c(a: Any) -> np.ndarray:
-    """C-contiguous (what the compiled kernels expect); no copy if it already is."""
+    """C-contiguous (what the compiled kernels expect); no copy if it already is.
+
+    The kernels index rows as contiguous vectors, so any other layout (Fortran order, slices with steps,
+    negative strides) is copied here. A zero-stride input (``np.broadcast_to``) is copied too: its copy
+    takes the memory of an ordinary array of its shape, which the kernels need to read it as rows, and
+    never more; nothing writes to an input (a broadcast view is read-only, so a write would raise)."""
     return np.ascontiguousarray(a)
 
 
@@ -160,7 +165,20 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
         return isinstance(a, np.ndarray)
 
     def native(self, a: Any) -> Any:
-        return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+        """``a`` in native byte order, a memory map (``np.memmap``, ``np.load(mmap_mode=...)``) as a plain
+        ``numpy.ndarray`` view of its memory: a native copy of a byte-swapped array (big-endian on
+        little-endian machines, as FITS files give); ``a`` itself if it already is one. Other subclasses
+        (masked arrays, arrays with units) keep their type, whose meaning a plain view would drop. Strides are
+        left as they are (what the compiled kernels get is made C-contiguous by :func:`_c`)."""
+        if isinstance(a, np.memmap):
+            a = a.view(np.ndarray)  # no copy: the same memory (a read-only memory map stays read-only)
+        if a.dtype.isnative:
+            return a
+        native = a.dtype.newbyteorder("=")
+        if 0 in a.strides:  # broadcast (np.broadcast_to): swap the elements it holds, broadcast them again
+            held = a[tuple(slice(0, 1) if s == 0 else slice(None) for s in a.strides)]
+            return np.broadcast_to(held.astype(native), a.shape)
+        return a.astype(native)
 
     def im2col(self, x: Any, spec: ConvSpec) -> Any:
         return self.im2col_part(x, spec, 0, spec.n, 0, spec.oh)
