@@ -47,8 +47,8 @@ def test_readme_block_runs_on_its_own(block, tmp_path):
     _skip_unless_importable(block)
     if ">>>" in block:
         test = doctest.DocTestParser().get_doctest(block, {}, "README block", "README.md", 0)
-        runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-        runner.run(test, out=lambda text: pytest.fail(text))
+        runner = doctest.DocTestRunner(verbose=False, optionflags=doctest.NORMALIZE_WHITESPACE)
+        runner.run(test, out=pytest.fail)
         assert runner.summarize(verbose=False).failed == 0
     elif "__main__" in block:
         script = tmp_path / "example.py"
