@@ -8,7 +8,8 @@ compiled kernels, a single-threaded BLAS call, buffers that stay in that core's 
 How many workers (:func:`worker_count`): the count given to :func:`set_threads`, else the smaller of
 the process's allowed cores (``os.sched_getaffinity``) and the BLAS thread count in force
 (``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` at start-up, ``threadpoolctl.threadpool_limits`` at
-run time). Workers are not pinned to cores unless asked (``set_threads(pin=True)`` or
+run time). Plans are sized for that count; each call then uses no more threads than other processes
+leave cores free (:class:`CallThreads`, :mod:`._load`), unless a count was set. Workers are not pinned to cores unless asked (``set_threads(pin=True)`` or
 ``GEMMCONV_PIN_THREADS=1``): the scheduler places them among the allowed cores.
 
 The BLAS inside a worker must run on one thread: two workers' multi-threaded GEMMs contend for the
@@ -82,7 +83,9 @@ def set_threads(threads: int | None = None, *, pin: bool = False, keep_blas: boo
     Parameters
     ----------
     threads : int or None
-        Workers; None (default): the smaller of the allowed cores and the BLAS thread count in force.
+        Workers, used as given; None (default): the smaller of the allowed cores and the BLAS thread count
+        in force, and in each call no more than the cores other processes leave free (the BLAS then held
+        to as many threads while the call runs).
     pin : bool
         Pin worker i to the i-th core of the process's allowed set (off by default; on a machine of
         its own it makes short blocks start faster).

@@ -50,7 +50,6 @@ _KERNELS: dict[str, Any] = {
 }
 
 
-@functools.lru_cache(maxsize=1)
 class _CallContext:
     """NumPy's floating-point warnings off and the call's threads decided (see ``NumpyBackend.device_context``)."""
 
@@ -67,6 +66,7 @@ class _CallContext:
         self._errstate.__exit__(None, None, None)
 
 
+@functools.lru_cache(maxsize=1)
 def _physical_memory() -> int | None:
     """Bytes of physical memory of this machine (None where the OS does not say)."""
     try:
