@@ -177,16 +177,13 @@ def warm_up(timer: Timer, settings: Settings, clock: Callable[[], float] = time.
 def timed(timer: Timer, settings: Settings) -> tuple[list[float], int]:
     """The times of ``settings.repeat`` calls and the number of attempts: timed again, up to
     ``settings.retries`` times, while disturbed; the least disturbed attempt is kept."""
-    best: Measurement | None = None
-    attempts = 0
-    while attempts <= settings.retries:
+    best = Measurement(timer(settings.repeat))
+    attempts = 1
+    while best.disturbed and attempts <= settings.retries:
         m = Measurement(timer(settings.repeat))
         attempts += 1
-        if best is None or m.rel_iqr < best.rel_iqr:
+        if m.rel_iqr < best.rel_iqr:
             best = m
-        if not best.disturbed:
-            break
-    assert best is not None
     return best.times, attempts
 
 
