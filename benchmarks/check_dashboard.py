@@ -6,7 +6,7 @@ Reads the ``index.json`` that ``asv publish`` writes and the graph files of
 ``conv.TimeConv2d.time_conv2d``; prints, per machine name, how many commits have CPU results, and exits 1
 (with the reason) if a strategy has CPU results for fewer than ``--min-commits`` commits (on ``--machine``
 alone, if given), or has no series, or if a machine's results are split into more than one series (asv draws
-one per combination of the machine's fields, so a field that differs between sessions cuts the history).
+one per combination of the machine's fields, so a field that differs between recordings cuts the history).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Differential fuzz of ``gemmconv.conv2d`` against torch in float64 (issue 12's method).
+"""Differential fuzz of ``gemmconv.conv2d`` against torch in float64 (the method of the memory-safety
+fixes of 2026-11-29: ``benchmarks/SAFETY_NOTES.md``).
 
 Random configurations (every padding form and mode, dilation, groups, stride, workspace_limit at and above
 im2col's smallest block, 1 or 2 BLAS threads, float32/float64, with and without bias), each run through

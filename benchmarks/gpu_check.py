@@ -211,7 +211,7 @@ def main() -> int:
     with open(os.path.join(args.out, "host_profile.txt"), "w") as f:
         pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(25)
 
-    # Targets (issue 3): ratios to cuDNN fp32 in this run
+    # Targets (GPU_NOTES.md, "Targets"): ratios to cuDNN fp32 in this run
     def ratios(dtype, strategy, layers):
         return {r["layer"]: r["ratio"] for r in report["rows"]
                 if r["dtype"] == dtype and r["strategy"] == strategy and r["layer"] in layers}

@@ -1,5 +1,6 @@
-"""In-process A/B of the compiled kernels of another checkout (old) and this one (new) on the paths issue 12
-changed: ``python benchmarks/kernel_ab.py /path/to/old/checkout`` (e.g. a ``git worktree`` of 246dd96).
+"""In-process A/B of the compiled kernels of another checkout (old) and this one (new) on the paths the
+memory-safety fixes of 2026-11-29 changed (7c41359 and after): ``python benchmarks/kernel_ab.py
+/path/to/old/checkout`` (e.g. a ``git worktree`` of 246dd96).
 
 Both kernel modules are loaded side by side and called on the same arrays, old and new alternated (15 rounds
 of 5 calls each); the medians and their ratio are printed. Results: ``benchmarks/SAFETY_NOTES.md``.

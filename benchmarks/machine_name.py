@@ -76,7 +76,7 @@ def name(info: dict[str, str]) -> str:
 
 def describe(info: dict[str, str]) -> dict[str, str]:
     """asv's machine fields for this host, each stable across rebuilds of the same kind of host: asv draws one
-    series per combination of them, so a value that changes between sessions of one machine name (the kernel's
+    series per combination of them, so a value that changes between recordings on one machine name (the kernel's
     build suffix, a few MB of RAM) would cut its history in two. The OS is the kernel's major.minor release and
     the RAM whole GiB."""
     ram = ""

@@ -1,4 +1,5 @@
-"""Per-call time of a tiny convolution, gemmconv against torch, interleaved in one process (issue 14).
+"""Per-call time of a tiny convolution, gemmconv against torch, interleaved in one process (the per-call
+cost that the plans of 2026-11-29 cut; figures in ``benchmarks/CPU_NOTES.md``).
 
     python benchmarks/overhead.py [--rounds 7] [--calls 2000]
 

@@ -220,8 +220,8 @@ def test_zero_channels_and_one_element_tuples_on_gpu():
 def test_backward_passes_on_gpu():
     """Every strategy's backward passes on CuPy arrays equal the CPU's, with no host synchronisation; grad_input
     runs as forward convolutions (kernels run on a GPU before), grad_weight by im2col packing and cuBLAS, 1x1
-    matmuls or Winograd's forward input tiles and GEMMs (not yet run on a GPU: written in session 8 without
-    one); the direct grad_weight loop and col2im have no CUDA kernel yet and are refused, saying why."""
+    matmuls or Winograd's forward input tiles and GEMMs (not yet run on a GPU: added on 2026-12-02,
+    a948fc0); the direct grad_weight loop and col2im have no CUDA kernel yet and are refused, saying why."""
     import cupyx
 
     rng = np.random.default_rng(8)

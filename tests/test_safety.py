@@ -1,5 +1,6 @@
-"""Memory safety and cache integrity (issue 12): kernels in bounds, caches keyed by all they depend on,
-loaded tuning choices checked, locks that survive fork, sizes refused before any work."""
+"""Memory safety and cache integrity (the fixes of 2026-11-29, benchmarks/SAFETY_NOTES.md): kernels in bounds,
+caches keyed by all they depend on, loaded tuning choices checked, locks that survive fork, sizes refused before
+any work."""
 
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ def test_kernels_are_bounds_checked():
 
 
 def test_im2col_band_in_the_top_padding_keeps_the_bias():
-    # issue 12's reproducer: a band whose rows all lie in the top padding wrote its zeros past its row, over
-    # the row of ones the bias rides on (and past the buffer: heap corruption), and the lost bias stayed
+    # the reproducer of the out-of-bounds band write (fixed in 7c41359, 2026-11-29): a band whose rows all lie
+    # in the top padding wrote its zeros past its row, over the row of ones the bias rides on (and past the
+    # buffer: heap corruption), and the lost bias stayed
     x = np.arange(64.0).reshape(1, 1, 4, 16)
     w, b = np.ones((1, 1, 1, 1)), np.array([100.0])
     least = im2col.min_workspace(_spec(x, w, padding=(2, 0), workspace_limit=1))
@@ -68,7 +70,8 @@ def test_im2col_band_in_the_top_padding_keeps_the_bias():
 
 
 def test_im2col_grouped_dilated_band_in_the_padding():
-    # issue 12's second reproducer (aborted, or IndexError under bounds checking), at limits it now accepts
+    # the second reproducer of the out-of-bounds band write (7c41359: aborted, or IndexError under bounds
+    # checking), at limits it now accepts
     rng = np.random.default_rng(1)
     x, w, b = rng.standard_normal((2, 20, 10, 25)), rng.standard_normal((35, 4, 1, 1)), rng.standard_normal(35)
     args = dict(padding=(2, 0), dilation=(2, 3), groups=5)

@@ -165,7 +165,7 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
 
     # the GEMM as cols @ dL/dy^T, its transposed operand the small one, is faster than dL/dy @ cols^T (166-170
     # against 120 GFLOP/s on one core at 128 channels, 28²), but its result (dL/dw)^T must be transposed back:
-    # that copy costs more than it saves on few pixels (CPU_NOTES.md, session 7)
+    # that copy costs more than it saves on few pixels (CPU_NOTES.md: 2026-12-02, AMD EPYC Zen 5, db27b7d)
     transposed = spec.n * spec.oh * spec.ow >= 1024
 
     def add_block(x: Any, gy: Any, part: im2col.Block, target: Any, first: bool) -> None:
