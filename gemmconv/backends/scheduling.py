@@ -44,7 +44,7 @@ class Scheduler:
         """How many blocks of a GEMM pipeline (im2col, Winograd, 1x1, their passes) of ``spec`` run at once:
         :meth:`workers`, or 1 where the batch has fewer images than workers, the blocks then running one after
         the other on the calling thread, each GEMM on the BLAS's own threads (measured faster on one image:
-        benchmarks/CPU_NOTES.md, session 8)."""
+        benchmarks/CPU_NOTES.md: 2026-12-02, AMD EPYC Zen 5, 7900f41 and 580a4bf)."""
         workers = self.workers()
         return 1 if spec.n < workers else workers
 
