@@ -123,10 +123,15 @@ def _blas_controllers() -> tuple[Any, ...]:
     return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
+@functools.cache
+def _blas_getters() -> tuple[Callable[[], Any], ...]:
+    """Each BLAS library's thread-count getter (the controllers' own, without threadpoolctl's property)."""
+    return tuple(c.get_num_threads for c in _blas_controllers())
+
+
 def blas_threads() -> int:
     """NumPy's BLAS thread count now (1 if no BLAS library is found)."""
-    controllers = _blas_controllers()
-    return max((c.num_threads for c in controllers), default=1)
+    return max([g() or 1 for g in _blas_getters()], default=1)
 
 
 @functools.cache
@@ -160,9 +165,10 @@ class CallThreads:
         self._local_before: list[int] | None = None
         if settings.threads is not None or in_worker():
             return available()
-        threads = min(worker_count(), free_cores())
+        blas = blas_threads()
+        threads = min(blas, free_cores())  # free_cores() counts only the allowed cores: worker_count(), if idle
         _local.available = threads if self._before is None else min(self._before, threads)
-        if not settings.keep_blas and blas_threads() > threads:
+        if not settings.keep_blas and blas > threads:
             local = _thread_local_limits()
             if local is not None:  # this thread's own limit; each setter returns the one it replaces
                 self._local_before = [set_local(threads) for set_local in local]
