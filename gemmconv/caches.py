@@ -11,8 +11,9 @@ CuPy launch sets       each convolution's kernel launches (no arrays)      256 s
 =====================  ==================================================  ==========================
 
 Compiled kernels are cached on disk, per user, in :func:`gemmconv.kernel_cache_dir` (never inside the
-package; delete the folder to free it). Each of the caches above is least-recently-used (the workspaces keep the last buffer of each kind per thread; one larger
-than the bound is allocated for its call and freed). Tuning choices (:data:`gemmconv.tuning_cache`) are
+package; delete the folder to free it). Each of the caches above is least-recently-used (the workspaces
+keep the last buffer of each kind per thread; one larger than the bound is allocated for its call and
+freed). Tuning choices (:data:`gemmconv.tuning_cache`) are
 results rather than memory and are kept: clear them with ``tuning_cache.clear()``.
 """
 

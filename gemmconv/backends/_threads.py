@@ -9,8 +9,9 @@ How many workers (:func:`worker_count`): the count given to :func:`set_threads`,
 the process's allowed cores (``os.sched_getaffinity``) and the BLAS thread count in force
 (``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` at start-up, ``threadpoolctl.threadpool_limits`` at
 run time). Plans are sized for that count; each call then uses no more threads than other processes
-leave cores free (:class:`CallThreads`, :mod:`._load`), unless a count was set. Workers are not pinned to cores unless asked (``set_threads(pin=True)`` or
-``GEMMCONV_PIN_THREADS=1``): the scheduler places them among the allowed cores.
+leave cores free (:class:`CallThreads`, :mod:`._load`), unless a count was set. Workers are not
+pinned to cores unless asked (``set_threads(pin=True)`` or ``GEMMCONV_PIN_THREADS=1``): the scheduler
+places them among the allowed cores.
 
 The BLAS inside a worker must run on one thread: two workers' multi-threaded GEMMs contend for the
 same BLAS threads (measured: CPU_NOTES.md). Where the BLAS has a thread-local limit (MKL; OpenBLAS
