@@ -30,16 +30,22 @@ def test_busy_ticks_sum_the_allowed_cores_without_idle_and_iowait(tmp_path):
     assert _load.busy_ticks(frozenset({0}), str(tmp_path / "missing")) is None
 
 
-def test_runnable_others_excludes_the_caller(tmp_path):
-    (tmp_path / "loadavg").write_text("2.50 1.00 0.50 3/120 4567\n")
-    assert _load.runnable_others(str(tmp_path / "loadavg")) == 2
+def test_runnable_others_excludes_this_process_threads(tmp_path):
+    tasks = tmp_path / "task"
+    for tid, state in ((11, "R"), (12, "S"), (13, "R")):
+        (tasks / str(tid)).mkdir(parents=True)
+        (tasks / str(tid) / "stat").write_text(f"{tid} (python (x)) {state} 1 2 3\n")
+    (tmp_path / "loadavg").write_text("2.50 1.00 0.50 5/120 4567\n")
+    assert _load.runnable_others(str(tmp_path / "loadavg"), str(tasks)) == 3  # 5 runnable, 2 of them ours
     (tmp_path / "loadavg").write_text("0.00 0.00 0.00 1/120 4567\n")
-    assert _load.runnable_others(str(tmp_path / "loadavg")) == 0
-    assert _load.runnable_others(str(tmp_path / "missing")) is None
+    assert _load.runnable_others(str(tmp_path / "loadavg"), str(tasks)) == 0
+    assert _load.runnable_others(str(tmp_path / "missing"), str(tasks)) is None
+    assert _load._runnable_threads(str(tmp_path / "missing")) == 1  # the caller at least
 
 
 @pytest.mark.parametrize(("cores", "others", "free"), [
-    (2, 0.0, 2), (2, 0.3, 2), (2, 0.6, 1), (2, 1.0, 1), (2, 1.4, 1), (2, 3.0, 1), (16, 5.2, 11), (1, 0.0, 1)])
+    (2, 0.0, 2), (2, 0.5, 2), (2, 0.6, 1), (2, 1.0, 1), (2, 1.4, 1), (2, 3.0, 1), (16, 5.2, 11), (16, 5.7, 10),
+    (1, 0.0, 1)])
 def test_free_cores_round_and_keep_one(cores, others, free):
     assert _load._free(cores, others) == free
 
@@ -58,7 +64,7 @@ def test_monitor_counts_others_busy_time_less_its_own(monkeypatch):
     # 1 s later: 150 ticks busy on the two cores, 0.5 s of them ours: others kept one core busy
     clock.update(now=101.0, ticks=150, ours=0.5)
     assert monitor.free_cores() == 1
-    clock.update(now=101.05, ticks=400, ours=0.5)  # within MIN_INTERVAL: the last answer, no new look
+    clock.update(now=101.1, ticks=400, ours=0.5)  # within MIN_INTERVAL: the last answer, no new look
     assert monitor.free_cores() == 1
     clock.update(now=102.0, ticks=150 + 190, ours=2.4)  # we kept both cores busy ourselves: both are ours
     assert monitor.free_cores() == 2

@@ -10,21 +10,26 @@ The measure: over the interval since the previous look, the CPU time the allowed
 own CPU time (:func:`time.process_time`, every thread of it: gemmconv's workers, the BLAS's, the caller's), in
 cores. Looks are at least :data:`MIN_INTERVAL` apart (one read of ``/proc/stat`` each, a few microseconds
 per call in between); a look after more than :data:`STALE_AFTER` of silence, or the first one, counts the
-runnable threads of the machine instead (``/proc/loadavg``, less the caller's). Where neither file exists
+runnable threads of the machine instead (``/proc/loadavg``, less this process's own). Where neither file exists
 (not Linux) every allowed core counts as free.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
 from .._forksafe import ForkSafeLock
 
-__all__ = ["MIN_INTERVAL", "STALE_AFTER", "LoadMonitor", "free_cores"]
+__all__ = ["BUSY_THRESHOLD", "MIN_INTERVAL", "STALE_AFTER", "LoadMonitor", "free_cores"]
 
-#: seconds between two reads of /proc/stat (a shorter interval holds too few clock ticks to count)
-MIN_INTERVAL = 0.1
+#: seconds between two reads of /proc/stat: at 100 ticks a second, 0.2 s of two cores is 40 ticks, against which
+#: the tick accounting's jitter of a few ticks stays under the threshold of :data:`BUSY_THRESHOLD`
+MIN_INTERVAL = 0.2
+#: a core counts as taken once other processes keep this much of it busy (less would read the accounting's jitter
+#: as load)
+BUSY_THRESHOLD = 0.6
 #: an interval longer than this (seconds) says little about now: the instantaneous run queue is used instead
 STALE_AFTER = 2.0
 
@@ -54,14 +59,32 @@ def busy_ticks(cpus: frozenset[int], path: str = "/proc/stat") -> int | None:
     return busy
 
 
-def runnable_others(path: str = "/proc/loadavg") -> int | None:
-    """Threads of the machine runnable now, the caller's excluded (None where ``path`` cannot be read)."""
+def runnable_others(path: str = "/proc/loadavg", tasks: str = "/proc/self/task") -> int | None:
+    """Threads of other processes runnable now: the machine's, less this process's own (None where ``path``
+    cannot be read)."""
     try:
         with open(path, "rb") as f:
-            running = f.read().split()[3].split(b"/")[0]
-    except (OSError, IndexError):
+            running = int(f.read().split()[3].split(b"/")[0])
+    except (OSError, IndexError, ValueError):
         return None
-    return max(0, int(running) - 1)
+    return max(0, running - _runnable_threads(tasks))
+
+
+def _runnable_threads(tasks: str) -> int:
+    """Threads of this process in state R (running or runnable); at least 1, the caller."""
+    count = 0
+    try:
+        names = os.listdir(tasks)
+    except OSError:
+        return 1
+    for name in names:
+        try:
+            with open(os.path.join(tasks, name, "stat"), "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread has ended
+            continue
+        count += stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"R"
+    return max(1, count)
 
 
 class LoadMonitor:
@@ -103,8 +126,9 @@ class LoadMonitor:
 
 
 def _free(cores: int, others_busy: float) -> int:
-    """Cores left free when other processes keep ``others_busy`` cores busy (rounded; at least one)."""
-    return max(1, min(cores, round(cores - others_busy)))
+    """Cores left free when other processes keep ``others_busy`` cores busy: a core is taken from
+    :data:`BUSY_THRESHOLD` of one on; at least one."""
+    return max(1, min(cores, cores - math.floor(max(0.0, others_busy) + 1 - BUSY_THRESHOLD)))
 
 
 _monitor = LoadMonitor()
