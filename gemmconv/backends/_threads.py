@@ -44,7 +44,14 @@ from ._load import free_cores
 __all__ = ["CallThreads", "ThreadSettings", "available", "blas_threads", "get_threads", "in_worker", "run_blocks",
            "run_phases", "set_threads", "worker_count"]
 
-_local = threading.local()
+class _Local(threading.local):
+    """Per thread: whether it is a pool worker, and the threads the call it runs may use (None: no call)."""
+
+    worker: bool = False
+    available: int | None = None
+
+
+_local = _Local()
 _lock = ForkSafeLock()
 _single: dict[str, Any] = {"depth": 0, "saved": [], "limit": None}
 _pool: dict[str, Any] = {"executor": None, "size": 0, "pinned": False}
@@ -126,13 +133,23 @@ def _blas_controllers() -> tuple[Any, ...]:
 
 @functools.cache
 def _blas_getters() -> tuple[Callable[[], Any], ...]:
-    """Each BLAS library's thread-count getter (the controllers' own, without threadpoolctl's property)."""
-    return tuple(c.get_num_threads for c in _blas_controllers())
+    """Each BLAS library's thread-count getter: OpenBLAS's own C function where threadpoolctl can name it (read
+    on every call, so it must cost little), else the controller's ``get_num_threads``."""
+    getters: list[Callable[[], Any]] = []
+    for c in _blas_controllers():
+        symbol = "omp_get_max_threads" if getattr(c, "threading_layer", "") == "openmp" else "openblas_get_num_threads"
+        find = getattr(c, "_get_symbol", None)
+        native = find(symbol) if c.internal_api == "openblas" and find is not None else None
+        getters.append(native if native is not None else c.get_num_threads)
+    return tuple(getters)
 
 
 def blas_threads() -> int:
     """NumPy's BLAS thread count now (1 if no BLAS library is found)."""
-    return max([g() or 1 for g in _blas_getters()], default=1)
+    getters = _blas_getters()
+    if len(getters) == 1:  # NumPy's BLAS alone: the common case, read on every call
+        return getters[0]() or 1
+    return max([g() or 1 for g in getters], default=1)
 
 
 @functools.cache
@@ -161,7 +178,7 @@ class CallThreads:
 
     def __enter__(self) -> int:
         settings = _settings
-        self._before = getattr(_local, "available", None)
+        self._before = _local.available
         self._blas: _BlasLimit | None = None
         self._local_before: list[int] | None = None
         if settings.threads is not None or in_worker():
@@ -190,13 +207,13 @@ class CallThreads:
 def available() -> int:
     """Workers a convolution may use now: the decision of the enclosing :class:`CallThreads`, else
     :func:`worker_count`."""
-    threads = getattr(_local, "available", None)
+    threads = _local.available
     return worker_count() if threads is None else threads
 
 
 def in_worker() -> bool:
     """Whether this thread is a worker of :func:`run_blocks` (a nested :func:`run_blocks` then runs inline)."""
-    return getattr(_local, "worker", False)
+    return _local.worker
 
 
 class _BlasLimit:

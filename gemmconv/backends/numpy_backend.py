@@ -50,19 +50,18 @@ _KERNELS: dict[str, Any] = {
 }
 
 
-class _CallContext:
+class _CallContext(CallThreads):
     """NumPy's floating-point warnings off and the call's threads decided (see ``NumpyBackend.device_context``)."""
 
-    __slots__ = ("_errstate", "_threads")
+    __slots__ = ("_errstate",)
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> int:
         self._errstate = np.errstate(all="ignore")
         self._errstate.__enter__()
-        self._threads = CallThreads()
-        self._threads.__enter__()
+        return super().__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        self._threads.__exit__()
+        super().__exit__()
         self._errstate.__exit__(None, None, None)
 
 
