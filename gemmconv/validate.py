@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import sys
 from typing import Any, NamedTuple
 
 from .args import ConvArgs
@@ -87,6 +88,10 @@ def _check_array(name: str, a: Any, backend: Backend, ndims: tuple[int, ...]) ->
             f"{name} is a {owner.name} array but x is a {backend.name} array; "
             f"pass all arrays from the same library (convert {name} with {backend.name}.asarray)"
         )
+    masked = sys.modules.get("numpy.ma")  # a masked array's mask would be ignored: refused instead
+    if masked is not None and isinstance(a, masked.MaskedArray):
+        raise TypeError(f"{name} is a masked array, whose mask a convolution cannot honour; pass its data with the "
+                        f"masked entries filled, e.g. {name}.filled(0)")
     if a.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name} must be {want}, got {_describe(a)}")

@@ -111,3 +111,11 @@ def test_library_has_no_assert_on_user_input():
         if line.lstrip().startswith("assert ")
     ]
     assert offenders == []
+
+
+@pytest.mark.parametrize("which", ["x", "w", "b"])
+def test_masked_arrays_are_refused_not_their_mask_ignored(which):
+    arrays = {"x": np.ones((1, 2, 5, 5)), "w": np.ones((3, 2, 3, 3)), "b": np.zeros(3)}
+    arrays[which] = np.ma.masked_array(arrays[which], mask=np.zeros(arrays[which].shape, bool))
+    with pytest.raises(TypeError, match=rf"^{which} is a masked array.*{which}\.filled\(0\)"):
+        gemmconv.conv2d(arrays["x"], arrays["w"], arrays["b"])
