@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _timing import median_time  # benchmarks/ is on sys.path when this script runs
+from _timing import median_time, runnable  # benchmarks/ is on sys.path when this script runs
 
 import gemmconv
 from gemmconv.layers import LAYERS
@@ -66,14 +66,8 @@ def measure(loads: list[int], rounds: int, reps: int, strategies: list[str]) -> 
             layer = LAYERS[name]
             x, w, b = layer.arrays(n)
             tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
-            runnable = []
-            for s in strategies:
-                try:
-                    gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args)
-                    runnable.append(s)
-                except gemmconv.StrategyNotSupportedError:
-                    pass
-            cases.append((f"{name} N={n}", layer, x, w, b, tx, tw, tb, runnable))
+            ok = runnable(strategies, x, w, b, layer.conv_args)
+            cases.append((f"{name} N={n}", layer, x, w, b, tx, tw, tb, ok))
     results: dict = {"loads": {}}
     for load in loads:
         procs = _spinners(load)
@@ -81,11 +75,11 @@ def measure(loads: list[int], rounds: int, reps: int, strategies: list[str]) -> 
             time.sleep(1.0)  # the spinners running, and one interval of them seen by gemmconv's monitor
             times: dict[str, dict[str, list[float]]] = {}
             for _ in range(rounds):
-                for label, layer, x, w, b, tx, tw, tb, runnable in cases:
+                for label, layer, x, w, b, tx, tw, tb, ok in cases:
                     row = times.setdefault(label, {})
                     row.setdefault("torch", []).append(
                         median_time(lambda: F.conv2d(tx, tw, tb, **layer.conv_args), reps, settle=0.15))
-                    for s in runnable:
+                    for s in ok:
                         row.setdefault(s, []).append(median_time(
                             lambda: gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args), reps, settle=0.15))
             train = _train_seconds()

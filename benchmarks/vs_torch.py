@@ -22,7 +22,7 @@ import statistics
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _timing import median_time  # benchmarks/ is on sys.path when this script runs
+from _timing import median_time, runnable  # benchmarks/ is on sys.path when this script runs
 from rich.console import Console
 from rich.table import Table
 
@@ -87,21 +87,15 @@ def main() -> None:
             layer = LAYERS[name]
             x, w, b = layer.arrays(n, args.dtype)
             tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
-            runnable = []
-            for s in strategies:
-                try:
-                    gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args)
-                    runnable.append(s)
-                except gemmconv.StrategyNotSupportedError:
-                    pass
+            ok = runnable(strategies, x, w, b, layer.conv_args)
             chosen[n, name] = gemmconv.choose_strategy(x, w, b, **layer.conv_args)
-            cases[n, name] = (layer, x, w, b, tx, tw, tb, runnable)
+            cases[n, name] = (layer, x, w, b, tx, tw, tb, ok)
 
     for _ in range(args.rounds):
-        for (n, name), (layer, x, w, b, tx, tw, tb, runnable) in cases.items():
+        for (n, name), (layer, x, w, b, tx, tw, tb, ok) in cases.items():
             t_torch = _median_time(lambda: F.conv2d(tx, tw, tb, **layer.conv_args), args.reps)
             times.setdefault((n, name, "torch"), []).append(t_torch)
-            for s in runnable:
+            for s in ok:
                 t = _median_time(lambda: gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args), args.reps)
                 times.setdefault((n, name, s), []).append(t)
                 ratios.setdefault((n, name, s), []).append(t / t_torch)
