@@ -57,7 +57,7 @@ def test_monitor_counts_others_busy_time_less_its_own(monkeypatch):
     monkeypatch.setattr(_load.time, "process_time", lambda: clock["ours"])
     monkeypatch.setattr(_load, "busy_ticks", lambda cpus: clock["ticks"])
     monkeypatch.setattr(_load, "runnable_others", lambda: 0)
-    monkeypatch.setattr(_load, "_allowed_cpus", lambda: frozenset({0, 1}))
+    monkeypatch.setattr(_load, "allowed_cpus", lambda: frozenset({0, 1}))
     monitor = _load.LoadMonitor()
     monitor._hz = 100
     assert monitor.free_cores() == 2  # first look: the run queue (nobody else runnable)

@@ -47,11 +47,10 @@ def kernel_cache_dir() -> Path | None:
     """The folder under which gemmconv's compiled kernels are cached, per the rule of this module's docstring
     (None where no folder can be written: kernels are then compiled in each process)."""
     numba_dir = getattr(config, "CACHE_DIR", "")  # NUMBA_CACHE_DIR
-    if numba_dir:
-        root = Path(numba_dir)
-    else:
-        root = _gemmconv_root() / "numba"
-    return root if _writable(root) else None
+    for root in ([Path(numba_dir)] if numba_dir else []) + [_gemmconv_root() / "numba"]:
+        if _writable(root):
+            return root
+    return None
 
 
 def _gemmconv_root() -> Path:
@@ -90,12 +89,11 @@ class _UserFolderLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
 
     @classmethod
     def from_function(cls, py_func: Callable[..., Any], py_file: str) -> _UserFolderLocator | None:
-        root = kernel_cache_dir()
-        if root is None or not os.path.exists(py_file):
+        if not os.path.exists(py_file):
             return None
-        locator = cls(py_func, py_file, root)
+        locator = cls(py_func, py_file, _gemmconv_root() / "numba")
         try:
-            locator.ensure_cache_path()
+            locator.ensure_cache_path()  # numba's own check: the folder made, and a file written in it
         except OSError:
             return None
         return locator

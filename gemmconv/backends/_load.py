@@ -22,7 +22,7 @@ import time
 
 from .._forksafe import ForkSafeLock
 
-__all__ = ["BUSY_THRESHOLD", "MIN_INTERVAL", "STALE_AFTER", "LoadMonitor", "free_cores"]
+__all__ = ["BUSY_THRESHOLD", "MIN_INTERVAL", "STALE_AFTER", "LoadMonitor", "allowed_cpus", "free_cores"]
 
 #: seconds between two reads of /proc/stat: at 100 ticks a second, 0.2 s of two cores is 40 ticks, against which
 #: the tick accounting's jitter of a few ticks stays under the threshold of :data:`BUSY_THRESHOLD`
@@ -34,7 +34,8 @@ BUSY_THRESHOLD = 0.6
 STALE_AFTER = 2.0
 
 
-def _allowed_cpus() -> frozenset[int]:
+def allowed_cpus() -> frozenset[int]:
+    """The cores this process may run on (``taskset``, cgroups and ``docker --cpuset-cpus`` count)."""
     if hasattr(os, "sched_getaffinity"):
         return frozenset(os.sched_getaffinity(0))
     return frozenset(range(os.cpu_count() or 1))
@@ -93,7 +94,7 @@ class LoadMonitor:
     def __init__(self) -> None:
         self._lock = ForkSafeLock()
         self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self._cpus = _allowed_cpus()
+        self._cpus = allowed_cpus()
         self._last: tuple[float, int, float] | None = None  # (monotonic time, busy ticks, process CPU seconds)
         self._free = len(self._cpus)
 
@@ -104,7 +105,7 @@ class LoadMonitor:
         if last is not None and now - last[0] < MIN_INTERVAL:
             return self._free
         with self._lock:
-            cpus = _allowed_cpus()
+            cpus = allowed_cpus()
             if cpus != self._cpus:  # the affinity changed: start afresh
                 self._cpus, last = cpus, None
             ticks, ours = busy_ticks(cpus), time.process_time()
@@ -122,7 +123,7 @@ class LoadMonitor:
 
     def forget(self) -> None:
         """Start afresh (after a fork: the child's CPU time starts at zero)."""
-        self._last, self._cpus = None, _allowed_cpus()
+        self._last, self._cpus = None, allowed_cpus()
 
 
 def _free(cores: int, others_busy: float) -> int:

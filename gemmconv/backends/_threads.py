@@ -39,7 +39,7 @@ import numpy as np  # NumPy's BLAS is loaded, so that threadpoolctl finds it
 from threadpoolctl import ThreadpoolController
 
 from .._forksafe import ForkSafeLock
-from ._load import free_cores
+from ._load import allowed_cpus, free_cores
 
 __all__ = ["CallThreads", "ThreadSettings", "available", "blas_threads", "get_threads", "in_worker", "run_blocks",
            "run_phases", "set_threads", "worker_count"]
@@ -112,9 +112,7 @@ def set_threads(threads: int | None = None, *, pin: bool = False, keep_blas: boo
 
 def allowed_cores() -> int:
     """How many cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    return len(allowed_cpus())
 
 
 def worker_count() -> int:
