@@ -31,3 +31,27 @@ def runnable(strategies, x, w, b, conv_args) -> list[str]:
         except gemmconv.StrategyNotSupportedError:
             pass
     return ok
+
+
+def write_times(path: str, kind: str, times: dict[tuple, list[float]]) -> None:
+    """Write ``times`` (case key ending in the library or strategy -> seconds per round) as JSON, with the CPU,
+    for ``benchmarks/run_spread.py``."""
+    import json
+    import platform
+
+    rows = [{"case": [str(k) for k in key[:-1]], "who": key[-1], "seconds": ts} for key, ts in times.items()]
+    with open(path, "w") as f:
+        json.dump({"kind": kind, "cpu": _cpu_name(), "machine": platform.machine(), "times": rows}, f, indent=1)
+
+
+def _cpu_name() -> str:
+    """The CPU as ``lscpu`` names it (model name, family, model), read from /proc/cpuinfo."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return "unknown"
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"

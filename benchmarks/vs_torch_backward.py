@@ -16,6 +16,7 @@ transposed convolutions (:data:`DECODER`: the upsampling layers of a U-Net / DCG
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _timing import median_time  # benchmarks/ is on sys.path when this script runs
+from _timing import median_time, write_times  # benchmarks/ is on sys.path when this script runs
 from rich.console import Console
 from rich.table import Table
 
@@ -118,6 +119,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--layers", nargs="*", default=None, help="layer names (default: ResNet-18's, or DECODER's)")
     p.add_argument("--strategies", nargs="*", default=gemmconv.list_strategies())
+    p.add_argument("--json", help="also write each case's times (s) per round here, for benchmarks/run_spread.py")
     opts = p.parse_args()
     cases = {}
     for pass_ in opts.passes:
@@ -139,6 +141,9 @@ def main() -> None:
                     t = _settled(fn, opts.reps)
                     times.setdefault((*key, s), []).append(t)
                     ratios.setdefault((*key, s), []).append(t / t_ref)
+
+    if opts.json:
+        write_times(opts.json, "backward", times)
 
     def geo(values: list[float]) -> float:
         return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")
