@@ -24,7 +24,10 @@ def main() -> None:
     p.add_argument("runs", nargs="+")
     p.add_argument("--who", default="auto", help="the strategy to compare with torch (default: auto)")
     opts = p.parse_args()
-    runs = [json.load(open(path)) for path in opts.runs]
+    runs = []
+    for path in opts.runs:
+        with open(path) as f:
+            runs.append(json.load(f))
     print(f"CPU: {runs[0]['cpu']}; {len(runs)} runs; {opts.who} / torch, median over rounds")
     # per run: case -> (ratio, own median seconds)
     per_run: list[dict[tuple, tuple[float, float]]] = []

@@ -16,7 +16,6 @@ torch==2.13.0) and rich.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 

@@ -16,7 +16,6 @@ transposed convolutions (:data:`DECODER`: the upsampling layers of a U-Net / DCG
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 from collections.abc import Callable
