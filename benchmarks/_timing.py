@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -46,12 +47,17 @@ def write_times(path: str, kind: str, times: dict[tuple, list[float]]) -> None:
 
 def _cpu_name() -> str:
     """The CPU as ``lscpu`` names it (model name, family, model), read from /proc/cpuinfo."""
-    fields: dict[str, str] = {}
+    from machine_name import cpuinfo  # benchmarks/ is on sys.path when a benchmark script runs
+
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
+            fields = cpuinfo(f.read())
     except OSError:
         return "unknown"
     return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+
+
+def geo_mean(values) -> float:
+    """The geometric mean of positive ``values`` (NaN for none)."""
+    values = list(values)
+    return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 
+from _timing import geo_mean  # benchmarks/ is on sys.path when this script runs
 
-def _geo(values: list[float]) -> float:
-    return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")
+
+def _group(case: tuple) -> str:
+    """The pass of a case: backward keys are (pass, N, layer), forward keys (N, layer)."""
+    return case[0] if len(case) == 3 else "forward"
 
 
 def main() -> None:
@@ -40,14 +42,13 @@ def main() -> None:
                 found[case] = (statistics.median(ratios), statistics.median(ts))
         per_run.append(found)
     cases = [c for c in per_run[0] if all(c in r for r in per_run)]
-    groups = sorted({c[0] if len(c) == 3 else "forward" for c in cases})
-    for g in groups:
-        mine = [c for c in cases if (c[0] if len(c) == 3 else "forward") == g]
+    for g in sorted({_group(c) for c in cases}):
+        mine = [c for c in cases if _group(c) == g]
         line = []
         for i, r in enumerate(per_run):
             vals = [r[c][0] for c in mine]
             worst = max(mine, key=lambda c: r[c][0])
-            line.append(f"run {i + 1}: geomean {_geo(vals):.2f}x, worst {r[worst][0]:.2f}x ({' '.join(worst)})")
+            line.append(f"run {i + 1}: geomean {geo_mean(vals):.2f}x, worst {r[worst][0]:.2f}x ({' '.join(worst)})")
         print(f"{g} ({len(mine)} cases): " + "; ".join(line))
     print(f"{'case':40s} " + " ".join(f"{'run ' + str(i + 1):>8s}" for i in range(len(runs))) + "   spread of own time")
     spreads = []

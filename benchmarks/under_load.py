@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import statistics
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _timing import median_time, runnable  # benchmarks/ is on sys.path when this script runs
+from _timing import geo_mean, median_time, runnable  # benchmarks/ is on sys.path when this script runs
 
 import gemmconv
 from gemmconv.layers import LAYERS
@@ -54,9 +53,6 @@ def _train_seconds() -> float:
     subprocess.run([sys.executable, str(ROOT / "examples" / "train_digits.py")], check=True, capture_output=True)
     return time.perf_counter() - t0
 
-
-def _geo(values: list[float]) -> float:
-    return math.exp(statistics.fmean(math.log(v) for v in values))
 
 
 def measure(loads: list[int], rounds: int, reps: int, strategies: list[str]) -> dict:
@@ -118,7 +114,7 @@ def report(results: dict, strategies: list[str]) -> str:
                 cells.append(f"{row['torch'] * 1e3:8.2f} ({rt:5.2f}x), {row[s] * 1e3:8.2f} ({rg:5.2f}x)")
             lines.append(f"{label:20s} | " + " | ".join(cells))
         for k in loads[1:]:
-            gt, gg = _geo(slow[k]["torch"]), _geo(slow[k][s])
+            gt, gg = geo_mean(slow[k]["torch"]), geo_mean(slow[k][s])
             worst = max(zip(slow[k][s], slow[k]["torch"], strict=True), key=lambda p: p[0] / max(3.0, p[1]))
             lines.append(f"load {k}: geometric mean slowdown torch {gt:.2f}x, {s} {gg:.2f}x "
                          f"(target <= {max(gt, 2.0):.2f}x: {'met' if gg <= max(gt, 2.0) else 'NOT met'}); "

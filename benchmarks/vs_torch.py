@@ -16,13 +16,12 @@ torch==2.13.0) and rich.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _timing import median_time, runnable, write_times  # benchmarks/ is on sys.path when this script runs
+from _timing import geo_mean, median_time, runnable, write_times  # benchmarks/ is on sys.path when this script runs
 from rich.console import Console
 from rich.table import Table
 
@@ -126,16 +125,13 @@ def main() -> None:
         table.add_row(*row)
     console.print(table)
 
-    def geo(values):
-        return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")
-
     console.print("geometric mean of ratios: " + ", ".join(
-        f"{s} {geo([v for (_, _, t), v in med.items() if t == s]):.2f}x"
+        f"{s} {geo_mean([v for (_, _, t), v in med.items() if t == s]):.2f}x"
         f" ({sum(1 for (_, _, t) in med if t == s)} cases)" for s in strategies))
     auto = {k: v for k, v in med.items() if k[2] == "auto"}
     if auto:
         worst = max(auto, key=auto.get)
-        console.print(f"target auto: geomean <= 0.85x, none worse than 1.3x: geomean {geo(list(auto.values())):.2f}x, "
+        console.print(f"target auto: geomean <= 0.85x, none worse than 1.3x: geomean {geo_mean(auto.values()):.2f}x, "
                       f"worst {auto[worst]:.2f}x ({worst[1]}, N={worst[0]})")
     ones = {k: v for k, v in med.items() if k[2] == "1x1"}
     console.print("target 1x1 <= 0.9x: " + ", ".join(f"{k[1]} N={k[0]} {v:.2f}x" for k, v in ones.items()))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _timing import median_time, write_times  # benchmarks/ is on sys.path when this script runs
+from _timing import geo_mean, median_time, write_times  # benchmarks/ is on sys.path when this script runs
 from rich.console import Console
 from rich.table import Table
 
@@ -144,9 +144,6 @@ def main() -> None:
     if opts.json:
         write_times(opts.json, "backward", times)
 
-    def geo(values: list[float]) -> float:
-        return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")
-
     console = Console(width=260)
     med = {key: statistics.median(r) for key, r in ratios.items()}
     for pass_ in opts.passes:
@@ -170,13 +167,13 @@ def main() -> None:
             table.add_row(*row)
         console.print(table)
         console.print(f"{pass_}: geometric mean of ratios: " + ", ".join(
-            f"{s} {geo([v for k, v in med.items() if k[0] == pass_ and k[3] == s]):.2f}x"
+            f"{s} {geo_mean([v for k, v in med.items() if k[0] == pass_ and k[3] == s]):.2f}x"
             f" ({sum(1 for k in med if k[0] == pass_ and k[3] == s)} cases)" for s in opts.strategies))
         chosen = {k: v for k, v in med.items() if k[0] == pass_ and k[3] == "auto"}
         if chosen:
             worst = max(chosen, key=chosen.get)
             console.print(f"target {pass_} auto: geomean <= 1.0x, none worse than 2x: geomean "
-                          f"{geo(list(chosen.values())):.2f}x, worst {chosen[worst]:.2f}x ({worst[2]}, N={worst[1]})")
+                          f"{geo_mean(chosen.values()):.2f}x, worst {chosen[worst]:.2f}x ({worst[2]}, N={worst[1]})")
 
 
 if __name__ == "__main__":
