@@ -166,11 +166,13 @@ def test_winograd_plan_splits_rows_or_channels():
     assert winograd.plan(deep, 4, None, 2, 4) == [(0, 16, 0, 512)]
 
 
-def test_run_blocks_uses_pinned_worker_threads_and_restores_blas():
+def test_run_blocks_runs_on_the_caller_and_pool_threads_and_restores_blas():
     seen = []
     lock = threading.Lock()
+    here = threading.current_thread().name
 
     def fn(item):
+        time.sleep(0.002)  # long enough for the helper to take some items
         with lock:
             seen.append((item, threading.current_thread().name, _threads.in_worker()))
 
@@ -178,7 +180,9 @@ def test_run_blocks_uses_pinned_worker_threads_and_restores_blas():
         _threads.run_blocks(fn, list(range(10)), 2)
         assert _threads.blas_threads() == 2  # restored after the blocks (they ran with 1)
     assert sorted(i for i, _, _ in seen) == list(range(10))
-    assert all(name.startswith("gemmconv") and worker for _, name, worker in seen)
+    assert all((name == here and not worker) or (name.startswith("gemmconv") and worker)
+               for _, name, worker in seen)
+    assert len({name for _, name, _ in seen}) <= 2  # two workers: the caller and one helper
     assert not _threads.in_worker()
 
 

@@ -13,7 +13,7 @@ from helpers import torch_conv
 
 import gemmconv
 from gemmconv.args import ConvArgs
-from gemmconv.backends import _threads, get_backend
+from gemmconv.backends import _pool, _threads, get_backend
 from gemmconv.strategies.winograd import FILTER_CACHE
 from gemmconv.validate import validate
 
@@ -23,8 +23,8 @@ RNG = np.random.default_rng(3)
 
 def _worker_threads() -> list[threading.Thread]:
     """The threads of the current pool (a replaced pool's threads may still be finishing)."""
-    pool = _threads._pool["executor"]
-    return [] if pool is None else list(pool._threads)
+    pool = _pool.current()
+    return [] if pool is None else list(pool.threads)
 
 
 def _big():

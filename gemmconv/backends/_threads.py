@@ -1,15 +1,17 @@
 """Worker threads for the NumPy backend's blocked pipelines, and NumPy's BLAS thread count.
 
 A blocked strategy (im2col, Winograd, 1x1; ``direct``'s output planes) hands the backend a list of
-independent blocks. With more than one core, each worker thread takes blocks one at a time and
-runs the whole pipeline of a block (pack or transform, GEMM, unpack) on its own core: single-threaded
-compiled kernels, a single-threaded BLAS call, buffers that stay in that core's cache.
+independent blocks. With more than one core, the calling thread and the pool's threads (:mod:`._pool`) each
+take blocks one at a time and run the whole pipeline of a block (pack or transform, GEMM, unpack) on one
+core: single-threaded compiled kernels, a single-threaded BLAS call, buffers that stay in that core's cache.
+Between hand-outs the pool's threads spin for ``spin_us`` (:func:`set_threads`, ``GEMMCONV_SPIN_US``) before
+they sleep, unless other processes need the cores (:func:`spin_reads`).
 
 How many workers (:func:`worker_count`): the count given to :func:`set_threads`, else the smaller of
 the process's allowed cores (``os.sched_getaffinity``) and the BLAS thread count in force
 (``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` at start-up, ``threadpoolctl.threadpool_limits`` at
 run time). Plans are sized for that count; each call then uses no more threads than other processes
-leave cores free (:class:`CallThreads`, :mod:`._load`), unless a count was set. Workers are not
+leave cores free (:class:`CallThreads`, :mod:`._load`), unless a count was set. The pool's threads are not
 pinned to cores unless asked (``set_threads(pin=True)`` or ``GEMMCONV_PIN_THREADS=1``): the scheduler
 places them among the allowed cores.
 
@@ -25,24 +27,29 @@ touches it: blocks then run one at a time on the calling thread, each GEMM on th
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import itertools
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np  # NumPy's BLAS is loaded, so that threadpoolctl finds it
+import numpy  # noqa: F401 - NumPy's BLAS is loaded, so that threadpoolctl finds it
 from threadpoolctl import ThreadpoolController
 
 from .._forksafe import ForkSafeLock
+from . import _pool
+from ._atomics import reads_per_microsecond
 from ._load import allowed_cpus, free_cores
 
 __all__ = ["CallThreads", "ThreadSettings", "available", "blas_threads", "get_threads", "in_worker", "run_blocks",
-           "run_phases", "set_threads", "worker_count"]
+           "run_phases", "set_threads", "spin_reads", "worker_count"]
+
+#: how long an idle thread spins before sleeping, in microseconds, unless set (benchmarks/CPU_NOTES.md)
+DEFAULT_SPIN_US = 150.0
+#: the longest spin that may be set: 0.1 s
+MAX_SPIN_US = 100_000.0
 
 class _Local(threading.local):
     """Per thread: whether it is a pool worker, and the threads the call it runs may use (None: no call)."""
@@ -54,7 +61,7 @@ class _Local(threading.local):
 _local = _Local()
 _lock = ForkSafeLock()
 _single: dict[str, Any] = {"depth": 0, "saved": [], "limit": None}
-_pool: dict[str, Any] = {"executor": None, "size": 0, "pinned": False}
+_state: dict[str, Any] = {"pinned": None}  # how the pool in use was started
 
 
 def _env_flag(name: str) -> bool:
@@ -66,14 +73,32 @@ class ThreadSettings:
     """How gemmconv runs blocks on the CPU; see :func:`set_threads`."""
 
     threads: int | None = None  #: workers (None: allowed cores and BLAS threads decide)
-    pin: bool = False  #: whether worker i is pinned to the i-th allowed core
+    pin: bool = False  #: whether the pool's threads are pinned, each to a core of its own
     keep_blas: bool = False  #: never change the process-wide BLAS thread count
+    spin_us: float = DEFAULT_SPIN_US  #: how long an idle thread spins before sleeping (0: it sleeps at once)
+
+
+def _spin_from_env() -> float:
+    """``GEMMCONV_SPIN_US`` where it is a valid spin time, else the default."""
+    text = os.environ.get("GEMMCONV_SPIN_US", "").strip()
+    try:
+        return _check_spin(float(text)) if text else DEFAULT_SPIN_US
+    except ValueError:
+        return DEFAULT_SPIN_US
 
 
 def _from_env() -> ThreadSettings:
     threads = os.environ.get("GEMMCONV_THREADS", "")
     return ThreadSettings(int(threads) if threads.strip().isdigit() and int(threads) > 0 else None,
-                          _env_flag("GEMMCONV_PIN_THREADS"), _env_flag("GEMMCONV_KEEP_BLAS"))
+                          _env_flag("GEMMCONV_PIN_THREADS"), _env_flag("GEMMCONV_KEEP_BLAS"), _spin_from_env())
+
+
+def _check_spin(spin_us: float) -> float:
+    if isinstance(spin_us, bool) or not isinstance(spin_us, (int, float)) or not math.isfinite(spin_us) \
+            or not 0 <= spin_us <= MAX_SPIN_US:
+        raise ValueError(f"spin_us must be a number of microseconds from 0 to {MAX_SPIN_US:g}, got {spin_us!r}; "
+                         f"0 makes idle threads sleep at once")
+    return float(spin_us)
 
 
 _settings = _from_env()
@@ -84,9 +109,11 @@ def get_threads() -> ThreadSettings:
     return _settings
 
 
-def set_threads(threads: int | None = None, *, pin: bool = False, keep_blas: bool = False) -> ThreadSettings:
-    """Set how many worker threads run a convolution's blocks, whether they are pinned, and whether
-    the process-wide BLAS thread count may be lowered while they run; returns the previous settings.
+def set_threads(threads: int | None = None, *, pin: bool = False, keep_blas: bool = False,
+                spin_us: float | None = None) -> ThreadSettings:
+    """Set how many worker threads run a convolution's blocks, whether they are pinned, whether the
+    process-wide BLAS thread count may be lowered while they run, and how long idle threads spin before they
+    sleep; returns the previous settings.
 
     Parameters
     ----------
@@ -101,12 +128,23 @@ def set_threads(threads: int | None = None, *, pin: bool = False, keep_blas: boo
         Never change the BLAS thread count that the rest of the process sees. Where the BLAS has no
         thread-local limit (NumPy's OpenBLAS wheels), blocks then run one at a time on the calling
         thread, each GEMM on the BLAS's threads (slower: see the README).
+    spin_us : float or None
+        Microseconds a pool thread with nothing to do (between two convolutions, or at the end of a phase)
+        spins, ready for the next work, before it sleeps; None: ``GEMMCONV_SPIN_US`` if set, else
+        ``DEFAULT_SPIN_US`` (150). 0 makes idle threads sleep at once. No thread spins while other processes
+        leave fewer cores free than a call uses, and none at all once it has spun this long.
+
+    Returns
+    -------
+    ThreadSettings
+        The settings in force before (pass their fields back to restore them).
     """
     global _settings
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+    spin = _spin_from_env() if spin_us is None else _check_spin(spin_us)
     with _lock:
-        old, _settings = _settings, ThreadSettings(threads, bool(pin), bool(keep_blas))
+        old, _settings = _settings, ThreadSettings(threads, bool(pin), bool(keep_blas), spin)
     return old
 
 
@@ -251,123 +289,83 @@ def _after_fork_in_child() -> None:
         for c, n in _single["saved"]:
             c.set_num_threads(n)
     _single["depth"], _single["saved"], _single["limit"] = 0, [], None
-    _pool["executor"], _pool["size"] = None, 0
+    _state["pinned"] = None  # the pool module forgets the parent's pool
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _start_worker(index: Any, pin: bool) -> None:
-    """Initialiser of a pool thread: mark it a worker, give it a BLAS limit of one thread of its own where
-    the BLAS has one, and, if asked, pin it to its own core (benchmarks/CPU_NOTES.md: pinning)."""
+def _start_worker(index: int) -> None:
+    """Start of a pool thread: mark it a worker, give it a BLAS limit of one thread of its own where the BLAS
+    has one, and, if asked, pin it to a core of its own (benchmarks/CPU_NOTES.md: pinning): helper i to the
+    (i+1)-th allowed core, leaving the first to the calling thread."""
     _local.worker = True
     for set_local in _thread_local_limits() or ():
         set_local(1)
-    if pin and hasattr(os, "sched_setaffinity"):
+    if _settings.pin and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpus[next(index) % len(cpus)]})  # 0: this thread (Linux)
+        os.sched_setaffinity(0, {cpus[(index + 1) % len(cpus)]})  # 0: this thread (Linux)
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
+def _helpers(count: int) -> _pool.SpinPool:
+    """The pool, with at least ``count`` helpers pinned as the settings say (a new one where it has not)."""
     pin = _settings.pin
     with _lock:
-        if _pool["size"] < workers or _pool["pinned"] != pin:
-            old = _pool["executor"]
-            _pool["executor"] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gemmconv",
-                                                   initializer=_start_worker, initargs=(itertools.count(), pin))
-            _pool["size"], _pool["pinned"] = workers, pin
-            if old is not None:
-                old.shutdown(wait=False)
-        return _pool["executor"]
+        pool = _pool.current()
+        if pool is None or pool.size < count or _state["pinned"] != pin:
+            pool = _pool.replace(count, _start_worker)
+            _state["pinned"] = pin
+        return pool
+
+
+def spin_reads(workers: int) -> int:
+    """How long threads of a call on ``workers`` threads spin before sleeping, in reads of a counter
+    (:mod:`._atomics`): the settings' ``spin_us``, or none where other processes leave fewer than ``workers``
+    cores free (a spinning thread would take a core from them)."""
+    spin_us = _settings.spin_us
+    if spin_us <= 0 or free_cores() < workers:
+        return 0
+    return int(spin_us * reads_per_microsecond())
 
 
 def run_blocks(fn: Callable[[Any], None], items: Sequence[Any], workers: int) -> None:
-    """``fn(item)`` for every item, on ``workers`` pool threads (one per core), each taking the next item.
-
-    With one worker or one item, ``fn`` runs on the calling thread. The calling thread only waits:
-    taking blocks itself beside W-1 pinned workers (it is not pinned, and may share a core with one)
-    measured slower and erratic (im2col at N=1 on 256 channels at 14²: 1.6x torch's time -> 3.1x).
-    The first error raised by ``fn`` is raised here (items not yet started are then skipped).
-    """
+    """``fn(item)`` for every item, on the calling thread and ``workers - 1`` pool threads, each taking the
+    next item. With one worker or one item, ``fn`` runs on the calling thread alone. The first error raised
+    by ``fn`` is raised here (items not yet started are then skipped)."""
     run_phases([(fn, items, None)], workers)
-
-
-class _Phase:
-    """One phase of :func:`run_phases`: its items, the next to take, how many are done, and whether all are."""
-
-    def __init__(self, fn: Callable[[Any], None], items: Sequence[Any], after: Callable[[], None] | None) -> None:
-        self.fn, self.items, self.after = fn, items, after
-        self.next = itertools.count()
-        self.done = 0
-        self.lock = threading.Lock()
-        self.finished = threading.Event()
-        self.error: BaseException | None = None
-
-
-def _work_phases(phases: list[_Phase]) -> None:
-    with np.errstate(all="ignore"):  # as on the calling thread (NumpyBackend.device_context)
-        _work(phases)
-
-
-def _work(phases: list[_Phase]) -> None:
-    for phase in phases:
-        # the end of a phase is kept track of only where something waits for it (a phase or an after())
-        tracked = phase is not phases[-1] or phase.after is not None
-        while (i := next(phase.next)) < len(phase.items):  # next() on itertools.count is atomic under the GIL
-            try:
-                if phase.error is None:  # after an error, the items left are skipped
-                    phase.fn(phase.items[i])
-            except BaseException as e:  # noqa: BLE001 - kept for the caller; later phases are skipped
-                phase.error = phase.error or e
-            if not tracked:
-                continue
-            with phase.lock:
-                phase.done += 1
-                last = phase.done == len(phase.items)
-            if last:
-                try:
-                    if phase.error is None and phase.after is not None:
-                        phase.after()
-                except BaseException as e:  # noqa: BLE001
-                    phase.error = e
-                phase.finished.set()
-        if phase is phases[-1]:  # nothing follows: the caller waits for every worker anyway
-            return
-        # every item is taken, each by a worker running it now: this wait cannot outlast them
-        phase.finished.wait()
-        if phase.error is not None:
-            return
 
 
 def run_phases(phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Callable[[], None] | None]],
                workers: int) -> None:
-    """Phases ``(fn, items, after)`` one after the other in one hand-out to the workers: ``fn(item)``
-    for every item of a phase, then ``after()`` once (by the worker that finished the phase's last
-    item), before any item of the next phase starts.
+    """Phases ``(fn, items, after)`` one after the other in one hand-out: ``fn(item)`` for every item of a
+    phase, then ``after()`` once (by the thread that finished the phase's last item), before any item of the
+    next phase starts. The calling thread and ``workers - 1`` pool threads take the items (:mod:`._pool`).
 
-    A worker waits at the end of a phase only for items other workers have taken and are running,
-    so phases never wait on a worker busy elsewhere. One hand-out instead of one per phase saves waking
-    the workers and the caller once per phase (measured: CPU_NOTES.md). The first error raised is raised
-    here; later phases are skipped.
+    A thread waits at the end of a phase only for items other threads have taken and are running, so phases
+    never wait on a thread busy elsewhere. One hand-out instead of one per phase saves waking the pool once per
+    phase (measured: CPU_NOTES.md). The first error raised is raised here; later phases are skipped.
     """
     workers = min(workers, max((len(items) for _, items, _ in phases), default=0))
-    local = _thread_local_limits() is not None
-    if workers > 1 and not local and _settings.keep_blas and blas_threads() > 1:
+    local = _thread_local_limits()
+    if workers > 1 and local is None and _settings.keep_blas and blas_threads() > 1:
         workers = 1  # the BLAS count may not be lowered: one block at a time, each GEMM on the BLAS's threads
-    if workers <= 1 or in_worker():
+    if workers <= 1 or in_worker() or not all(items for _, items, _ in phases):
         for fn, items, after in phases:
             for item in items:
                 fn(item)
             if after is not None:
                 after()
         return
-    work = [_Phase(fn, items, after) for fn, items, after in phases]
-    with contextlib.nullcontext() if local else _BlasLimit(1):
-        pool = _executor(workers)
-        futures = [pool.submit(_work_phases, work) for _ in range(workers)]
-        for f in futures:
-            f.result()
-    for phase in work:
-        if phase.error is not None:
-            raise phase.error
+    pool = _helpers(workers - 1)
+    spin = spin_reads(workers)
+    if local is None:
+        with _BlasLimit(1):
+            pool.run(phases, workers - 1, spin)
+        return
+    before = [set_local(1) for set_local in local]  # the caller runs blocks too: its own BLAS limit
+    try:
+        pool.run(phases, workers - 1, spin)
+    finally:
+        for set_local, n in zip(local, before, strict=True):
+            set_local(n)

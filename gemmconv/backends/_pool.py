@@ -1,0 +1,196 @@
+"""The NumPy backend's worker pool: helpers that are awake when work arrives, and asleep at rest.
+
+A hand-out (:meth:`SpinPool.run`) is a :class:`Job`: phases of independent items that the calling thread and
+up to ``helpers`` pool threads work through together, each taking the next item of the current phase. The
+caller takes items like any helper, so a job completes even if no helper shows up in time; helpers only
+make it faster.
+
+Waking a sleeping thread costs 0.5-1.5 ms on some virtual machines (benchmarks/CPU_NOTES.md), more than a
+small convolution takes. So a thread that would wait, a helper between hand-outs or any thread at the end of
+a phase, first spins for a bounded time on a shared counter (:mod:`._atomics`: atomic reads without the GIL,
+with the CPU's pause hint between reads), and only then sleeps on the pool's condition. The spin budget is
+set at each hand-out by the caller (:func:`._threads.spin_reads`): none when the machine is busy, so that
+spinning never takes a core another process needs. A helper that finds no hand-out within its budget sleeps
+until the next one: at rest the pool uses no CPU.
+
+Counters only grow, so "wait until counter >= target" is the one kind of wait: hand-outs so far (helpers wait
+for the next), and per phase the items done and whether the phase is finished (its ``after()`` run).
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._atomics import bump, counter, load, spin_until
+
+__all__ = ["Job", "SpinPool", "current", "replace"]
+
+#: ``(fn, items, after)``: ``fn(item)`` for every item, then ``after()`` once, before the next phase starts
+PhaseSpec = tuple[Callable[[Any], None], Sequence[Any], "Callable[[], None] | None"]
+
+
+class _Phase:
+    """One phase of a :class:`Job`: its items, the next to take, and counters of items done and of
+    whether the phase is finished."""
+
+    __slots__ = ("after", "done", "error", "finished", "fn", "items", "next")
+
+    def __init__(self, fn: Callable[[Any], None], items: Sequence[Any], after: Callable[[], None] | None) -> None:
+        self.fn, self.items, self.after = fn, items, after
+        self.next = itertools.count()  # next() on itertools.count is atomic under the GIL
+        self.done = counter()
+        self.finished = counter()
+        self.error: BaseException | None = None
+
+
+class Job:
+    """Phases worked through by the caller and up to ``helpers`` pool threads (each claims a seat first)."""
+
+    __slots__ = ("helpers", "phases", "seats")
+
+    def __init__(self, phases: Sequence[PhaseSpec], helpers: int) -> None:
+        self.phases = [_Phase(fn, items, after) for fn, items, after in phases]
+        self.helpers = helpers
+        self.seats = itertools.count()
+
+    def error(self) -> BaseException | None:
+        """The first error raised by an item or an ``after()`` (later phases were then skipped)."""
+        return next((p.error for p in self.phases if p.error is not None), None)
+
+    def work(self, pool: SpinPool, caller: bool) -> None:
+        """Take items until every phase is taken; wait at the end of a phase for the items others are still
+        running (the caller also at the end of the last)."""
+        with np.errstate(all="ignore"):  # as on the calling thread (NumpyBackend.device_context)
+            for phase in self.phases:
+                last = len(phase.items)
+                while (i := next(phase.next)) < last:
+                    try:
+                        if phase.error is None:  # after an error, the items left are skipped
+                            phase.fn(phase.items[i])
+                    except BaseException as e:  # noqa: BLE001 - kept for the caller; later phases are skipped
+                        phase.error = phase.error or e
+                    if bump(phase.done) == last:
+                        try:
+                            if phase.error is None and phase.after is not None:
+                                phase.after()
+                        except BaseException as e:  # noqa: BLE001
+                            phase.error = e
+                        pool.bump_and_wake(phase.finished)
+                if phase is self.phases[-1] and not caller:
+                    return
+                # every item is taken, each by a thread running it now: this wait cannot outlast them
+                pool.wait_until(phase.finished, 1, pool.spin_reads)
+                if phase.error is not None:
+                    return
+
+
+class SpinPool:
+    """``size`` helper threads that spin ``spin_reads`` reads (set per hand-out) before sleeping."""
+
+    def __init__(self, size: int, start: Callable[[int], None]) -> None:
+        self.size = size
+        self.handed = counter()  # hand-outs so far
+        self.current: tuple[int, Job | None] = (0, None)  # the latest hand-out and its number
+        self.cond = threading.Condition(threading.Lock())
+        self.sleepers = 0  # threads asleep on cond (read without the lock: see bump_and_wake)
+        self.spin_reads = 0
+        self.stopped = False
+        self.threads = [threading.Thread(target=self._serve, args=(i, start), name=f"gemmconv-{i}", daemon=True)
+                        for i in range(size)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, phases: Sequence[PhaseSpec], helpers: int, spin_reads: int) -> None:
+        """Work through ``phases`` on this thread and up to ``helpers`` pool threads; raise the first error."""
+        job = Job(phases, min(helpers, self.size))
+        with self.cond:
+            self.spin_reads = spin_reads
+            self.current = (self.current[0] + 1, job)
+            bump(self.handed)  # after current is set: a helper that sees the count sees the job
+            if self.sleepers:
+                self.cond.notify_all()
+        job.work(self, caller=True)
+        error = job.error()
+        if error is not None:
+            raise error
+
+    def bump_and_wake(self, ary: np.ndarray) -> None:
+        """Add one to a counter and wake the sleepers (they check whether what they wait for has come).
+
+        A sleeper registers in ``sleepers`` and checks its counter under the lock, and holds the GIL
+        between the two; this thread reads ``sleepers`` after its add, under the GIL. So either the sleeper
+        registered before that read (and is woken here) or its check comes after the add (and sees it)."""
+        bump(ary)
+        if self.sleepers:
+            with self.cond:
+                self.cond.notify_all()
+
+    def wait_until(self, ary: np.ndarray, target: int, spin_reads: int) -> None:
+        """Return once the counter is at least ``target``: spin up to ``spin_reads`` reads, then sleep."""
+        if spin_until(ary, target, spin_reads) >= target:
+            return
+        with self.cond:
+            self.sleepers += 1
+            try:
+                while load(ary) < target:
+                    self.cond.wait()
+            finally:
+                self.sleepers -= 1
+
+    def stop(self, timeout: float = 0.5) -> None:
+        """Stop the helpers (each finishes the item it runs) and wait up to ``timeout`` s for each."""
+        with self.cond:
+            self.stopped = True
+            self.current = (self.current[0] + 1, None)
+            bump(self.handed)
+            self.cond.notify_all()
+        for t in self.threads:
+            if t is not threading.current_thread():
+                t.join(timeout)
+
+    def _serve(self, index: int, start: Callable[[int], None]) -> None:
+        start(index)
+        seen = 0
+        while not self.stopped:
+            self.wait_until(self.handed, seen + 1, self.spin_reads)  # the budget of the latest hand-out
+            seen, job = self.current
+            if job is not None and next(job.seats) < job.helpers:
+                job.work(self, caller=False)
+
+
+_pools: list[SpinPool] = []  # the pool in use (started by this process), stopped when replaced or at exit
+
+
+def current() -> SpinPool | None:
+    """The pool in use (None before the first hand-out, and in a forked child)."""
+    return _pools[0] if _pools else None
+
+
+def replace(size: int, start: Callable[[int], None]) -> SpinPool:
+    """A new pool of ``size`` helpers in place of the one in use, which is stopped (its helpers finish the
+    items they run, and its callers complete their jobs themselves); stopped at interpreter exit."""
+    for old in _pools:
+        old.stop(0)
+    _pools[:] = [SpinPool(size, start)]
+    return _pools[0]
+
+
+@atexit.register
+def _stop_all() -> None:
+    for pool in _pools:
+        pool.stop(0.1)
+
+
+def _after_fork_in_child() -> None:
+    _pools.clear()  # the parent's helper threads do not exist here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

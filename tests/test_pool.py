@@ -1,0 +1,214 @@
+"""The worker pool: atomic counters, spinning then sleeping, the caller's share, no CPU at rest, spin settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import gemmconv
+from gemmconv.backends import _atomics, _pool, _threads
+
+LINUX_TASKS = os.path.isdir("/proc/self/task")
+
+
+def test_bump_is_atomic_across_threads():
+    c = _atomics.counter()
+    results: list[list[int]] = [[] for _ in range(4)]
+
+    def add(k: int) -> None:
+        results[k] = [_atomics.bump(c) for _ in range(5000)]
+
+    threads = [threading.Thread(target=add, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _atomics.load(c) == 20_000
+    seen = sorted(v for r in results for v in r)
+    assert seen == list(range(1, 20_001))  # every add returned a value of its own
+
+
+def test_spin_until_returns_when_the_target_comes_or_the_reads_run_out():
+    c = _atomics.counter()
+    assert _atomics.spin_until(c, 1, 1000) == 0  # ran out
+    threading.Timer(0.01, _atomics.bump, args=(c, 3)).start()
+    start = time.perf_counter()
+    assert _atomics.spin_until(c, 2, 10**12) == 3  # would spin for hours without the bump
+    assert time.perf_counter() - start < 5
+    assert _atomics.reads_per_microsecond() > 0
+
+
+def _cpu_seconds(thread: threading.Thread) -> float:
+    """The CPU time of one thread so far (Linux: /proc/self/task/<id>/stat, in clock ticks)."""
+    with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not LINUX_TASKS, reason="reads per-thread CPU time from /proc (Linux)")
+def test_helpers_spin_for_the_budget_then_sleep():
+    pool = _pool.SpinPool(1, lambda i: None)
+    try:
+        reads = int(0.3e6 * _atomics.reads_per_microsecond())  # about 0.3 s of spinning
+        pool.run([(lambda i: None, range(4), None)], 1, reads)
+        time.sleep(0.1)
+        spun = _cpu_seconds(pool.threads[0])
+        assert spun >= 0.04, f"the helper used {spun:.3f} s of CPU in its first 0.1 s: it did not spin"
+        time.sleep(0.6)  # the spin is over
+        rest = _cpu_seconds(pool.threads[0])
+        time.sleep(1.0)
+        assert _cpu_seconds(pool.threads[0]) - rest <= 0.011  # asleep: at most one clock tick in 1 s
+    finally:
+        pool.stop()
+    assert not pool.threads[0].is_alive()
+
+
+def test_the_caller_completes_a_job_without_its_helpers():
+    gate = threading.Event()
+    pool = _pool.SpinPool(2, lambda i: gate.wait(30))  # helpers held back until the job is done
+    try:
+        here = threading.current_thread()
+        ran: list[threading.Thread] = []
+        after: list[int] = []
+        pool.run([(lambda i: ran.append(threading.current_thread()), range(5), lambda: after.append(len(ran))),
+                  (lambda i: ran.append(threading.current_thread()), range(3), None)], 2, 1000)
+        assert ran == [here] * 8 and after == [5]
+    finally:
+        gate.set()
+        pool.stop()
+
+
+def test_late_helpers_skip_a_finished_job_and_take_the_next():
+    gate = threading.Event()
+    pool = _pool.SpinPool(1, lambda i: gate.wait(30))
+    try:
+        pool.run([(lambda i: None, range(3), None)], 1, 0)  # done by the caller alone
+        gate.set()
+        names: set[str] = set()
+        lock = threading.Lock()
+
+        def slow(i: int) -> None:
+            time.sleep(0.005)
+            with lock:
+                names.add(threading.current_thread().name)
+
+        for _ in range(20):
+            pool.run([(slow, range(8), None)], 1, 10**6)
+            if "gemmconv-0" in names:
+                break
+        assert "gemmconv-0" in names  # the helper joined a later job
+    finally:
+        pool.stop()
+
+
+def test_errors_from_helpers_reach_the_caller_and_skip_later_phases():
+    pool = _pool.SpinPool(1, lambda i: None)
+    try:
+        ran: list[int] = []
+
+        def boom(i: int) -> None:
+            time.sleep(0.001)
+            if i == 3:
+                raise KeyError("item 3")
+
+        with pytest.raises(KeyError, match="item 3"):
+            pool.run([(boom, range(8), None), (ran.append, range(2), None)], 1, 1000)
+        assert ran == []
+        pool.run([(ran.append, range(2), None)], 1, 1000)  # the pool still works
+        assert sorted(ran) == [0, 1]
+    finally:
+        pool.stop()
+
+
+def test_spin_setting_is_validated_and_read_from_the_environment():
+    old = gemmconv.set_threads(spin_us=0)
+    try:
+        assert gemmconv.get_threads().spin_us == 0
+        gemmconv.set_threads(spin_us=250)
+        assert gemmconv.get_threads().spin_us == 250
+        for bad in (-1, float("nan"), float("inf"), True, "100", 1e9):
+            with pytest.raises(ValueError, match=r"spin_us must be a number of microseconds from 0 to 100000"):
+                gemmconv.set_threads(spin_us=bad)
+    finally:
+        gemmconv.set_threads(old.threads, pin=old.pin, keep_blas=old.keep_blas, spin_us=old.spin_us)
+    code = "import gemmconv; print(gemmconv.get_threads().spin_us)"
+    for value, expected in (("40", "40.0"), ("0", "0.0"), ("nonsense", str(_threads.DEFAULT_SPIN_US))):
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "GEMMCONV_SPIN_US": value},
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out == expected
+
+
+def test_no_spinning_where_other_processes_need_the_cores(monkeypatch):
+    old = gemmconv.set_threads(2, spin_us=200)
+    try:
+        monkeypatch.setattr(_threads, "free_cores", lambda: 2)
+        assert _threads.spin_reads(2) == int(200 * _atomics.reads_per_microsecond())
+        monkeypatch.setattr(_threads, "free_cores", lambda: 1)
+        assert _threads.spin_reads(2) == 0
+        gemmconv.set_threads(2, spin_us=0)
+        monkeypatch.setattr(_threads, "free_cores", lambda: 2)
+        assert _threads.spin_reads(2) == 0
+    finally:
+        gemmconv.set_threads(old.threads, pin=old.pin, keep_blas=old.keep_blas, spin_us=old.spin_us)
+
+
+_AT_REST = """
+import resource, time
+import numpy as np
+import gemmconv
+gemmconv.set_threads(2, spin_us={spin})
+x = np.random.default_rng(0).standard_normal((2, 64, 28, 28)).astype(np.float32)
+w = np.random.default_rng(1).standard_normal((64, 64, 3, 3)).astype(np.float32)
+for _ in range(20):
+    gemmconv.conv2d(x, w, padding=1, strategy="im2col")
+time.sleep(1.0)  # one second after the last call
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c0, t0 = cpu(), time.perf_counter()
+time.sleep(1.0)
+print((cpu() - c0) / (time.perf_counter() - t0))
+"""
+
+
+@pytest.mark.parametrize("spin", [150, 100_000])
+def test_no_cpu_at_rest(spin):
+    """One second after the last call, the process uses under 1% of a core, even with the longest spin."""
+    out = subprocess.run([sys.executable, "-c", _AT_REST.format(spin=spin)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    share = float(out.strip().splitlines()[-1])
+    assert share < 0.01, f"{share:.1%} of a core at rest"
+
+
+def test_interpreter_exits_while_helpers_spin():
+    code = ("import numpy as np, gemmconv\n"
+            "gemmconv.set_threads(2, spin_us=100000)\n"
+            "x = np.ones((2, 64, 28, 28), np.float32); w = np.ones((64, 64, 3, 3), np.float32)\n"
+            "gemmconv.conv2d(x, w, padding=1, strategy='im2col')\n")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert time.perf_counter() - start < 30
+
+
+def test_pool_threads_are_replaced_when_more_are_needed():
+    old = gemmconv.set_threads(2)
+    try:
+        _threads.run_blocks(lambda i: None, list(range(4)), 2)
+        first = _pool.current()
+        assert first is not None and first.size >= 1
+        gemmconv.set_threads(3)
+        _threads.run_blocks(lambda i: time.sleep(0.001), list(range(6)), 3)
+        second = _pool.current()
+        assert second is not None and second.size >= 2
+        if second is not first:
+            assert first.stopped
+            for t in first.threads:
+                t.join(5)
+                assert not t.is_alive()
+    finally:
+        gemmconv.set_threads(old.threads, pin=old.pin, keep_blas=old.keep_blas, spin_us=old.spin_us)
