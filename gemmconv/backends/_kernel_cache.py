@@ -123,14 +123,15 @@ def _cache_for(fn: Callable[..., Any]) -> _KernelCache | None:
 
 
 def compiled(**options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """``numba.njit(nogil=True, **options)``, cached on disk in the per-user folder (see the module docstring).
+    """``numba.njit(nogil=True, **options)`` (``nogil=False`` may be passed), cached on disk in the per-user
+    folder (see the module docstring).
 
     Use it for the kernels the backend calls; helpers inlined into them (``njit(inline="always")``) need no
     cache of their own.
     """
 
     def wrap(fn: Callable[..., Any]) -> Any:
-        dispatcher = njit(nogil=True, **options)(fn)
+        dispatcher = njit(**{"nogil": True, **options})(fn)
         cache = _cache_for(fn)
         if cache is not None:
             dispatcher._cache = cache  # what numba's enable_caching() does, with this module's cache

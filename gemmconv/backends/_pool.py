@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomics import bump, counter, load, spin_until
+from ._atomics import bump, bump_then_spin, counter, load, spin_until
 
 __all__ = ["Job", "SpinPool", "current", "replace"]
 
@@ -38,7 +38,8 @@ PhaseSpec = tuple[Callable[[Any], None], Sequence[Any], "Callable[[], None] | No
 
 class _Phase:
     """One phase of a :class:`Job`: its items, the next to take, and counters of items done and of
-    whether the phase is finished."""
+    whether the phase is finished (its ``after()`` run; the last phase of a job without one is finished when
+    its items are done)."""
 
     __slots__ = ("after", "done", "error", "finished", "fn", "items", "next")
 
@@ -48,6 +49,13 @@ class _Phase:
         self.done = counter()
         self.finished = counter()
         self.error: BaseException | None = None
+
+    def run(self, i: int) -> None:
+        try:
+            if self.error is None:  # after an error, the items left are skipped
+                self.fn(self.items[i])
+        except BaseException as e:  # noqa: BLE001 - kept for the caller; later phases are skipped
+            self.error = self.error or e
 
 
 class Job:
@@ -64,31 +72,44 @@ class Job:
         """The first error raised by an item or an ``after()`` (later phases were then skipped)."""
         return next((p.error for p in self.phases if p.error is not None), None)
 
-    def work(self, pool: SpinPool, caller: bool) -> None:
+    def end(self) -> tuple[np.ndarray, int]:
+        """The counter and value that say the job is done: the last phase's items, or its ``after()``."""
+        last = self.phases[-1]
+        return (last.done, len(last.items)) if last.after is None else (last.finished, 1)
+
+    def work(self, pool: SpinPool, caller: bool) -> np.ndarray | None:
         """Take items until every phase is taken; wait at the end of a phase for the items others are still
-        running (the caller also at the end of the last)."""
+        running (the caller also at the end of the last). A helper that ran the last phase's final item it could
+        take returns that phase's ``done`` counter un-bumped where the phase has no ``after()``: it bumps it in
+        the same call that waits for the next hand-out (:func:`bump_then_spin`), so it never holds the GIL
+        while the caller wakes up to it."""
         with np.errstate(all="ignore"):  # as on the calling thread (NumpyBackend.device_context)
             for phase in self.phases:
                 last = len(phase.items)
-                while (i := next(phase.next)) < last:
-                    try:
-                        if phase.error is None:  # after an error, the items left are skipped
-                            phase.fn(phase.items[i])
-                    except BaseException as e:  # noqa: BLE001 - kept for the caller; later phases are skipped
-                        phase.error = phase.error or e
-                    if bump(phase.done) == last:
+                owed = not caller and phase is self.phases[-1] and phase.after is None
+                i = next(phase.next)
+                while i < last:
+                    phase.run(i)
+                    i = next(phase.next)
+                    if owed and i >= last:
+                        return phase.done
+                    if pool.bump_and_wake(phase.done) == last and phase.after is not None:
                         try:
-                            if phase.error is None and phase.after is not None:
+                            if phase.error is None:
                                 phase.after()
                         except BaseException as e:  # noqa: BLE001
                             phase.error = e
                         pool.bump_and_wake(phase.finished)
-                if phase is self.phases[-1] and not caller:
-                    return
+                if phase is self.phases[-1]:
+                    break
                 # every item is taken, each by a thread running it now: this wait cannot outlast them
-                pool.wait_until(phase.finished, 1, pool.spin_reads)
+                waited, target = (phase.done, last) if phase.after is None else (phase.finished, 1)
+                pool.wait_until(waited, target, pool.spin_reads)
                 if phase.error is not None:
-                    return
+                    return None
+        if caller:
+            pool.wait_until(*self.end(), pool.spin_reads)
+        return None
 
 
 class SpinPool:
@@ -99,7 +120,7 @@ class SpinPool:
         self.handed = counter()  # hand-outs so far
         self.current: tuple[int, Job | None] = (0, None)  # the latest hand-out and its number
         self.cond = threading.Condition(threading.Lock())
-        self.sleepers = 0  # threads asleep on cond (read without the lock: see bump_and_wake)
+        self.sleepers = counter()  # threads asleep on cond, or about to be (see wait_until)
         self.spin_reads = 0
         self.stopped = False
         self.threads = [threading.Thread(target=self._serve, args=(i, start), name=f"gemmconv-{i}", daemon=True)
@@ -114,35 +135,41 @@ class SpinPool:
             self.spin_reads = spin_reads
             self.current = (self.current[0] + 1, job)
             bump(self.handed)  # after current is set: a helper that sees the count sees the job
-            if self.sleepers:
+            if load(self.sleepers):
                 self.cond.notify_all()
         job.work(self, caller=True)
         error = job.error()
         if error is not None:
             raise error
 
-    def bump_and_wake(self, ary: np.ndarray) -> None:
-        """Add one to a counter and wake the sleepers (they check whether what they wait for has come).
+    def bump_and_wake(self, ary: np.ndarray) -> int:
+        """Add one to a counter and wake the sleepers (they check whether what they wait for has come); return
+        the counter's new value.
 
-        A sleeper registers in ``sleepers`` and checks its counter under the lock, and holds the GIL
-        between the two; this thread reads ``sleepers`` after its add, under the GIL. So either the sleeper
-        registered before that read (and is woken here) or its check comes after the add (and sees it)."""
-        bump(ary)
-        if self.sleepers:
-            with self.cond:
-                self.cond.notify_all()
+        A sleeper adds itself to ``sleepers`` and then checks its counter; this thread adds to the counter and
+        then reads ``sleepers``; all four are sequentially consistent (:mod:`._atomics`). So either the sleeper
+        counted itself before that read (and is woken here: it holds ``cond`` from its check to its wait) or its
+        check comes after the add (and sees it)."""
+        value = bump(ary)
+        if load(self.sleepers):
+            self._wake()
+        return value
+
+    def _wake(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
 
     def wait_until(self, ary: np.ndarray, target: int, spin_reads: int) -> None:
         """Return once the counter is at least ``target``: spin up to ``spin_reads`` reads, then sleep."""
         if spin_until(ary, target, spin_reads) >= target:
             return
         with self.cond:
-            self.sleepers += 1
+            bump(self.sleepers)
             try:
                 while load(ary) < target:
                     self.cond.wait()
             finally:
-                self.sleepers -= 1
+                bump(self.sleepers, -1)
 
     def stop(self, timeout: float = 0.5) -> None:
         """Stop the helpers (each finishes the item it runs) and wait up to ``timeout`` s for each."""
@@ -158,11 +185,19 @@ class SpinPool:
     def _serve(self, index: int, start: Callable[[int], None]) -> None:
         start(index)
         seen = 0
+        owed: np.ndarray | None = None  # a done counter this thread still has to bump
         while not self.stopped:
-            self.wait_until(self.handed, seen + 1, self.spin_reads)  # the budget of the latest hand-out
+            reads = self.spin_reads  # the budget of the latest hand-out
+            if owed is not None:  # bump it and go back to waiting without taking the GIL in between
+                if bump_then_spin(owed, self.sleepers, self.handed, seen + 1, reads) < 0:
+                    self._wake()  # someone sleeps: wake them, then wait as usual
+                else:
+                    reads = 0  # the spin is spent
+                owed = None
+            self.wait_until(self.handed, seen + 1, reads)
             seen, job = self.current
             if job is not None and next(job.seats) < job.helpers:
-                job.work(self, caller=False)
+                owed = job.work(self, caller=False)
 
 
 _pools: list[SpinPool] = []  # the pool in use (started by this process), stopped when replaced or at exit

@@ -171,13 +171,26 @@ def _blas_controllers() -> tuple[Any, ...]:
 def _blas_getters() -> tuple[Callable[[], Any], ...]:
     """Each BLAS library's thread-count getter: OpenBLAS's own C function where threadpoolctl can name it (read
     on every call, so it must cost little), else the controller's ``get_num_threads``."""
-    getters: list[Callable[[], Any]] = []
-    for c in _blas_controllers():
-        symbol = "omp_get_max_threads" if getattr(c, "threading_layer", "") == "openmp" else "openblas_get_num_threads"
-        find = getattr(c, "_get_symbol", None)
-        native = find(symbol) if c.internal_api == "openblas" and find is not None else None
-        getters.append(native if native is not None else c.get_num_threads)
-    return tuple(getters)
+    return tuple(_native(c, "get") or c.get_num_threads for c in _blas_controllers())
+
+
+@functools.cache
+def _blas_setters() -> tuple[Callable[[int], Any], ...]:
+    """Each BLAS library's thread-count setter, as :func:`_blas_getters` (set twice per call on NumPy's
+    OpenBLAS wheels: threadpoolctl's own setter costs several microseconds more)."""
+    return tuple(_native(c, "set") or c.set_num_threads for c in _blas_controllers())
+
+
+def _native(c: Any, verb: str) -> Callable[..., Any] | None:
+    """OpenBLAS's C function ``openblas_{verb}_num_threads`` (for an OpenMP build: ``omp_get_max_threads``, and
+    no setter, as its controller's calls are the right ones there), or None for another BLAS or where
+    threadpoolctl cannot name it."""
+    if c.internal_api != "openblas" or getattr(c, "_get_symbol", None) is None:
+        return None
+    if getattr(c, "threading_layer", "") == "openmp":
+        return c._get_symbol("omp_get_max_threads") if verb == "get" else None
+    fn: Callable[..., Any] | None = c._get_symbol(f"openblas_{verb}_num_threads")
+    return fn
 
 
 def blas_threads() -> int:
@@ -265,12 +278,13 @@ class _BlasLimit:
     def __enter__(self) -> None:
         with _lock:
             if _single["depth"] == 0:
-                _single["saved"] = [(c, c.num_threads) for c in _blas_controllers()]
+                _single["saved"] = [(get, put, get() or 1) for get, put in zip(_blas_getters(), _blas_setters(),
+                                                                               strict=True)]
                 _single["limit"] = None
             limit = self.threads if _single["limit"] is None else min(_single["limit"], self.threads)
             if limit != _single["limit"]:
-                for c, n in _single["saved"]:
-                    c.set_num_threads(min(n, limit))
+                for _, put, n in _single["saved"]:
+                    put(min(n, limit))
                 _single["limit"] = limit
             _single["depth"] += 1
 
@@ -278,16 +292,16 @@ class _BlasLimit:
         with _lock:
             _single["depth"] -= 1
             if _single["depth"] == 0:
-                for c, n in _single["saved"]:
-                    if c.num_threads == min(n, _single["limit"]):  # still ours: put the previous count back
-                        c.set_num_threads(n)
+                for get, put, n in _single["saved"]:
+                    if get() == min(n, _single["limit"]):  # still ours: put the previous count back
+                        put(n)
 
 
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's pool threads: start afresh (and undo a BLAS limit in force)."""
     if _single["depth"]:
-        for c, n in _single["saved"]:
-            c.set_num_threads(n)
+        for _, put, n in _single["saved"]:
+            put(n)
     _single["depth"], _single["saved"], _single["limit"] = 0, [], None
     _state["pinned"] = None  # the pool module forgets the parent's pool
 
