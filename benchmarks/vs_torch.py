@@ -1,21 +1,24 @@
 """Every strategy against torch.nn.functional.conv2d on the CPU, interleaved in one process.
 
     python benchmarks/vs_torch.py [--batches 1 8] [--rounds 5] [--reps 5] [--layers ...] [--strategies ...]
+                                  [--variants spin_us=0 spin_us=150,pin=1 ...]
 
 For each round, batch and layer, torch and each strategy are timed back to back (median of
 ``--reps`` calls each, after a short pause and one untimed call, so that no library's idle
 threads are still spinning), and the ratio strategy/torch is taken per round. The table shows
 the median time over rounds and the median ratio with its range over rounds: single absolute
 times on a shared machine are noise, ratios of interleaved runs are not. Then: the geometric
-mean of each strategy's ratios, im2col's GEMM rate against a plain SGEMM of the same shape, and
-the CPU targets. The default layer set is ResNet-18's (its 3x3 layers, stride-2 3x3 and 1x1, the
-stem) plus a depthwise 3x3: 8 layers x 2 batches = 16 cases. Needs torch (pip install
+mean of each strategy's ratios (with ``--variants``, of each strategy under each of the given
+``gemmconv.set_threads`` keyword settings, also interleaved), im2col's GEMM rate against a plain
+SGEMM of the same shape, and the CPU targets. The default layer set is ResNet-18's (its 3x3 layers,
+stride-2 3x3 and 1x1, the stem) plus a depthwise 3x3: 8 layers x 2 batches = 16 cases. Needs torch (pip install
 torch==2.13.0) and rich.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 
 import numpy as np
@@ -68,6 +71,24 @@ def _gemm_share(layer, n: int, reps: int) -> float:
     return 100 * plain / ours
 
 
+def _variant(text: str) -> dict:
+    """``"spin_us=150,pin=1"`` -> ``{"spin_us": 150.0, "pin": True}``: keyword settings of ``gemmconv.set_threads``."""
+    kinds = {"threads": int, "spin_us": float, "pin": lambda v: v not in ("0", "false", "False"),
+             "keep_blas": lambda v: v not in ("0", "false", "False")}
+    out = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        if key not in kinds:
+            raise SystemExit(f"--variants: unknown setting {key!r} in {text!r}; use {', '.join(kinds)}")
+        out[key] = kinds[key](value)
+    return out
+
+
+def _settings(t) -> dict:
+    """The keyword arguments of ``gemmconv.set_threads`` that give back the settings ``t``."""
+    return dataclasses.asdict(t)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
@@ -76,8 +97,12 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--layers", nargs="*", default=RESNET18, choices=list(LAYERS))
     p.add_argument("--strategies", nargs="+", default=gemmconv.list_strategies(), choices=gemmconv.list_strategies())
+    p.add_argument("--variants", nargs="+", default=[],
+                   help="set_threads keyword settings to interleave, e.g. spin_us=0 spin_us=150,pin=1")
     p.add_argument("--json", help="also write each case's times (s) per round here, for benchmarks/run_spread.py")
     args = p.parse_args()
+    variants = {v: _variant(v) for v in args.variants} or {"": {}}
+    columns = [f"{s} {v}".strip() for s in args.strategies for v in variants]
     strategies = args.strategies
     times: dict[tuple, list[float]] = {}
     ratios: dict[tuple, list[float]] = {}
@@ -97,9 +122,16 @@ def main() -> None:
             t_torch = _median_time(lambda: F.conv2d(tx, tw, tb, **layer.conv_args), args.reps)
             times.setdefault((n, name, "torch"), []).append(t_torch)
             for s in ok:
-                t = _median_time(lambda: gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args), args.reps)
-                times.setdefault((n, name, s), []).append(t)
-                ratios.setdefault((n, name, s), []).append(t / t_torch)
+                for v, kwargs in variants.items():
+                    col = f"{s} {v}".strip()
+                    old = gemmconv.set_threads(**{**_settings(gemmconv.get_threads()), **kwargs}) if kwargs else None
+                    try:
+                        t = _median_time(lambda: gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args), args.reps)
+                    finally:
+                        if old is not None:
+                            gemmconv.set_threads(**_settings(old))
+                    times.setdefault((n, name, col), []).append(t)
+                    ratios.setdefault((n, name, col), []).append(t / t_torch)
 
     if args.json:
         write_times(args.json, "forward", times)
@@ -109,17 +141,17 @@ def main() -> None:
     table.add_column("N")
     table.add_column("layer")
     table.add_column("torch ms", justify="right")
-    for s in strategies:
+    for s in columns:
         table.add_column(s, justify="right")
     med = {key: statistics.median(r) for key, r in ratios.items()}
     for (n, name) in cases:
         row = [str(n), name, f"{statistics.median(times[n, name, 'torch']) * 1e3:.2f}"]
-        for s in strategies:
+        for s in columns:
             if (n, name, s) not in ratios:
                 row.append("-")
                 continue
             r = ratios[n, name, s]
-            note = f" [{chosen[n, name]}]" if s == "auto" else ""
+            note = f" [{chosen[n, name]}]" if s.startswith("auto") else ""
             row.append(f"{statistics.median(times[n, name, s]) * 1e3:.2f} ({med[n, name, s]:.2f}x "
                        f"{min(r):.2f}-{max(r):.2f}){note}")
         table.add_row(*row)
@@ -127,11 +159,11 @@ def main() -> None:
 
     console.print("geometric mean of ratios: " + ", ".join(
         f"{s} {geo_mean([v for (_, _, t), v in med.items() if t == s]):.2f}x"
-        f" ({sum(1 for (_, _, t) in med if t == s)} cases)" for s in strategies))
-    auto = {k: v for k, v in med.items() if k[2] == "auto"}
-    if auto:
+        f" ({sum(1 for (_, _, t) in med if t == s)} cases)" for s in columns))
+    for col in (c for c in columns if c.split(" ")[0] == "auto"):
+        auto = {k: v for k, v in med.items() if k[2] == col}
         worst = max(auto, key=auto.get)
-        console.print(f"target auto: geomean <= 0.85x, none worse than 1.3x: geomean {geo_mean(auto.values()):.2f}x, "
+        console.print(f"target {col}: geomean <= 0.85x, none worse than 1.3x: geomean {geo_mean(auto.values()):.2f}x, "
                       f"worst {auto[worst]:.2f}x ({worst[1]}, N={worst[0]})")
     ones = {k: v for k, v in med.items() if k[2] == "1x1"}
     console.print("target 1x1 <= 0.9x: " + ", ".join(f"{k[1]} N={k[0]} {v:.2f}x" for k, v in ones.items()))

@@ -212,3 +212,59 @@ def test_pool_threads_are_replaced_when_more_are_needed():
                 assert not t.is_alive()
     finally:
         gemmconv.set_threads(old.threads, pin=old.pin, keep_blas=old.keep_blas, spin_us=old.spin_us)
+
+
+PLACES = _pool._getcpu is not None and len(os.sched_getaffinity(0)) >= 2
+
+
+@pytest.mark.skipif(not PLACES, reason="needs sched_getcpu and two allowed CPUs (Linux)")
+def test_each_thread_of_a_job_holds_a_cpu_of_its_own_and_the_caller_gets_its_affinity_back():
+    before = os.sched_getaffinity(0)
+    pool = _pool.SpinPool(1, lambda i: None)
+    try:
+        seen: list[tuple[str, int, int]] = []
+        lock = threading.Lock()
+
+        def item(i: int) -> None:
+            time.sleep(0.002)
+            with lock:
+                seen.append((threading.current_thread().name, _pool._getcpu(), len(os.sched_getaffinity(0))))
+
+        for _ in range(20):
+            seen.clear()
+            pool.run([(item, range(16), None)], 1, 10**6)
+            if {name for name, _, _ in seen} == {threading.current_thread().name, "gemmconv-0"}:
+                break
+        assert os.sched_getaffinity(0) == before  # the caller's own set, back
+        caller = {cpu for name, cpu, _ in seen if name != "gemmconv-0"}
+        helper = {cpu for name, cpu, _ in seen if name == "gemmconv-0"}
+        assert len(caller) == 1 and all(n == 1 for name, _, n in seen if name != "gemmconv-0")  # held on one CPU
+        assert helper and not helper & caller  # the helper never ran on the caller's CPU
+    finally:
+        pool.stop()
+        os.sched_setaffinity(0, before)
+
+
+@pytest.mark.skipif(not PLACES, reason="needs sched_getcpu and two allowed CPUs (Linux)")
+def test_the_callers_affinity_comes_back_after_an_error_and_as_the_user_set_it():
+    before = os.sched_getaffinity(0)
+    mine = set(sorted(before)[:2])
+    pool = _pool.SpinPool(1, lambda i: None)
+    try:
+        os.sched_setaffinity(0, mine)  # a set of the user's own
+        with pytest.raises(ZeroDivisionError):
+            pool.run([(lambda i: 1 / 0, range(4), None)], 1, 1000)
+        assert os.sched_getaffinity(0) == mine
+    finally:
+        pool.stop()
+        os.sched_setaffinity(0, before)
+
+
+def test_pinned_pools_leave_placement_to_the_pins():
+    old = gemmconv.set_threads(2, pin=True)
+    try:
+        _threads.run_blocks(lambda i: None, list(range(4)), 2)
+        pool = _pool.current()
+        assert pool is not None and not pool.place
+    finally:
+        gemmconv.set_threads(old.threads, pin=old.pin, keep_blas=old.keep_blas, spin_us=old.spin_us)

@@ -5,13 +5,25 @@ up to ``helpers`` pool threads work through together, each taking the next item 
 caller takes items like any helper, so a job completes even if no helper shows up in time; helpers only
 make it faster.
 
-Waking a sleeping thread costs 0.5-1.5 ms on some virtual machines (benchmarks/CPU_NOTES.md), more than a
-small convolution takes. So a thread that would wait, a helper between hand-outs or any thread at the end of
-a phase, first spins for a bounded time on a shared counter (:mod:`._atomics`: atomic reads without the GIL,
-with the CPU's pause hint between reads), and only then sleeps on the pool's condition. The spin budget is
-set at each hand-out by the caller (:func:`._threads.spin_reads`): none when the machine is busy, so that
-spinning never takes a core another process needs. A helper that finds no hand-out within its budget sleeps
-until the next one: at rest the pool uses no CPU.
+**Awake.** Waking a thread that sleeps costs from tens of microseconds to more than a millisecond on virtual
+machines (benchmarks/CPU_NOTES.md), as long as a small convolution. So a thread that would wait, a helper
+between hand-outs or any thread at the end of a phase, first spins for a bounded time on a shared counter
+(:mod:`._atomics`: atomic reads without the GIL, with the CPU's pause hint between reads), and only then sleeps
+on the pool's condition. The spin budget is set at each hand-out by the caller (:func:`._threads.spin_reads`):
+none when the machine is busy, so that spinning never takes a core another process needs. A helper that finds
+no hand-out within its budget sleeps until the next one: at rest the pool uses no CPU.
+
+**The GIL.** A thread that wants the GIL while another holds it sleeps, and pays a wake-up to get it. So
+counters are read and bumped without releasing the GIL (a release would hand it over), and a helper that ends
+a job bumps the job's last counter and goes back to spinning in one compiled call, so that it never holds the
+GIL while the caller wakes up to the end of the job.
+
+**Placement.** Unpinned, the scheduler often puts a woken helper on its waker's CPU, and a thread that spins
+never sleeps to be placed again: the caller and a helper then share one CPU while another stands idle, for as
+long as the load balancer takes (a whole call, measured: benchmarks/CPU_NOTES.md). So during a job the
+caller stays on the CPU it runs on (its own affinity is set back when the job ends, also after an error), and
+a helper that finds itself on a CPU its job already holds restricts itself to the other allowed CPUs, which
+moves it at once. Pinned pools (``set_threads(pin=True)``) leave this to the pins.
 
 Counters only grow, so "wait until counter >= target" is the one kind of wait: hand-outs so far (helpers wait
 for the next), and per phase the items done and whether the phase is finished (its ``after()`` run).
@@ -20,6 +32,7 @@ for the next), and per phase the items done and whether the phase is finished (i
 from __future__ import annotations
 
 import atexit
+import ctypes
 import itertools
 import os
 import threading
@@ -61,12 +74,13 @@ class _Phase:
 class Job:
     """Phases worked through by the caller and up to ``helpers`` pool threads (each claims a seat first)."""
 
-    __slots__ = ("helpers", "phases", "seats")
+    __slots__ = ("cpus", "helpers", "phases", "seats")
 
-    def __init__(self, phases: Sequence[PhaseSpec], helpers: int) -> None:
+    def __init__(self, phases: Sequence[PhaseSpec], helpers: int, cpu: int | None = None) -> None:
         self.phases = [_Phase(fn, items, after) for fn, items, after in phases]
         self.helpers = helpers
         self.seats = itertools.count()
+        self.cpus = set() if cpu is None else {cpu}  # the CPUs its threads hold (the caller's first)
 
     def error(self) -> BaseException | None:
         """The first error raised by an item or an ``after()`` (later phases were then skipped)."""
@@ -115,8 +129,9 @@ class Job:
 class SpinPool:
     """``size`` helper threads that spin ``spin_reads`` reads (set per hand-out) before sleeping."""
 
-    def __init__(self, size: int, start: Callable[[int], None]) -> None:
+    def __init__(self, size: int, start: Callable[[int], None], place: bool = True) -> None:
         self.size = size
+        self.place = place and _getcpu is not None  # whether each thread of a job holds a CPU of its own
         self.handed = counter()  # hand-outs so far
         self.current: tuple[int, Job | None] = (0, None)  # the latest hand-out and its number
         self.cond = threading.Condition(threading.Lock())
@@ -130,7 +145,18 @@ class SpinPool:
 
     def run(self, phases: Sequence[PhaseSpec], helpers: int, spin_reads: int) -> None:
         """Work through ``phases`` on this thread and up to ``helpers`` pool threads; raise the first error."""
-        job = Job(phases, min(helpers, self.size))
+        held = _hold_cpu() if self.place else None
+        job = Job(phases, min(helpers, self.size), None if held is None else held[0])
+        try:
+            self._hand_out(job, spin_reads)
+        finally:
+            if held is not None:
+                os.sched_setaffinity(0, held[1])
+        error = job.error()
+        if error is not None:
+            raise error
+
+    def _hand_out(self, job: Job, spin_reads: int) -> None:
         with self.cond:
             self.spin_reads = spin_reads
             self.current = (self.current[0] + 1, job)
@@ -138,9 +164,6 @@ class SpinPool:
             if load(self.sleepers):
                 self.cond.notify_all()
         job.work(self, caller=True)
-        error = job.error()
-        if error is not None:
-            raise error
 
     def bump_and_wake(self, ary: np.ndarray) -> int:
         """Add one to a counter and wake the sleepers (they check whether what they wait for has come); return
@@ -184,6 +207,7 @@ class SpinPool:
 
     def _serve(self, index: int, start: Callable[[int], None]) -> None:
         start(index)
+        allowed = frozenset(os.sched_getaffinity(0)) if self.place else frozenset()
         seen = 0
         owed: np.ndarray | None = None  # a done counter this thread still has to bump
         while not self.stopped:
@@ -197,7 +221,47 @@ class SpinPool:
             self.wait_until(self.handed, seen + 1, reads)
             seen, job = self.current
             if job is not None and next(job.seats) < job.helpers:
+                if self.place:
+                    _move_off(job.cpus, allowed)
                 owed = job.work(self, caller=False)
+
+
+def _cpu_reader() -> Callable[[], int] | None:
+    """glibc's ``sched_getcpu`` (the CPU the calling thread runs on, read without a system call), or None."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    fn.restype, fn.argtypes = ctypes.c_int, []
+    return fn if fn() >= 0 else None
+
+
+_getcpu = _cpu_reader()
+
+
+def _hold_cpu() -> tuple[int, set[int]] | None:
+    """Keep the calling thread on the CPU it runs on (until its affinity is set back); return that CPU and the
+    affinity to set back, or None where it may run on one CPU only."""
+    before = os.sched_getaffinity(0)
+    if len(before) < 2:
+        return None
+    assert _getcpu is not None
+    cpu = _getcpu()
+    os.sched_setaffinity(0, {cpu})
+    return cpu, before
+
+
+def _move_off(taken: set[int], allowed: frozenset[int]) -> None:
+    """Where this thread runs on a CPU in ``taken`` (another thread of its job holds it), restrict it to the
+    other ``allowed`` CPUs, which moves it at once; then add its CPU to ``taken``."""
+    assert _getcpu is not None
+    cpu = _getcpu()
+    if cpu in taken and (free := allowed - taken):
+        os.sched_setaffinity(0, free)  # 0: this thread
+        cpu = _getcpu()
+    taken.add(cpu)
 
 
 _pools: list[SpinPool] = []  # the pool in use (started by this process), stopped when replaced or at exit
@@ -208,12 +272,12 @@ def current() -> SpinPool | None:
     return _pools[0] if _pools else None
 
 
-def replace(size: int, start: Callable[[int], None]) -> SpinPool:
+def replace(size: int, start: Callable[[int], None], place: bool = True) -> SpinPool:
     """A new pool of ``size`` helpers in place of the one in use, which is stopped (its helpers finish the
     items they run, and its callers complete their jobs themselves); stopped at interpreter exit."""
     for old in _pools:
         old.stop(0)
-    _pools[:] = [SpinPool(size, start)]
+    _pools[:] = [SpinPool(size, start, place)]
     return _pools[0]
 
 
