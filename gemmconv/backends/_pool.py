@@ -254,14 +254,14 @@ def _hold_cpu() -> tuple[int, set[int]] | None:
 
 
 def _move_off(taken: set[int], allowed: frozenset[int]) -> None:
-    """Where this thread runs on a CPU in ``taken`` (another thread of its job holds it), restrict it to the
-    other ``allowed`` CPUs, which moves it at once; then add its CPU to ``taken``."""
+    """Let this thread run on the ``allowed`` CPUs that no other thread of its job holds (``taken``), which moves
+    it at once if it runs on one of those; then add the CPU it runs on to ``taken``. Its affinity changes only
+    where that set changes (on two CPUs: when the caller has moved to the other one)."""
     assert _getcpu is not None
-    cpu = _getcpu()
-    if cpu in taken and (free := allowed - taken):
+    free = allowed - taken
+    if free and os.sched_getaffinity(0) != free:
         os.sched_setaffinity(0, free)  # 0: this thread
-        cpu = _getcpu()
-    taken.add(cpu)
+    taken.add(_getcpu())
 
 
 _pools: list[SpinPool] = []  # the pool in use (started by this process), stopped when replaced or at exit
