@@ -245,9 +245,8 @@ def _hold_cpu() -> tuple[int, set[int]] | None:
     """Keep the calling thread on the CPU it runs on (until its affinity is set back); return that CPU and the
     affinity to set back, or None where it may run on one CPU only."""
     before = os.sched_getaffinity(0)
-    if len(before) < 2:
+    if len(before) < 2 or _getcpu is None:
         return None
-    assert _getcpu is not None
     cpu = _getcpu()
     os.sched_setaffinity(0, {cpu})
     return cpu, before
@@ -257,11 +256,11 @@ def _move_off(taken: set[int], allowed: frozenset[int]) -> None:
     """Let this thread run on the ``allowed`` CPUs that no other thread of its job holds (``taken``), which moves
     it at once if it runs on one of those; then add the CPU it runs on to ``taken``. Its affinity changes only
     where that set changes (on two CPUs: when the caller has moved to the other one)."""
-    assert _getcpu is not None
     free = allowed - taken
     if free and os.sched_getaffinity(0) != free:
         os.sched_setaffinity(0, free)  # 0: this thread
-    taken.add(_getcpu())
+    if _getcpu is not None:
+        taken.add(_getcpu())
 
 
 _pools: list[SpinPool] = []  # the pool in use (started by this process), stopped when replaced or at exit
