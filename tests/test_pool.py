@@ -260,11 +260,18 @@ def test_the_callers_affinity_comes_back_after_an_error_and_as_the_user_set_it()
         os.sched_setaffinity(0, before)
 
 
-def test_pinned_pools_leave_placement_to_the_pins():
+@pytest.mark.skipif(not PLACES, reason="needs sched_getcpu and two allowed CPUs (Linux)")
+def test_with_pinned_helpers_the_caller_holds_the_first_cpu_during_a_job():
     old = gemmconv.set_threads(2, pin=True)
+    before = os.sched_getaffinity(0)
     try:
-        _threads.run_blocks(lambda i: None, list(range(4)), 2)
+        where: list[set[int]] = []
+        _threads.run_blocks(lambda i: where.append(os.sched_getaffinity(0)), list(range(8)), 2)
         pool = _pool.current()
-        assert pool is not None and not pool.place
+        assert pool is not None and pool.caller_cpu == min(before)
+        helper = os.sched_getaffinity(pool.threads[0].native_id)
+        assert helper == {sorted(before)[1]}  # helper 0 on the second allowed CPU
+        assert all(cpus in ({min(before)}, helper) for cpus in where)
+        assert os.sched_getaffinity(0) == before
     finally:
         gemmconv.set_threads(old.threads, pin=old.pin, keep_blas=old.keep_blas, spin_us=old.spin_us)

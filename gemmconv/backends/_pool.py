@@ -23,7 +23,8 @@ never sleeps to be placed again: the caller and a helper then share one CPU whil
 long as the load balancer takes (a whole call, measured: benchmarks/CPU_NOTES.md). So during a job the
 caller stays on the CPU it runs on (its own affinity is set back when the job ends, also after an error), and
 a helper that finds itself on a CPU its job already holds restricts itself to the other allowed CPUs, which
-moves it at once. Pinned pools (``set_threads(pin=True)``) leave this to the pins.
+moves it at once. With pinned helpers (``set_threads(pin=True)``: helper i on the (i+1)-th allowed CPU) the
+caller holds the first allowed CPU during a job instead.
 
 Counters only grow, so "wait until counter >= target" is the one kind of wait: hand-outs so far (helpers wait
 for the next), and per phase the items done and whether the phase is finished (its ``after()`` run).
@@ -129,9 +130,12 @@ class Job:
 class SpinPool:
     """``size`` helper threads that spin ``spin_reads`` reads (set per hand-out) before sleeping."""
 
-    def __init__(self, size: int, start: Callable[[int], None], place: bool = True) -> None:
+    def __init__(self, size: int, start: Callable[[int], None], pinned: bool = False) -> None:
         self.size = size
-        self.place = place and _getcpu is not None  # whether each thread of a job holds a CPU of its own
+        self.place = _getcpu is not None  # whether each thread of a job holds a CPU of its own
+        #: helpers pinned by ``start`` (helper i to the (i+1)-th allowed CPU): the caller holds the first during a
+        #: job; else None, the caller holds the CPU it runs on and helpers move off it
+        self.caller_cpu = min(os.sched_getaffinity(0)) if pinned and self.place else None
         self.handed = counter()  # hand-outs so far
         self.current: tuple[int, Job | None] = (0, None)  # the latest hand-out and its number
         self.cond = threading.Condition(threading.Lock())
@@ -145,7 +149,7 @@ class SpinPool:
 
     def run(self, phases: Sequence[PhaseSpec], helpers: int, spin_reads: int) -> None:
         """Work through ``phases`` on this thread and up to ``helpers`` pool threads; raise the first error."""
-        held = _hold_cpu() if self.place else None
+        held = _hold_cpu(self.caller_cpu) if self.place else None
         job = Job(phases, min(helpers, self.size), None if held is None else held[0])
         try:
             self._hand_out(job, spin_reads)
@@ -207,7 +211,8 @@ class SpinPool:
 
     def _serve(self, index: int, start: Callable[[int], None]) -> None:
         start(index)
-        allowed = frozenset(os.sched_getaffinity(0)) if self.place else frozenset()
+        moves = self.place and self.caller_cpu is None
+        allowed = frozenset(os.sched_getaffinity(0)) if moves else frozenset()
         seen = 0
         owed: np.ndarray | None = None  # a done counter this thread still has to bump
         while not self.stopped:
@@ -221,7 +226,7 @@ class SpinPool:
             self.wait_until(self.handed, seen + 1, reads)
             seen, job = self.current
             if job is not None and next(job.seats) < job.helpers:
-                if self.place:
+                if moves:
                     _move_off(job.cpus, allowed)
                 owed = job.work(self, caller=False)
 
@@ -241,13 +246,15 @@ def _cpu_reader() -> Callable[[], int] | None:
 _getcpu = _cpu_reader()
 
 
-def _hold_cpu() -> tuple[int, set[int]] | None:
-    """Keep the calling thread on the CPU it runs on (until its affinity is set back); return that CPU and the
-    affinity to set back, or None where it may run on one CPU only."""
+def _hold_cpu(cpu: int | None = None) -> tuple[int, set[int]] | None:
+    """Keep the calling thread on ``cpu`` (None: the CPU it runs on) until its affinity is set back; return that
+    CPU and the affinity to set back, or None where it may run on one CPU only or not on ``cpu``."""
     before = os.sched_getaffinity(0)
     if len(before) < 2 or _getcpu is None:
         return None
-    cpu = _getcpu()
+    cpu = _getcpu() if cpu is None else cpu
+    if cpu not in before:
+        return None
     os.sched_setaffinity(0, {cpu})
     return cpu, before
 
@@ -271,12 +278,12 @@ def current() -> SpinPool | None:
     return _pools[0] if _pools else None
 
 
-def replace(size: int, start: Callable[[int], None], place: bool = True) -> SpinPool:
+def replace(size: int, start: Callable[[int], None], pinned: bool = False) -> SpinPool:
     """A new pool of ``size`` helpers in place of the one in use, which is stopped (its helpers finish the
     items they run, and its callers complete their jobs themselves); stopped at interpreter exit."""
     for old in _pools:
         old.stop(0)
-    _pools[:] = [SpinPool(size, start, place)]
+    _pools[:] = [SpinPool(size, start, pinned)]
     return _pools[0]
 
 

@@ -328,7 +328,7 @@ def _helpers(count: int) -> _pool.SpinPool:
     with _lock:
         pool = _pool.current()
         if pool is None or pool.size < count or _state["pinned"] != pin:
-            pool = _pool.replace(count, _start_worker, place=not pin)
+            pool = _pool.replace(count, _start_worker, pinned=pin)
             _state["pinned"] = pin
         return pool
 
