@@ -42,6 +42,8 @@ def test_workers_are_not_pinned_by_default():
         workers = _worker_threads()
         assert workers
         allowed = os.sched_getaffinity(0)
+        pool = _pool.current()
+        assert pool is not None and pool.caller_cpu is None  # nobody pinned
         for t in workers:  # any allowed CPU but the one the caller held during the call (SpinPool placement)
             cpus = os.sched_getaffinity(t.native_id)
             assert cpus <= allowed and len(cpus) >= max(1, len(allowed) - 1)
@@ -52,7 +54,7 @@ def test_workers_are_not_pinned_by_default():
     finally:
         gemmconv.set_threads(2, pin=False)  # an explicit count: the workers run even on a busy machine
         gemmconv.conv2d(*_big(), padding=1, strategy="im2col")  # unpinned workers again for the next tests
-        gemmconv.set_threads(old.threads, pin=False, keep_blas=old.keep_blas)
+        gemmconv.set_threads(old.threads, pin=False, keep_blas=old.keep_blas, spin_us=old.spin_us)
     allowed = os.sched_getaffinity(0)
     assert all(len(allowed) - 1 <= len(os.sched_getaffinity(t.native_id)) for t in _worker_threads())
 

@@ -8,7 +8,9 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
+from numba import njit
 
 import gemmconv
 from gemmconv.backends import _atomics, _pool, _threads
@@ -31,6 +33,26 @@ def test_bump_is_atomic_across_threads():
     assert _atomics.load(c) == 20_000
     seen = sorted(v for r in results for v in r)
     assert seen == list(range(1, 20_001))  # every add returned a value of its own
+
+
+@njit(nogil=True)
+def _add_many(ary, n):  # pragma: no cover - compiled
+    for _ in range(n):
+        _atomics._fetch_add(ary, 1)
+
+
+def test_fetch_add_is_atomic_without_the_gil():
+    """bump() keeps the GIL, which serialises its adds; here two threads add at once in compiled code, where a
+    plain load and store loses updates."""
+    c = _atomics.counter()
+    _add_many(c, 1)  # compiled before the race
+    c[0] = 0
+    threads = [threading.Thread(target=_add_many, args=(c, 5_000_000)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _atomics.load(c) == 10_000_000
 
 
 def test_spin_until_returns_when_the_target_comes_or_the_reads_run_out():
@@ -110,17 +132,113 @@ def test_errors_from_helpers_reach_the_caller_and_skip_later_phases():
     pool = _pool.SpinPool(1, lambda i: None)
     try:
         ran: list[int] = []
+        raised = threading.Event()
 
         def boom(i: int) -> None:
-            time.sleep(0.001)
-            if i == 3:
-                raise KeyError("item 3")
+            if threading.current_thread().name == "gemmconv-0":
+                raised.set()
+                raise KeyError("from the helper")
+            raised.wait(10)  # the caller's items wait for the helper's error
 
-        with pytest.raises(KeyError, match="item 3"):
+        with pytest.raises(KeyError, match="from the helper"):
             pool.run([(boom, range(8), None), (ran.append, range(2), None)], 1, 1000)
-        assert ran == []
+        assert raised.is_set() and ran == []
         pool.run([(ran.append, range(2), None)], 1, 1000)  # the pool still works
         assert sorted(ran) == [0, 1]
+    finally:
+        pool.stop()
+
+
+def test_a_pool_stopped_mid_job_still_completes_the_job():
+    """The helper runs the job's last item when its pool is stopped (set_threads from another thread): it
+    still counts that item, or the caller would wait for it forever."""
+    pool = _pool.SpinPool(1, lambda i: None)
+    helper_in_item, release = threading.Event(), threading.Event()
+
+    def item(i: int) -> None:
+        if threading.current_thread().name == "gemmconv-0":
+            helper_in_item.set()
+            release.wait(10)
+        else:
+            helper_in_item.wait(10)
+
+    caller = threading.Thread(target=pool.run, args=([(item, range(2), None)], 1, 0), daemon=True)
+    caller.start()
+    assert helper_in_item.wait(10)
+    pool.stop(0)
+    release.set()
+    caller.join(10)
+    assert not caller.is_alive(), "the caller hangs: the stopped helper never counted the last item"
+
+
+def test_an_interrupt_on_the_caller_does_not_strand_the_helpers(monkeypatch):
+    """A KeyboardInterrupt on the calling thread between running an item and counting it: the helper, waiting
+    at the end of that phase for the count, is released and takes the next job."""
+    pool = _pool.SpinPool(1, lambda i: None)
+    try:
+        real = pool.bump_and_wake
+        fired: list[int] = []
+
+        def interrupted(ary: np.ndarray) -> int:
+            if not fired and threading.current_thread() is threading.main_thread():
+                fired.append(1)
+                raise KeyboardInterrupt  # what Ctrl-C there does
+            return real(ary)
+
+        monkeypatch.setattr(pool, "bump_and_wake", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            pool.run([(lambda i: time.sleep(0.001), range(40), None), (lambda i: None, range(4), None)], 1, 0)
+        monkeypatch.setattr(pool, "bump_and_wake", real)
+        names: set[str] = set()
+
+        def slow(i: int) -> None:
+            time.sleep(0.003)
+            names.add(threading.current_thread().name)
+
+        pool.run([(slow, range(20), None)], 1, 0)
+        assert "gemmconv-0" in names, "the helper still waits at the end of the interrupted job's first phase"
+    finally:
+        pool.stop(0)
+
+
+def test_several_callers_at_once_run_every_item_and_after_once():
+    pool = _pool.SpinPool(1, lambda i: None)
+    try:
+        counts = np.zeros((4, 64), np.int64)
+        afters = np.zeros(4, np.int64)
+        lock = threading.Lock()
+
+        def add(k: int, i: int) -> None:
+            with lock:
+                counts[k, i] += 1
+
+        def call(k: int) -> None:
+            for _ in range(20):
+                pool.run([(lambda i: add(k, i), range(64), lambda: afters.__setitem__(k, afters[k] + 1)),
+                          (lambda i: None, range(3), None)], 1, 1000)
+
+        threads = [threading.Thread(target=call, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads)
+        assert (counts == 20).all() and (afters == 20).all()
+    finally:
+        pool.stop()
+
+
+@pytest.mark.skipif(not LINUX_TASKS, reason="reads per-thread CPU time from /proc (Linux)")
+def test_helpers_without_a_seat_do_not_spin():
+    pool = _pool.SpinPool(3, lambda i: None)
+    try:
+        time.sleep(0.1)
+        reads = int(0.2e6 * _atomics.reads_per_microsecond())  # about 0.2 s
+        before = [_cpu_seconds(t) for t in pool.threads]
+        pool.run([(lambda i: None, range(4), None)], 1, reads)  # one seat
+        time.sleep(0.3)
+        spent = sorted(_cpu_seconds(t) - b for t, b in zip(pool.threads, before, strict=True))
+        assert spent[1] <= 0.02, f"helpers without a seat spun: {spent}"
     finally:
         pool.stop()
 
@@ -198,18 +316,18 @@ def test_interpreter_exits_while_helpers_spin():
 def test_pool_threads_are_replaced_when_more_are_needed():
     old = gemmconv.set_threads(2)
     try:
+        _pool.replace(1, _threads._start_worker)  # a pool of one helper, as for two workers
         _threads.run_blocks(lambda i: None, list(range(4)), 2)
         first = _pool.current()
-        assert first is not None and first.size >= 1
+        assert first is not None and first.size == 1
         gemmconv.set_threads(3)
         _threads.run_blocks(lambda i: time.sleep(0.001), list(range(6)), 3)
         second = _pool.current()
-        assert second is not None and second.size >= 2
-        if second is not first:
-            assert first.stopped
-            for t in first.threads:
-                t.join(5)
-                assert not t.is_alive()
+        assert second is not None and second.size >= 2 and second is not first
+        assert first.stopped
+        for t in first.threads:
+            t.join(5)
+            assert not t.is_alive()
     finally:
         gemmconv.set_threads(old.threads, pin=old.pin, keep_blas=old.keep_blas, spin_us=old.spin_us)
 
@@ -252,8 +370,19 @@ def test_the_callers_affinity_comes_back_after_an_error_and_as_the_user_set_it()
     pool = _pool.SpinPool(1, lambda i: None)
     try:
         os.sched_setaffinity(0, mine)  # a set of the user's own
+        here = threading.current_thread()
+        during: list[int] = []
+
+        def boom(i: int) -> None:
+            if threading.current_thread() is here:
+                during.append(len(os.sched_getaffinity(0)))
+            time.sleep(0.001)
+            if i == 7:
+                raise ZeroDivisionError
+
         with pytest.raises(ZeroDivisionError):
-            pool.run([(lambda i: 1 / 0, range(4), None)], 1, 1000)
+            pool.run([(boom, range(8), None)], 1, 1000)
+        assert during and set(during) == {1}  # held on one CPU during the job
         assert os.sched_getaffinity(0) == mine
     finally:
         pool.stop()
@@ -261,7 +390,82 @@ def test_the_callers_affinity_comes_back_after_an_error_and_as_the_user_set_it()
 
 
 @pytest.mark.skipif(not PLACES, reason="needs sched_getcpu and two allowed CPUs (Linux)")
-def test_with_pinned_helpers_the_caller_holds_the_first_cpu_during_a_job():
+def test_nobody_holds_a_cpu_without_a_spin():
+    """On a busy machine (no spin) threads sleep and are placed again when they wake: the caller keeps its
+    affinity."""
+    before = os.sched_getaffinity(0)
+    pool = _pool.SpinPool(1, lambda i: None)
+    try:
+        here = threading.current_thread()
+        during: list[set[int]] = []
+        pool.run([(lambda i: during.append(os.sched_getaffinity(0)) if threading.current_thread() is here
+                   else None, range(8), None)], 1, 0)
+        assert during and all(cpus == before for cpus in during)
+    finally:
+        pool.stop()
+
+
+@pytest.mark.skipif(not PLACES, reason="needs sched_getcpu and two allowed CPUs (Linux)")
+def test_two_callers_at_once_never_hold_the_same_cpu():
+    pool = _pool.SpinPool(1, lambda i: None, pinned=True)  # pinned: every caller would take the first CPU
+    callers: list[threading.Thread] = []
+    held: list[frozenset[int]] = []
+    clashes: list[tuple[frozenset[int], frozenset[int]]] = []
+    lock = threading.Lock()
+
+    def item(i: int) -> None:
+        me = threading.current_thread()
+        if me in callers:
+            mine = frozenset(os.sched_getaffinity(0))
+            with lock:
+                if len(mine) == 1:
+                    held.append(mine)
+                for other in callers:
+                    if other is not me and other.native_id is not None:
+                        try:
+                            theirs = frozenset(os.sched_getaffinity(other.native_id))
+                        except OSError:  # that caller has ended
+                            continue
+                        if len(mine) == 1 and theirs == mine:
+                            clashes.append((mine, theirs))
+        time.sleep(0.001)
+
+    def call() -> None:
+        for _ in range(10):
+            pool.run([(item, range(8), None)], 1, 10**6)
+
+    callers.extend(threading.Thread(target=call) for _ in range(2))
+    try:
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(60)
+        assert held, "no caller held a CPU: the test checks nothing"
+        assert not clashes
+    finally:
+        pool.stop()
+
+
+@pytest.mark.skipif(not PLACES, reason="needs sched_getcpu and two allowed CPUs (Linux)")
+def test_a_helper_never_widens_an_affinity_narrowed_after_it_started():
+    before = os.sched_getaffinity(0)
+    pool = _pool.SpinPool(1, lambda i: None)
+    try:
+        pool.run([(lambda i: time.sleep(0.002), range(8), None)], 1, 0)
+        one = {min(before)}
+        for t in (threading.current_thread(), *pool.threads):  # as taskset -a -p -c <cpu> <pid> does
+            os.sched_setaffinity(t.native_id, one)
+        for reads in (0, 10**6):
+            pool.run([(lambda i: time.sleep(0.002), range(8), None)], 1, reads)
+            assert os.sched_getaffinity(pool.threads[0].native_id) <= one
+    finally:
+        pool.stop()
+        os.sched_setaffinity(0, before)
+
+
+@pytest.mark.skipif(not PLACES, reason="needs sched_getcpu and two allowed CPUs (Linux)")
+def test_with_pinned_helpers_the_caller_holds_the_first_cpu_during_a_job(monkeypatch):
+    monkeypatch.setattr(_threads, "free_cores", lambda: 64)  # threads spin (and hold CPUs) even if others run
     old = gemmconv.set_threads(2, pin=True)
     before = os.sched_getaffinity(0)
     try:

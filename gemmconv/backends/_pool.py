@@ -9,9 +9,10 @@ make it faster.
 machines (benchmarks/CPU_NOTES.md), as long as a small convolution. So a thread that would wait, a helper
 between hand-outs or any thread at the end of a phase, first spins for a bounded time on a shared counter
 (:mod:`._atomics`: atomic reads without the GIL, with the CPU's pause hint between reads), and only then sleeps
-on the pool's condition. The spin budget is set at each hand-out by the caller (:func:`._threads.spin_reads`):
-none when the machine is busy, so that spinning never takes a core another process needs. A helper that finds
-no hand-out within its budget sleeps until the next one: at rest the pool uses no CPU.
+on one of the pool's conditions. The spin budget is set at each hand-out by the caller
+(:func:`._threads.spin_reads`): none when the machine is busy, so that spinning never takes a core another
+process needs. Only helpers that took a seat in the latest job spin for the next (the others sleep at once),
+and a helper that finds no hand-out within its budget sleeps until the next one: at rest the pool uses no CPU.
 
 **The GIL.** A thread that wants the GIL while another holds it sleeps, and pays a wake-up to get it. So
 counters are read and bumped without releasing the GIL (a release would hand it over), and a helper that ends
@@ -20,11 +21,19 @@ GIL while the caller wakes up to the end of the job.
 
 **Placement.** Unpinned, the scheduler often puts a woken helper on its waker's CPU, and a thread that spins
 never sleeps to be placed again: the caller and a helper then share one CPU while another stands idle, for as
-long as the load balancer takes (a whole call, measured: benchmarks/CPU_NOTES.md). So during a job the
-caller stays on the CPU it runs on (its own affinity is set back when the job ends, also after an error), and
-a helper that finds itself on a CPU its job already holds restricts itself to the other allowed CPUs, which
-moves it at once. With pinned helpers (``set_threads(pin=True)``: helper i on the (i+1)-th allowed CPU) the
-caller holds the first allowed CPU during a job instead.
+long as the load balancer takes (a whole call, measured: benchmarks/CPU_NOTES.md). So during a job whose
+threads spin, the caller stays on the CPU it runs on (unless another caller holds it; its own affinity is set
+back when the job ends, also after an error), and a helper restricts itself to the CPUs the caller may use that
+its job's threads do not hold, which moves it at once where it shares the caller's. A helper's affinity is
+never wider than its caller's, so ``taskset`` and ``os.sched_setaffinity`` on the process still confine it.
+With pinned helpers (``set_threads(pin=True)``: helper i on the (i+1)-th allowed CPU) the caller holds the
+first allowed CPU during a job instead. Without a spin (a busy machine) nobody holds a CPU: a thread that
+sleeps is placed again when it wakes.
+
+**Interrupts.** Items run inside ``try`` (an item's error, ``KeyboardInterrupt`` included, is raised by
+:meth:`SpinPool.run` once the phase is done). An interrupt elsewhere on the calling thread gives the job up
+(:meth:`Job.abort`): its counters are pushed past every target, so no helper waits for an item that will never
+be counted.
 
 Counters only grow, so "wait until counter >= target" is the one kind of wait: hand-outs so far (helpers wait
 for the next), and per phase the items done and whether the phase is finished (its ``after()`` run).
@@ -33,6 +42,7 @@ for the next), and per phase the items done and whether the phase is finished (i
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import itertools
 import os
@@ -73,15 +83,21 @@ class _Phase:
 
 
 class Job:
-    """Phases worked through by the caller and up to ``helpers`` pool threads (each claims a seat first)."""
+    """Phases worked through by the caller and up to ``helpers`` pool threads (each claims a seat first).
 
-    __slots__ = ("cpus", "helpers", "phases", "seats")
+    ``allowed`` is the set of CPUs the caller may run on (its affinity before the job; empty where helpers do not
+    move) and ``cpus`` those the job's threads hold (the caller's first): a helper that moves goes to
+    ``allowed - cpus``, so that it never runs where the caller may not."""
 
-    def __init__(self, phases: Sequence[PhaseSpec], helpers: int, cpu: int | None = None) -> None:
+    __slots__ = ("allowed", "cpus", "helpers", "phases", "seats")
+
+    def __init__(self, phases: Sequence[PhaseSpec], helpers: int, cpu: int | None = None,
+                 allowed: frozenset[int] = frozenset()) -> None:
         self.phases = [_Phase(fn, items, after) for fn, items, after in phases]
         self.helpers = helpers
         self.seats = itertools.count()
-        self.cpus = set() if cpu is None else {cpu}  # the CPUs its threads hold (the caller's first)
+        self.cpus = set() if cpu is None else {cpu}
+        self.allowed = allowed
 
     def error(self) -> BaseException | None:
         """The first error raised by an item or an ``after()`` (later phases were then skipped)."""
@@ -91,6 +107,16 @@ class Job:
         """The counter and value that say the job is done: the last phase's items, or its ``after()``."""
         last = self.phases[-1]
         return (last.done, len(last.items)) if last.after is None else (last.finished, 1)
+
+    def abort(self, error: BaseException, pool: SpinPool) -> None:
+        """Give up on the job after ``error`` interrupted the caller (a ``KeyboardInterrupt`` between taking an
+        item and counting it, say): mark every phase failed (items not yet started are skipped) and push every
+        counter past its target, so that no helper waits for an item that will never be counted."""
+        for phase in self.phases:
+            phase.error = phase.error or error
+            bump(phase.done, len(phase.items) + 1)
+            bump(phase.finished)
+        pool.wake()
 
     def work(self, pool: SpinPool, caller: bool) -> np.ndarray | None:
         """Take items until every phase is taken; wait at the end of a phase for the items others are still
@@ -128,18 +154,26 @@ class Job:
 
 
 class SpinPool:
-    """``size`` helper threads that spin ``spin_reads`` reads (set per hand-out) before sleeping."""
+    """``size`` helper threads that spin ``spin_reads`` reads (set per hand-out) before sleeping.
+
+    Two conditions, each with a count of the threads asleep on it: ``idle`` for helpers waiting for a hand-out,
+    ``cond`` for threads waiting at the end of a phase, so that the end of a phase never wakes idle helpers."""
 
     def __init__(self, size: int, start: Callable[[int], None], pinned: bool = False) -> None:
         self.size = size
-        self.place = _getcpu is not None  # whether each thread of a job holds a CPU of its own
+        self.place = _getcpu is not None  # whether a spinning job's threads each hold a CPU of their own
         #: helpers pinned by ``start`` (helper i to the (i+1)-th allowed CPU): the caller holds the first during a
         #: job; else None, the caller holds the CPU it runs on and helpers move off it
         self.caller_cpu = min(os.sched_getaffinity(0)) if pinned and self.place else None
+        self.moves = self.place and not pinned  # whether helpers set their own affinity
+        self.held: set[int] = set()  # CPUs held by callers now (one caller per CPU)
+        self.held_lock = threading.Lock()
         self.handed = counter()  # hand-outs so far
-        self.current: tuple[int, Job | None] = (0, None)  # the latest hand-out and its number
+        self.current: Job | None = None  # the latest hand-out (set before ``handed`` is bumped)
+        self.idle = threading.Condition(threading.Lock())
+        self.idlers = counter()  # helpers asleep on ``idle``, or about to be (see wait_until)
         self.cond = threading.Condition(threading.Lock())
-        self.sleepers = counter()  # threads asleep on cond, or about to be (see wait_until)
+        self.sleepers = counter()  # threads asleep on ``cond``, or about to be
         self.spin_reads = 0
         self.stopped = False
         self.threads = [threading.Thread(target=self._serve, args=(i, start), name=f"gemmconv-{i}", daemon=True)
@@ -149,29 +183,59 @@ class SpinPool:
 
     def run(self, phases: Sequence[PhaseSpec], helpers: int, spin_reads: int) -> None:
         """Work through ``phases`` on this thread and up to ``helpers`` pool threads; raise the first error."""
-        held = _hold_cpu(self.caller_cpu) if self.place else None
-        job = Job(phases, min(helpers, self.size), None if held is None else held[0])
+        allowed = frozenset(os.sched_getaffinity(0)) if self.place else frozenset()
+        cpu = self._hold(allowed, spin_reads)
         try:
+            job = Job(phases, min(helpers, self.size), cpu, allowed if self.moves else frozenset())
             self._hand_out(job, spin_reads)
         finally:
-            if held is not None:
-                os.sched_setaffinity(0, held[1])
+            if cpu is not None:
+                self._release(cpu, allowed)
         error = job.error()
         if error is not None:
             raise error
 
+    def _hold(self, allowed: frozenset[int], spin_reads: int) -> int | None:
+        """Keep the calling thread on one of the ``allowed`` CPUs during a job whose threads spin
+        (``caller_cpu``, else the one it runs on) and return that CPU; None where it does not: no spin (a thread
+        that sleeps is placed again when it wakes), fewer than two allowed CPUs, or that CPU held by another
+        caller."""
+        if _getcpu is None or spin_reads <= 0 or len(allowed) < 2:
+            return None
+        cpu = self.caller_cpu if self.caller_cpu is not None else _getcpu()
+        with self.held_lock:
+            if cpu not in allowed or cpu in self.held:
+                return None
+            try:
+                os.sched_setaffinity(0, {cpu})  # 0: this thread
+            except OSError:
+                return None
+            self.held.add(cpu)
+        return cpu
+
+    def _release(self, cpu: int, allowed: frozenset[int]) -> None:
+        """Let the calling thread run where it could before :meth:`_hold`."""
+        with self.held_lock:
+            self.held.discard(cpu)
+            with contextlib.suppress(OSError):  # those CPUs were taken away meanwhile: leave it as it is
+                os.sched_setaffinity(0, allowed)
+
     def _hand_out(self, job: Job, spin_reads: int) -> None:
-        with self.cond:
-            self.spin_reads = spin_reads
-            self.current = (self.current[0] + 1, job)
-            bump(self.handed)  # after current is set: a helper that sees the count sees the job
-            if load(self.sleepers):
-                self.cond.notify_all()
-        job.work(self, caller=True)
+        try:
+            with self.idle:
+                self.spin_reads = spin_reads
+                self.current = job
+                bump(self.handed)  # after current is set: a helper that sees the count sees the job
+                if load(self.idlers):
+                    self.idle.notify_all()
+            job.work(self, caller=True)
+        except BaseException as e:  # items' errors are kept by the job: this is an interrupt
+            job.abort(e, self)
+            raise
 
     def bump_and_wake(self, ary: np.ndarray) -> int:
-        """Add one to a counter and wake the sleepers (they check whether what they wait for has come); return
-        the counter's new value.
+        """Add one to a counter and wake the threads asleep at the end of a phase (they check whether what they
+        wait for has come); return the counter's new value.
 
         A sleeper adds itself to ``sleepers`` and then checks its counter; this thread adds to the counter and
         then reads ``sleepers``; all four are sequentially consistent (:mod:`._atomics`). So either the sleeper
@@ -179,55 +243,63 @@ class SpinPool:
         check comes after the add (and sees it)."""
         value = bump(ary)
         if load(self.sleepers):
-            self._wake()
+            self.wake()
         return value
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake every thread asleep at the end of a phase."""
         with self.cond:
             self.cond.notify_all()
 
-    def wait_until(self, ary: np.ndarray, target: int, spin_reads: int) -> None:
-        """Return once the counter is at least ``target``: spin up to ``spin_reads`` reads, then sleep."""
+    def wait_until(self, ary: np.ndarray, target: int, spin_reads: int, idle: bool = False) -> None:
+        """Return once the counter is at least ``target``: spin up to ``spin_reads`` reads, then sleep (on
+        ``idle`` for a helper waiting for a hand-out, else on ``cond``)."""
         if spin_until(ary, target, spin_reads) >= target:
             return
-        with self.cond:
-            bump(self.sleepers)
+        cond, count = (self.idle, self.idlers) if idle else (self.cond, self.sleepers)
+        with cond:
+            bump(count)
             try:
                 while load(ary) < target:
-                    self.cond.wait()
+                    cond.wait()
             finally:
-                bump(self.sleepers, -1)
+                bump(count, -1)
 
     def stop(self, timeout: float = 0.5) -> None:
         """Stop the helpers (each finishes the item it runs) and wait up to ``timeout`` s for each."""
-        with self.cond:
+        with self.idle:
             self.stopped = True
-            self.current = (self.current[0] + 1, None)
+            self.current = None
             bump(self.handed)
-            self.cond.notify_all()
+            self.idle.notify_all()
         for t in self.threads:
             if t is not threading.current_thread():
                 t.join(timeout)
 
     def _serve(self, index: int, start: Callable[[int], None]) -> None:
         start(index)
-        moves = self.place and self.caller_cpu is None
-        allowed = frozenset(os.sched_getaffinity(0)) if moves else frozenset()
         seen = 0
+        spin = False  # whether this thread spins before sleeping: only a helper seated in the latest job
         owed: np.ndarray | None = None  # a done counter this thread still has to bump
-        while not self.stopped:
-            reads = self.spin_reads  # the budget of the latest hand-out
+        while True:
+            reads = self.spin_reads if spin else 0  # the budget of the latest hand-out
             if owed is not None:  # bump it and go back to waiting without taking the GIL in between
-                if bump_then_spin(owed, self.sleepers, self.handed, seen + 1, reads) < 0:
-                    self._wake()  # someone sleeps: wake them, then wait as usual
+                if self.stopped:
+                    self.bump_and_wake(owed)  # the caller still waits for it
+                elif bump_then_spin(owed, self.sleepers, self.handed, seen + 1, reads) < 0:
+                    self.wake()  # someone sleeps: wake them, then wait as usual
                 else:
                     reads = 0  # the spin is spent
                 owed = None
-            self.wait_until(self.handed, seen + 1, reads)
-            seen, job = self.current
-            if job is not None and next(job.seats) < job.helpers:
-                if moves:
-                    _move_off(job.cpus, allowed)
+            if self.stopped:
+                return
+            self.wait_until(self.handed, seen + 1, reads, idle=True)
+            seen = load(self.handed)  # first the count, then the job: a later job is never missed
+            job = self.current
+            spin = job is not None and next(job.seats) < job.helpers
+            if spin and job is not None:
+                if self.moves and job.allowed:
+                    _move_off(job.cpus, job.allowed)
                 owed = job.work(self, caller=False)
 
 
@@ -246,27 +318,17 @@ def _cpu_reader() -> Callable[[], int] | None:
 _getcpu = _cpu_reader()
 
 
-def _hold_cpu(cpu: int | None = None) -> tuple[int, set[int]] | None:
-    """Keep the calling thread on ``cpu`` (None: the CPU it runs on) until its affinity is set back; return that
-    CPU and the affinity to set back, or None where it may run on one CPU only or not on ``cpu``."""
-    before = os.sched_getaffinity(0)
-    if len(before) < 2 or _getcpu is None:
-        return None
-    cpu = _getcpu() if cpu is None else cpu
-    if cpu not in before:
-        return None
-    os.sched_setaffinity(0, {cpu})
-    return cpu, before
-
-
 def _move_off(taken: set[int], allowed: frozenset[int]) -> None:
-    """Let this thread run on the ``allowed`` CPUs that no other thread of its job holds (``taken``), which moves
-    it at once if it runs on one of those; then add the CPU it runs on to ``taken``. Its affinity changes only
-    where that set changes (on two CPUs: when the caller has moved to the other one)."""
-    free = allowed - taken
-    if free and os.sched_getaffinity(0) != free:
-        os.sched_setaffinity(0, free)  # 0: this thread
-    if _getcpu is not None:
+    """Let this thread run on the ``allowed`` CPUs (its caller's) that no other thread of its job holds
+    (``taken``), which moves it at once if it runs on one of those; then add the CPU it runs on to ``taken``. Its
+    affinity changes only where that set changes (on two CPUs: when the caller has moved to the other one)."""
+    free = allowed - taken or allowed
+    try:
+        if os.sched_getaffinity(0) != free:
+            os.sched_setaffinity(0, free)  # 0: this thread
+    except OSError:
+        return  # the CPUs changed meanwhile: stay where the scheduler puts this thread
+    if _getcpu is not None and taken:
         taken.add(_getcpu())
 
 

@@ -311,14 +311,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _start_worker(index: int) -> None:
+def _start_worker(index: int, pin: bool = False) -> None:
     """Start of a pool thread: mark it a worker, give it a BLAS limit of one thread of its own where the BLAS
-    has one, and, if asked, pin it to a core of its own (benchmarks/CPU_NOTES.md: pinning): helper i to the
+    has one, and, if ``pin``, pin it to a core of its own (benchmarks/CPU_NOTES.md: pinning): helper i to the
     (i+1)-th allowed core, leaving the first to the calling thread."""
     _local.worker = True
     for set_local in _thread_local_limits() or ():
         set_local(1)
-    if _settings.pin and hasattr(os, "sched_setaffinity"):
+    if pin and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[(index + 1) % len(cpus)]})  # 0: this thread (Linux)
 
@@ -329,7 +329,7 @@ def _helpers(count: int) -> _pool.SpinPool:
     with _lock:
         pool = _pool.current()
         if pool is None or pool.size < count or _state["pinned"] != pin:
-            pool = _pool.replace(count, _start_worker, pinned=pin)
+            pool = _pool.replace(count, functools.partial(_start_worker, pin=pin), pinned=pin)
             _state["pinned"] = pin
         return pool
 
@@ -365,7 +365,7 @@ def run_phases(phases: Sequence[tuple[Callable[[Any], None], Sequence[Any], Call
     local = _thread_local_limits()
     if workers > 1 and local is None and _settings.keep_blas and blas_threads() > 1:
         workers = 1  # the BLAS count may not be lowered: one block at a time, each GEMM on the BLAS's threads
-    if workers <= 1 or in_worker() or not all(items for _, items, _ in phases):
+    if workers <= 1 or in_worker() or not all(len(items) for _, items, _ in phases):
         for fn, items, after in phases:
             for item in items:
                 fn(item)
