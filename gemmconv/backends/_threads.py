@@ -13,8 +13,8 @@ the process's allowed cores (``os.sched_getaffinity``) and the BLAS thread count
 run time). Plans are sized for that count; each call then uses no more threads than other processes
 leave cores free (:class:`CallThreads`, :mod:`._load`), unless a count was set. The pool's threads are not
 pinned to cores unless asked (``set_threads(pin=True)`` or ``GEMMCONV_PIN_THREADS=1``): the scheduler
-places them among the allowed cores, except that during a hand-out each thread of the call keeps to a core of
-its own (:mod:`._pool`: placement).
+places them among the allowed cores, except that during a hand-out whose threads spin each thread of the call
+keeps to a core of its own (:mod:`._pool`: placement).
 
 The BLAS inside a worker must run on one thread: two workers' multi-threaded GEMMs contend for the
 same BLAS threads (measured: CPU_NOTES.md). Where the BLAS has a thread-local limit (MKL; OpenBLAS
