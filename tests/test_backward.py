@@ -366,3 +366,42 @@ def test_auto_grad_weight_rule(layer, n, dtype, expected):
     w = np.zeros((layer_.k, layer_.c // layer_.groups, layer_.kh, layer_.kw), np.float32)
     spec = dataclasses.replace(_spec(x, w, None, layer_.conv_args), dtype=dtype)  # float16: CuPy's
     assert auto.choose_pass(spec, "grad_weight", gemmconv.get_backend(np.zeros(1))) == expected
+
+
+def _col2im_reference(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, n0, o0, cbase, c0, c1):
+    """col2im one entry at a time: each column entry added where im2col read it, if inside the plane."""
+    _, _, h_, w_ = dx.shape
+    for n in range(cols.shape[0]):
+        for c in range(c0, c1):
+            for r in range(kh):
+                for s in range(kw):
+                    row = cols[n, ((c - cbase) * kh + r) * kw + s]
+                    for i in range(cols.shape[2]):
+                        o, q = o0 + i // ow, i % ow
+                        y, x_ = o * sh + r * dh - pt, q * sw + s * dw - pl
+                        if 0 <= y < h_ and 0 <= x_ < w_:
+                            dx[n0 + n, c, y, x_] += row[i]
+
+
+@settings(max_examples=150)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(0, 3),
+       st.integers(0, 3), st.integers(1, 2), st.integers(1, 2), st.integers(1, 9), st.integers(1, 9),
+       st.data())
+def test_col2im_kernel_matches_one_entry_at_a_time(kh, kw, sh, sw, pt, pl, dh, dw, h_, w_, data):
+    """The compiled col2im (its pairs of taps at stride 2 included) on bands of rows and parts of the channels,
+    against the entry-by-entry definition; every entry of ``cols`` distinct, so a misplaced one shows."""
+    from gemmconv.backends._numba_backward import col2im
+
+    oh, ow = (h_ + 2 * pt - dh * (kh - 1) - 1) // sh + 1, (w_ + 2 * pl - dw * (kw - 1) - 1) // sw + 1
+    if oh < 1 or ow < 1:
+        return
+    o0 = data.draw(st.integers(0, oh - 1))
+    o1 = data.draw(st.integers(o0 + 1, oh))
+    c, nb = 3, 2
+    c0 = data.draw(st.integers(0, c - 1))
+    c1 = data.draw(st.integers(c0 + 1, c))
+    cols = np.arange(nb * c * kh * kw * (o1 - o0) * ow, dtype=np.float64).reshape(nb, c * kh * kw, -1) + 1
+    got, want = np.zeros((nb + 1, c, h_, w_)), np.zeros((nb + 1, c, h_, w_))
+    col2im(cols, got, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, 1, o0, 0, c0, c1)
+    _col2im_reference(cols, want, kh, kw, sh, sw, pt, pl, dh, dw, ow, 1, o0, 0, c0, c1)
+    np.testing.assert_array_equal(got, want)

@@ -17,17 +17,31 @@ def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, cbase, c0, 
     ``o0..o0+OB`` (of ``oh``) and input channels ``cbase..cbase+CB`` into ``dx`` (N, C, H, W) for input channels
     ``c0..c1`` (within those): each column entry goes back to the input position im2col read it from; entries
     read from the padding are dropped. Channels (and images) are independent, so parts of ``c0..c1`` may run on
-    different threads; bands of rows of one image are not (they share input rows)."""
+    different threads; bands of rows of one image are not (they share input rows).
+
+    At stride 2 without dilation along the width, taps ``s`` and ``s + 1`` of a kernel row write alternate
+    columns of one input row: they are added as pairs (:func:`_add_pair`), whose stores interleave into
+    contiguous ones."""
     nb = cols.shape[0]
     _, _, h_, w_ = dx.shape
     o1 = o0 + cols.shape[2] // ow
     taps = _tap_ranges(kh, kw, h_, w_, oh, ow, sh, sw, pt, pl, dh, dw)
+    count = taps.shape[0]
+    pairs = sw == 2 and dw == 1
     for n in range(nb):
         for c in range(c0, c1):
             plane = dx[n0 + n, c]
-            for t in range(taps.shape[0]):
+            t = 0
+            while t < count:
                 r, s, o_lo, o_hi, q_lo, q_hi = taps[t, 0], taps[t, 1], taps[t, 2], taps[t, 3], taps[t, 4], taps[t, 5]
                 row = cols[n, ((c - cbase) * kh + r) * kw + s]
+                if pairs and t + 1 < count and taps[t + 1, 0] == r and taps[t + 1, 1] == s + 1:
+                    nxt = cols[n, ((c - cbase) * kh + r) * kw + s + 1]
+                    for o in range(max(o_lo, o0), min(o_hi, o1)):
+                        _add_pair(plane[o * sh + r * dh - pt], row[(o - o0) * ow:], nxt[(o - o0) * ow:], s - pl,
+                                  q_lo, q_hi, taps[t + 1, 4], taps[t + 1, 5])
+                    t += 2
+                    continue
                 for o in range(max(o_lo, o0), min(o_hi, o1)):
                     # index from 0 through slices: numba then drops its negative-index test
                     src = row[(o - o0) * ow + q_lo:]
@@ -38,6 +52,27 @@ def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, cbase, c0, 
                     else:
                         for q in range(q_hi - q_lo):
                             dst[q * sw] += src[q]
+                t += 1
+
+
+@njit(inline="always")
+def _add_pair(drow, a, b, shift, a_lo, a_hi, b_lo, b_hi):  # pragma: no cover - compiled
+    """``drow[2q + shift] += a[q]`` for q in ``[a_lo, a_hi)`` and ``drow[2q + shift + 1] += b[q]`` for q in
+    ``[b_lo, b_hi)``: the common range as one loop of pairs of adjacent stores, the rest one at a time."""
+    lo, hi = max(a_lo, b_lo), min(a_hi, b_hi)
+    hi = max(hi, lo)  # disjoint ranges: no pairs
+    for q in range(a_lo, min(lo, a_hi)):
+        drow[2 * q + shift] += a[q]
+    for q in range(max(hi, a_lo), a_hi):
+        drow[2 * q + shift] += a[q]
+    for q in range(b_lo, min(lo, b_hi)):
+        drow[2 * q + shift + 1] += b[q]
+    for q in range(max(hi, b_lo), b_hi):
+        drow[2 * q + shift + 1] += b[q]
+    d, x, y = drow[2 * lo + shift:], a[lo:], b[lo:]  # from index 0: no negative-index tests
+    for q in range(hi - lo):
+        d[2 * q] += x[q]
+        d[2 * q + 1] += y[q]
 
 
 @njit(inline="always")
