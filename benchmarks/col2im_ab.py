@@ -1,0 +1,74 @@
+"""In-process A/B of col2im (the scatter of grad_input and of the transposed convolution) from another checkout
+(old) and this one (new), on the column matrices of the decoder layers of ``vs_torch_backward.py``, eight images
+per call: ``python benchmarks/col2im_ab.py /path/to/old/checkout`` (e.g. a ``git worktree`` of an older commit).
+
+The old checkout's package is loaded under another name beside this one; old and new alternate (15 rounds of 5
+calls each) on the same arrays, and the medians per image and their ratio are printed. Results:
+``benchmarks/CPU_NOTES.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pathlib
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+RNG = np.random.default_rng(0)
+N = 8
+
+#: the transposed convolution's layers: (C_in, H, W, C_out, kernel, stride, padding, output_padding), as
+#: ``vs_torch_backward.DECODER``; its columns are (N, C_out·kernel², H·W) and its output (N, C_out, H', W')
+DECODER = {
+    "up4x4s2_8": (256, 8, 8, 128, 4, 2, 1, 0),
+    "up4x4s2_16": (128, 16, 16, 64, 4, 2, 1, 0),
+    "up3x3s2_28": (128, 28, 28, 64, 3, 2, 1, 1),
+    "up2x2s2_28": (128, 28, 28, 64, 2, 2, 0, 0),
+}
+
+
+def load_old(root: pathlib.Path) -> Any:
+    """The col2im kernel module of the gemmconv package at ``root``, imported as ``old_gemmconv``."""
+    spec = importlib.util.spec_from_file_location("old_gemmconv", root / "gemmconv" / "__init__.py",
+                                                  submodule_search_locations=[str(root / "gemmconv")])
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"no gemmconv package at {root}")
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["old_gemmconv"] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module("old_gemmconv.backends._numba_backward")
+
+
+def case(k: int, h: int, w: int, c: int, kk: int, s: int, p: int, op: int) -> Callable[[Any], None]:
+    height, width = (h - 1) * s - 2 * p + kk + op, (w - 1) * s - 2 * p + kk + op
+    cols = RNG.standard_normal((N, c * kk * kk, h * w)).astype(np.float32)
+    dx = np.zeros((N, c, height, width), np.float32)
+    return lambda mod: mod.col2im(cols, dx, kk, kk, s, s, p, p, 1, 1, w, h, 0, 0, 0, 0, c)
+
+
+def main() -> None:
+    old = load_old(pathlib.Path(sys.argv[1]).resolve())
+    from gemmconv.backends import _numba_backward as new
+
+    for name, args in DECODER.items():
+        f = case(*args)
+        f(old), f(new)  # compiled
+        times: dict[str, list[float]] = {"old": [], "new": []}
+        for r in range(15):
+            for label, mod in ((("old", old), ("new", new)) if r % 2 else (("new", new), ("old", old))):
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    f(mod)
+                times[label].append((time.perf_counter() - t0) / 5 / N)
+        mo, mn = statistics.median(times["old"]), statistics.median(times["new"])
+        print(f"{name:12s} col2im per image: old {mo * 1e6:7.1f} us  new {mn * 1e6:7.1f} us  new/old {mn / mo:.2f}")
+
+
+if __name__ == "__main__":
+    main()
