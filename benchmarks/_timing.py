@@ -61,3 +61,16 @@ def geo_mean(values) -> float:
     """The geometric mean of positive ``values`` (NaN for none)."""
     values = list(values)
     return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")
+
+
+def alternate(f, old, new, rounds: int = 15, calls: int = 5) -> tuple[float, float]:
+    """Median seconds per call of ``f(old)`` and ``f(new)``, alternated in each round (which goes first
+    alternating too), ``calls`` calls per round."""
+    times: dict[str, list[float]] = {"old": [], "new": []}
+    for r in range(rounds):
+        for label, mod in ((("old", old), ("new", new)) if r % 2 else (("new", new), ("old", old))):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                f(mod)
+            times[label].append((time.perf_counter() - t0) / calls)
+    return statistics.median(times["old"]), statistics.median(times["new"])

@@ -12,13 +12,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pathlib
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import alternate  # benchmarks/ is on sys.path when this script runs
 
 RNG = np.random.default_rng(0)
 N = 8
@@ -59,14 +58,7 @@ def main() -> None:
     for name, args in DECODER.items():
         f = case(*args)
         f(old), f(new)  # compiled
-        times: dict[str, list[float]] = {"old": [], "new": []}
-        for r in range(15):
-            for label, mod in ((("old", old), ("new", new)) if r % 2 else (("new", new), ("old", old))):
-                t0 = time.perf_counter()
-                for _ in range(5):
-                    f(mod)
-                times[label].append((time.perf_counter() - t0) / 5 / N)
-        mo, mn = statistics.median(times["old"]), statistics.median(times["new"])
+        mo, mn = (t / N for t in alternate(f, old, new))
         print(f"{name:12s} col2im per image: old {mo * 1e6:7.1f} us  new {mn * 1e6:7.1f} us  new/old {mn / mo:.2f}")
 
 

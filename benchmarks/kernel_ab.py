@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from _timing import alternate  # benchmarks/ is on sys.path when this script runs
 
 HERE = pathlib.Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(0)
@@ -64,14 +63,7 @@ def main() -> None:
     new = SimpleNamespace(direct=_numba_direct.direct, im2col=_numba_im2col.im2col)
     for name, f in CASES.items():
         f(old), f(new)  # compiled
-        times: dict[str, list[float]] = {"old": [], "new": []}
-        for r in range(15):
-            for label, mod in ((("old", old), ("new", new)) if r % 2 else (("new", new), ("old", old))):
-                t0 = time.perf_counter()
-                for _ in range(5):
-                    f(mod)
-                times[label].append((time.perf_counter() - t0) / 5)
-        mo, mn = statistics.median(times["old"]), statistics.median(times["new"])
+        mo, mn = alternate(f, old, new)
         print(f"{name:32s} old {mo * 1e6:8.1f} us  new {mn * 1e6:8.1f} us  new/old {mn / mo:.2f}")
 
 
