@@ -58,21 +58,17 @@ def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, cbase, c0, 
 @njit(inline="always")
 def _add_pair(drow, a, b, shift, a_lo, a_hi, b_lo, b_hi):  # pragma: no cover - compiled
     """``drow[2q + shift] += a[q]`` for q in ``[a_lo, a_hi)`` and ``drow[2q + shift + 1] += b[q]`` for q in
-    ``[b_lo, b_hi)``: the common range as one loop of pairs of adjacent stores, the rest one at a time."""
-    lo, hi = max(a_lo, b_lo), min(a_hi, b_hi)
-    hi = max(hi, lo)  # disjoint ranges: no pairs
-    for q in range(a_lo, min(lo, a_hi)):
-        drow[2 * q + shift] += a[q]
-    for q in range(max(hi, a_lo), a_hi):
-        drow[2 * q + shift] += a[q]
-    for q in range(b_lo, min(lo, b_hi)):
+    ``[b_lo, b_hi)``, where ``b`` is the tap one column right of ``a``'s: its columns start and end no later
+    (``b_lo <= a_lo``, ``b_hi <= a_hi``). The common range is one loop of pairs of adjacent stores."""
+    hi = max(b_hi, a_lo)  # the common range is [a_lo, hi)
+    for q in range(b_lo, min(a_lo, b_hi)):  # b alone, left of the common range
         drow[2 * q + shift + 1] += b[q]
-    for q in range(max(hi, b_lo), b_hi):
-        drow[2 * q + shift + 1] += b[q]
-    d, x, y = drow[2 * lo + shift:], a[lo:], b[lo:]  # from index 0: no negative-index tests
-    for q in range(hi - lo):
+    d, x, y = drow[2 * a_lo + shift:], a[a_lo:], b[a_lo:]  # from index 0: no negative-index tests
+    for q in range(hi - a_lo):
         d[2 * q] += x[q]
         d[2 * q + 1] += y[q]
+    for q in range(hi, a_hi):  # a alone, right of it
+        drow[2 * q + shift] += a[q]
 
 
 @njit(inline="always")
