@@ -40,14 +40,6 @@ class Scheduler:
         """How many blocks :meth:`run_blocks` runs at once."""
         return 1
 
-    def gemm_workers(self, spec: ConvSpec) -> int:
-        """How many blocks of a GEMM pipeline (im2col, Winograd, 1x1, their passes) of ``spec`` run at once:
-        :meth:`workers`, or 1 where the batch has fewer images than workers, the blocks then running one after
-        the other on the calling thread, each GEMM on the BLAS's own threads (measured faster on one image:
-        benchmarks/CPU_NOTES.md: 2026-12-02, AMD EPYC Zen 5, 7900f41 and 580a4bf)."""
-        workers = self.workers()
-        return 1 if spec.n < workers else workers
-
     def block_budget(self, spec: ConvSpec) -> int | None:
         """Bytes per block for ``spec``: :attr:`block_bytes`, or None (one block) where the scheduler does not
         cut work into blocks or the convolution is under :attr:`min_block_flops` (handing blocks to workers

@@ -189,7 +189,7 @@ def memo_decisions(backend: Any, spec: ConvSpec, **kw: Any) -> Callable[[bool], 
     memo: dict[tuple[bool, int], Decisions] = {}
 
     def decided(has_bias: bool) -> Decisions:
-        workers = backend.scheduler.gemm_workers(spec)
+        workers = backend.scheduler.workers()
         d = memo.get((has_bias, workers))
         if d is None:
             d = memo[(has_bias, workers)] = decide(backend, spec, has_bias, workers, **kw)

@@ -88,9 +88,6 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
     xp = backend.xp
     if limits.workspace is None and backend.scheduler.blocks:
         slices = _slices(spec, backend.scheduler.block_budget(spec), workers)
-        # fewer images than workers: the slices of one image's channels one after the other on this thread, each
-        # GEMM on the BLAS's threads (the scheduler's gemm_workers)
-        along = 1 if backend.scheduler.gemm_workers(spec) < workers else None
 
         def run_slices(gy: Any, w: Any, bias: Any, out: Any) -> Any:
             wt = w.reshape(g, kg, crs).transpose(0, 2, 1)  # (K, C/G, R, S) -> (G, C/G·R·S, K/G)
@@ -106,11 +103,11 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
                     cols = backend.matmul(wt[g0:g1], gy[n].reshape(g, kg, p)[g0:g1], scratch=True)
                 backend.col2im_part(cols.reshape(1, -1, p), dx, spec, n, 0, channels=(c0, c1))
 
-            backend.scheduler.run_blocks(slice_block, slices, along)
+            backend.scheduler.run_blocks(slice_block, slices)
             return _with_bias(dx, bias, out)
 
         most = max(c1 - c0 for _, c0, c1 in slices)
-        in_flight = 1 if along == 1 else min(workers, len(slices))
+        in_flight = min(workers, len(slices))
         run_slices.workspace_bytes = most * rs * p * spec.itemsize * in_flight  # type: ignore[attr-defined]
         return run_slices
     # under a workspace limit (or on a backend without blocks): im2col's blocks of images or bands of rows
@@ -149,10 +146,6 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
     g, crs, kg = spec.groups, _crs(spec), spec.kg
     limit, acc = limits.workspace, _accumulator_bytes(spec)
     parts = backend.scheduler.workers()
-    # fewer images than workers: the blocks one after the other on this thread into one sum, each GEMM on the
-    # BLAS's threads (the scheduler's gemm_workers)
-    along = 1 if backend.scheduler.gemm_workers(spec) < parts else None
-    parts = 1 if along == 1 else parts
     while limit is not None and parts > 1 and limit - parts * acc < im2col.min_workspace(spec):
         parts -= 1  # fewer accumulators (and blocks in flight) where the limit holds fewer
     blocks = _blocks(backend, spec, parts, None if limit is None else limit - parts * acc)
@@ -206,7 +199,7 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
                 k0, k1 = part[4], part[5]
                 add_block(x, gy, part, total[:, :, k0:k1] if transposed else total[:, k0:k1], True)
 
-            backend.scheduler.run_blocks(block, blocks, along)
+            backend.scheduler.run_blocks(block, blocks)
         else:
             sums = [xp.empty(shape, dtype=x.dtype) for _ in range(parts)]
 

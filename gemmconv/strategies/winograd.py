@@ -99,7 +99,7 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: l
 
     if not all((r0, r1) == (0, spec.n * th) for r0, r1, _, _ in blocks):  # bands of tile rows
         u_ref[0] = _checked(found, spec)
-        backend.scheduler.run_blocks(block, blocks, backend.scheduler.gemm_workers(spec))
+        backend.scheduler.run_blocks(block, blocks, backend.scheduler.workers())
         return out
 
     # blocks of output channels share all the tile rows: first transform the input once, each worker
@@ -130,7 +130,7 @@ def _prepare(backend: Any, spec: ConvSpec, m: int, cache: bool = True) -> Runner
     memo: dict[int, list[tuple[int, int, int, int]]] = {}  # blocks per worker count
 
     def blocks_now() -> list[tuple[int, int, int, int]]:
-        workers = backend.scheduler.gemm_workers(spec)
+        workers = backend.scheduler.workers()
         blocks = memo.get(workers)
         if blocks is None:
             blocks = memo[workers] = plan(spec, m, backend.scheduler.block_budget(spec), workers, itemsize)
@@ -139,7 +139,7 @@ def _prepare(backend: Any, spec: ConvSpec, m: int, cache: bool = True) -> Runner
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         return _run(backend, x, w, b, spec, m, blocks_now(), out, cache)
 
-    run.workspace_bytes = _workspace(spec, m, blocks_now(), backend.scheduler.gemm_workers(spec), itemsize)  # type: ignore[attr-defined]
+    run.workspace_bytes = _workspace(spec, m, blocks_now(), backend.scheduler.workers(), itemsize)  # type: ignore[attr-defined]
     return run
 
 
