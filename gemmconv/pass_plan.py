@@ -21,6 +21,7 @@ from .args import ConvArgs
 from .backends import Backend, get_backend
 from .errors import StrategyNotSupportedError
 from .plan import check_out_dtype, conform
+from .prepared import Prepared, as_prepared
 from .registry import GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, supporting, unable
 from .spec import ConvSpec
 from .strategies import auto
@@ -51,12 +52,15 @@ class PassPlan:
         Shape of its result.
     workspace_bytes : int
         Bytes of temporary memory one call may hold beyond its result (from the sizes).
+    kernels : tuple of str
+        The backend operations one call runs, in order (also in the ``repr``).
     """
 
     def __init__(self, pass_: str, v: Validated, strat: Strategy, arrays: tuple[Any, ...], natives: tuple[Any, ...],
-                 out_shape: tuple[int, ...], run: Callable[..., Any], workspace_bytes: int) -> None:
+                 out_shape: tuple[int, ...], run: Callable[..., Any], prepared: Prepared) -> None:
         self.pass_, self.strategy, self.spec, self.backend = pass_, strat.name, v.spec, v.backend
-        self.out_shape, self.workspace_bytes, self._run = out_shape, workspace_bytes, run
+        self.out_shape, self._run = out_shape, run
+        self.workspace_bytes, self.kernels = prepared.workspace_bytes, prepared.kernels
         # what a call's arrays must match: the types of ``natives`` (the arrays as :meth:`Backend.native` makes
         # them, which :func:`conform` makes a call's arrays too), the shapes of the arrays as given
         self._types = tuple(None if a is None else type(a) for a in natives)
@@ -86,7 +90,8 @@ class PassPlan:
         s = self.spec
         return (f"PassPlan({self.pass_}, {self.strategy}, {self.backend.name} {self._dtype}, -> {self.out_shape}, "
                 f"kernel {s.kh}x{s.kw}, stride {(s.sh, s.sw)}, padding {(s.pt, s.pb, s.pl, s.pr)}, dilation "
-                f"{(s.dh, s.dw)}, groups {s.groups}, workspace {self.workspace_bytes:,} bytes)")
+                f"{(s.dh, s.dw)}, groups {s.groups}, kernels {' -> '.join(self.kernels)}, "
+                f"workspace {self.workspace_bytes:,} bytes)")
 
 
 def make_pass_plan(pass_: str, arrays: tuple[Any, ...], shape: tuple[int, ...], args: ConvArgs,
@@ -107,13 +112,13 @@ def _grad_input(arrays: tuple[Any, ...], input_shape: tuple[int, ...], args: Con
     _check_grad_y(v, grad_y)
     gy4 = backend.native(grad_y)[None] if v.unbatched else backend.native(grad_y)  # (K, OH, OW) -> (1, K, OH, OW)
     strat = _resolve(args.strategy, v, GRAD_INPUT, gy4, v.w)
-    run, workspace = _grad_input_runner(backend, v, strat)
+    run = _grad_input_runner(backend, v, strat)
 
     def grad_input(w: Any, gy: Any) -> Any:
-        dx = run(gy[None] if v.unbatched else gy, w, None)  # (K, OH, OW) -> (1, K, OH, OW)
+        dx = run(gy[None] if v.unbatched else gy, w, None, None)  # (K, OH, OW) -> (1, K, OH, OW)
         return dx[0] if v.unbatched else dx
 
-    return PassPlan(GRAD_INPUT, v, strat, arrays, (v.w, gy4), tuple(input_shape), grad_input, workspace)
+    return PassPlan(GRAD_INPUT, v, strat, arrays, (v.w, gy4), tuple(input_shape), grad_input, run)
 
 
 def _grad_weight(arrays: tuple[Any, ...], weight_shape: tuple[int, ...], args: ConvArgs) -> PassPlan:
@@ -124,12 +129,14 @@ def _grad_weight(arrays: tuple[Any, ...], weight_shape: tuple[int, ...], args: C
     _check_grad_y(v, grad_y)
     gy4 = backend.native(grad_y)[None] if v.unbatched else backend.native(grad_y)  # (K, OH, OW) -> (1, K, OH, OW)
     strat = _resolve(args.strategy, v, GRAD_WEIGHT, v.x, gy4)
-    run, workspace = _grad_weight_runner(backend, v, strat)
+    run = _grad_weight_runner(backend, v, strat)
 
     def grad_weight(x: Any, gy: Any) -> Any:
-        return run(x[None], gy[None], None) if v.unbatched else run(x, gy, None)  # (C, H, W) -> (1, C, H, W)
+        if v.unbatched:  # (C, H, W) -> (1, C, H, W)
+            return run(x[None], gy[None], None, None)
+        return run(x, gy, None, None)
 
-    return PassPlan(GRAD_WEIGHT, v, strat, arrays, (v.x, gy4), tuple(weight_shape), grad_weight, workspace)
+    return PassPlan(GRAD_WEIGHT, v, strat, arrays, (v.x, gy4), tuple(weight_shape), grad_weight, run)
 
 
 def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any) -> PassPlan:
@@ -183,55 +190,61 @@ def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any) -> 
 
     x_native = backend.native(x)
     strat = _resolve(args.strategy, v, GRAD_INPUT, grad_y(x_native), v.w)
-    run, workspace = _grad_input_runner(backend, v, strat)
+    run = _grad_input_runner(backend, v, strat)
 
     def transpose(x: Any, w: Any, b: Any) -> Any:
-        y = run(grad_y(x), w, b)
+        y = run(grad_y(x), w, b, None)
         return y[0] if unbatched else y
 
     natives = (x_native, v.w, None if b is None else backend.native(b))
-    return PassPlan(TRANSPOSE, v, strat, arrays, natives, shape[1:] if unbatched else shape, transpose, workspace)
+    return PassPlan(TRANSPOSE, v, strat, arrays, natives, shape[1:] if unbatched else shape, transpose, run)
 
 
-def _grad_input_runner(backend: Backend, v: Validated, strat: Strategy) -> tuple[Callable[..., Any], int]:
-    """``run(gy, w, bias) -> dL/dx`` (N, C, H, W) of ``v``'s convolution from ``gy`` (N, K, OH, OW), plus
-    ``bias`` (C,) where given, and its workspace."""
+def _grad_input_runner(backend: Backend, v: Validated, strat: Strategy) -> Prepared:
+    """``run(gy, w, bias, None) -> dL/dx`` (N, C, H, W) of ``v``'s convolution from ``gy`` (N, K, OH, OW), plus
+    ``bias`` (C,) where given."""
     spec, xp = v.spec, backend.xp
     if spec.n == 0 or spec.c == 0 or spec.k == 0:
-        def zeros(gy: Any, w: Any, bias: Any) -> Any:
+        def zeros(gy: Any, w: Any, bias: Any, out: Any) -> Any:
             dx = xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=w.dtype)
             return dx if bias is None else dx + bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
-        return zeros, 0
+        return Prepared(zeros, ("fill",))
     explicit = spec.pads_explicitly(strat.pads_zeros)
     inner: ConvSpec = spec.without_padding() if explicit else spec
-    runner = strat.backward[GRAD_INPUT].prepare(backend, inner, v.limits)
+    prepared = as_prepared(strat.backward[GRAD_INPUT].prepare(backend, inner, v.limits),
+                           f"strategy {strat.name!r}: grad_input prepare")
+    if not explicit:
+        return prepared
 
-    def run(gy: Any, w: Any, bias: Any) -> Any:
-        if not explicit:
-            return runner(gy, w, bias, None)
-        dx = backend.pad_adjoint(runner(gy, w, None, None), spec)
+    def run(gy: Any, w: Any, bias: Any, out: Any) -> Any:
+        dx = backend.pad_adjoint(prepared(gy, w, None, None), spec)
         if bias is not None:
             dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
         return dx
 
-    return run, int(getattr(runner, "workspace_bytes", 0))
+    return prepared.then(run, after=("pad_adjoint",))
 
 
-def _grad_weight_runner(backend: Backend, v: Validated, strat: Strategy) -> tuple[Callable[..., Any], int]:
-    """``run(x, gy, _) -> dL/dw`` (K, C/G, KH, KW) of ``v``'s convolution from its batched input and ``gy``, and
-    its workspace."""
+def _grad_weight_runner(backend: Backend, v: Validated, strat: Strategy) -> Prepared:
+    """``run(x, gy, None, None) -> dL/dw`` (K, C/G, KH, KW) of ``v``'s convolution from its batched input and
+    ``gy``."""
     spec, xp = v.spec, backend.xp
     if spec.n == 0 or spec.c == 0:
-        return (lambda x, gy, _: xp.zeros((spec.k, spec.cg, spec.kh, spec.kw), dtype=x.dtype)), 0
+        return Prepared(lambda x, gy, _, out: xp.zeros((spec.k, spec.cg, spec.kh, spec.kw), dtype=x.dtype),
+                        ("fill",))
     explicit = spec.pads_explicitly(strat.pads_zeros)  # then against the padded input
     if explicit:
         check_padded_fits(backend, v.x, spec)
-    runner = strat.backward[GRAD_WEIGHT].prepare(backend, spec.without_padding() if explicit else spec, v.limits)
+    prepared = as_prepared(strat.backward[GRAD_WEIGHT].prepare(backend, spec.without_padding() if explicit else spec,
+                                                               v.limits),
+                           f"strategy {strat.name!r}: grad_weight prepare")
+    if not explicit:
+        return prepared
 
-    def run(x: Any, gy: Any, _: Any) -> Any:
-        return runner(backend.pad(x, spec) if explicit else x, gy, None, None)
+    def run(x: Any, gy: Any, _: Any, out: Any) -> Any:
+        return prepared(backend.pad(x, spec), gy, None, None)
 
-    return run, int(getattr(runner, "workspace_bytes", 0))
+    return prepared.then(run, before=("pad",))
 
 
 def _stand_in(backend: Backend, name: str, shape: Any, dtype: Any, ndims: tuple[int, ...] = (3, 4)) -> Any:
@@ -268,8 +281,7 @@ def _resolve(name: str, v: Validated, pass_: str, a: Any, b: Any) -> Strategy:
         prepare = _grad_input_runner if pass_ == GRAD_INPUT else _grad_weight_runner
 
         def runner_for(s: str) -> Any:
-            run = prepare(v.backend, v, get_strategy(s))[0]
-            return lambda a, b, c, out: run(a, b, c)
+            return prepare(v.backend, v, get_strategy(s))
 
         with v.backend.device_context(a):
             return get_strategy(auto.select_pass(v.backend, a, b, v.spec, pass_, v.limits, runner_for))

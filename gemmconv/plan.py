@@ -18,7 +18,8 @@ from typing import Any
 from ._lru import LRU
 from .args import ConvArgs
 from .errors import StrategyNotSupportedError
-from .registry import Runner, Strategy, get_strategy, supporting, unable
+from .prepared import Prepared, as_prepared
+from .registry import Strategy, get_strategy, supporting, unable
 from .spec import NO_LIMITS, ConvSpec, Limits
 from .strategies._common import deliver
 from .validate import check_padded_fits, validate
@@ -27,7 +28,7 @@ __all__ = ["PLAN_CACHE", "ConvPlan", "PlanCache", "check_out_dtype", "conform", 
            "runner_for"]
 
 
-def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits = NO_LIMITS) -> Runner:
+def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits = NO_LIMITS) -> Prepared:
     """The prepared convolution ``(x, w, b, out) -> y`` of ``strategy`` for validated 4-D arrays of
     ``spec``: the one place that pads explicitly (for padding modes other than zeros, and for strategies
     that do not pad with zeros themselves); a problem with no images or no input channels fills the
@@ -37,33 +38,34 @@ def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits 
     pads = spec.pads_explicitly(strategy.pads_zeros)
     inner = spec.without_padding() if pads else spec
     if strategy.prepare is not None:
-        run = strategy.prepare(backend, inner, limits)
+        prepared = as_prepared(strategy.prepare(backend, inner, limits), f"strategy {strategy.name!r}: prepare")
     else:
-        run = _unprepared(backend, inner, strategy)
+        prepared = _unprepared(backend, inner, strategy)
     if not pads:
-        return run
+        return prepared
 
     def padded(x: Any, w: Any, b: Any, out: Any) -> Any:
-        return run(backend.pad(x, spec), w, b, out)
+        return prepared(backend.pad(x, spec), w, b, out)
 
-    padded.workspace_bytes = getattr(run, "workspace_bytes", 0)  # type: ignore[attr-defined]
-    return padded
+    padded_shape = (spec.n, spec.c, spec.height + spec.pt + spec.pb, spec.width + spec.pl + spec.pr)
+    return prepared.then(padded, before=("pad",), workspace_bytes=math.prod(padded_shape) * spec.itemsize)
 
 
-def _unprepared(backend: Any, spec: ConvSpec, strategy: Strategy) -> Runner:
+def _unprepared(backend: Any, spec: ConvSpec, strategy: Strategy) -> Prepared:
+    """A strategy without ``prepare``: its ``run`` on each call (the kernels it calls are its own business)."""
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         return deliver(strategy.run(backend, x, w, b, spec), out)
 
-    return run
+    return Prepared(run, (f"{strategy.name}.run",))
 
 
-def _filler(backend: Any, spec: ConvSpec) -> Runner:
+def _filler(backend: Any, spec: ConvSpec) -> Prepared:
     def fill(x: Any, w: Any, b: Any, out: Any) -> Any:
         y = backend.xp.empty(spec.out_shape, dtype=x.dtype) if out is None else out
         y[...] = 0 if b is None else b.reshape(1, -1, 1, 1)  # (K,) -> (1, K, 1, 1)
         return y
 
-    return fill
+    return Prepared(fill, ("fill",))
 
 
 def dtype_text(dtype: Any) -> str:
@@ -154,6 +156,9 @@ class ConvPlan:
         the sizes: the column matrices, transformed tiles or padded copy the strategy makes).
     limits : Limits
         The resources the plan keeps to (its workspace limit).
+    kernels : tuple of str
+        The backend operations one call runs, in order (``"pad"``, ``"im2col_part"``, ``"matmul"``, ...),
+        as the strategy's prepared pass names them; also in the ``repr``.
     launches : LaunchSet or None
         On the GPU, the kernel launches it runs (functions, launch sizes, size arguments, the cuBLAS
         handle), filled by its first call: what a CUDA-graph capture needs besides the arrays.
@@ -187,10 +192,12 @@ class ConvPlan:
             self.launches = backend.launches(spec.without_padding() if pads else spec, x.dtype)
         self._unbatched = v.unbatched
         self.out_shape = spec.out_shape[1:] if v.unbatched else spec.out_shape
-        self.workspace_bytes = _workspace(spec, chosen, self._run)
+        self.workspace_bytes = self._run.workspace_bytes
+        #: the backend operations a call runs, in order (``"pad"``, ``"im2col_part"``, ``"matmul"``, ...)
+        self.kernels = self._run.kernels
         #: an estimate of the bytes the plan itself holds (what the plan cache counts): a fixed share for its
-        #: objects and what its runner says it keeps (``held_bytes``: constants such as a zero bias)
-        self.nbytes = _PLAN_OVERHEAD + int(getattr(self._run, "held_bytes", 0))
+        #: objects and what its prepared pass keeps (``held_bytes``: constants such as a zero bias)
+        self.nbytes = _PLAN_OVERHEAD + self._run.held_bytes
         # what a call's arrays must match: the validated ones (native byte order, the library's own array type),
         # x's shape as given; another byte order or an ndarray subclass (np.memmap) is converted by _conform
         self._types = (type(v.x), type(v.w), None if v.b is None else type(v.b))
@@ -199,7 +206,7 @@ class ConvPlan:
         self._device = backend.device_key(x)
         self._has_device = backend.has_devices
         # the backend's context (device, NumPy's warnings), unless the runner needs none
-        self._context = backend.device_context if getattr(self._run, "needs_context", True) else None
+        self._context = backend.device_context if self._run.needs_context else None
 
     def __call__(self, x: Any, w: Any, b: Any | None = None, out: Any | None = None) -> Any:
         """Run the plan on ``x``, ``w`` and ``b`` (shapes, dtype, library and device as when it was made).
@@ -263,20 +270,12 @@ class ConvPlan:
         return (f"ConvPlan({chosen}, {self.backend.name} {self._dtype}, x {x_shape} -> {self.out_shape}, kernel "
                 f"{s.kh}x{s.kw}, stride {(s.sh, s.sw)}, padding {(s.pt, s.pb, s.pl, s.pr)}, dilation "
                 f"{(s.dh, s.dw)}, groups {s.groups}, padding_mode {s.padding_mode!r}, "
-                f"workspace {self.workspace_bytes:,} bytes)")
+                f"kernels {' -> '.join(self.kernels)}, workspace {self.workspace_bytes:,} bytes)")
 
 
 def _summary(spec: ConvSpec) -> str:
     return (f"kernel {spec.kh}x{spec.kw}, stride {(spec.sh, spec.sw)}, dilation {(spec.dh, spec.dw)}, "
             f"groups {spec.groups}, x {(spec.n, spec.c, spec.height, spec.width)}")
-
-
-def _workspace(spec: ConvSpec, strategy: Strategy, run: Runner) -> int:
-    """Bytes a call holds besides its result: the padded copy, and what the prepared runner says it
-    holds at most (its ``workspace_bytes`` attribute; 0 where a third-party runner does not say)."""
-    padded_shape = (spec.n, spec.c, spec.height + spec.pt + spec.pb, spec.width + spec.pl + spec.pr)
-    padded = math.prod(padded_shape) * spec.itemsize if spec.pads_explicitly(strategy.pads_zeros) else 0
-    return padded + int(getattr(run, "workspace_bytes", 0))
 
 
 #: bytes a plan's own objects take, at most (its closures, sizes and lists of blocks; measured with

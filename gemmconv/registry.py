@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._forksafe import ForkSafeLock
+from .prepared import Prepared, Runner
 from .spec import NO_LIMITS, ConvSpec, Limits
 
-__all__ = ["Strategy", "get_strategy", "list_strategies", "register_strategy", "unregister_strategy"]
+__all__ = ["PassImpl", "Prepared", "Runner", "Strategy", "get_strategy", "list_strategies", "register_strategy",
+           "unregister_strategy"]
 
 RunFn = Callable[[Any, Any, Any, Any, ConvSpec], Any]
 #: ``supports(spec)`` or ``supports(spec, limits)``: None, or why the strategy cannot run it
 SupportsFn = Callable[..., "str | None"]
-#: ``runner(x, w, b, out) -> y``: one prepared convolution; writes into ``out`` (an array of the result's shape
-#: and dtype, C-contiguous) when given, else returns a fresh array
-Runner = Callable[[Any, Any, Any, Any], Any]
-PrepareFn = Callable[[Any, ConvSpec, Limits], Runner]
+#: ``prepare(backend, spec, limits) -> Prepared`` (or the runner alone, for a third-party strategy)
+PrepareFn = Callable[[Any, ConvSpec, Limits], "Prepared | Runner"]
 #: ``select(backend, x, w, b, spec, limits, runner_for) -> name``: the strategy a chooser picks;
 #: ``runner_for(name)`` gives the prepared convolution of a candidate (for measuring it)
 SelectFn = Callable[[Any, Any, Any, Any, ConvSpec, Limits, Callable[[str], Runner]], str]
@@ -62,9 +62,9 @@ PASSES = (FORWARD, GRAD_INPUT, GRAD_WEIGHT)
 class PassImpl:
     """A strategy's implementation of a backward pass.
 
-    ``prepare(backend, spec, limits) -> runner``; the runner is ``runner(grad_y, w, bias, out) -> dL/dx``
+    ``prepare(backend, spec, limits) -> Prepared``, whose runner is ``run(grad_y, w, bias, out) -> dL/dx``
     for ``grad_input`` (``bias``, of the input's channels, is added: the transposed convolution's) and
-    ``runner(x, grad_y, None, out) -> dL/dw`` for ``grad_weight``; ``spec`` is the forward convolution's.
+    ``run(x, grad_y, None, out) -> dL/dw`` for ``grad_weight``; ``spec`` is the forward convolution's.
     ``supports`` and ``needs`` as for the forward pass.
     """
 
@@ -96,11 +96,13 @@ class Strategy:
         Whether ``run`` handles zero padding itself. If False, the input is
         padded explicitly and ``run`` sees a spec without padding.
     prepare : callable, optional
-        ``prepare(backend, spec, limits) -> runner``, called once when a plan is made:
-        ``runner(x, w, b, out)`` runs the convolution with every decision that
-        depends only on sizes (blocks, workspace, launch sizes) taken in
-        ``prepare``, writing into ``out`` when it is given. Without it, plans
-        call ``run`` (and copy into ``out``).
+        ``prepare(backend, spec, limits) -> Prepared``, called once when a plan is made:
+        the :class:`~gemmconv.prepared.Prepared` pass's ``run(x, w, b, out)`` runs the
+        convolution with every decision that depends only on sizes (blocks, workspace,
+        launch sizes) taken in ``prepare``, writing into ``out`` when it is given; it
+        also names the kernels a call runs and the workspace it holds. A plain
+        runner may be returned instead (its workspace is then unknown: 0). Without
+        ``prepare``, plans call ``run`` (and copy into ``out``).
     backward : mapping, optional
         ``{"grad_input": PassImpl, "grad_weight": PassImpl}``: the backward passes the strategy has
         (none by default; asking for another is refused, naming the strategies that have it).

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from abc import abstractmethod
-from collections.abc import Callable
 from typing import Any
 
+from ..prepared import Prepared
 from ..spec import ConvSpec
 from .base import Backend
 
@@ -64,9 +64,10 @@ class DirectKernels(Backend):
         """The whole convolution (with zero padding and bias) by direct loops; shape ``spec.out_shape``, written
         into ``out`` (C-contiguous) when given."""
 
-    def direct_runner(self, spec: ConvSpec) -> Callable[[Any, Any, Any, Any], Any]:
-        """``run(x, w, b, out)``: :meth:`direct` for ``spec``, with what depends only on sizes decided once."""
-        return lambda x, w, b, out: self.direct(x, w, b, spec, out)
+    def direct_runner(self, spec: ConvSpec) -> Prepared:
+        """:meth:`direct` for ``spec`` prepared, with what depends only on sizes decided once, and its workspace
+        (:meth:`direct_workspace`)."""
+        return Prepared(lambda x, w, b, out: self.direct(x, w, b, spec, out), ("direct",), self.direct_workspace(spec))
 
     def direct_workspace(self, spec: ConvSpec) -> int:
         """Bytes :meth:`direct` holds besides its result (0: none)."""

@@ -8,12 +8,12 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .._forksafe import ForkSafeLock
+from ..prepared import Prepared
 from ..spec import ConvSpec
 from . import _numba_backward, _numba_direct, _numba_im2col, _numba_winograd
 from ._threads import CallThreads
@@ -231,11 +231,11 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
         bounds = [total * i // parts for i in range(parts + 1)]
         self.scheduler.run_blocks(lambda part: _launch(kernel, *args, *part), list(itertools.pairwise(bounds)))
 
-    def direct_runner(self, spec: ConvSpec) -> Callable[[Any, Any, Any, Any], Any]:
+    def direct_runner(self, spec: ConvSpec) -> Prepared:
         """:meth:`direct` with the kernel, its size arguments and (under ``min_direct_flops``) its one part
         on the calling thread decided once: the per-call cost of a small convolution is then the kernel's."""
         if spec.flops >= self.scheduler.min_direct_flops:
-            return lambda x, w, b, out: self.direct(x, w, b, spec, out)
+            return super().direct_runner(spec)
         kernel = _KERNELS["direct"]
         sizes = (spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups, 0, spec.n * spec.k)
         shape, zeros = spec.out_shape, np.zeros(spec.k, dtype=spec.dtype)  # read only, the bias when there is none
@@ -245,9 +245,9 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
             kernel(_c(x), _c(w), zeros if b is None else _c(b), y, *sizes)
             return y
 
-        run.needs_context = False  # type: ignore[attr-defined]  # compiled code only: no NumPy warning to silence
-        run.held_bytes = int(zeros.nbytes)  # type: ignore[attr-defined]
-        return run
+        # compiled code only: no NumPy warning to silence, no device to select
+        return Prepared(run, ("direct",), self.direct_workspace(spec), held_bytes=int(zeros.nbytes),
+                        needs_context=False)
 
     def col2im(self, cols: Any, spec: ConvSpec) -> Any:
         dx = np.zeros((spec.n, spec.c, spec.height, spec.width), dtype=cols.dtype)

@@ -20,7 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..registry import PassImpl, PrepareFn, Runner, SupportsFn, call_supports
+from ..prepared import Prepared, as_prepared
+from ..registry import PassImpl, PrepareFn, SupportsFn, call_supports
 from ..spec import NO_LIMITS, ConvSpec, Limits
 
 __all__ = ["AxisPhase", "Phase", "grad_input_pass", "phases"]
@@ -148,9 +149,9 @@ def grad_input_pass(forward: PrepareFn, forward_supports: SupportsFn, needs: tup
                     f"workspace_limit={limits.workspace}")
         return None
 
-    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
         found = phases(spec)
-        runners = [forward(backend, p.spec, limits) for p in found]
+        runners = [as_prepared(forward(backend, p.spec, limits)) for p in found]
         whole = len(found) == 1 and found[0].covers(spec)
         xp = backend.xp
 
@@ -175,8 +176,7 @@ def grad_input_pass(forward: PrepareFn, forward_supports: SupportsFn, needs: tup
                 dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
             return dx
 
-        run.workspace_bytes = _phase_bytes(spec) + max(  # type: ignore[attr-defined]
-            (int(getattr(r, "workspace_bytes", 0)) for r in runners), default=0)
-        return run
+        kernels = tuple(dict.fromkeys(k for r in runners for k in r.kernels))  # each once, in order
+        return Prepared(run, kernels, _phase_bytes(spec) + max((r.workspace_bytes for r in runners), default=0))
 
     return PassImpl(prepare, supports, needs)

@@ -8,29 +8,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Runner, Strategy
+from ..prepared import Prepared
+from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from . import adjoint
 from ._common import deliver
 
 
-def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     """The direct loop needs no workspace to bound (one padded plane per worker at unit stride)."""
-    run = backend.direct_runner(spec)
-    run.workspace_bytes = backend.direct_workspace(spec)
-    return run
+    return backend.direct_runner(spec)
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     return backend.direct(x, w, b, spec)
 
 
-def prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+def prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     def run(x: Any, gy: Any, bias: Any, out: Any) -> Any:
         return deliver(backend.direct_grad_weight(x, gy, spec), out)
 
-    run.workspace_bytes = backend.direct_grad_workspace(spec)  # type: ignore[attr-defined]
-    return run
+    return Prepared(run, ("direct_grad_weight",), backend.direct_grad_workspace(spec))
 
 
 STRATEGY = Strategy(

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .. import registry
-from ..registry import Runner, Strategy
+from ..prepared import Prepared
+from ..registry import Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col_grad
 from ._common import add_bias, channel_slices, deliver, split
@@ -205,8 +206,9 @@ def block_workspace(spec: ConvSpec, d: Decisions) -> int:
     return most * crs * spec.ow * spec.itemsize * (1 if d.whole else min(d.in_flight, len(d.blocks)))
 
 
-def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     decided = memo_decisions(backend, spec, limit=limits.workspace)
+    whole = decided(True).whole
 
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         d = decided(b is not None)
@@ -218,8 +220,8 @@ def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
                                                                       reuse=True),
                            d.fold, d.in_flight, out)
 
-    run.workspace_bytes = block_workspace(spec, decided(True))  # type: ignore[attr-defined]
-    return run
+    kernels = ("im2col", "matmul") if whole else ("im2col_part", "matmul")
+    return Prepared(run, kernels, block_workspace(spec, decided(True)))
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:

@@ -23,7 +23,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from ..registry import PassImpl, Runner
+from ..prepared import Prepared
+from ..registry import PassImpl
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col
 from ._common import deliver
@@ -82,7 +83,7 @@ def _with_bias(dx: Any, bias: Any, out: Any) -> Any:
     return deliver(dx, out)
 
 
-def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     g, crs, kg, rs, p = spec.groups, _crs(spec), spec.kg, spec.kh * spec.kw, spec.oh * spec.ow
     workers = backend.scheduler.workers()
     xp = backend.xp
@@ -108,8 +109,7 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
 
         most = max(c1 - c0 for _, c0, c1 in slices)
         in_flight = min(workers, len(slices))
-        run_slices.workspace_bytes = most * rs * p * spec.itemsize * in_flight  # type: ignore[attr-defined]
-        return run_slices
+        return Prepared(run_slices, ("matmul", "col2im_part"), most * rs * p * spec.itemsize * in_flight)
     # under a workspace limit (or on a backend without blocks): im2col's blocks of images or bands of rows
     blocks = _blocks(backend, spec, workers, limits.workspace)
     if any((k0, k1) != (0, spec.k) for *_, k0, k1 in blocks):  # slices of the output channels: all K are needed
@@ -138,11 +138,11 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
 
     most = max((n1 - n0) * (o1 - o0) for n0, n1, o0, o1, _, _ in blocks)
     in_flight = 1 if len(blocks) == 1 or bands else min(len(blocks), workers)
-    run.workspace_bytes = most * spec.c * spec.kh * spec.kw * spec.ow * spec.itemsize * in_flight  # type: ignore[attr-defined]
-    return run
+    cols_bytes = most * spec.c * spec.kh * spec.kw * spec.ow * spec.itemsize
+    return Prepared(run, ("matmul", "col2im_part"), cols_bytes * in_flight)
 
 
-def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     g, crs, kg = spec.groups, _crs(spec), spec.kg
     limit, acc = limits.workspace, _accumulator_bytes(spec)
     parts = backend.scheduler.workers()
@@ -220,8 +220,7 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
 
     most = max((n1 - n0) * (o1 - o0) for n0, n1, o0, o1, _, _ in blocks)
     cols_bytes = most * spec.c * spec.kh * spec.kw * spec.ow * spec.itemsize
-    run.workspace_bytes = parts * (cols_bytes + acc)  # type: ignore[attr-defined]
-    return run
+    return Prepared(run, ("im2col_part", "matmul"), parts * (cols_bytes + acc))
 
 
 GRAD_INPUT = PassImpl(_prepare_grad_input, supports_grad_input, needs=("col2im",))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Runner, Strategy
+from ..prepared import Prepared
+from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from . import adjoint, im2col
 from ._common import add_bias, deliver
@@ -24,7 +25,7 @@ def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
     return None
 
 
-def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     strided = (spec.sh, spec.sw) != (1, 1)
     # unstrided, the columns are views of x: no workspace, so no limit to cut the blocks by (nor a bias to fold)
     decided = im2col.memo_decisions(backend, spec, limit=limits.workspace if strided else None, may_fold=strided)
@@ -50,15 +51,15 @@ def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
             lambda n0, n1, o0, o1: x[n0:n1, :, o0:o1].reshape(n1 - n0, spec.c, (o1 - o0) * spec.width),
             workers=d.in_flight, out=out)
 
-    run.workspace_bytes = im2col.block_workspace(spec, decided(True)) if strided else 0  # type: ignore[attr-defined]
-    return run
+    kernels = ("im2col_part", "matmul") if strided and not decided(True).whole else ("matmul",)
+    return Prepared(run, kernels, im2col.block_workspace(spec, decided(True)) if strided else 0)
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     return prepare(backend, spec, NO_LIMITS)(x, w, b, None)
 
 
-def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     g, p = spec.groups, spec.oh * spec.ow
 
     def run(x: Any, gy: Any, bias: Any, out: Any) -> Any:
@@ -69,8 +70,7 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
         dw = backend.matmul(gy4, xs.transpose(0, 1, 3, 2)).sum(axis=0)
         return deliver(dw.reshape(spec.k, spec.cg, 1, 1), out)  # (G, K/G, C/G) -> (K, C/G, 1, 1)
 
-    run.workspace_bytes = (spec.n * spec.c * p + spec.n * spec.k * spec.cg) * spec.itemsize  # type: ignore[attr-defined]
-    return run
+    return Prepared(run, ("matmul",), (spec.n * spec.c * p + spec.n * spec.k * spec.cg) * spec.itemsize)
 
 
 def _supports_grad_weight(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Runner, Strategy
+from ..prepared import Prepared
+from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from . import adjoint, winograd_grad
 from ._common import channel_slices, split
@@ -123,8 +124,8 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: l
     return out
 
 
-def _prepare(backend: Any, spec: ConvSpec, m: int, cache: bool = True) -> Runner:
-    """The runner of F(m x m, 3x3); ``cache``: keep the filter transforms in :data:`FILTER_CACHE` (the
+def _prepare(backend: Any, spec: ConvSpec, m: int, cache: bool = True) -> Prepared:
+    """F(m x m, 3x3) prepared; ``cache``: keep the filter transforms in :data:`FILTER_CACHE` (the
     backward passes do not: their weights are made afresh for each call)."""
     itemsize = spec.itemsize
     memo: dict[int, list[tuple[int, int, int, int]]] = {}  # blocks per worker count
@@ -139,8 +140,10 @@ def _prepare(backend: Any, spec: ConvSpec, m: int, cache: bool = True) -> Runner
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         return _run(backend, x, w, b, spec, m, blocks_now(), out, cache)
 
-    run.workspace_bytes = _workspace(spec, m, blocks_now(), backend.scheduler.workers(), itemsize)  # type: ignore[attr-defined]
-    return run
+    banded = len(blocks_now()) > 1
+    kernels = (("winograd_filter", "winograd_input_rows", "winograd_multiply", "winograd_output_rows") if banded
+               else ("winograd_filter", "winograd_input", "winograd_multiply", "winograd_output"))
+    return Prepared(run, kernels, _workspace(spec, m, blocks_now(), backend.scheduler.workers(), itemsize))
 
 
 def _workspace(spec: ConvSpec, m: int, blocks: list[tuple[int, int, int, int]], workers: int, itemsize: int) -> int:
@@ -155,16 +158,16 @@ def _workspace(spec: ConvSpec, m: int, blocks: list[tuple[int, int, int, int]], 
     return u + t2 * (spec.c + spec.k) * rows * tw * itemsize * min(workers, len(blocks))
 
 
-def prepare_f4(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+def prepare_f4(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     return _prepare(backend, spec, 4)  # Winograd's workspace is not bounded yet: auto avoids it under a limit
 
 
-def prepare_f2(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+def prepare_f2(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     return _prepare(backend, spec, 2)
 
 
 def _grad_input(m: int) -> PassImpl:
-    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
         return _prepare(backend, spec, m, cache=False)
 
     return adjoint.grad_input_pass(prepare, supports, needs=("winograd",))

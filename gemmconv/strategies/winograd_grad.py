@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import PassImpl, Runner
+from ..prepared import Prepared
+from ..registry import PassImpl
 from ..spec import NO_LIMITS, ConvSpec, Limits
 from ._common import deliver, split
 from .winograd_transforms import TRANSFORMS
@@ -79,7 +80,7 @@ def _bands(backend: Any, spec: ConvSpec, m: int, th: int, tw: int) -> list[tuple
     return split(rows, row_bytes, max(budget, 2 * t2 * spec.k * spec.cg * spec.itemsize), 1)
 
 
-def _prepare(backend: Any, spec: ConvSpec, m: int) -> Runner:
+def _prepare(backend: Any, spec: ConvSpec, m: int) -> Prepared:
     xp, t2 = backend.xp, (m + 2) ** 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
     aa, gg = _constants(backend, spec, m)
@@ -109,14 +110,15 @@ def _prepare(backend: Any, spec: ConvSpec, m: int) -> Runner:
     most = max(r1 - r0 for r0, r1 in bands)
     padding = 0 if (spec.oh, spec.ow) == (th * m, tw * m) else spec.n * spec.k * th * m * tw * m
     tiles = t2 * (spec.c + spec.k) * most * tw
-    run.workspace_bytes = (tiles + t2 * spec.k * spec.cg + padding) * spec.itemsize  # type: ignore[attr-defined]
-    return run
+    inputs = "winograd_input" if len(bands) == 1 else "winograd_input_rows"
+    return Prepared(run, (inputs, "winograd_grad_tiles", "winograd_weight_multiply"),
+                    (tiles + t2 * spec.k * spec.cg + padding) * spec.itemsize)
 
 
 def grad_weight_pass(m: int, supports: Callable[[ConvSpec], str | None]) -> PassImpl:
     """Winograd F(3x3, m x m)'s grad_weight, for the layers ``supports`` accepts (3x3, stride 1, dilation 1)."""
 
-    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Runner:
+    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
         return _prepare(backend, spec, m)  # its workspace is not bounded: auto avoids it under a limit
 
     return PassImpl(prepare, supports, needs=("winograd",))
