@@ -23,13 +23,15 @@ from .backward import (
 from .caches import clear_caches
 from .compare import Record, compare
 from .errors import StrategyNotSupportedError
-from .pass_plan import PassPlan
 from .plan import ConvPlan
 from .registry import Strategy, get_strategy, list_strategies, register_strategy, unregister_strategy
 from .spec import ConvSpec
 from .tuning import autotune, get_autotune, set_autotune, tuning_cache
 
 __version__ = "0.1.0"
+
+#: the plans of the backward passes and the transposed convolution are :class:`ConvPlan` s too (the old name)
+PassPlan = ConvPlan
 
 __all__ = [
     "Backend",

@@ -125,7 +125,7 @@ def conv2d(
         p = make_plan(x, w, b, ConvArgs(stride, padding, dilation, groups, padding_mode, strategy, workspace_limit))
         if key is not None:
             PLAN_CACHE.put(key, p)
-    return p(x, w, b, out)
+    return p(x, w, b, out=out)
 
 
 def plan(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> ConvPlan:

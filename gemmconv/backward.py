@@ -1,7 +1,7 @@
 """The backward passes of a convolution and the transposed convolution: :func:`conv2d_grad_input`,
 :func:`conv2d_grad_weight` and :func:`conv_transpose2d` (torch's semantics), and their plans.
 
-Each looks its :class:`~gemmconv.pass_plan.PassPlan` up in :data:`~gemmconv.pass_plan.PASS_PLANS` (by
+Each looks its :class:`~gemmconv.plan.ConvPlan` up in :data:`~gemmconv.plan.PLAN_CACHE` (by
 everything a plan depends on), makes it on a miss, and calls it: the same path as
 ``plan_grad_input(...)(w, grad_y)``, as :func:`gemmconv.conv2d` is for the forward pass. Their arrays may have
 either byte order and any memory layout, as :func:`gemmconv.conv2d`'s (its Notes); results are native, C-contiguous
@@ -16,7 +16,8 @@ from typing import Any
 from . import dask_conv, dask_grad, dask_grad_input
 from .api import plan_key
 from .args import DEFAULTS, ConvArgs
-from .pass_plan import TRANSPOSE, PassPlan, cached, make_pass_plan
+from .pass_plan import make_pass_plan
+from .plan import TRANSPOSE, ConvPlan, cached
 from .registry import GRAD_INPUT, GRAD_WEIGHT
 
 __all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d", "plan_conv_transpose2d", "plan_grad_input",
@@ -154,7 +155,7 @@ def conv_transpose2d(
     return plan(x, w, b, out=out)
 
 
-def plan_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, **kwargs: Any) -> PassPlan:
+def plan_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, **kwargs: Any) -> ConvPlan:
     """A reusable :func:`conv2d_grad_input` for arrays like ``w`` and ``grad_y``: ``p(w, grad_y, out=None)``.
 
     Validation, the strategy (``auto`` resolved) and the pass's blocks and workspace are decided here, once.
@@ -170,13 +171,13 @@ def plan_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, **kwargs:
     return make_pass_plan(GRAD_INPUT, (w, grad_y), input_shape, ConvArgs.from_kwargs("plan_grad_input", kwargs))
 
 
-def plan_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, **kwargs: Any) -> PassPlan:
+def plan_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, **kwargs: Any) -> ConvPlan:
     """A reusable :func:`conv2d_grad_weight` for arrays like ``x`` and ``grad_y``: ``p(x, grad_y, out=None)``."""
     return make_pass_plan(GRAD_WEIGHT, (x, grad_y), weight_shape, ConvArgs.from_kwargs("plan_grad_weight", kwargs))
 
 
 def plan_conv_transpose2d(x: Any, w: Any, b: Any | None = None, *, output_padding: int | tuple[int, ...] = 0,
-                          **kwargs: Any) -> PassPlan:
+                          **kwargs: Any) -> ConvPlan:
     """A reusable :func:`conv_transpose2d` for arrays like ``x``, ``w`` and ``b``: ``p(x, w, b=None, out=None)``
     (keywords ``stride``, ``padding``, ``dilation``, ``groups``, ``strategy``)."""
     unknown = set(kwargs) - {"stride", "padding", "dilation", "groups", "strategy"}

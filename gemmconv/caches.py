@@ -3,8 +3,7 @@
 =====================  ==================================================  ==========================
 cache                  holds                                               bound (default)
 =====================  ==================================================  ==========================
-plans                  :class:`~gemmconv.ConvPlan` objects ``conv2d`` made  256 plans and 16 MiB
-pass plans             :class:`~gemmconv.PassPlan` objects of the passes    256 plans and 16 MiB
+plans                  :class:`~gemmconv.ConvPlan` objects of every pass    256 plans and 16 MiB
 Winograd filters       transformed filters and a copy of their weights     256 MiB and 64 entries
 NumPy workspaces       per-thread buffers of column matrices and tiles     64 MiB per buffer kept
 CuPy launch sets       each convolution's kernel launches (no arrays)      256 sets
@@ -20,7 +19,6 @@ results rather than memory and are kept: clear them with ``tuning_cache.clear()`
 from __future__ import annotations
 
 from .backends import get_registered
-from .pass_plan import PASS_PLANS
 from .plan import PLAN_CACHE
 from .strategies.winograd import FILTER_CACHE
 
@@ -33,7 +31,6 @@ def clear_caches() -> None:
     Call it while no convolution runs (a running one keeps what it holds until it returns).
     """
     PLAN_CACHE.clear()
-    PASS_PLANS.clear()
     FILTER_CACHE.clear()
     for backend in get_registered():
         backend.clear_workspace()

@@ -12,20 +12,25 @@ followed by a plan call: there is one call path.
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from ._lru import LRU
 from .args import ConvArgs
 from .errors import StrategyNotSupportedError
 from .prepared import Prepared, as_prepared
-from .registry import Strategy, get_strategy, supporting, unable
+from .registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, supporting, unable
 from .spec import NO_LIMITS, ConvSpec, Limits
 from .strategies._common import deliver
-from .validate import check_padded_fits, validate
+from .validate import Validated, check_padded_fits, validate
 
-__all__ = ["PLAN_CACHE", "ConvPlan", "PlanCache", "check_out_dtype", "conform", "describe", "dtype_text", "make_plan",
-           "runner_for"]
+#: the transposed convolution: the grad_input pass of the convolution whose output its input would be, plus a bias
+TRANSPOSE = "transpose"
+
+__all__ = ["ARRAYS", "PLAN_CACHE", "TRANSPOSE", "ConvPlan", "PlanCache", "cached", "call_select", "check_out_dtype",
+           "conform", "describe", "dtype_text", "make_plan", "resolve", "runner_for"]
 
 
 def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits = NO_LIMITS) -> Prepared:
@@ -136,21 +141,34 @@ def check_out_dtype(out: Any, shape: tuple[int, ...], dtype: Any) -> None:
                      f"and dtype {dtype_text(out.dtype)}")
 
 
+#: the arrays a plan of each pass takes, in order; a last ``"b"`` may be left out (no bias)
+ARRAYS = {FORWARD: ("x", "w", "b"), GRAD_INPUT: ("w", "grad_y"), GRAD_WEIGHT: ("x", "grad_y"),
+          TRANSPOSE: ("x", "w", "b")}
+
+#: ``operands(a, b, c) -> (a, b, c)``: a plan's arrays (conformed; c None for two) as its prepared pass takes them,
+#: batched; None for the forward pass (``x, w, b`` with ``x`` batched)
+Operands = Callable[[Any, Any, Any], tuple[Any, Any, Any]]
+
+
 class ConvPlan:
-    """A convolution prepared for arrays like the ones it was made for; see :func:`gemmconv.plan`.
+    """One pass of a convolution prepared for arrays like the ones it was made for: the forward pass
+    (:func:`gemmconv.plan`), ``grad_input`` (:func:`gemmconv.plan_grad_input`), ``grad_weight``
+    (:func:`gemmconv.plan_grad_weight`) or the transposed convolution (:func:`gemmconv.plan_conv_transpose2d`).
 
     Attributes
     ----------
+    pass_ : str
+        What it computes: ``"forward"``, ``"grad_input"``, ``"grad_weight"`` or ``"transpose"``.
     strategy : str
         The strategy it runs (what ``auto`` resolved to).
     requested : str
         The strategy asked for (``"auto"`` by default).
     spec : ConvSpec
-        The normalised sizes and hyper-parameters.
+        The (forward) convolution's normalised sizes and hyper-parameters.
     backend : Backend
         The backend of its arrays.
     out_shape : tuple of int
-        Shape of its result ((K, OH, OW) for unbatched input).
+        Shape of its result ((K, OH, OW) for an unbatched forward input).
     workspace_bytes : int
         Bytes of temporary memory one call may hold beyond its result (an upper bound, computed from
         the sizes: the column matrices, transformed tiles or padded copy the strategy makes).
@@ -160,105 +178,99 @@ class ConvPlan:
         The backend operations one call runs, in order (``"pad"``, ``"im2col_part"``, ``"matmul"``, ...),
         as the strategy's prepared pass names them; also in the ``repr``.
     launches : LaunchSet or None
-        On the GPU, the kernel launches it runs (functions, launch sizes, size arguments, the cuBLAS
-        handle), filled by its first call: what a CUDA-graph capture needs besides the arrays.
+        On the GPU, the kernel launches a forward plan runs (functions, launch sizes, size arguments, the
+        cuBLAS handle), filled by its first call: what a CUDA-graph capture needs besides the arrays.
     """
 
-    def __init__(self, x: Any, w: Any, b: Any, args: ConvArgs) -> None:
-        v = validate(x, w, b, args)
-        backend, spec, limits = v.backend, v.spec, v.limits
-        requested = get_strategy(args.strategy)
-        self.backend, self.spec, self.limits, self.requested = backend, spec, limits, requested.name
-        if requested.select is None:
-            reason = unable(requested, spec, backend, limits)
-            if reason is not None:
-                raise StrategyNotSupportedError(requested.name, reason, supporting(spec, backend, limits),
-                                                _summary(spec))
-            chosen = requested
-        else:
-            with backend.device_context(v.x):
-                if spec.pads_explicitly(pads_zeros=True):  # (whatever auto picks, these modes pad a copy)
-                    check_padded_fits(backend, v.x, spec)
-                name = requested.select(backend, v.x, v.w, v.b, spec, limits,
-                                        lambda s: runner_for(backend, spec, get_strategy(s), limits))
-            chosen = get_strategy(name)
-        pads = spec.pads_explicitly(chosen.pads_zeros)
-        if pads:
-            check_padded_fits(backend, v.x, spec)
-        self.strategy = chosen.name
-        self._run = runner_for(backend, spec, chosen, limits)
-        #: the kernel launches the plan runs (sizes, handles) where the backend keeps them (CuPy), else None
-        with backend.device_context(v.x):
-            self.launches = backend.launches(spec.without_padding() if pads else spec, x.dtype)
-        self._unbatched = v.unbatched
-        self.out_shape = spec.out_shape[1:] if v.unbatched else spec.out_shape
-        self.workspace_bytes = self._run.workspace_bytes
-        #: the backend operations a call runs, in order (``"pad"``, ``"im2col_part"``, ``"matmul"``, ...)
-        self.kernels = self._run.kernels
+    def __init__(self, pass_: str, v: Validated, requested: str, chosen: Strategy, prepared: Prepared,
+                 arrays: tuple[Any, ...], natives: tuple[Any, ...], out_shape: tuple[int, ...],
+                 operands: Operands | None, squeeze: bool, launches: Any = None) -> None:
+        backend, spec = v.backend, v.spec
+        self.pass_, self.backend, self.spec, self.limits = pass_, backend, spec, v.limits
+        self.requested, self.strategy = requested, chosen.name
+        self.out_shape, self.launches = out_shape, launches
+        self.workspace_bytes, self.kernels = prepared.workspace_bytes, prepared.kernels
         #: an estimate of the bytes the plan itself holds (what the plan cache counts): a fixed share for its
         #: objects and what its prepared pass keeps (``held_bytes``: constants such as a zero bias)
-        self.nbytes = _PLAN_OVERHEAD + self._run.held_bytes
-        # what a call's arrays must match: the validated ones (native byte order, the library's own array type),
-        # x's shape as given; another byte order or an ndarray subclass (np.memmap) is converted by _conform
-        self._types = (type(v.x), type(v.w), None if v.b is None else type(v.b))
-        self._shapes = (tuple(x.shape), tuple(w.shape), None if b is None else tuple(b.shape))
-        self._dtype = v.x.dtype
-        self._device = backend.device_key(x)
+        self.nbytes = _PLAN_OVERHEAD + prepared.held_bytes
+        self._call, self._operands, self._squeeze = prepared.run, operands, squeeze
+        self._names = ARRAYS[pass_]
+        # what a call's arrays must match (three entries, None where there is no array): the types of the arrays
+        # as validated (native byte order, the library's own array type), the shapes as given; another byte order
+        # or an ndarray subclass (np.memmap) is converted by conform
+        pad = (None,) * (3 - len(arrays))
+        self._types = tuple(None if a is None else type(a) for a in natives) + pad
+        self._shapes = tuple(None if a is None else tuple(a.shape) for a in arrays) + pad
+        self._dtype = v.x.dtype  # validated (x, or the stand-in for it): native
+        first = next(a for a in arrays if a is not None)
+        self._device = backend.device_key(first)
         self._has_device = backend.has_devices
-        # the backend's context (device, NumPy's warnings), unless the runner needs none
-        self._context = backend.device_context if self._run.needs_context else None
+        # the backend's context (device, NumPy's warnings), unless the prepared pass needs none
+        self._context = backend.device_context if prepared.needs_context else None
 
-    def __call__(self, x: Any, w: Any, b: Any | None = None, out: Any | None = None) -> Any:
-        """Run the plan on ``x``, ``w`` and ``b`` (shapes, dtype, library and device as when it was made).
+    def __call__(self, a: Any, b: Any, c: Any | None = None, out: Any | None = None) -> Any:
+        """Run the plan on arrays of the shapes, dtype, library and device it was made for: ``x, w, b=None``
+        (forward and transposed convolution), ``w, grad_y`` (grad_input) or ``x, grad_y`` (grad_weight).
 
-        ``out``, if given, receives the result (an array of the plan's ``out_shape``, dtype and
-        library that does not overlap the inputs) and is returned.
+        ``out``, if given, receives the result (an array of the plan's ``out_shape``, dtype and library that
+        does not overlap the inputs) and is returned.
         """
         types, shapes, dtype = self._types, self._shapes, self._dtype
-        if (type(x) is not types[0] or type(w) is not types[1] or x.shape != shapes[0] or w.shape != shapes[1]
-                or x.dtype != dtype or w.dtype != dtype
-                or (b is None) != (shapes[2] is None)
-                or (b is not None and (type(b) is not types[2] or b.shape != shapes[2] or b.dtype != dtype))
-                or (self._has_device and self.backend.device_key(x) != self._device)):
-            x, w, b = self._conform(x, w, b)
-        backend = self.backend
-        x4 = x[None] if self._unbatched else x  # (C, H, W) -> (1, C, H, W)
-        target = None
+        if (type(a) is not types[0] or type(b) is not types[1] or a.shape != shapes[0] or b.shape != shapes[1]
+                or a.dtype != dtype or b.dtype != dtype
+                or (c is None) != (shapes[2] is None)
+                or (c is not None and (type(c) is not types[2] or c.shape != shapes[2] or c.dtype != dtype))
+                or (self._has_device and self.backend.device_key(a) != self._device)):
+            a, b, c = self._conform(a, b, c)
+        target = dest = None
         if out is not None:
-            dest = self._check_out(out, x, w, b)  # out itself, or a plain view of it (np.memmap)
-            target = dest[None] if self._unbatched else dest  # (K, OH, OW) -> (1, K, OH, OW)
-            if not backend.is_c_contiguous(target):
+            dest = self._check_out(out, (a, b, c))  # out itself, or a plain view of it (np.memmap)
+            target = dest[None] if self._squeeze else dest  # (K, OH, OW) -> (1, K, OH, OW)
+            if not self.backend.is_c_contiguous(target):
                 target = None  # computed fresh, then copied
-        if self._context is None:
-            y = self._run(x4, w, b, target)
+        operands = self._operands
+        if operands is None:  # the forward pass: x, w, b as they are, x batched
+            if self._squeeze:
+                a = a[None]  # (C, H, W) -> (1, C, H, W)
         else:
-            with self._context(x4):
-                y = self._run(x4, w, b, target)
-        if out is not None:
-            if target is None:
-                dest[...] = y[0] if self._unbatched else y
+            a, b, c = operands(a, b, c)
+        if self._context is None:
+            y = self._call(a, b, c, target)
+        else:
+            with self._context(a):
+                y = self._call(a, b, c, target)
+        if dest is not None:
+            if y is not target:
+                dest[...] = y[0] if self._squeeze else y
             return out
-        return y[0] if self._unbatched else y
+        return y[0] if self._squeeze else y
 
-    def _conform(self, x: Any, w: Any, b: Any) -> tuple[Any, Any, Any]:
+    def _conform(self, a: Any, b: Any, c: Any) -> tuple[Any, Any, Any]:
         """The arrays of a call that missed the quick check, as the plan runs them (:func:`conform`: another
-        byte order or an ndarray subclass converted), or a ``ValueError`` naming what differs."""
-        x, w, b = conform(self.backend, ("x", "w", "b"), (x, w, b), self._types, self._shapes, self._dtype)
-        if self._has_device and self.backend.device_key(x) != self._device:
-            raise ValueError(f"x: this plan was made for arrays on device {self._device}, got one on device "
-                             f"{self.backend.device_key(x)}; make a plan on that device")
-        return x, w, b
+        byte order or an ndarray subclass converted), or an error naming what differs."""
+        names = self._names
+        if len(names) == 2 and c is not None:
+            raise TypeError(f"this {self.pass_} plan takes {', '.join(names)} (and out=), got a third array")
+        given = conform(self.backend, names, (a, b, c)[:len(names)], self._types[:len(names)],
+                        self._shapes[:len(names)], self._dtype)
+        first = given[0]
+        if self._has_device and self.backend.device_key(first) != self._device:
+            raise ValueError(f"{names[0]}: this plan was made for arrays on device {self._device}, got one on "
+                             f"device {self.backend.device_key(first)}; make a plan on that device")
+        return (*given, None) if len(names) == 2 else (given[0], given[1], given[2])
 
-    def _check_out(self, out: Any, x: Any, w: Any, b: Any) -> Any:
+    def _check_out(self, out: Any, arrays: tuple[Any, ...]) -> Any:
         backend = self.backend
         if not backend.owns(out):
-            raise ValueError(f"out must be a {self._types[0].__name__} like x, got {type(out).__name__}")
+            like = self._types[0].__name__ if self._types[0] is not None else "the inputs"
+            raise ValueError(f"out must be a {like} like {self._names[0]}, got {type(out).__name__}")
         check_out_dtype(out, self.out_shape, self._dtype)
         if self._has_device and backend.device_key(out) != self._device:
-            raise ValueError(f"out must be on the device of x ({self._device}), got device {backend.device_key(out)}")
+            raise ValueError(f"out must be on the device of {self._names[0]} ({self._device}), got device "
+                             f"{backend.device_key(out)}")
         if not backend.is_writeable(out):
             raise ValueError("out is read-only; pass a writeable array")
-        for name, a in (("x", x), ("w", w), ("b", b)):
+        for name, a in zip(self._names, arrays, strict=False):
             if a is not None and backend.may_share_memory(out, a):
                 raise ValueError(f"out overlaps {name}; pass an array that shares no memory with the inputs")
         return backend.native(out)  # native already: out itself, or a plain view of a subclass's memory
@@ -266,11 +278,64 @@ class ConvPlan:
     def __repr__(self) -> str:
         s = self.spec
         chosen = self.strategy if self.requested == self.strategy else f"{self.strategy} (from {self.requested})"
-        x_shape = self._shapes[0]
-        return (f"ConvPlan({chosen}, {self.backend.name} {self._dtype}, x {x_shape} -> {self.out_shape}, kernel "
+        name = "grad_y" if self.pass_ == GRAD_INPUT else "x"  # the pass's batched input
+        given = f"{name} {self._shapes[self._names.index(name)]}"
+        what = chosen if self.pass_ == FORWARD else f"{self.pass_}, {chosen}"
+        return (f"ConvPlan({what}, {self.backend.name} {self._dtype}, {given} -> {self.out_shape}, kernel "
                 f"{s.kh}x{s.kw}, stride {(s.sh, s.sw)}, padding {(s.pt, s.pb, s.pl, s.pr)}, dilation "
                 f"{(s.dh, s.dw)}, groups {s.groups}, padding_mode {s.padding_mode!r}, "
                 f"kernels {' -> '.join(self.kernels)}, workspace {self.workspace_bytes:,} bytes)")
+
+
+def resolve(name: str, pass_: str, v: Validated, operands: tuple[Any, Any, Any],
+            prepare: Callable[[Strategy], Prepared]) -> tuple[Strategy, Strategy]:
+    """``(requested, chosen)``: the strategy named and the one that runs pass ``pass_`` of ``v``'s convolution.
+
+    A strategy that names itself must be able to run the pass (a :class:`StrategyNotSupportedError` says why
+    not and which can). A chooser (``select``, as ``auto``) picks for every pass the same way: called with the
+    pass's batched ``operands`` (what it may measure on), ``runner_for(name)`` (a candidate's prepared pass,
+    from ``prepare``) and, where its ``select`` takes it, ``pass_``; what it picks must be able to run the pass.
+    """
+    backend, spec, limits = v.backend, v.spec, v.limits
+    requested = get_strategy(name)
+    if requested.select is None:
+        reason = unable(requested, spec, backend, limits, pass_)
+        if reason is not None:
+            why = reason if pass_ == FORWARD else f"{reason} ({pass_})"
+            raise StrategyNotSupportedError(requested.name, why, supporting(spec, backend, limits, pass_),
+                                            _summary(spec))
+        return requested, requested
+    with backend.device_context(operands[0]):
+        if pass_ == FORWARD and spec.pads_explicitly(pads_zeros=True):  # (whatever it picks, these modes pad)
+            check_padded_fits(backend, v.x, spec)
+        picked = call_select(requested, backend, operands, spec, limits,
+                             lambda s: prepare(get_strategy(s)), pass_)
+    chosen = get_strategy(picked)
+    reason = unable(chosen, spec, backend, limits, pass_)
+    if reason is not None:
+        raise StrategyNotSupportedError(chosen.name, f"{reason} ({pass_}; chosen by {requested.name})",
+                                        supporting(spec, backend, limits, pass_), _summary(spec))
+    return requested, chosen
+
+
+def call_select(chooser: Strategy, backend: Any, operands: tuple[Any, Any, Any], spec: ConvSpec, limits: Limits,
+                runner_for: Callable[[str], Prepared], pass_: str) -> str:
+    """The name ``chooser.select`` picks for pass ``pass_``: told the pass where its ``select`` takes a ``pass_``
+    keyword (or ``**kwargs``), else called the same way as for the forward pass."""
+    select = chooser.select
+    if select is None:
+        raise TypeError(f"strategy {chooser.name!r} is not a chooser (it has no select)")
+    if _takes_pass(select):
+        return select(backend, *operands, spec, limits, runner_for, pass_=pass_)
+    return select(backend, *operands, spec, limits, runner_for)
+
+
+def _takes_pass(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    return any(p.name == "pass_" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _summary(spec: ConvSpec) -> str:
@@ -284,8 +349,20 @@ _PLAN_OVERHEAD = 4096
 
 
 def make_plan(x: Any, w: Any, b: Any, args: ConvArgs) -> ConvPlan:
-    """A new :class:`ConvPlan` (not cached)."""
-    return ConvPlan(x, w, b, args)
+    """A new forward :class:`ConvPlan` (not cached)."""
+    v = validate(x, w, b, args)
+    backend, spec, limits = v.backend, v.spec, v.limits
+    requested, chosen = resolve(args.strategy, FORWARD, v, (v.x, v.w, v.b),
+                                lambda s: runner_for(backend, spec, s, limits))
+    pads = spec.pads_explicitly(chosen.pads_zeros)
+    if pads:
+        check_padded_fits(backend, v.x, spec)
+    prepared = runner_for(backend, spec, chosen, limits)
+    with backend.device_context(v.x):  # the kernel launches (sizes, handles) where the backend keeps them (CuPy)
+        launches = backend.launches(spec.without_padding() if pads else spec, x.dtype)
+    out_shape = spec.out_shape[1:] if v.unbatched else spec.out_shape
+    return ConvPlan(FORWARD, v, requested.name, chosen, prepared, (x, w, b), (v.x, v.w, v.b), out_shape, None,
+                    v.unbatched, launches)
 
 
 class PlanCache(LRU[ConvPlan]):
@@ -297,5 +374,12 @@ class PlanCache(LRU[ConvPlan]):
         super().__init__(max_entries, max_bytes, size=lambda plan: plan.nbytes)
 
 
-#: the plans :func:`gemmconv.conv2d` reuses
+#: the plans :func:`gemmconv.conv2d` and the backward passes reuse
 PLAN_CACHE = PlanCache()
+
+
+def cached(key: Hashable | None, make: Callable[[], ConvPlan]) -> ConvPlan:
+    """The plan under ``key`` in :data:`PLAN_CACHE`, made and kept on a miss (``key`` None: made, not kept)."""
+    if key is None:
+        return make()
+    return PLAN_CACHE.get_or_make(key, make)

@@ -26,9 +26,10 @@ RunFn = Callable[[Any, Any, Any, Any, ConvSpec], Any]
 SupportsFn = Callable[..., "str | None"]
 #: ``prepare(backend, spec, limits) -> Prepared`` (or the runner alone, for a third-party strategy)
 PrepareFn = Callable[[Any, ConvSpec, Limits], "Prepared | Runner"]
-#: ``select(backend, x, w, b, spec, limits, runner_for) -> name``: the strategy a chooser picks;
-#: ``runner_for(name)`` gives the prepared convolution of a candidate (for measuring it)
-SelectFn = Callable[[Any, Any, Any, Any, ConvSpec, Limits, Callable[[str], Runner]], str]
+#: ``select(backend, a, b, c, spec, limits, runner_for[, pass_=]) -> name``: the strategy a chooser picks for a
+#: pass; ``runner_for(name)`` gives a candidate's prepared pass (for measuring it); ``pass_`` is passed where
+#: ``select`` takes it
+SelectFn = Callable[..., str]
 
 
 def _always(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
@@ -112,7 +113,12 @@ class Strategy:
     select : callable, optional
         For a chooser such as ``auto``: ``select(backend, x, w, b, spec,
         limits, runner_for)`` names the strategy to run, resolved once when a
-        plan is made; ``run`` is then never called.
+        plan is made; ``run`` is then never called. The same call picks for
+        the backward passes and the transposed convolution, with the pass's
+        operands in place of ``x, w, b`` (grad_input: ``grad_y, w, None``;
+        grad_weight: ``x, grad_y, None``) and ``runner_for`` preparing that
+        pass; a ``select`` that takes a ``pass_`` keyword is told which pass.
+        What it picks must have that pass.
     """
 
     name: str

@@ -303,7 +303,7 @@ def test_pass_plans_equal_the_functions(cfg):
     np.testing.assert_array_equal(p(w, gy), gemmconv.conv2d_grad_input(x.shape, w, gy, **args))
     q = gemmconv.plan_grad_weight(x, w.shape, gy, **args)
     np.testing.assert_array_equal(q(x, gy), gemmconv.conv2d_grad_weight(x, w.shape, gy, **args))
-    assert p.out_shape == x.shape and q.out_shape == w.shape and "PassPlan(grad_input" in repr(p)
+    assert p.out_shape == x.shape and q.out_shape == w.shape and "ConvPlan(grad_input" in repr(p)
 
 
 def test_pass_plans_refuse_other_arrays_and_are_cached():

@@ -182,3 +182,95 @@ def test_the_plan_cache_is_bounded_in_bytes():
         PLAN_CACHE.max_bytes = old
         gemmconv.clear_caches()
     assert PLAN_CACHE.nbytes == 0
+
+
+# ---- one plan type for every pass ----
+
+GY = RNG.standard_normal((2, 16, 9, 9)).astype(np.float32)  # dL/dy of conv2d(X, W, padding=1)
+
+
+def _every_pass_plan(strategy: str) -> dict:
+    return {"forward": gemmconv.plan(X, W, B, padding=1, strategy=strategy),
+            "grad_input": gemmconv.plan_grad_input(X.shape, W, GY, padding=1, strategy=strategy),
+            "grad_weight": gemmconv.plan_grad_weight(X, W.shape, GY, padding=1, strategy=strategy),
+            "transpose": gemmconv.plan_conv_transpose2d(GY, W, None, padding=1, strategy=strategy)}
+
+
+def test_every_pass_is_a_conv_plan_with_one_repr():
+    for pass_, p in _every_pass_plan("im2col").items():
+        assert type(p) is gemmconv.ConvPlan and p.pass_ == pass_ and p.strategy == "im2col"
+        text = repr(p)
+        assert text.startswith("ConvPlan(") and "kernels " in text and "workspace " in text
+        assert (pass_ in text) == (pass_ != "forward")
+    assert gemmconv.PassPlan is gemmconv.ConvPlan  # the old name
+
+
+def test_a_custom_chooser_picks_for_every_pass():
+    asked = []
+
+    def select(backend, a, b, c, spec, limits, runner_for):  # no pass_ keyword: called the same way for every pass
+        asked.append((a.shape, b.shape))
+        assert callable(runner_for("direct"))
+        return "direct"
+
+    def select_told(backend, a, b, c, spec, limits, runner_for, pass_):
+        asked.append(pass_)
+        return "im2col"
+
+    gemmconv.register_strategy(gemmconv.Strategy("pick_direct", lambda *a: None, select=select))
+    gemmconv.register_strategy(gemmconv.Strategy("pick_told", lambda *a: None, select=select_told))
+    try:
+        for pass_, p in _every_pass_plan("pick_direct").items():
+            assert (p.strategy, p.requested) == ("direct", "pick_direct"), pass_
+        assert asked == [(X.shape, W.shape), (GY.shape, W.shape), (X.shape, GY.shape), (GY.shape, W.shape)]
+        asked.clear()
+        assert [p.strategy for p in _every_pass_plan("pick_told").values()] == ["im2col"] * 4
+        assert asked == ["forward", "grad_input", "grad_weight", "grad_input"]
+        np.testing.assert_allclose(gemmconv.conv2d_grad_weight(X, W.shape, GY, padding=1, strategy="pick_told"),
+                                   gemmconv.conv2d_grad_weight(X, W.shape, GY, padding=1, strategy="im2col"))
+    finally:
+        gemmconv.unregister_strategy("pick_direct")
+        gemmconv.unregister_strategy("pick_told")
+
+
+def test_a_chooser_that_picks_a_strategy_without_the_pass_is_refused():
+    gemmconv.register_strategy(gemmconv.Strategy("forward_only", gemmconv.get_strategy("direct").run))
+    gemmconv.register_strategy(gemmconv.Strategy("pick_forward_only", lambda *a: None,
+                                                 select=lambda *a: "forward_only"))
+    try:
+        assert gemmconv.plan(X, W, B, padding=1, strategy="pick_forward_only").strategy == "forward_only"
+        with pytest.raises(gemmconv.StrategyNotSupportedError, match=r"has no grad_weight pass.*pick_forward_only"):
+            gemmconv.plan_grad_weight(X, W.shape, GY, padding=1, strategy="pick_forward_only")
+    finally:
+        gemmconv.unregister_strategy("pick_forward_only")
+        gemmconv.unregister_strategy("forward_only")
+
+
+def test_one_cache_and_one_set_of_out_rules_for_every_pass():
+    gemmconv.clear_caches()
+    gemmconv.conv2d(X, W, B, padding=1)
+    gemmconv.conv2d_grad_input(X.shape, W, GY, padding=1)
+    gemmconv.conv2d_grad_weight(X, W.shape, GY, padding=1)
+    gemmconv.conv_transpose2d(GY, W, None, padding=1)
+    assert len(PLAN_CACHE) == 4
+    gemmconv.clear_caches()
+    assert len(PLAN_CACHE) == 0
+    for pass_, p in _every_pass_plan("auto").items():
+        arrays = {"forward": (X, W, B), "grad_input": (W, GY), "grad_weight": (X, GY), "transpose": (GY, W)}[pass_]
+        frozen = np.empty(p.out_shape, np.float32)
+        frozen.flags.writeable = False
+        with pytest.raises(ValueError, match="out is read-only"):
+            p(*arrays, out=frozen)
+        with pytest.raises(ValueError, match=r"out must have shape"):
+            p(*arrays, out=np.empty((1, *p.out_shape), np.float32))
+        first, size = arrays[0], int(np.prod(p.out_shape))
+        shared = np.empty(first.size + size, np.float32)  # the first array, then out starting on its last element
+        inside = shared[: first.size].reshape(first.shape)
+        inside[...] = first
+        with pytest.raises(ValueError, match=f"out overlaps {('x', 'w')[pass_ == 'grad_input']}"):
+            p(inside, *arrays[1:], out=shared[first.size - 1: first.size - 1 + size].reshape(p.out_shape))
+        if pass_ in ("grad_input", "grad_weight"):
+            with pytest.raises(TypeError, match=f"this {pass_} plan takes .*got a third array"):
+                p(*arrays, arrays[0])
+        with pytest.raises(TypeError):
+            p(X)

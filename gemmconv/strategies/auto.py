@@ -140,9 +140,12 @@ def select_pass(backend: Any, a: Any, b: Any, spec: ConvSpec, pass_: str, limits
 
 
 def select(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits,
-           runner_for: Callable[[str], Runner]) -> str:
-    """The strategy ``auto`` runs: measured when autotuning is on (see :mod:`gemmconv.tuning`), else the rule.
-    Called once, when a plan is made."""
+           runner_for: Callable[[str], Runner], pass_: str = FORWARD) -> str:
+    """The strategy ``auto`` runs for pass ``pass_``: measured when autotuning is on (see :mod:`gemmconv.tuning`),
+    else the rule. Called once, when a plan is made; for a backward pass ``x`` and ``w`` are the pass's operands
+    (:func:`select_pass`)."""
+    if pass_ != FORWARD:
+        return select_pass(backend, x, w, spec, pass_, limits, runner_for)
     if get_autotune().enabled:
         return tuned_choice(backend, x, w, b, spec, limits, candidates(spec, backend, limits), runner_for)
     return choose(spec, backend, limits)
