@@ -343,8 +343,8 @@ def _summary(spec: ConvSpec) -> str:
             f"groups {spec.groups}, x {(spec.n, spec.c, spec.height, spec.width)}")
 
 
-#: bytes a plan's own objects take, at most (its closures, sizes and lists of blocks; measured with
-#: tracemalloc at 2-3 KiB for the built-in strategies)
+#: bytes a plan's own objects take, at most (its closures, sizes and lists of blocks, as tracemalloc counts them
+#: for the built-in strategies)
 _PLAN_OVERHEAD = 4096
 
 

@@ -136,7 +136,7 @@ def direct_grad_weight(x, gy, dw, sh, sw, pt, pl, dh, dw_, groups, k0, k1):  # p
     independent, so parts of ``k0..k1`` may run on different threads.
 
     At unit stride each tap's sum is a dot product over zero-padded planes (:func:`_padded_tap_sums`,
-    reassociated so that it vectorises: 4x faster than rows of accumulators, CPU_NOTES.md); a sum that comes
+    reassociated so that it vectorises, which rows of accumulators do not); a sum that comes
     out non-finite, and every sum at other strides, is taken over the valid pixels only
     (:func:`_exact_tap_sums`), so Inf and NaN reach exactly the taps that read them, as in torch."""
     n_, _, h_, w_ = x.shape

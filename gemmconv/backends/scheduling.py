@@ -68,8 +68,8 @@ class WorkerThreads(Scheduler):
     follow :func:`gemmconv.set_threads`)."""
 
     blocks = True
-    #: 3x one core's L2 on the development machine, between the best two of 0.5-8 MiB measured on
-    #: ResNet-18's layers (benchmarks/CPU_NOTES.md)
+    #: a few times one core's L2: the best of the sizes tried on ResNet-18's layers
+    #: (benchmarks/CPU_NOTES.md, "Figures from code comments")
     block_bytes: int | None = 3 << 20
     #: below this, one block on the calling thread: waking the workers costs more (CPU_NOTES.md)
     min_block_flops = 32_000_000

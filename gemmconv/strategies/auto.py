@@ -65,15 +65,15 @@ PASS_FALLBACK = ("im2col", "direct")
 
 
 #: Winograd's grad_input transforms the filters afresh on every call (a backward pass's weights are new each
-#: step): it pays from this many 4x4 output tiles over the batch on (measured between 128 and 196: CPU_NOTES.md,
-#: 2026-12-02, AMD EPYC Zen 5, 58589ef)
+#: step): it pays from this many 4x4 output tiles over the batch on (the crossover's measurements:
+#: benchmarks/CPU_NOTES.md, "Figures from code comments")
 GRAD_INPUT_WINOGRAD_TILES = 160
 
 
 #: Winograd's grad_weight adds T²·K·C/G products per tile into one sum: it pays where the tiles over the batch
 #: are many against the channels (the larger of C/G and K/G): F(4x4) from 0.35 tiles of 4x4 per channel, else
-#: F(2x2) from 0.15 tiles of 2x2 per channel (measured on ResNet-18's 3x3 layers: CPU_NOTES.md,
-#: 2026-12-02, AMD EPYC Zen 5, a948fc0)
+#: F(2x2) from 0.15 tiles of 2x2 per channel (measured on ResNet-18's 3x3 layers: benchmarks/CPU_NOTES.md,
+#: "Figures from code comments")
 GRAD_WEIGHT_WINOGRAD_TILES = {"winograd": 0.35, "winograd_f2": 0.15}
 
 

@@ -10,7 +10,7 @@ Without a ``workspace_limit``, ``grad_input`` runs in blocks of one image and a 
 (:func:`_slices`), all at once on the backend's workers: each writes its own planes of dL/dx (with fewer
 images than workers, one after the other on the calling thread, each GEMM on the BLAS's threads). Under a limit,
 and on a backend that does not cut work into blocks, it runs in the forward pass's blocks
-(:func:`gemmconv.strategies.im2col.plan`): groups of images on the workers, or bands of output rows of one
+(:func:`gemmconv.strategies.im2col_blocks.plan`): groups of images on the workers, or bands of output rows of one
 image, which share input rows and run one after the other. ``grad_weight`` always runs in the forward pass's
 blocks (groups of images, bands of rows, or slices of the output channels, which write their own rows); they
 are dealt to the workers in a fixed order, each summing into an accumulator of its own, added up in order:
@@ -26,7 +26,7 @@ from typing import Any
 from ..prepared import Prepared
 from ..registry import PassImpl
 from ..spec import NO_LIMITS, ConvSpec, Limits
-from . import im2col
+from . import im2col_blocks
 from ._common import deliver
 
 __all__ = ["GRAD_INPUT", "GRAD_WEIGHT"]
@@ -43,13 +43,13 @@ def _accumulator_bytes(spec: ConvSpec) -> int:
 
 
 def supports_grad_input(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
-    return im2col.limit_problem(spec, limits.workspace)
+    return im2col_blocks.limit_problem(spec, limits.workspace)
 
 
 def supports_grad_weight(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
     if limits.workspace is None:
         return None
-    need = im2col.min_workspace(spec) + _accumulator_bytes(spec)
+    need = im2col_blocks.min_workspace(spec) + _accumulator_bytes(spec)
     if limits.workspace >= need:
         return None
     return (f"workspace_limit={limits.workspace} is below the {need} bytes of its smallest block for this layer "
@@ -57,8 +57,8 @@ def supports_grad_weight(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | No
             f"or None")
 
 
-def _blocks(backend: Any, spec: ConvSpec, workers: int, limit: int | None) -> list[im2col.Block]:
-    return im2col.plan(spec, backend.scheduler.block_budget(spec), workers, spec.itemsize, limit=limit)
+def _blocks(backend: Any, spec: ConvSpec, workers: int, limit: int | None) -> list[im2col_blocks.Block]:
+    return im2col_blocks.plan(spec, backend.scheduler.block_budget(spec), workers, spec.itemsize, limit=limit)
 
 
 def _slices(spec: ConvSpec, budget: int | None, workers: int) -> list[tuple[int, int, int]]:
@@ -120,7 +120,7 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
         wt = w.reshape(g, kg, crs).transpose(0, 2, 1)  # (K, C/G, R, S) -> (G, C/G·R·S, K/G)
         dx = xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=gy.dtype)
 
-        def block(part: im2col.Block) -> None:
+        def block(part: im2col_blocks.Block) -> None:
             n0, n1, o0, o1, _, _ = part
             nb, pb = n1 - n0, (o1 - o0) * spec.ow
             # (NB, K, OB, OW) band of dL/dy -> (NB, G, K/G, OB·OW): the rows of a band are adjacent, so a view
@@ -132,7 +132,7 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
             for part in blocks:
                 block(part)
         else:
-            backend.scheduler.run_blocks(block, blocks, im2col.in_flight(spec, workers, spec.itemsize,
+            backend.scheduler.run_blocks(block, blocks, im2col_blocks.in_flight(spec, workers, spec.itemsize,
                                                                           limit=limits.workspace))
         return _with_bias(dx, bias, out)
 
@@ -146,7 +146,7 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
     g, crs, kg = spec.groups, _crs(spec), spec.kg
     limit, acc = limits.workspace, _accumulator_bytes(spec)
     parts = backend.scheduler.workers()
-    while limit is not None and parts > 1 and limit - parts * acc < im2col.min_workspace(spec):
+    while limit is not None and parts > 1 and limit - parts * acc < im2col_blocks.min_workspace(spec):
         parts -= 1  # fewer accumulators (and blocks in flight) where the limit holds fewer
     blocks = _blocks(backend, spec, parts, None if limit is None else limit - parts * acc)
     parts = min(parts, len(blocks))
@@ -156,12 +156,12 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
     sliced = len(blocks) > 1 and all((k0, k1) != (0, spec.k) for *_, k0, k1 in blocks)  # disjoint rows of dL/dw
     scratch = parts > 1 or len(blocks) > 1  # reused buffers when the call has more than one block
 
-    # the GEMM as cols @ dL/dy^T, its transposed operand the small one, is faster than dL/dy @ cols^T (166-170
-    # against 120 GFLOP/s on one core at 128 channels, 28²), but its result (dL/dw)^T must be transposed back:
-    # that copy costs more than it saves on few pixels (CPU_NOTES.md: 2026-12-02, AMD EPYC Zen 5, db27b7d)
+    # the GEMM as cols @ dL/dy^T, its transposed operand the small one, runs faster than dL/dy @ cols^T, but its
+    # result (dL/dw)^T must be transposed back: that copy costs more than it saves on few pixels (the threshold
+    # and its measurements: benchmarks/CPU_NOTES.md, "Figures from code comments")
     transposed = spec.n * spec.oh * spec.ow >= 1024
 
-    def add_block(x: Any, gy: Any, part: im2col.Block, target: Any, first: bool) -> None:
+    def add_block(x: Any, gy: Any, part: im2col_blocks.Block, target: Any, first: bool) -> None:
         """dL/dw of one block into ``target`` (its rows of dL/dw, (G, KB/G, C/G·R·S), or with ``transposed`` its
         columns of (dL/dw)^T, (G, C/G·R·S, KB/G)), or added to it."""
         n0, n1, o0, o1, k0, k1 = part
@@ -195,7 +195,7 @@ def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMIT
         if sliced:  # each block writes its own output channels (G = 1): no sums to add up
             total = xp.empty(shape, dtype=x.dtype)
 
-            def block(part: im2col.Block) -> None:
+            def block(part: im2col_blocks.Block) -> None:
                 k0, k1 = part[4], part[5]
                 add_block(x, gy, part, total[:, :, k0:k1] if transposed else total[:, k0:k1], True)
 

@@ -1,6 +1,6 @@
 """``1x1``: a 1×1 convolution is a matmul over channels; no column matrix.
 
-Run in blocks of images or output rows like ``im2col`` (its :func:`~gemmconv.strategies.im2col.gemm_blocks`),
+Run in blocks of images or output rows like ``im2col`` (its :func:`~gemmconv.strategies.im2col_blocks.gemm_blocks`),
 whose columns are views of the input itself, or for a stride the strided pixels gathered per block.
 Backward: ``grad_input`` as 1x1 convolutions of ``grad_y`` written into the strided pixels (:mod:`.adjoint`),
 ``grad_weight`` as one matmul per image and group against the (strided) pixels.
@@ -13,7 +13,7 @@ from typing import Any
 from ..prepared import Prepared
 from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
 from ..spec import NO_LIMITS, ConvSpec, Limits
-from . import adjoint, im2col
+from . import adjoint, im2col_blocks
 from ._common import add_bias, deliver
 
 
@@ -21,14 +21,14 @@ def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
     if (spec.kh, spec.kw) != (1, 1):
         return f"needs a 1x1 kernel, got {spec.kh}x{spec.kw}"
     if (spec.sh, spec.sw) != (1, 1):  # the strided pixels are gathered in blocks, as im2col's columns
-        return im2col.limit_problem(spec, limits.workspace, pads_zeros=False)
+        return im2col_blocks.limit_problem(spec, limits.workspace, pads_zeros=False)
     return None
 
 
 def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     strided = (spec.sh, spec.sw) != (1, 1)
     # unstrided, the columns are views of x: no workspace, so no limit to cut the blocks by (nor a bias to fold)
-    decided = im2col.memo_decisions(backend, spec, limit=limits.workspace if strided else None, may_fold=strided)
+    decided = im2col_blocks.memo_decisions(backend, spec, limit=limits.workspace if strided else None, may_fold=strided)
 
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         d = decided(b is not None)
@@ -41,18 +41,18 @@ def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepare
             return deliver(add_bias(y.reshape(spec.out_shape), b), out)  # -> (N, K, OH, OW)
         x = backend.xp.ascontiguousarray(x)
         if strided:  # the strided pixels gathered per block (a 1x1 im2col), with the bias where it pays
-            return im2col.gemm_blocks(
+            return im2col_blocks.gemm_blocks(
                 backend, x, w, b, spec, d.blocks,
                 lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=d.fold, reuse=True),
                 d.fold, d.in_flight, out)
         # (NB, C, OB, W) rows of x -> (NB, C, OB·W): a view, as the rows of a band are adjacent
-        return im2col.gemm_blocks(
+        return im2col_blocks.gemm_blocks(
             backend, x, w, b, spec, d.blocks,
             lambda n0, n1, o0, o1: x[n0:n1, :, o0:o1].reshape(n1 - n0, spec.c, (o1 - o0) * spec.width),
             workers=d.in_flight, out=out)
 
     kernels = ("im2col_part", "matmul") if strided and not decided(True).whole else ("matmul",)
-    return Prepared(run, kernels, im2col.block_workspace(spec, decided(True)) if strided else 0)
+    return Prepared(run, kernels, im2col_blocks.block_workspace(spec, decided(True)) if strided else 0)
 
 
 def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:

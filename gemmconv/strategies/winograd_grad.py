@@ -18,9 +18,9 @@ against the channels (``auto``'s rule: :data:`..auto.GRAD_WEIGHT_WINOGRAD_TILES`
 
 On a backend that cuts work into blocks, the N·th tile rows are cut into bands (a block's worth of tiles, or
 twice the sum where that is larger) run one after the other on the calling thread, summing into one
-accumulator, each GEMM on the BLAS's own threads: on the development machine that measured faster than
-bands on the workers with a single-threaded BLAS each (28² at 128 channels, N=8: 4.5-5.7 against 7.1 ms;
-CPU_NOTES.md: 2026-12-02, AMD EPYC Zen 5, a948fc0). NaN and Inf in the input reach every weight gradient of the
+accumulator, each GEMM on the BLAS's own threads: that measured faster than bands on the workers with a
+single-threaded BLAS each, whose T² sums would each have to be added up (benchmarks/CPU_NOTES.md,
+"Figures from code comments"). NaN and Inf in the input reach every weight gradient of the
 tiles they lie in (as Winograd's forward pass reaches every output of its tiles).
 """
 

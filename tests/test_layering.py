@@ -1,0 +1,81 @@
+"""The package's modules import each other without a circle (module-level imports; a module's own parent
+packages aside, as a package's ``__init__`` imports its modules)."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import gemmconv
+
+ROOT = pathlib.Path(gemmconv.__file__).parent
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    found = {}
+    for f in ROOT.rglob("*.py"):
+        parts = f.relative_to(ROOT.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = f
+    return found
+
+
+def _imports(mods: dict[str, pathlib.Path], name: str) -> set[str]:
+    """The package's modules that ``name`` imports at module level."""
+    path = mods[name]
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.update(t for t in (target, *(f"{target}.{a.name}" for a in node.names)) if t in mods)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in mods)
+    return {m for m in found if m != name and not name.startswith(m + ".")}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_import_circle():
+    mods = _modules()
+    graph = {m: _imports(mods, m) for m in mods}
+    assert len(graph) > 40 and graph["gemmconv.strategies.im2col"]  # the walk sees the package
+    assert _circles(graph) == []
+
+
+def test_the_check_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
