@@ -3,7 +3,7 @@
     python benchmarks/call_spread.py LAYER [--batch 1] [--processes 5] [--rounds 16] [--torch] [--package DIR]
 
 Each process (started afresh, one after the other) times ``--rounds`` rounds of five ``gemmconv.conv2d`` calls
-of the layer (``gemmconv.layers.LAYERS``, float32, ``auto``), each round after a 0.15 s pause and one untimed
+of the layer (``gemmconv.tools.layers.LAYERS``, float32, ``auto``), each round after a 0.15 s pause and one untimed
 call, as ``vs_torch.py`` does; with ``--torch`` also ``F.conv2d`` the same way, alternating with gemmconv round
 by round. Per process: quantiles of the single calls (min, 10%, 25%, median, 75%, 90%, max), in ms. Then the
 spread of the processes' medians (largest / smallest): the figure a three-run table's "spread of own time"
@@ -39,7 +39,7 @@ class _PackageFrom:
 def child(layer_name: str, batch: int, rounds: int, with_torch: bool) -> dict[str, list[float]]:
     """Seconds of every timed call in this process, per library."""
     import gemmconv
-    from gemmconv.layers import LAYERS
+    from gemmconv.tools.layers import LAYERS
 
     layer = LAYERS[layer_name]
     x, w, b = layer.arrays(batch)

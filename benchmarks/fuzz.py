@@ -28,9 +28,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests")
 from helpers import scaled_error, tolerance, torch_conv
 
 import gemmconv
-from gemmconv.args import ConvArgs
+from gemmconv.core.args import ConvArgs
+from gemmconv.planning.validate import validate
 from gemmconv.strategies import im2col
-from gemmconv.validate import validate
 
 STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
 

@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_check.py [--batch 32] [--reps 30] [--skip-tests] [--out DIR]
 
-For each layer of ``gemmconv.layers.LAYERS`` at N=32 and each dtype (float32, float16):
+For each layer of ``gemmconv.tools.layers.LAYERS`` at N=32 and each dtype (float32, float16):
 every strategy's median time over ``--reps`` calls (CUDA events around each call, after
 warm-up), TFLOP/s (direct-convolution flop count), error max|y - ref| / max|ref| against
 cuDNN in float64, and ``torch.nn.functional.conv2d`` (cuDNN, ``cudnn.benchmark`` on, TF32
@@ -28,10 +28,10 @@ from rich.console import Console
 from rich.table import Table
 
 import gemmconv
-from gemmconv.args import ConvArgs
-from gemmconv.layers import LAYERS
+from gemmconv.core.args import ConvArgs
+from gemmconv.planning.validate import validate
 from gemmconv.strategies.winograd import _filter_transform
-from gemmconv.validate import validate
+from gemmconv.tools.layers import LAYERS
 
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False

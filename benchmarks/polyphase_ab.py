@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 
-from gemmconv.args import ConvArgs
+from gemmconv.core.args import ConvArgs
+from gemmconv.planning.validate import validate
 from gemmconv.strategies import adjoint, im2col, im2col_grad
-from gemmconv.validate import validate
 
 POLYPHASE = adjoint.grad_input_pass(im2col.prepare, im2col.supports, ("im2col",))
 

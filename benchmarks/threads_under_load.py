@@ -20,7 +20,7 @@ import time
 from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 
 import gemmconv
-from gemmconv.layers import LAYERS
+from gemmconv.tools.layers import LAYERS
 
 CASES = [(8, "dw3x3_56"), (8, "conv3x3_56"), (8, "conv3x3s2_56"), (8, "stem7x7s2"), (8, "conv3x3_7"),
          (1, "conv3x3s2_56"), (1, "conv3x3_7"), (1, "stem7x7s2")]

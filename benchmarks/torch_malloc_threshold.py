@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import gemmconv
-from gemmconv.layers import LAYERS
+from gemmconv.tools.layers import LAYERS
 
 
 def _ms(fn) -> float:

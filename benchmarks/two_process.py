@@ -32,7 +32,7 @@ WORKER = r"""
 import os, sys, time
 import numpy as np
 import gemmconv
-from gemmconv.layers import LAYERS
+from gemmconv.tools.layers import LAYERS
 layers = ["stem7x7s2", "conv3x3_56", "conv3x3_28", "conv3x3_14", "conv3x3_7", "conv3x3s2_56", "conv1x1s2_56",
           "dw3x3_56"]
 cases = [(LAYERS[name], LAYERS[name].arrays(n)) for n in (1, 8) for name in layers]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from _timing import geo_mean, median_time, runnable  # benchmarks/ is on sys.path when this script runs
 
 import gemmconv
-from gemmconv.layers import LAYERS
+from gemmconv.tools.layers import LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET18 = ["stem7x7s2", "conv3x3_56", "conv3x3_28", "conv3x3_14", "conv3x3_7", "conv3x3s2_56", "conv1x1s2_56",

@@ -29,10 +29,10 @@ from rich.console import Console
 from rich.table import Table
 
 import gemmconv
-from gemmconv.args import ConvArgs
-from gemmconv.layers import LAYERS
+from gemmconv.core.args import ConvArgs
+from gemmconv.planning.validate import validate
 from gemmconv.strategies import im2col
-from gemmconv.validate import validate
+from gemmconv.tools.layers import LAYERS
 
 RESNET18 = ["stem7x7s2", "conv3x3_56", "conv3x3_28", "conv3x3_14", "conv3x3_7", "conv3x3s2_56", "conv1x1s2_56",
             "dw3x3_56"]

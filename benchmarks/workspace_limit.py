@@ -2,7 +2,7 @@
 
     python benchmarks/workspace_limit.py [--limit-mib 64] [--batches 1 8] [--rounds 5] [--reps 3]
 
-For every layer of ``gemmconv.layers.LAYERS``: the median time of im2col unbounded and with the
+For every layer of ``gemmconv.tools.layers.LAYERS``: the median time of im2col unbounded and with the
 limit (alternating in one process, median per round, ratio per round), and the peak memory each
 holds beyond its result (tracemalloc, buffers not reused for the measured call).
 """
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 import gemmconv
-from gemmconv.layers import LAYERS
+from gemmconv.tools.layers import LAYERS
 
 
 def main() -> None:

@@ -8,11 +8,7 @@
 from __future__ import annotations
 
 from . import strategies as _strategies  # noqa: F401  (registers the built-in strategies)
-from .api import choose_strategy, conv2d, plan
-from .backends import Backend, get_backend, list_backends, register_backend
-from .backends._kernel_cache import kernel_cache_dir
-from .backends._threads import ThreadSettings, get_threads, set_threads
-from .backward import (
+from .api.backward import (
     conv2d_grad_input,
     conv2d_grad_weight,
     conv_transpose2d,
@@ -20,13 +16,17 @@ from .backward import (
     plan_grad_input,
     plan_grad_weight,
 )
-from .caches import clear_caches
-from .compare import Record, compare
-from .errors import StrategyNotSupportedError
-from .plan import ConvPlan
-from .registry import Strategy, get_strategy, list_strategies, register_strategy, unregister_strategy
-from .spec import ConvSpec
-from .tuning import autotune, get_autotune, set_autotune, tuning_cache
+from .api.conv import choose_strategy, conv2d, plan
+from .backends import Backend, get_backend, list_backends, register_backend
+from .backends._kernel_cache import kernel_cache_dir
+from .backends._threads import ThreadSettings, get_threads, set_threads
+from .core.errors import StrategyNotSupportedError
+from .core.registry import Strategy, get_strategy, list_strategies, register_strategy, unregister_strategy
+from .core.spec import ConvSpec
+from .planning.caches import clear_caches
+from .planning.plan import ConvPlan
+from .strategies.tuning import autotune, get_autotune, set_autotune, tuning_cache
+from .tools.compare import Record, compare
 
 __version__ = "0.1.0"
 

@@ -14,12 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gemmconv
-from gemmconv.args import ConvArgs
-from gemmconv.layers import LAYERS
-from gemmconv.pass_plan import PASS_PLANS
-from gemmconv.registry import supporting
+from gemmconv.core.args import ConvArgs
+from gemmconv.core.registry import supporting
+from gemmconv.planning.passes import PASS_PLANS
+from gemmconv.planning.validate import validate
 from gemmconv.strategies import adjoint, auto
-from gemmconv.validate import validate
+from gemmconv.tools.layers import LAYERS
 
 RNG = np.random.default_rng(0)
 

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 import gemmconv
-from gemmconv.args import ConvArgs
 from gemmconv.backends import _threads, get_backend
-from gemmconv.spec import ConvSpec
+from gemmconv.core.args import ConvArgs
+from gemmconv.core.spec import ConvSpec
+from gemmconv.planning.validate import validate
 from gemmconv.strategies import im2col, winograd
 from gemmconv.strategies._common import split
-from gemmconv.validate import validate
 
 NUMPY = get_backend(np.zeros(1))
 BLOCKED = ["im2col", "winograd", "winograd_f2", "1x1", "auto"]

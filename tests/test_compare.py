@@ -15,8 +15,8 @@ import pytest
 from helpers import torch_conv
 
 import gemmconv
-from gemmconv.cli import build_parser, layer_option_error, main, shape_layer
-from gemmconv.measure import DISTURBED, Measurement, Settings, measure_settled
+from gemmconv.strategies.measure import DISTURBED, Measurement, Settings, measure_settled
+from gemmconv.tools.cli import build_parser, layer_option_error, main, shape_layer
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,7 @@ def test_cli_runs_a_layer_with_every_option(tmp_path, capsys):
 def test_every_column_has_a_header(records):
     from rich.console import Console
 
-    from gemmconv.cli import _table
+    from gemmconv.tools.cli import _table
 
     table = _table(records, "t", warmup_s=1.0)
     headers = [str(c.header) for c in table.columns]
@@ -387,7 +387,7 @@ def test_compare_marks_a_disturbed_strategy(monkeypatch, capsys):
 def test_plot_names_the_layers_and_the_pass_and_labels_log_axes_plainly(records):
     """The figure's title names the layer, the pass, dtype and batch; the log axes' labels are plain numbers
     (0.5, 1, 2, 5, 10, 20: no 2x10^1)."""
-    from gemmconv.plot import figure
+    from gemmconv.tools.plot import figure
 
     ok = [r for r in records if r.status == "ok"]
     times = np.geomspace(4e-4, 3e-2, len(ok))  # 0.4 to 30 ms: labels 0.5, 1, 2, 5, 10, 20

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gemmconv
-from gemmconv import dask_conv, dask_grad_input
+from gemmconv.dask import conv as dask_conv
+from gemmconv.dask import grad_input as dask_grad_input
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -146,7 +147,7 @@ def test_bad_input_is_named_before_any_work():
 def test_importing_gemmconv_and_numpy_calls_do_not_import_dask():
     code = ("import sys, numpy as np, gemmconv\n"
             "gemmconv.conv2d(np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3)))\n"
-            "assert not gemmconv.dask_conv.is_dask_array(np.ones(2))\n"
+            "assert not gemmconv.dask.conv.is_dask_array(np.ones(2))\n"
             "sys.exit(1 if 'dask' in sys.modules else 0)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -353,8 +354,8 @@ def test_grad_input_on_a_distributed_cluster_of_two_processes(client):
 @given(st.data())
 def test_a_gathered_slab_is_the_window_of_the_padded_array(data):
     """Any window of the array padded in any mode (reflect under the size, circular at most the size), from
-    any chunks: the strips and the copies of :class:`~gemmconv.dask_gather.Gather` give ``np.pad``'s values."""
-    from gemmconv.dask_gather import Gather
+    any chunks: the strips and the copies of :class:`~gemmconv.dask.gather.Gather` give ``np.pad``'s values."""
+    from gemmconv.dask.gather import Gather
     mode = data.draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
     shape = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), data.draw(st.integers(2, 9)),
              data.draw(st.integers(2, 9)))

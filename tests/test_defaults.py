@@ -12,10 +12,10 @@ import pytest
 from helpers import torch_conv
 
 import gemmconv
-from gemmconv.args import ConvArgs
 from gemmconv.backends import _pool, _threads, get_backend
+from gemmconv.core.args import ConvArgs
+from gemmconv.planning.validate import validate
 from gemmconv.strategies.winograd import FILTER_CACHE
-from gemmconv.validate import validate
 
 NUMPY = get_backend(np.zeros(1))
 RNG = np.random.default_rng(3)

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gemmconv
-from gemmconv.args import ConvArgs
-from gemmconv.registry import supporting
-from gemmconv.validate import validate
+from gemmconv.core.args import ConvArgs
+from gemmconv.core.registry import supporting
+from gemmconv.planning.validate import validate
 
 cupy = pytest.importorskip("cupy")
 try:

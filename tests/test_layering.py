@@ -79,3 +79,44 @@ def test_no_import_circle():
 
 def test_the_check_finds_a_circle():
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+#: the layers from the bottom up: a module imports only its own layer and those below (``gemmconv/__init__.py``,
+#: the package's face, imports from all of them)
+LAYERS = ("core", "backends", "strategies", "planning", "dask", "api", "tools")
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def _all_imports(mods: dict[str, pathlib.Path], name: str) -> set[str]:
+    """The package's modules that ``name`` imports anywhere (module level and inside functions)."""
+    path = mods[name]
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.update(t for t in (target, *(f"{target}.{a.name}" for a in node.names)) if t in mods)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in mods)
+    return found
+
+
+def test_no_layer_imports_one_above():
+    mods = _modules()
+    upward = []
+    for m in mods:
+        here = _layer(m)
+        for d in _all_imports(mods, m):
+            there = _layer(d)
+            if here and there and LAYERS.index(there) > LAYERS.index(here):
+                upward.append(f"{m} ({here}) imports {d} ({there})")
+    assert {_layer(m) for m in mods} >= set(LAYERS)
+    assert upward == []

@@ -8,7 +8,7 @@ from helpers import accepted_configs, scaled_error, tolerance
 from hypothesis import given, settings
 
 import gemmconv
-from gemmconv.plan import PLAN_CACHE
+from gemmconv.planning.plan import PLAN_CACHE
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((2, 8, 9, 9)).astype(np.float32)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import gemmconv
-from gemmconv.args import ConvArgs
 from gemmconv.backends import get_backend, numpy_backend
-from gemmconv.plan import make_plan
-from gemmconv.prepared import Prepared, as_prepared
+from gemmconv.core.args import ConvArgs
+from gemmconv.core.prepared import Prepared, as_prepared
+from gemmconv.planning.plan import make_plan
 
 #: the backend operations a prepared pass may name (the NumPy backend's kernels and its two padding helpers)
 OPERATIONS = ("pad", "pad_adjoint", "im2col", "im2col_part", "matmul", "col2im_part", "direct", "direct_grad_weight",

@@ -10,7 +10,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 import gemmconv
-from gemmconv.registry import supporting
+from gemmconv.core.registry import supporting
 
 
 @given(configs())
@@ -26,8 +26,8 @@ def test_every_strategy_matches_torch(cfg):
     dtype = x.dtype.name
     for name in gemmconv.list_strategies():
         strat = gemmconv.get_strategy(name)
-        from gemmconv.args import ConvArgs
-        from gemmconv.validate import validate
+        from gemmconv.core.args import ConvArgs
+        from gemmconv.planning.validate import validate
 
         spec = validate(x, w, b, ConvArgs(**args)).spec
         reason = strat.supports(spec)

@@ -9,10 +9,10 @@ import pytest
 from helpers import torch_conv
 
 import gemmconv
-from gemmconv.args import ConvArgs
-from gemmconv.registry import missing_kernels, supporting
+from gemmconv.core.args import ConvArgs
+from gemmconv.core.registry import missing_kernels, supporting
+from gemmconv.planning.validate import validate
 from gemmconv.strategies.auto import choose
-from gemmconv.validate import validate
 
 
 def test_list_strategies():

@@ -21,13 +21,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gemmconv
-from gemmconv import _forksafe
-from gemmconv.args import ConvArgs
 from gemmconv.backends import get_backend
+from gemmconv.core import _forksafe
+from gemmconv.core.args import ConvArgs
+from gemmconv.planning.validate import validate
 from gemmconv.strategies import im2col
+from gemmconv.strategies.tuning import _key, tuning_cache
 from gemmconv.strategies.winograd import FILTER_CACHE
-from gemmconv.tuning import _key, tuning_cache
-from gemmconv.validate import validate
 
 NUMPY = get_backend(np.zeros(1))
 BOUNDSCHECK = os.environ.get("NUMBA_BOUNDSCHECK", "0") not in ("", "0")
@@ -166,7 +166,7 @@ def test_values_past_int64_are_refused_naming_the_argument(name, value):
 def test_the_cupy_kernels_int32_indices_bound_the_sizes():
     # the CUDA kernels take int sizes: the CuPy backend's limit, applied by the same check (no GPU needed)
     from gemmconv.backends.cupy_backend import CupyBackend
-    from gemmconv.validate import _check_sizes
+    from gemmconv.planning.validate import _check_sizes
 
     spec = _spec(np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)), stride=2**30)
     _check_sizes(NUMPY, spec, np.ones(1))
@@ -367,12 +367,12 @@ def _fork() -> int:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_child_forked_while_another_thread_tunes_can_tune(monkeypatch):
-    import gemmconv.tuning
+    import gemmconv.strategies.tuning
 
     rng = np.random.default_rng(10)
     x, w = rng.standard_normal((1, 8, 12, 12)), rng.standard_normal((8, 8, 3, 3))
     tuning, release = threading.Event(), threading.Event()
-    real_measure = gemmconv.tuning._time_candidate
+    real_measure = gemmconv.strategies.tuning._time_candidate
 
     def slow_measure(*args, **kwargs):  # the parent's tuning holds the tune lock until released
         tuning.set()
@@ -381,7 +381,7 @@ def test_a_child_forked_while_another_thread_tunes_can_tune(monkeypatch):
 
     expected = torch_conv(x, w, None, padding=2)  # here: torch's threads do not survive fork
     tuning_cache.clear()
-    monkeypatch.setattr(gemmconv.tuning, "_time_candidate", slow_measure)
+    monkeypatch.setattr(gemmconv.strategies.tuning, "_time_candidate", slow_measure)
     with gemmconv.autotune(max_seconds=None, repeat=1):
         tuner = threading.Thread(target=gemmconv.conv2d, args=(x, w), kwargs=dict(padding=1))
         tuner.start()

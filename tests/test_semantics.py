@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from helpers import torch_conv
 
 import gemmconv
-from gemmconv.args import ConvArgs
+from gemmconv.core.args import ConvArgs
+from gemmconv.planning.validate import validate
 from gemmconv.strategies import im2col
-from gemmconv.validate import validate
 
 STRATEGIES = ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
 

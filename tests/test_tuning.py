@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import gemmconv
-from gemmconv import tuning
-from gemmconv.measure import Measurement
+from gemmconv.strategies import tuning
+from gemmconv.strategies.measure import Measurement
 
 
 @pytest.fixture(autouse=True)

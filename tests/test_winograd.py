@@ -44,9 +44,9 @@ def test_changed_weights_are_caught_by_the_workers_check_on_channel_split_layers
     channels each (winograd.plan splits the channels there)."""
     from threadpoolctl import threadpool_limits
 
-    from gemmconv.args import ConvArgs
+    from gemmconv.core.args import ConvArgs
+    from gemmconv.planning.validate import validate
     from gemmconv.strategies import winograd
-    from gemmconv.validate import validate
 
     rng = np.random.default_rng(k)
     x = rng.standard_normal((1, 256, 7, 7)).astype(np.float32)

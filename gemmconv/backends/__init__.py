@@ -13,7 +13,7 @@ import sys
 from importlib.metadata import entry_points
 from typing import Any
 
-from .._forksafe import ForkSafeLock
+from ..core._forksafe import ForkSafeLock
 from .base import Backend
 from .cupy_backend import CupyBackend  # it imports CuPy only when a CuPy array is seen
 from .numpy_backend import NumpyBackend

@@ -20,7 +20,7 @@ import math
 import os
 import time
 
-from .._forksafe import ForkSafeLock
+from ..core._forksafe import ForkSafeLock
 
 __all__ = ["BUSY_THRESHOLD", "MIN_INTERVAL", "STALE_AFTER", "LoadMonitor", "allowed_cpus", "free_cores"]
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy  # noqa: F401 - NumPy's BLAS is loaded, so that threadpoolctl finds it
 from threadpoolctl import ThreadpoolController
 
-from .._forksafe import ForkSafeLock
+from ..core._forksafe import ForkSafeLock
 from . import _pool
 from ._atomics import reads_per_microsecond
 from ._load import allowed_cpus, free_cores

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from typing import Any
 
-from ..spec import ConvSpec
+from ..core.spec import ConvSpec
 from .profiling import Profiler
 from .scheduling import Scheduler
 

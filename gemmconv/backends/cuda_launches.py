@@ -1,6 +1,6 @@
 """The CuPy backend's kernel launches for one convolution, decided once and kept in one place.
 
-A :class:`LaunchSet` belongs to one convolution (a :class:`~gemmconv.spec.ConvSpec`, a dtype and a
+A :class:`LaunchSet` belongs to one convolution (a :class:`~gemmconv.core.spec.ConvSpec`, a dtype and a
 device). It holds, per kernel it runs, a :class:`Launch`: the compiled function, its grid and block
 sizes, its dynamic shared memory and its size arguments (as the 32-bit ints the kernels take), and the
 cuBLAS handle of the device. Everything a later CUDA-graph capture of the convolution needs besides
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._lru import LRU
+from ..core._lru import LRU
 
 __all__ = ["Launch", "LaunchCache", "LaunchSet"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .._forksafe import ForkSafeLock
-from ..spec import ConvSpec
+from ..core._forksafe import ForkSafeLock
+from ..core.spec import ConvSpec
 from .cuda_launches import Launch, LaunchCache, LaunchSet, launch
 from .kernels import DirectKernels, Im2colKernels, WinogradKernels
 from .profiling import Profiler

@@ -12,8 +12,8 @@ import dataclasses
 from abc import abstractmethod
 from typing import Any
 
-from ..prepared import Prepared
-from ..spec import ConvSpec
+from ..core.prepared import Prepared
+from ..core.spec import ConvSpec
 from .base import Backend
 
 __all__ = ["FAMILIES", "Col2imKernels", "DirectGradKernels", "DirectKernels", "Im2colKernels", "WinogradKernels",

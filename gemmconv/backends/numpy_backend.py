@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .._forksafe import ForkSafeLock
-from ..prepared import Prepared
-from ..spec import ConvSpec
+from ..core._forksafe import ForkSafeLock
+from ..core.prepared import Prepared
+from ..core.spec import ConvSpec
 from . import _numba_backward, _numba_direct, _numba_im2col, _numba_winograd
 from ._threads import CallThreads
 from .kernels import (

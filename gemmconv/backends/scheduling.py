@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..spec import ConvSpec
+from ..core.spec import ConvSpec
 from . import _threads
 
 __all__ = ["Phase", "Scheduler", "WorkerThreads"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..registry import register_strategy
+from ..core.registry import register_strategy
 from . import auto, direct, im2col, one_by_one, winograd
 
 BUILTIN = (direct.STRATEGY, im2col.STRATEGY, winograd.STRATEGY_F4, winograd.STRATEGY_F2, one_by_one.STRATEGY,

@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..prepared import Prepared, as_prepared
-from ..registry import PassImpl, PrepareFn, SupportsFn, call_supports
-from ..spec import NO_LIMITS, ConvSpec, Limits
+from ..core.prepared import Prepared, as_prepared
+from ..core.registry import PassImpl, PrepareFn, SupportsFn, call_supports
+from ..core.spec import NO_LIMITS, ConvSpec, Limits
 
 __all__ = ["AxisPhase", "Phase", "grad_input_pass", "phases"]
 

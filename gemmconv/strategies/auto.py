@@ -20,9 +20,9 @@ and ``benchmarks/overhead.py`` on the CPU, ``benchmarks/gpu_check.py`` on the GP
    workspace is one padded input plane at unit stride (none when strided).
 
 Every choice is one whose predicate accepts the configuration. The rule is applied once, when a
-plan is made (:func:`gemmconv.plan`; ``conv2d`` makes and caches plans).
+plan is made (:func:`gemmconv.planning.plan`; ``conv2d`` makes and caches plans).
 
-Measured selection (:mod:`gemmconv.tuning`, off by default) replaces the rule
+Measured selection (:mod:`gemmconv.strategies.tuning`, off by default) replaces the rule
 with timings of the candidates on the user's machine.
 """
 
@@ -31,11 +31,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import StrategyNotSupportedError
-from ..registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Runner, Strategy, get_strategy, missing_kernels, unable
-from ..spec import NO_LIMITS, ConvSpec, Limits
-from ..tuning import CANDIDATES, get_autotune, tuned_choice
+from ..core.errors import StrategyNotSupportedError
+from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Runner, Strategy, get_strategy, missing_kernels, unable
+from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col, one_by_one
+from .tuning import CANDIDATES, get_autotune, tuned_choice
 from .winograd import supports as winograd_supports
 
 #: below this many flops, ``direct`` (rule 2)
@@ -141,9 +141,9 @@ def select_pass(backend: Any, a: Any, b: Any, spec: ConvSpec, pass_: str, limits
 
 def select(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits,
            runner_for: Callable[[str], Runner], pass_: str = FORWARD) -> str:
-    """The strategy ``auto`` runs for pass ``pass_``: measured when autotuning is on (see :mod:`gemmconv.tuning`),
-    else the rule. Called once, when a plan is made; for a backward pass ``x`` and ``w`` are the pass's operands
-    (:func:`select_pass`)."""
+    """The strategy ``auto`` runs for pass ``pass_``: measured when autotuning is on (see
+    :mod:`gemmconv.strategies.tuning`), else the rule. Called once, when a plan is made; for a backward pass ``x``
+    and ``w`` are the pass's operands (:func:`select_pass`)."""
     if pass_ != FORWARD:
         return select_pass(backend, x, w, spec, pass_, limits, runner_for)
     if get_autotune().enabled:

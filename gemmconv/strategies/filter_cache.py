@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .._lru import LRU
+from ..core._lru import LRU
 
 __all__ = ["FilterCache", "Lookup"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import registry
-from ..prepared import Prepared
-from ..registry import Strategy
-from ..spec import NO_LIMITS, ConvSpec, Limits
+from ..core import registry
+from ..core.prepared import Prepared
+from ..core.registry import Strategy
+from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col_grad
 from ._common import add_bias, deliver
 from .im2col_blocks import (  # re-exported: im2col.plan and the others stay where callers found them

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ..spec import ConvSpec
+from ..core.spec import ConvSpec
 from ._common import channel_slices, split
 
 __all__ = ["Block", "Decisions", "block_workspace", "decide", "folds_bias", "gemm_blocks", "in_flight", "limit_problem",

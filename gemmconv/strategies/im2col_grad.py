@@ -23,9 +23,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from ..prepared import Prepared
-from ..registry import PassImpl
-from ..spec import NO_LIMITS, ConvSpec, Limits
+from ..core.prepared import Prepared
+from ..core.registry import PassImpl
+from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col_blocks
 from ._common import deliver
 

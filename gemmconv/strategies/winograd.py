@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..prepared import Prepared
-from ..registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
-from ..spec import NO_LIMITS, ConvSpec, Limits
+from ..core.prepared import Prepared
+from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
+from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import adjoint, winograd_grad
 from ._common import channel_slices, split
 from .filter_cache import FilterCache, Lookup

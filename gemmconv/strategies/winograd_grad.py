@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ..prepared import Prepared
-from ..registry import PassImpl
-from ..spec import NO_LIMITS, ConvSpec, Limits
+from ..core.prepared import Prepared
+from ..core.registry import PassImpl
+from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from ._common import deliver, split
 from .winograd_transforms import TRANSFORMS
 

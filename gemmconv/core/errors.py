@@ -22,6 +22,8 @@ class StrategyNotSupportedError(ValueError):
         The registered strategies that can run it.
     """
 
+    __module__ = "gemmconv"  # where users import it from, and what a traceback names
+
     def __init__(self, strategy: str, reason: str, alternatives: tuple[str, ...], received: str = "") -> None:
         self.strategy = strategy
         self.reason = reason

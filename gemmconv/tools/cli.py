@@ -9,12 +9,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..core.registry import list_strategies
+from ..core.spec import PADDING_MODES
+from ..strategies.measure import DISTURBED
 from .compare import PASSES, compare_layers, machine_peaks
 from .layers import LAYERS, Layer
-from .measure import DISTURBED
 from .plot import plot_records
-from .registry import list_strategies
-from .spec import PADDING_MODES
 
 #: the options that describe your layer, so apply with --shape only (the built-in layers have their own)
 SHAPE_OPTIONS = ("stride", "padding", "dilation", "groups", "padding_mode")
@@ -152,7 +152,7 @@ def layer_option_error(args: argparse.Namespace) -> str:
         given = [f"--{name.replace('_', '-')}" for name in SHAPE_OPTIONS if getattr(args, name) is not None]
         if given:
             return (f"{', '.join(given)}: for your layer only, with --shape N,C,H,W,K,R,S; the built-in layers have "
-                    "their own stride, padding, dilation and groups (gemmconv.layers.LAYERS)")
+                    "their own stride, padding, dilation and groups (gemmconv.tools.layers.LAYERS)")
         return ""
     if args.layers:
         return "--shape runs your layer instead of the built-in ones: drop --layers or --shape"

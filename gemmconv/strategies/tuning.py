@@ -20,7 +20,7 @@ strategies that can run it and keeps the fastest; later calls look it up.
 
 Tuning is serialised by a lock (two threads tuning at once would time each
 other), and the cache is thread-safe; a forked child gets both locks back
-unlocked (:mod:`gemmconv._forksafe`).
+unlocked (:mod:`gemmconv.core._forksafe`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from ._forksafe import ForkSafeLock
+from ..core._forksafe import ForkSafeLock
+from ..core.spec import ConvSpec, Limits
 from .measure import measure, reference, relative_error
-from .spec import ConvSpec, Limits
 
 __all__ = ["TuningCache", "TuningConfig", "autotune", "get_autotune", "set_autotune", "tuning_cache"]
 

@@ -5,7 +5,7 @@
 output shape back to its input's); :func:`compare_layers` runs the named layer set (``gemmconv compare
 [--pass ...]`` on the command line). Each strategy is warmed up until its calls stop getting faster (or a
 time budget is spent), then timed ``repeat`` times (median and interquartile range), and timed again while
-that range says the measurement was disturbed (:func:`gemmconv.measure.measure_settled`); its error is
+that range says the measurement was disturbed (:func:`gemmconv.strategies.measure.measure_settled`); its error is
 max|y - ref| / max|ref| against the same pass in float64; its workspace is the peak memory it held beyond
 its result.
 """
@@ -19,16 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from .args import ConvArgs
-from .backends import get_backend
-from .backward import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
-from .errors import StrategyNotSupportedError
+from ..api.backward import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
+from ..backends import get_backend
+from ..core.args import ConvArgs
+from ..core.errors import StrategyNotSupportedError
+from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, get_strategy, list_strategies
+from ..planning.plan import make_plan, runner_for
+from ..planning.validate import Validated, validate
+from ..strategies import auto
+from ..strategies.measure import Settings, measure_settled, reference, relative_error
 from .layers import Layer
-from .measure import Settings, measure_settled, reference, relative_error
-from .plan import make_plan, runner_for
-from .registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, get_strategy, list_strategies
-from .strategies import auto
-from .validate import Validated, validate
 
 __all__ = ["PASSES", "Record", "compare", "compare_layers", "machine_peaks"]
 
@@ -43,7 +43,7 @@ class Record:
     Times are seconds per call of the timed calls, warm-up excluded: ``median_s`` with the quartiles
     ``q1_s`` and ``q3_s`` (``iqr_s = q3_s - q1_s``, ``rel_iqr = iqr_s / median_s``); ``spread`` is the
     older (max - min) / median, which a single stall sets. ``disturbed`` is True when ``rel_iqr`` stayed
-    above :data:`gemmconv.measure.DISTURBED` after ``attempts`` timings (the least disturbed is kept).
+    above :data:`gemmconv.strategies.measure.DISTURBED` after ``attempts`` timings (the least disturbed is kept).
     """
 
     layer: str
@@ -103,9 +103,9 @@ def compare(x: Any, w: Any, b: Any | None = None, *, pass_: str = FORWARD, strat
         Untimed calls always made first (compilation, caches).
     warmup_s : float
         Seconds of further warm-up at most per strategy: rounds of calls until one is no faster than the
-        ones before it (:data:`gemmconv.measure.SETTLED`). 0 for ``warmup`` calls only.
+        ones before it (:data:`gemmconv.strategies.measure.SETTLED`). 0 for ``warmup`` calls only.
     retries : int
-        Times a disturbed measurement (interquartile range above :data:`gemmconv.measure.DISTURBED` of
+        Times a disturbed measurement (interquartile range above :data:`gemmconv.strategies.measure.DISTURBED` of
         the median) is timed again at most; the least disturbed one is kept.
     layer : str
         Name put in the records.
@@ -231,7 +231,7 @@ def compare_layers(layers: Sequence[Layer], *, batch: int = 1, dtype: str = "flo
                    strategies: Sequence[str] | None = None, repeat: int = 10, pass_: str = FORWARD,
                    progress: Callable[[str], None] | None = None, warmup: int = 1, warmup_s: float = 1.0,
                    retries: int = 2) -> list[Record]:
-    """:func:`compare` over named layers (see :data:`gemmconv.layers.LAYERS`), arrays made on ``backend``.
+    """:func:`compare` over named layers (see :data:`gemmconv.tools.layers.LAYERS`), arrays made on ``backend``.
 
     ``repeat``, ``warmup``, ``warmup_s`` and ``retries`` are :func:`compare`'s, for each layer.
     """

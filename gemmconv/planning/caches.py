@@ -18,9 +18,9 @@ results rather than memory and are kept: clear them with ``tuning_cache.clear()`
 
 from __future__ import annotations
 
-from .backends import get_registered
+from ..backends import get_registered
+from ..strategies.winograd import FILTER_CACHE
 from .plan import PLAN_CACHE
-from .strategies.winograd import FILTER_CACHE
 
 __all__ = ["clear_caches"]
 

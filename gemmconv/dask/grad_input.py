@@ -6,7 +6,7 @@ position output row ``o`` reads, ``o·stride``): a band of positions ``p0:p1`` i
 ``o0:o1`` (:func:`bands`), and its block is gemmconv's ordinary ``conv2d_grad_input`` of those rows of dL/dy
 (unpadded), cut or zero-filled to the band: no overlap-add, each block one task reading a halo of dL/dy. Along
 K, each chunk of dL/dy's channels gives a partial sum of the input channels its groups feed
-(:func:`~gemmconv.dask_conv.channel_pieces` with K and C swapped), added by a balanced tree. With zero padding
+(:func:`~gemmconv.dask.conv.channel_pieces` with K and C swapped), added by a balanced tree. With zero padding
 only the input's own positions are computed; with another padding mode the padded positions are too, and
 their gradient is folded back onto the elements they copy (:func:`fold`), across the whole array (circular
 padding wraps), as in memory.
@@ -24,9 +24,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .args import ConvArgs
-from .backends import get_backend
-from .dask_conv import (
+from ..backends import get_backend
+from ..core.args import ConvArgs
+from ..core.registry import GRAD_INPUT
+from ..core.spec import ConvSpec
+from ..planning.passes import TRANSPOSE, make_pass_plan
+from .conv import (
     block_kwargs,
     channel_pieces,
     check_x,
@@ -36,10 +39,7 @@ from .dask_conv import (
     stand_for,
     stand_in,
 )
-from .dask_gather import Gather, add_sum
-from .pass_plan import TRANSPOSE, make_pass_plan
-from .registry import GRAD_INPUT
-from .spec import ConvSpec
+from .gather import Gather, add_sum
 
 __all__ = ["bands", "conv2d_grad_input", "conv_transpose2d", "fold"]
 

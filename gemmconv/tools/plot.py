@@ -42,7 +42,7 @@ def figure(records: Sequence[Any], peaks: dict[str, float]) -> Any:
     every measurement, titled by :func:`title`, log axes labelled in plain numbers (:func:`plain_number`).
 
     The roofline's ceilings are the GEMM rate and the copy bandwidth measured in the same run
-    (``peaks`` from :func:`gemmconv.compare.machine_peaks`); a point's intensity is its layer's
+    (``peaks`` from :func:`gemmconv.tools.compare.machine_peaks`); a point's intensity is its layer's
     direct flop count over the bytes of x, w, b and y. No pyplot state is touched.
     """
     from matplotlib.figure import Figure

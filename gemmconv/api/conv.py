@@ -1,6 +1,6 @@
 """The public entry points: :func:`conv2d`, :func:`plan` and :func:`choose_strategy`.
 
-``conv2d`` looks its plan up in :data:`~gemmconv.plan.PLAN_CACHE` (by everything a plan
+``conv2d`` looks its plan up in :data:`~gemmconv.planning.plan.PLAN_CACHE` (by everything a plan
 depends on), makes it on a miss, and calls it: the same path as ``plan(...)(x, w, b)``.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from . import dask_conv
-from .args import DEFAULTS, ConvArgs
-from .backends import get_backend
-from .plan import PLAN_CACHE, ConvPlan, make_plan
-from .tuning import get_autotune, tuning_cache
+from ..backends import get_backend
+from ..core.args import DEFAULTS, ConvArgs
+from ..dask import conv as dask_conv
+from ..planning.plan import PLAN_CACHE, ConvPlan, make_plan
+from ..strategies.tuning import get_autotune, tuning_cache
 
 __all__ = ["choose_strategy", "conv2d", "plan"]
 

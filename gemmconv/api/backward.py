@@ -1,7 +1,7 @@
 """The backward passes of a convolution and the transposed convolution: :func:`conv2d_grad_input`,
 :func:`conv2d_grad_weight` and :func:`conv_transpose2d` (torch's semantics), and their plans.
 
-Each looks its :class:`~gemmconv.plan.ConvPlan` up in :data:`~gemmconv.plan.PLAN_CACHE` (by
+Each looks its :class:`~gemmconv.planning.plan.ConvPlan` up in :data:`~gemmconv.planning.plan.PLAN_CACHE` (by
 everything a plan depends on), makes it on a miss, and calls it: the same path as
 ``plan_grad_input(...)(w, grad_y)``, as :func:`gemmconv.conv2d` is for the forward pass. Their arrays may have
 either byte order and any memory layout, as :func:`gemmconv.conv2d`'s (its Notes); results are native, C-contiguous
@@ -13,12 +13,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from . import dask_conv, dask_grad, dask_grad_input
-from .api import plan_key
-from .args import DEFAULTS, ConvArgs
-from .pass_plan import make_pass_plan
-from .plan import TRANSPOSE, ConvPlan, cached
-from .registry import GRAD_INPUT, GRAD_WEIGHT
+from ..core.args import DEFAULTS, ConvArgs
+from ..core.registry import GRAD_INPUT, GRAD_WEIGHT
+from ..dask import conv as dask_conv
+from ..dask import grad as dask_grad
+from ..dask import grad_input as dask_grad_input
+from ..planning.passes import make_pass_plan
+from ..planning.plan import TRANSPOSE, ConvPlan, cached
+from .conv import plan_key
 
 __all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d", "plan_conv_transpose2d", "plan_grad_input",
            "plan_grad_weight"]

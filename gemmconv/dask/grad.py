@@ -15,12 +15,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .args import ConvArgs
-from .backends import get_backend
-from .dask_conv import Tiling, block_kwargs, check_x, graph_array, is_dask_array, stand_for
-from .dask_gather import Gather, add_sum
-from .pass_plan import make_pass_plan
-from .registry import GRAD_WEIGHT
+from ..backends import get_backend
+from ..core.args import ConvArgs
+from ..core.registry import GRAD_WEIGHT
+from ..planning.passes import make_pass_plan
+from .conv import Tiling, block_kwargs, check_x, graph_array, is_dask_array, stand_for
+from .gather import Gather, add_sum
 
 __all__ = ["conv2d_grad_weight"]
 

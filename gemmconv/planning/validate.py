@@ -12,9 +12,9 @@ import operator
 import sys
 from typing import Any, NamedTuple
 
-from .args import ConvArgs
-from .backends import Backend, get_backend
-from .spec import NO_LIMITS, PADDING_MODES, ConvSpec, Limits
+from ..backends import Backend, get_backend
+from ..core.args import ConvArgs
+from ..core.spec import NO_LIMITS, PADDING_MODES, ConvSpec, Limits
 
 __all__ = ["Validated", "check_padded_fits", "validate"]
 

@@ -22,11 +22,11 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .args import ConvArgs
-from .backends import get_backend
-from .dask_gather import Gather, add_sum
-from .plan import make_plan
-from .validate import validate
+from ..backends import get_backend
+from ..core.args import ConvArgs
+from ..planning.plan import make_plan
+from ..planning.validate import validate
+from .gather import Gather, add_sum
 
 __all__ = ["Tiling", "block_kwargs", "channel_pieces", "check_x", "conv2d", "delayed_array", "graph_array",
            "is_dask_array", "key_of", "output_bounds", "stand_for", "stand_in", "window"]
@@ -128,7 +128,7 @@ def check_x(x: Any, out: Any, name: str = "x") -> None:
 class Tiling:
     """The blocks of a convolution ``spec`` of the 4-D Dask array ``x4``: the cuts of the output rows and columns
     (:func:`output_bounds`), the channel pieces (:func:`channel_pieces`), the chunks of images ``(n0, nb)``,
-    and a :class:`~gemmconv.dask_gather.Gather` of the padded input's slabs, whose strip tasks go into the
+    and a :class:`~gemmconv.dask.gather.Gather` of the padded input's slabs, whose strip tasks go into the
     graph's layer named ``name``."""
 
     def __init__(self, x4: Any, spec: Any, name: str) -> None:

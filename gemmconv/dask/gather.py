@@ -19,7 +19,7 @@ import itertools
 import operator
 from typing import Any
 
-from .backends import get_backend
+from ..backends import get_backend
 
 __all__ = ["Gather", "add_sum", "assemble", "pieces", "runs"]
 

@@ -17,13 +17,13 @@ import math
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ._lru import LRU
-from .args import ConvArgs
-from .errors import StrategyNotSupportedError
-from .prepared import Prepared, as_prepared
-from .registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, supporting, unable
-from .spec import NO_LIMITS, ConvSpec, Limits
-from .strategies._common import deliver
+from ..core._lru import LRU
+from ..core.args import ConvArgs
+from ..core.errors import StrategyNotSupportedError
+from ..core.prepared import Prepared, as_prepared
+from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, supporting, unable
+from ..core.spec import NO_LIMITS, ConvSpec, Limits
+from ..strategies._common import deliver
 from .validate import Validated, check_padded_fits, validate
 
 #: the transposed convolution: the grad_input pass of the convolution whose output its input would be, plus a bias
@@ -152,7 +152,7 @@ Operands = Callable[[Any, Any, Any], tuple[Any, Any, Any]]
 
 class ConvPlan:
     """One pass of a convolution prepared for arrays like the ones it was made for: the forward pass
-    (:func:`gemmconv.plan`), ``grad_input`` (:func:`gemmconv.plan_grad_input`), ``grad_weight``
+    (:func:`gemmconv.planning.plan`), ``grad_input`` (:func:`gemmconv.plan_grad_input`), ``grad_weight``
     (:func:`gemmconv.plan_grad_weight`) or the transposed convolution (:func:`gemmconv.plan_conv_transpose2d`).
 
     Attributes

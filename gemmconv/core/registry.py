@@ -1,7 +1,7 @@
 """The strategy registry.
 
 A strategy is a named algorithm with a ``supports`` predicate (returns None when
-it can run a :class:`~gemmconv.spec.ConvSpec`, else the reason it cannot) and a
+it can run a :class:`~gemmconv.core.spec.ConvSpec`, else the reason it cannot) and a
 ``run`` function written against the :class:`~gemmconv.backends.Backend`
 interface. The same predicate drives the error for an explicit strategy, the
 choice of ``auto``, the documentation table and the tests.
@@ -37,7 +37,7 @@ def _always(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
 
 
 def _takes_limits(fn: Callable[..., Any]) -> bool:
-    """Whether predicate ``fn`` takes a second argument, the :class:`~gemmconv.spec.Limits`."""
+    """Whether predicate ``fn`` takes a second argument, the :class:`~gemmconv.core.spec.Limits`."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature: called with the spec alone
@@ -90,7 +90,7 @@ class Strategy:
         ``supports(spec) -> str | None``: None when the strategy can run
         ``spec``, else a short reason ("needs a 3x3 kernel, got 5x5"). A
         predicate of two arguments also gets the call's
-        :class:`~gemmconv.spec.Limits` (its workspace bound).
+        :class:`~gemmconv.core.spec.Limits` (its workspace bound).
     description : str, optional
         One line for tables and docs.
     pads_zeros : bool, optional
@@ -98,7 +98,7 @@ class Strategy:
         padded explicitly and ``run`` sees a spec without padding.
     prepare : callable, optional
         ``prepare(backend, spec, limits) -> Prepared``, called once when a plan is made:
-        the :class:`~gemmconv.prepared.Prepared` pass's ``run(x, w, b, out)`` runs the
+        the :class:`~gemmconv.core.prepared.Prepared` pass's ``run(x, w, b, out)`` runs the
         convolution with every decision that depends only on sizes (blocks, workspace,
         launch sizes) taken in ``prepare``, writing into ``out`` when it is given; it
         also names the kernels a call runs and the workspace it holds. A plain

@@ -1,8 +1,8 @@
 """Plans of the backward passes and the transposed convolution: the arrays checked, the strategy resolved and
-its pass prepared, into a :class:`~gemmconv.plan.ConvPlan` like the forward pass's.
+its pass prepared, into a :class:`~gemmconv.planning.plan.ConvPlan` like the forward pass's.
 
 Made from the arrays (the shapes it is given stand in for the arrays it does not have), each validates them as
-:func:`gemmconv.conv2d` does and resolves its strategy per pass (:func:`gemmconv.plan.resolve`). The one place
+:func:`gemmconv.conv2d` does and resolves its strategy per pass (:func:`gemmconv.planning.plan.resolve`). The one place
 that handles padding modes other than zeros in the passes: ``grad_input`` of the explicitly padded input folded
 back onto the input (:meth:`Backend.pad_adjoint`), ``grad_weight`` against the explicitly padded input.
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .args import ConvArgs
-from .backends import Backend, get_backend
+from ..backends import Backend, get_backend
+from ..core.args import ConvArgs
+from ..core.prepared import Prepared, as_prepared
+from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, Strategy
+from ..core.spec import ConvSpec
 from .plan import PLAN_CACHE, TRANSPOSE, ConvPlan, cached, resolve
-from .prepared import Prepared, as_prepared
-from .registry import GRAD_INPUT, GRAD_WEIGHT, Strategy
-from .spec import ConvSpec
 from .validate import Validated, _check_array, _dtype_name, _pair, check_padded_fits, validate
 
 __all__ = ["PASS_PLANS", "TRANSPOSE", "cached", "make_pass_plan"]
@@ -29,9 +29,9 @@ PASS_PLANS = PLAN_CACHE
 
 def make_pass_plan(pass_: str, arrays: tuple[Any, ...], shape: tuple[int, ...], args: ConvArgs,
                    output_padding: Any = 0) -> ConvPlan:
-    """A new :class:`~gemmconv.plan.ConvPlan` of pass ``pass_`` (not cached): ``arrays`` as the plan takes them,
-    ``shape`` the one not given (``input_shape`` of grad_input, ``weight_shape`` of grad_weight; ignored for
-    transpose)."""
+    """A new :class:`~gemmconv.planning.plan.ConvPlan` of pass ``pass_`` (not cached): ``arrays`` as the plan
+    takes them, ``shape`` the one not given (``input_shape`` of grad_input, ``weight_shape`` of grad_weight;
+    ignored for transpose)."""
     if pass_ == GRAD_INPUT:
         return _grad_input(arrays, shape, args)
     if pass_ == GRAD_WEIGHT:
