@@ -20,12 +20,14 @@ def _modules() -> dict[str, pathlib.Path]:
     return found
 
 
-def _imports(mods: dict[str, pathlib.Path], name: str) -> set[str]:
-    """The package's modules that ``name`` imports at module level."""
+def _imports(mods: dict[str, pathlib.Path], name: str, everywhere: bool = False) -> set[str]:
+    """The package's modules that ``name`` imports at module level (``everywhere``: inside functions too), its
+    own parent packages aside."""
     path = mods[name]
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
     found = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.walk(tree) if everywhere else tree.body:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
@@ -91,30 +93,12 @@ def _layer(module: str) -> str | None:
     return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
 
 
-def _all_imports(mods: dict[str, pathlib.Path], name: str) -> set[str]:
-    """The package's modules that ``name`` imports anywhere (module level and inside functions)."""
-    path = mods[name]
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            found.update(t for t in (target, *(f"{target}.{a.name}" for a in node.names)) if t in mods)
-        elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name in mods)
-    return found
-
-
 def test_no_layer_imports_one_above():
     mods = _modules()
     upward = []
     for m in mods:
         here = _layer(m)
-        for d in _all_imports(mods, m):
+        for d in _imports(mods, m, everywhere=True):
             there = _layer(d)
             if here and there and LAYERS.index(there) > LAYERS.index(here):
                 upward.append(f"{m} ({here}) imports {d} ({there})")
