@@ -41,9 +41,6 @@ from .winograd import supports as winograd_supports
 #: below this many flops, ``direct`` (rule 2)
 SMALL_FLOPS = 500_000
 
-#: the strategies ``auto`` chooses among (third-party strategies are run only when asked for by name)
-BUILTIN = CANDIDATES
-
 
 def choose(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS) -> str:
     """Name of the strategy the rule picks for ``spec`` within ``limits`` (the rule is the same on every
@@ -118,7 +115,7 @@ def candidates(spec: ConvSpec, backend: Any, limits: Limits = NO_LIMITS, pass_: 
     """The built-in strategies that can run pass ``pass_`` of ``spec`` within ``limits``, the rule's choice first
     (what measured selection times)."""
     first = choose(spec, backend, limits) if pass_ == FORWARD else choose_pass(spec, pass_, backend, limits)
-    others = [s for s in BUILTIN if s != first and unable(get_strategy(s), spec, backend, limits, pass_) is None]
+    others = [s for s in CANDIDATES if s != first and unable(get_strategy(s), spec, backend, limits, pass_) is None]
     return [first, *others]
 
 
