@@ -20,7 +20,7 @@ import functools
 import itertools
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..backends import get_backend
 from ..core.args import ConvArgs
@@ -63,16 +63,24 @@ def output_bounds(chunks: tuple[int, ...], pad: int, stride: int, ekernel: int, 
     return sorted(set(cuts))
 
 
-#: ``(c0, c1, k0, k1, groups, cw0, cw1)``: input channels ``c0:c1`` give output channels ``k0:k1`` through a
-#: convolution of ``groups`` groups with the weights ``w[k0:k1, cw0:cw1]``
-Piece = tuple[int, int, int, int, int, int, int]
+class ChannelPiece(NamedTuple):
+    """Input channels ``c0:c1`` give output channels ``k0:k1`` through a convolution of ``groups`` groups with the
+    weights ``w[k0:k1, cw0:cw1]``."""
+
+    c0: int
+    c1: int
+    k0: int
+    k1: int
+    groups: int
+    cw0: int
+    cw1: int
 
 
-def channel_pieces(chunks: tuple[int, ...], groups: int, cg: int, kg: int) -> list[Piece]:
+def channel_pieces(chunks: tuple[int, ...], groups: int, cg: int, kg: int) -> list[ChannelPiece]:
     """The input channels cut where ``x``'s chunks are and, inside a chunk, at the first and last group boundary:
     the whole groups of a chunk are one grouped convolution; a part of a group (a group split between chunks)
     is a convolution of its channels alone, a partial sum of its group's outputs, added to the other parts'."""
-    pieces: list[Piece] = []
+    pieces: list[ChannelPiece] = []
     c0 = 0
     for size in chunks:
         c1 = c0 + size
@@ -84,9 +92,9 @@ def channel_pieces(chunks: tuple[int, ...], groups: int, cg: int, kg: int) -> li
         for u, v in itertools.pairwise(cuts):
             g0 = u // cg
             if u % cg == 0 and v % cg == 0:  # whole groups g0 .. v/cg
-                pieces.append((u, v, g0 * kg, v // cg * kg, v // cg - g0, 0, cg))
+                pieces.append(ChannelPiece(u, v, g0 * kg, v // cg * kg, v // cg - g0, 0, cg))
             else:  # a part of group g0
-                pieces.append((u, v, g0 * kg, (g0 + 1) * kg, 1, u - g0 * cg, v - g0 * cg))
+                pieces.append(ChannelPiece(u, v, g0 * kg, (g0 + 1) * kg, 1, u - g0 * cg, v - g0 * cg))
         c0 = c1
     return pieces
 
@@ -138,8 +146,8 @@ class Tiling:
         self.rows = output_bounds(x4.chunks[2], spec.pt, spec.sh, spec.ekh, spec.oh)
         self.cols = output_bounds(x4.chunks[3], spec.pl, spec.sw, spec.ekw, spec.ow)
         self.pieces = (channel_pieces(x4.chunks[1], spec.groups, spec.cg, spec.kg)
-                       or [(0, 0, 0, spec.k, spec.groups, 0, 0)])
-        self.ranges = sorted({p[2:4] for p in self.pieces})  # the output channels the pieces feed
+                       or [ChannelPiece(0, 0, 0, spec.k, spec.groups, 0, 0)])
+        self.ranges = sorted({(p.k0, p.k1) for p in self.pieces})  # the output channels the pieces feed
         starts = itertools.accumulate((0, *x4.chunks[0][:-1]))
         self.images = list(zip(starts, x4.chunks[0], strict=True))
 
@@ -210,12 +218,12 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
     pieces, ranges, layer = tiling.pieces, tiling.ranges, tiling.gather.layer
     weights = {piece: wd if piece[4:] == (spec.groups, 0, spec.cg) else wd[piece[2]:piece[3], piece[5]:piece[6]]
                for piece in pieces}  # slices of the one weights node
-    first = {r: next(p for p in pieces if p[2:4] == r) for r in ranges}  # the piece that adds the bias
+    first = {r: next(p for p in pieces if (p.k0, p.k1) == r) for r in ranges}  # the piece that adds the bias
     biases = {r: None if bd is None else (bd if r == (0, spec.k) else bd[r[0]:r[1]]) for r in ranges}
 
     checked: set[tuple[Any, ...]] = set()  # block shapes whose strategy is checked, before any work
 
-    def partial(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: Piece) -> tuple[Any, ...]:
+    def partial(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: ChannelPiece) -> tuple[Any, ...]:
         """One piece's convolution of one output block (its share of the sum over the input channels)."""
         c0, c1, k0, k1, g, cw0, cw1 = piece
         kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
@@ -230,7 +238,7 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
 
     for (a, i, j), block in tiling.blocks():
         for r, rng in enumerate(ranges):
-            add_sum(layer, [partial(*block, p) for p in pieces if p[2:4] == rng], (name, a, r, i, j))
+            add_sum(layer, [partial(*block, p) for p in pieces if (p.k0, p.k1) == rng], (name, a, r, i, j))
     deps = [x4, *{id(d): d for d in (*weights.values(), *biases.values()) if d is not None}.values()]
     chunks = (x4.chunks[0], tuple(k1 - k0 for k0, k1 in ranges), _sizes(tiling.rows), _sizes(tiling.cols))
     y = graph_array(name, layer, deps, chunks, x._meta)

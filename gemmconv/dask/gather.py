@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import operator
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..backends import get_backend
 
@@ -27,8 +27,15 @@ __all__ = ["Gather", "add_sum", "assemble", "pieces", "runs"]
 #: (``step`` 1, -1 or 0 for an edge repeated), ``i < length``; ``src0 = -1``: zeros
 Run = tuple[int, int, int, int]
 
-#: ``(dst0, chunk, local0, length, step)``: a :data:`Run` inside one chunk, its source positions from ``local0``
-Piece = tuple[int, int, int, int, int]
+class ChunkPiece(NamedTuple):
+    """A :data:`Run` inside one chunk (``chunk`` -1: a run of zeros): ``length`` positions from ``dst0``, read from
+    the chunk's positions ``local0, local0 + step, ...``."""
+
+    dst0: int
+    chunk: int
+    local0: int
+    length: int
+    step: int
 
 
 def runs(lo: int, hi: int, before: int, size: int, mode: str) -> list[Run]:
@@ -54,14 +61,14 @@ def runs(lo: int, hi: int, before: int, size: int, mode: str) -> list[Run]:
     return result
 
 
-def pieces(axis_runs: list[Run], chunks: tuple[int, ...]) -> list[Piece]:
+def pieces(axis_runs: list[Run], chunks: tuple[int, ...]) -> list[ChunkPiece]:
     """``axis_runs`` cut where the axis's ``chunks`` end: each piece's source positions lie in one chunk
     (zero runs stay whole, their chunk -1)."""
     starts = list(itertools.accumulate((0, *chunks[:-1])))
-    result: list[Piece] = []
+    result: list[ChunkPiece] = []
     for dst0, src0, length, step in axis_runs:
         if src0 < 0:
-            result.append((dst0, -1, 0, length, 0))
+            result.append(ChunkPiece(dst0, -1, 0, length, 0))
             continue
         done = 0
         while done < length:
@@ -73,18 +80,18 @@ def pieces(axis_runs: list[Run], chunks: tuple[int, ...]) -> list[Piece]:
                 n = min(length - done, s - starts[k] + 1)
             else:
                 n = length - done
-            result.append((dst0 + done, k, s - starts[k], n, step))
+            result.append(ChunkPiece(dst0 + done, k, s - starts[k], n, step))
             done += n
     return result
 
 
-def _span(p: Piece) -> tuple[int, int]:
+def _span(p: ChunkPiece) -> tuple[int, int]:
     """The local source positions ``lo:hi`` a piece reads in its chunk."""
     _, _, local0, length, step = p
     return (local0 - length + 1, local0 + 1) if step == -1 else (local0, local0 + (length if step == 1 else 1))
 
 
-def _src(p: Piece, lo: int) -> slice:
+def _src(p: ChunkPiece, lo: int) -> slice:
     """A piece's source positions as a slice of a strip whose positions begin at ``lo`` (a repeated edge:
     one position, broadcast when copied)."""
     _, _, local0, length, step = p
@@ -143,8 +150,8 @@ class Gather:
                 for (lo, hi), (before, _), size, chunks in zip(window, self.pads, x.shape, x.chunks, strict=True)]
         boxes: dict[tuple[int, ...], list[tuple[int, int]]] = {}
         for combo in itertools.product(*axes):  # the bounding box each chunk gives
-            if all(p[1] >= 0 for p in combo):
-                box = boxes.setdefault(tuple(p[1] for p in combo), [_span(p) for p in combo])
+            if all(p.chunk >= 0 for p in combo):
+                box = boxes.setdefault(tuple(p.chunk for p in combo), [_span(p) for p in combo])
                 for d, p in enumerate(combo):
                     lo, hi = _span(p)
                     box[d] = (min(box[d][0], lo), max(box[d][1], hi))
@@ -155,11 +162,11 @@ class Gather:
         for k, (chunk, box) in enumerate(boxes.items()):
             keys.append(self._strip(chunk, tuple(box)))
             for combo in itertools.product(*axes):
-                if tuple(p[1] for p in combo) == chunk:
-                    copies.append((k, tuple(slice(p[0], p[0] + p[3]) for p in combo),
+                if tuple(p.chunk for p in combo) == chunk:
+                    copies.append((k, tuple(slice(p.dst0, p.dst0 + p.length) for p in combo),
                                    tuple(_src(p, lo) for p, (lo, _) in zip(combo, box, strict=True))))
-        copies += [(-1, tuple(slice(p[0], p[0] + p[3]) for p in combo), None)
-                   for combo in itertools.product(*axes) if any(p[1] < 0 for p in combo)]  # the zeros
+        copies += [(-1, tuple(slice(p.dst0, p.dst0 + p.length) for p in combo), None)
+                   for combo in itertools.product(*axes) if any(p.chunk < 0 for p in combo)]  # the zeros
         shape = tuple(hi - lo for lo, hi in window)
         return (assemble, shape, tuple(copies), *keys)
 

@@ -19,7 +19,7 @@ from ..backends import get_backend
 from ..core.args import ConvArgs
 from ..core.registry import GRAD_WEIGHT
 from ..planning.passes import make_pass_plan
-from .conv import Tiling, block_kwargs, check_x, graph_array, is_dask_array, stand_for
+from .conv import ChannelPiece, Tiling, block_kwargs, check_x, graph_array, is_dask_array, stand_for
 from .gather import Gather, add_sum
 
 __all__ = ["conv2d_grad_weight"]
@@ -57,7 +57,7 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args:
     gy_gather = Gather(gy4, ((0, 0),) * 4, "zeros", f"{name}-gy")
     pieces = tiling.pieces
 
-    def share(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: tuple[int, ...]) -> tuple[Any, ...]:
+    def share(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: ChannelPiece) -> tuple[Any, ...]:
         c0, c1, k0, k1, g, cw0, cw1 = piece
         gyb = gy_gather.task(((n0, n0 + nb), (k0, k1), (o0, o1), (q0, q1)))
         kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
@@ -72,6 +72,6 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args:
         keys.append((f"{name}-piece", i))
         add_sum(layer, [share(*blk, p) for blk in blocks], keys[-1])
     layer.update(gy_gather.layer)
-    places = tuple((p[2], p[3], p[5], p[6]) for p in pieces)
+    places = tuple((p.k0, p.k1, p.cw0, p.cw1) for p in pieces)
     layer[(name, 0, 0, 0, 0)] = (_fill, tuple(weight_shape), places, *keys)
     return graph_array(name, layer, [x4, gy4], tuple((s,) for s in weight_shape), x._meta)

@@ -30,6 +30,7 @@ from ..core.registry import GRAD_INPUT
 from ..core.spec import ConvSpec
 from ..planning.passes import TRANSPOSE, make_pass_plan
 from .conv import (
+    ChannelPiece,
     block_kwargs,
     channel_pieces,
     check_x,
@@ -151,10 +152,11 @@ def _gather(gy4: Any, w: Any, bias: Any, spec: ConvSpec, args: ConvArgs, grad_in
     padded = spec.padding_mode != "zeros"
     rows = bands(gy4.chunks[2], spec.pt, spec.height, spec.pb, spec.sh, spec.ekh, spec.oh, padded)
     cols = bands(gy4.chunks[3], spec.pl, spec.width, spec.pr, spec.sw, spec.ekw, spec.ow, padded)
-    pieces = channel_pieces(gy4.chunks[1], spec.groups, spec.kg, spec.cg) or [(0, 0, 0, spec.c, spec.groups, 0, 0)]
-    ranges = sorted({p[2:4] for p in pieces})  # the input channels the pieces feed
-    first = {r: next(p for p in pieces if p[2:4] == r) for r in ranges}  # the piece that adds the bias
-    weights = {p[:2]: wd if p[:2] == (0, spec.k) else wd[p[0]:p[1]] for p in pieces}
+    pieces = (channel_pieces(gy4.chunks[1], spec.groups, spec.kg, spec.cg)
+              or [ChannelPiece(0, 0, 0, spec.c, spec.groups, 0, 0)])
+    ranges = sorted({(p.k0, p.k1) for p in pieces})  # the input channels the pieces feed
+    first = {r: next(p for p in pieces if (p.k0, p.k1) == r) for r in ranges}  # the piece that adds the bias
+    weights = {(p.c0, p.c1): wd if (p.c0, p.c1) == (0, spec.k) else wd[p.c0:p.c1] for p in pieces}
     biases = {r: None if bd is None else (bd if r == (0, spec.c) else bd[r[0]:r[1]]) for r in ranges}
     images = list(zip(itertools.accumulate((0, *gy4.chunks[0][:-1])), gy4.chunks[0], strict=True))
     name = "gemmconv-grad-input-" + dask.base.tokenize(gy4.name, key_of(wd), key_of(bd), repr(args), repr(spec))
