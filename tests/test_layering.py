@@ -85,7 +85,7 @@ def test_the_check_finds_a_circle():
 
 #: the layers from the bottom up: a module imports only its own layer and those below (``gemmconv/__init__.py``,
 #: the package's face, imports from all of them)
-LAYERS = ("core", "backends", "strategies", "planning", "dask", "api", "tools")
+LAYERS = ("core", "backends", "strategies", "planning", "api", "dask", "tools")
 
 
 def _layer(module: str) -> str | None:
@@ -104,3 +104,11 @@ def test_no_layer_imports_one_above():
                 upward.append(f"{m} ({here}) imports {d} ({there})")
     assert {_layer(m) for m in mods} >= set(LAYERS)
     assert upward == []
+
+
+def test_the_core_reaches_dask_through_one_hook():
+    """Below :mod:`gemmconv.dask`, only ``api/_dask_hook.py`` names it (and imports it when a Dask array comes)."""
+    naming = sorted(str(path.relative_to(ROOT)) for name, path in _modules().items()
+                    if not name.startswith("gemmconv.dask") and "gemmconv.dask" in path.read_text()
+                    and _layer(name) is not None)
+    assert naming == ["api/_dask_hook.py"]

@@ -10,16 +10,13 @@ and fresh unless ``out`` is given, which must be native.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from ..core.args import DEFAULTS, ConvArgs
 from ..core.registry import GRAD_INPUT, GRAD_WEIGHT
-from ..dask import conv as dask_conv
-from ..dask import grad as dask_grad
-from ..dask import grad_input as dask_grad_input
 from ..planning.passes import make_pass_plan
 from ..planning.plan import TRANSPOSE, ConvPlan, cached
+from ._dask_hook import any_dask, dask_functions
 from .conv import plan_key
 
 __all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d", "plan_conv_transpose2d", "plan_grad_input",
@@ -65,11 +62,8 @@ def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, *, out:
            [1., 2., 1.]])
     """
     args = ConvArgs.from_kwargs("conv2d_grad_input", kwargs)
-    if dask_conv.is_dask_array(grad_y) or dask_conv.is_dask_array(w):  # lazily: each block by this function
-        if not dask_conv.is_dask_array(grad_y):
-            da = sys.modules["dask.array"]  # loaded: w is a Dask array
-            grad_y = da.from_array(grad_y, chunks=getattr(grad_y, "shape", -1), asarray=False)
-        return dask_grad_input.conv2d_grad_input(input_shape, w, grad_y, args, conv2d_grad_input, out)
+    if any_dask(grad_y, w):  # lazily: each block by this function
+        return dask_functions().conv2d_grad_input(input_shape, w, grad_y, args, out)
     key = plan_key(w, grad_y, None, (GRAD_INPUT, input_shape, *_args_key(args)))
     plan = cached(key, lambda: make_pass_plan(GRAD_INPUT, (w, grad_y), input_shape, args))
     return plan(w, grad_y, out=out)
@@ -101,8 +95,8 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, ou
         dL/dw of shape ``weight_shape``.
     """
     args = ConvArgs.from_kwargs("conv2d_grad_weight", kwargs)
-    if dask_conv.is_dask_array(x):  # lazily: the blocks' shares, each by this function, added by a tree
-        return dask_grad.conv2d_grad_weight(x, weight_shape, grad_y, args, conv2d_grad_weight, out)
+    if any_dask(x):  # lazily: the blocks' shares, each by this function, added by a tree
+        return dask_functions().conv2d_grad_weight(x, weight_shape, grad_y, args, out)
     key = plan_key(x, grad_y, None, (GRAD_WEIGHT, weight_shape, *_args_key(args)))
     plan = cached(key, lambda: make_pass_plan(GRAD_WEIGHT, (x, grad_y), weight_shape, args))
     return plan(x, grad_y, out=out)
@@ -150,8 +144,8 @@ def conv_transpose2d(
         output_padding + 1``.
     """
     args = ConvArgs(stride, padding, dilation, groups, "zeros", strategy)
-    if dask_conv.is_dask_array(x):  # lazily: each block by conv2d_grad_input
-        return dask_grad_input.conv_transpose2d(x, w, b, args, output_padding, conv2d_grad_input, out)
+    if any_dask(x):  # lazily: each block by conv2d_grad_input
+        return dask_functions().conv_transpose2d(x, w, b, args, output_padding, out)
     key = plan_key(x, w, b, (TRANSPOSE, output_padding, *_args_key(args)))
     plan = cached(key, lambda: make_pass_plan(TRANSPOSE, (x, w, b), (), args, output_padding))
     return plan(x, w, b, out=out)

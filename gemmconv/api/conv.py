@@ -11,9 +11,9 @@ from typing import Any
 
 from ..backends import get_backend
 from ..core.args import DEFAULTS, ConvArgs
-from ..dask import conv as dask_conv
 from ..planning.plan import PLAN_CACHE, ConvPlan, make_plan
 from ..strategies.tuning import get_autotune, tuning_cache
+from ._dask_hook import any_dask, dask_functions
 
 __all__ = ["choose_strategy", "conv2d", "plan"]
 
@@ -116,9 +116,9 @@ def conv2d(
     array([[[ 56.,  72.],
             [104., 120.]]])
     """
-    if dask_conv.is_dask_array(x):  # lazily, block by block, each block by this function
-        return dask_conv.conv2d(x, w, b, ConvArgs(stride, padding, dilation, groups, padding_mode, strategy,
-                                                  workspace_limit), conv2d, out)
+    if any_dask(x):  # lazily, block by block, each block by this function
+        return dask_functions().conv2d(x, w, b, ConvArgs(stride, padding, dilation, groups, padding_mode, strategy,
+                                                         workspace_limit), out)
     key = plan_key(x, w, b, (stride, padding, dilation, groups, padding_mode, strategy, workspace_limit))
     p = PLAN_CACHE.get(key) if key is not None else None
     if p is None:

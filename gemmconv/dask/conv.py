@@ -3,7 +3,7 @@
 The result's blocks follow the input's chunks: along N one block per chunk (no communication); along H and W
 the output rows and columns are cut where the input's chunks are (:func:`output_bounds`), and each output
 block reads the window of the padded input its outputs cover (:func:`window`), gathered inside its own task
-from its chunk and thin strips of the neighbouring ones (:mod:`.dask_gather`), padded as the whole array is
+from its chunk and thin strips of the neighbouring ones (:mod:`.gather`), padded as the whole array is
 padded: a padding mode acts at the array's border only and circular padding wraps across the whole array; the
 blocks then run unpadded. Along C each chunk's channels give a partial sum of the output channels they feed
 (:func:`channel_pieces`: whole groups together, a group split between chunks in parts), the parts of one
@@ -22,14 +22,21 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from ..api.conv import conv2d as public_conv2d
 from ..backends import get_backend
 from ..core.args import ConvArgs
+from ..core.registry import get_strategy
 from ..planning.plan import make_plan
 from ..planning.validate import validate
 from .gather import Gather, add_sum
 
 __all__ = ["Tiling", "block_kwargs", "channel_pieces", "check_x", "conv2d", "delayed_array", "graph_array",
            "is_dask_array", "key_of", "output_bounds", "stand_for", "stand_in", "window"]
+
+def names_one(args: ConvArgs) -> bool:
+    """Whether ``args`` name one strategy (not a chooser such as ``auto``, which picks per block)."""
+    return get_strategy(args.strategy).select is None
+
 
 def is_dask_array(a: Any) -> bool:
     """Whether ``a`` is a ``dask.array.Array`` (never imports Dask: one that is not loaded has no arrays)."""
@@ -194,9 +201,10 @@ def delayed_array(dask: Any, a: Any, name: str) -> Any:
     return dask.delayed(a, pure=True, name=f"gemmconv-{name}-{dask.base.tokenize(a)}")
 
 
-def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out: Any = None) -> Any:
+def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, out: Any = None) -> Any:
     """:func:`gemmconv.conv2d` of a Dask array ``x`` (see there and the module docstring): a lazy Dask array of
-    the result, its chunks of ``x``'s library; ``conv`` computes a block (gemmconv's ``conv2d``)."""
+    the result, its chunks of ``x``'s library, each block computed by :func:`gemmconv.conv2d`."""
+    conv = public_conv2d
     da, dask = sys.modules["dask.array"], sys.modules["dask"]
     check_x(x, out)
     stands = (stand_for(w, "w"), stand_for(b, "b"))
@@ -206,7 +214,7 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
     x4 = x[None] if unbatched else x  # (C, H, W) -> (1, C, H, W)
     wd, bd = delayed_array(dask, w, "w"), delayed_array(dask, b, "b")
     if all(len(c) == 1 for c in x4.chunks[1:]):  # chunks along N only: one task per chunk, padding its own
-        if args.strategy != "auto":
+        if names_one(args):  # the one strategy named must run every block (a chooser picks per block)
             for nb in set(x4.chunks[0]) - {0}:
                 make_plan(stand_in(x._meta, (nb, *x4.shape[1:]), x.dtype, "x"), stands[0], stands[1], args)
         compute = functools.partial(_block, conv=functools.partial(conv, **block_kwargs(args)))
@@ -216,8 +224,8 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
     name = "gemmconv-conv2d-" + dask.base.tokenize(x4.name, key_of(wd), key_of(bd), repr(args))
     tiling = Tiling(x4, spec, name)
     pieces, ranges, layer = tiling.pieces, tiling.ranges, tiling.gather.layer
-    weights = {piece: wd if piece[4:] == (spec.groups, 0, spec.cg) else wd[piece[2]:piece[3], piece[5]:piece[6]]
-               for piece in pieces}  # slices of the one weights node
+    weights = {p: wd if (p.groups, p.cw0, p.cw1) == (spec.groups, 0, spec.cg) else wd[p.k0:p.k1, p.cw0:p.cw1]
+               for p in pieces}  # slices of the one weights node
     first = {r: next(p for p in pieces if (p.k0, p.k1) == r) for r in ranges}  # the piece that adds the bias
     biases = {r: None if bd is None else (bd if r == (0, spec.k) else bd[r[0]:r[1]]) for r in ranges}
 
@@ -228,7 +236,7 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, conv: Callable[..., Any], out
         c0, c1, k0, k1, g, cw0, cw1 = piece
         kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
         shape = (nb, c1 - c0, (o1 - o0 - 1) * spec.sh + spec.ekh, (q1 - q0 - 1) * spec.sw + spec.ekw)
-        if (shape, piece) not in checked and nb and args.strategy != "auto":
+        if (shape, piece) not in checked and nb and names_one(args):
             w_stand = stand_in(x._meta, (k1 - k0, cw1 - cw0, spec.kh, spec.kw), x.dtype, "w")
             make_plan(stand_in(x._meta, shape, x.dtype, "x"), w_stand, None, ConvArgs(**kwargs))
         checked.add((shape, piece))

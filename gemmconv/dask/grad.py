@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..api.backward import conv2d_grad_weight as public_grad_weight
 from ..backends import get_backend
 from ..core.args import ConvArgs
 from ..core.registry import GRAD_WEIGHT
@@ -40,10 +41,11 @@ def _fill(shape: tuple[int, ...], places: tuple[tuple[int, int, int, int], ...],
     return dw
 
 
-def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args: ConvArgs,
-                       grad_weight: Callable[..., Any], out: Any = None) -> Any:
+def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args: ConvArgs, out: Any = None) -> Any:
     """:func:`gemmconv.conv2d_grad_weight` of a Dask array ``x`` (``grad_y`` a Dask array too, or an in-memory
-    one of x's library): a lazy Dask array of dL/dw; ``grad_weight`` computes a block's share."""
+    one of x's library): a lazy Dask array of dL/dw, each block's share computed by
+    :func:`gemmconv.conv2d_grad_weight`."""
+    grad_weight = public_grad_weight
     da, dask = sys.modules["dask.array"], sys.modules["dask"]
     check_x(x, out)
     plan = make_pass_plan(GRAD_WEIGHT, (stand_for(x, "x"), stand_for(grad_y, "grad_y")), weight_shape, args)

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..api.backward import conv2d_grad_input as public_grad_input
 from ..backends import get_backend
 from ..core.args import ConvArgs
 from ..core.registry import GRAD_INPUT
@@ -36,7 +37,9 @@ from .conv import (
     check_x,
     delayed_array,
     graph_array,
+    is_dask_array,
     key_of,
+    names_one,
     stand_for,
     stand_in,
 )
@@ -167,7 +170,7 @@ def _gather(gy4: Any, w: Any, bias: Any, spec: ConvSpec, args: ConvArgs, grad_in
         u0, u1, v0, v1, g = piece[:5]
         kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
         part = (nb, u1 - u0, row[3] - row[2], col[3] - col[2])
-        if (part, piece) not in checked and nb and row[2] < row[3] and col[2] < col[3] and args.strategy != "auto":
+        if (part, piece) not in checked and nb and row[2] < row[3] and col[2] < col[3] and names_one(args):
             shape = (nb, v1 - v0, (part[2] - 1) * spec.sh + spec.ekh, (part[3] - 1) * spec.sw + spec.ekw)
             w_stand = stand_in(meta, (u1 - u0, spec.cg, spec.kh, spec.kw), dtype, "w")
             make_pass_plan(GRAD_INPUT, (w_stand, stand_in(meta, part, dtype, "grad_y")), shape,
@@ -198,11 +201,14 @@ def _whole(gy: Any, w: Any, bias: Any, *, grad_input: Callable[..., Any], shape:
     return dx if bias is None else dx + bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
 
 
-def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, args: ConvArgs,
-                      grad_input: Callable[..., Any], out: Any = None) -> Any:
+def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, args: ConvArgs, out: Any = None) -> Any:
     """:func:`gemmconv.conv2d_grad_input` of a Dask array ``grad_y`` (``w`` in memory, of its chunks' library, or
-    a Dask array computed once): a lazy Dask array of dL/dx; ``grad_input`` computes a block's share."""
+    a Dask array computed once; ``grad_y`` in memory with a Dask ``w`` is taken as one chunk): a lazy Dask array
+    of dL/dx, each block's share computed by :func:`gemmconv.conv2d_grad_input`."""
     da = sys.modules["dask.array"]
+    if not is_dask_array(grad_y):
+        grad_y = da.from_array(grad_y, chunks=getattr(grad_y, "shape", -1), asarray=False)
+    grad_input = public_grad_input
     check_x(grad_y, out, "grad_y")
     plan = make_pass_plan(GRAD_INPUT, (stand_for(w, "w"), stand_for(grad_y, "grad_y")), input_shape, args)
     spec = plan.spec  # shapes, dtypes, libraries and grad_y's shape checked: no work done
@@ -215,10 +221,10 @@ def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, args: C
     return dx[0] if unbatched else dx
 
 
-def conv_transpose2d(x: Any, w: Any, b: Any, args: ConvArgs, output_padding: Any, grad_input: Callable[..., Any],
-                     out: Any = None) -> Any:
-    """:func:`gemmconv.conv_transpose2d` of a Dask array ``x``: a lazy Dask array; ``grad_input`` computes a
-    block's share (gemmconv's ``conv2d_grad_input``)."""
+def conv_transpose2d(x: Any, w: Any, b: Any, args: ConvArgs, output_padding: Any, out: Any = None) -> Any:
+    """:func:`gemmconv.conv_transpose2d` of a Dask array ``x``: a lazy Dask array, each block's share computed by
+    :func:`gemmconv.conv2d_grad_input`."""
+    grad_input = public_grad_input
     da = sys.modules["dask.array"]
     check_x(x, out)
     stands = (stand_for(x, "x"), stand_for(w, "w"), stand_for(b, "b"))
