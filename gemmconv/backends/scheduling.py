@@ -18,10 +18,10 @@ from typing import Any
 from ..core.spec import ConvSpec
 from . import _threads
 
-__all__ = ["Phase", "Scheduler", "WorkerThreads"]
+__all__ = ["Scheduler", "WorkPhase", "WorkerThreads"]
 
 #: ``(fn, items, after)``: ``fn(item)`` for every item, then ``after()`` (see :meth:`Scheduler.run_phases`)
-Phase = tuple[Callable[[Any], None], Sequence[Any], "Callable[[], None] | None"]
+WorkPhase = tuple[Callable[[Any], None], Sequence[Any], "Callable[[], None] | None"]
 
 
 class Scheduler:
@@ -54,7 +54,7 @@ class Scheduler:
         for item in items:
             fn(item)
 
-    def run_phases(self, phases: Sequence[Phase]) -> None:
+    def run_phases(self, phases: Sequence[WorkPhase]) -> None:
         """For each phase ``(fn, items, after)`` in turn: :meth:`run_blocks` ``(fn, items)``, then ``after()``
         (if given); a phase's items may rely on every earlier phase being done."""
         for fn, items, after in phases:
@@ -88,5 +88,5 @@ class WorkerThreads(Scheduler):
             return
         _threads.run_blocks(fn, items, workers)
 
-    def run_phases(self, phases: Sequence[Phase]) -> None:
+    def run_phases(self, phases: Sequence[WorkPhase]) -> None:
         _threads.run_phases(phases, _threads.available())  # one hand-out for all the phases

@@ -24,7 +24,7 @@ from ..core.prepared import Prepared, as_prepared
 from ..core.registry import PassImpl, PrepareFn, SupportsFn, call_supports
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 
-__all__ = ["AxisPhase", "Phase", "grad_input_pass", "phases"]
+__all__ = ["AxisPhase", "StridePhase", "grad_input_pass", "phases"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def axis_phases(size: int, out: int, k: int, s: int, d: int, p: int) -> tuple[Ax
 
 
 @dataclass(frozen=True)
-class Phase:
+class StridePhase:
     """One stride-1 forward convolution of ``grad_y``: its rows and columns, and its spec."""
 
     rows: AxisPhase
@@ -96,12 +96,12 @@ class Phase:
 
 
 @functools.lru_cache(maxsize=256)
-def phases(spec: ConvSpec) -> tuple[Phase, ...]:
+def phases(spec: ConvSpec) -> tuple[StridePhase, ...]:
     """The stride-1 forward convolutions whose results make up dL/dx of ``spec`` (the forward convolution's)."""
     rows = axis_phases(spec.height, spec.oh, spec.kh, spec.sh, spec.dh, spec.pt)
     cols = axis_phases(spec.width, spec.ow, spec.kw, spec.sw, spec.dw, spec.pl)
     return tuple(
-        Phase(r, c, ConvSpec(n=spec.n, c=spec.k, height=r.hi - r.lo, width=c.hi - c.lo, k=spec.c, kh=len(r.taps),
+        StridePhase(r, c, ConvSpec(n=spec.n, c=spec.k, height=r.hi - r.lo, width=c.hi - c.lo, k=spec.c, kh=len(r.taps),
                              kw=len(c.taps), sh=1, sw=1, pt=r.before, pb=r.after, pl=c.before, pr=c.after,
                              dh=r.dilation, dw=c.dilation, groups=spec.groups, padding_mode="zeros",
                              dtype=spec.dtype))
