@@ -38,7 +38,8 @@ def main() -> None:
         finally:
             numpy_backend._KERNELS.update(saved)
         if not stacks:  # a GEMM alone (the unstrided 1x1): no compiled kernel of gemmconv's
-            print(f"{strategy}: kernels {' -> '.join(p.kernels)}; no compiled kernel of gemmconv's runs")
+            listed = " -> ".join(getattr(p, "kernels", ()))  # (plans before 65c438c do not list them)
+            print(f"{strategy}: kernels {listed}; no compiled kernel of gemmconv's runs")
             continue
         name, stack = stacks[0]
         start = max(i for i, f in enumerate(stack) if f.name == "__call__" and f.filename.endswith("plan.py"))
