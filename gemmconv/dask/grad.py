@@ -1,6 +1,6 @@
 """``conv2d_grad_weight`` on Dask arrays: the weights' gradient as a tree sum of the blocks' gradients.
 
-The blocks are the forward pass's (:mod:`.dask_conv`): chunks of images, bands of output rows and columns with
+The blocks are the forward pass's (:mod:`.conv`): chunks of images, bands of output rows and columns with
 their slabs of the padded input, and pieces of the input channels. Each block's share of dL/dw is gemmconv's
 ordinary ``conv2d_grad_weight`` of its slab and its block of dL/dy (unpadded: the padding, of any mode, is in
 the slab), both gathered inside the block's task; the shares are added by a balanced tree, and the pieces of
