@@ -7,7 +7,7 @@ The convolution is so small (x 1x8x8x8, w 8x8x3x3, padding 1: 74 kFLOP) that its
 validation, dispatch and the launch of the kernel. Each round times ``--calls`` calls of torch's
 ``F.conv2d`` and of ``gemmconv.conv2d`` with each strategy, one after the other; the table gives the median
 over rounds of the mean time per call and of its ratio to torch's in the same round. Where gemmconv has
-plans (``gemmconv.planning.plan``), a planned call is timed too. Needs torch (pip install torch==2.13.0).
+plans (``gemmconv.plan``), a planned call is timed too. Needs torch (pip install torch==2.13.0).
 """
 
 from __future__ import annotations

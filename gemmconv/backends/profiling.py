@@ -1,4 +1,4 @@
-"""How a backend measures: timers and peak memory (for ``gemmconv.tools.compare`` and the autotuner).
+"""How a backend measures: timers and peak memory (for ``gemmconv.compare`` and the autotuner).
 
 :class:`Profiler` times on the host (``perf_counter``, after waiting for the device) and traces
 memory with ``tracemalloc``; the CuPy backend's profiler (in :mod:`.cupy_backend`) uses CUDA

@@ -1,7 +1,7 @@
 """The keyword arguments of a convolution call, with their defaults written once.
 
-:class:`ConvArgs` is what :func:`gemmconv.conv2d`, :func:`gemmconv.planning.plan`,
-:func:`gemmconv.choose_strategy` and :func:`gemmconv.tools.compare` accept besides the
+:class:`ConvArgs` is what :func:`gemmconv.conv2d`, :func:`gemmconv.plan`,
+:func:`gemmconv.choose_strategy` and :func:`gemmconv.compare` accept besides the
 arrays, exactly as the user gave them; :func:`gemmconv.planning.validate.validate` turns
 them (with the arrays) into a :class:`~gemmconv.core.spec.ConvSpec`.
 """

@@ -36,12 +36,17 @@ def _always(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
     return None
 
 
+def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The parameters of ``fn`` (none for a builtin without a signature: it is then called with the least)."""
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
 def _takes_limits(fn: Callable[..., Any]) -> bool:
     """Whether predicate ``fn`` takes a second argument, the :class:`~gemmconv.core.spec.Limits`."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # a builtin without a signature: called with the spec alone
-        return False
+    params = _parameters(fn)
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
@@ -147,6 +152,24 @@ class Strategy:
             return self.needs
         impl = self.backward.get(pass_)
         return () if impl is None else impl.needs
+
+
+def call_select(chooser: Strategy, backend: Any, operands: tuple[Any, Any, Any], spec: ConvSpec, limits: Limits,
+                runner_for: Callable[[str], Prepared], pass_: str) -> str:
+    """The name ``chooser.select`` picks for pass ``pass_``, as :func:`call_supports` calls a predicate: told the
+    pass where its ``select`` takes a ``pass_`` keyword (or ``**kwargs``), else called the same way as for the
+    forward pass."""
+    select = chooser.select
+    if select is None:
+        raise TypeError(f"strategy {chooser.name!r} is not a chooser (it has no select)")
+    if _takes_pass(select):
+        return select(backend, *operands, spec, limits, runner_for, pass_=pass_)
+    return select(backend, *operands, spec, limits, runner_for)
+
+
+def _takes_pass(fn: Callable[..., Any]) -> bool:
+    """Whether chooser ``fn`` takes a ``pass_`` keyword."""
+    return any(p.name == "pass_" or p.kind is p.VAR_KEYWORD for p in _parameters(fn))
 
 
 _REGISTRY: dict[str, Strategy] = {}

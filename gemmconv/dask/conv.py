@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from ..api._dask_hook import any_dask
 from ..api.conv import conv2d as public_conv2d
 from ..backends import get_backend
 from ..core.args import ConvArgs
@@ -39,9 +40,8 @@ def names_one(args: ConvArgs) -> bool:
 
 
 def is_dask_array(a: Any) -> bool:
-    """Whether ``a`` is a ``dask.array.Array`` (never imports Dask: one that is not loaded has no arrays)."""
-    da = sys.modules.get("dask.array")
-    return da is not None and isinstance(a, da.Array)
+    """Whether ``a`` is a ``dask.array.Array`` (the hook's test, :func:`gemmconv.api._dask_hook.any_dask`)."""
+    return any_dask(a)
 
 
 def stand_in(meta: Any, shape: tuple[int, ...], dtype: Any, name: str) -> Any:

@@ -12,7 +12,6 @@ followed by a plan call: there is one call path.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -21,7 +20,16 @@ from ..core._lru import LRU
 from ..core.args import ConvArgs
 from ..core.errors import StrategyNotSupportedError
 from ..core.prepared import Prepared, as_prepared
-from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Strategy, get_strategy, supporting, unable
+from ..core.registry import (
+    FORWARD,
+    GRAD_INPUT,
+    GRAD_WEIGHT,
+    Strategy,
+    call_select,
+    get_strategy,
+    supporting,
+    unable,
+)
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from ..strategies._common import deliver
 from .validate import Validated, check_padded_fits, validate
@@ -29,7 +37,7 @@ from .validate import Validated, check_padded_fits, validate
 #: the transposed convolution: the grad_input pass of the convolution whose output its input would be, plus a bias
 TRANSPOSE = "transpose"
 
-__all__ = ["ARRAYS", "PLAN_CACHE", "TRANSPOSE", "ConvPlan", "PlanCache", "cached", "call_select", "check_out_dtype",
+__all__ = ["ARRAYS", "PLAN_CACHE", "TRANSPOSE", "ConvPlan", "PlanCache", "cached", "check_out_dtype",
            "conform", "describe", "dtype_text", "make_plan", "resolve", "runner_for"]
 
 
@@ -152,7 +160,7 @@ Operands = Callable[[Any, Any, Any], tuple[Any, Any, Any]]
 
 class ConvPlan:
     """One pass of a convolution prepared for arrays like the ones it was made for: the forward pass
-    (:func:`gemmconv.planning.plan`), ``grad_input`` (:func:`gemmconv.plan_grad_input`), ``grad_weight``
+    (:func:`gemmconv.plan`), ``grad_input`` (:func:`gemmconv.plan_grad_input`), ``grad_weight``
     (:func:`gemmconv.plan_grad_weight`) or the transposed convolution (:func:`gemmconv.plan_conv_transpose2d`).
 
     Attributes
@@ -316,26 +324,6 @@ def resolve(name: str, pass_: str, v: Validated, operands: tuple[Any, Any, Any],
         raise StrategyNotSupportedError(chosen.name, f"{reason} ({pass_}; chosen by {requested.name})",
                                         supporting(spec, backend, limits, pass_), _summary(spec))
     return requested, chosen
-
-
-def call_select(chooser: Strategy, backend: Any, operands: tuple[Any, Any, Any], spec: ConvSpec, limits: Limits,
-                runner_for: Callable[[str], Prepared], pass_: str) -> str:
-    """The name ``chooser.select`` picks for pass ``pass_``: told the pass where its ``select`` takes a ``pass_``
-    keyword (or ``**kwargs``), else called the same way as for the forward pass."""
-    select = chooser.select
-    if select is None:
-        raise TypeError(f"strategy {chooser.name!r} is not a chooser (it has no select)")
-    if _takes_pass(select):
-        return select(backend, *operands, spec, limits, runner_for, pass_=pass_)
-    return select(backend, *operands, spec, limits, runner_for)
-
-
-def _takes_pass(fn: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # a builtin without a signature
-        return False
-    return any(p.name == "pass_" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _summary(spec: ConvSpec) -> str:

@@ -20,7 +20,7 @@ and ``benchmarks/overhead.py`` on the CPU, ``benchmarks/gpu_check.py`` on the GP
    workspace is one padded input plane at unit stride (none when strided).
 
 Every choice is one whose predicate accepts the configuration. The rule is applied once, when a
-plan is made (:func:`gemmconv.planning.plan`; ``conv2d`` makes and caches plans).
+plan is made (:func:`gemmconv.plan`; ``conv2d`` makes and caches plans).
 
 Measured selection (:mod:`gemmconv.strategies.tuning`, off by default) replaces the rule
 with timings of the candidates on the user's machine.

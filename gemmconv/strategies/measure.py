@@ -1,11 +1,11 @@
 """Measuring one strategy on one convolution: time, error and workspace.
 
-Shared by :func:`gemmconv.tools.compare` and the autotuner, on any backend: times come
+Shared by :func:`gemmconv.compare` and the autotuner, on any backend: times come
 from the backend (``perf_counter`` on the CPU, CUDA events on the GPU), memory
 from the backend's tracer (tracemalloc, CuPy's memory hook).
 
 :func:`measure` is the autotuner's: a fixed number of untimed calls, then the timed ones.
-:func:`measure_settled` is :func:`gemmconv.tools.compare`'s: it warms a strategy up until its calls
+:func:`measure_settled` is :func:`gemmconv.compare`'s: it warms a strategy up until its calls
 stop getting faster (its first calls compile, load caches, allocate workspace and start
 threads) or a time budget is spent, times it, and times it again (a bounded number of
 times) when the interquartile range of the timed calls says that something else disturbed
