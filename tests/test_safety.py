@@ -292,7 +292,7 @@ def test_a_loaded_choice_that_cannot_run_the_layer_is_tuned_again_never_run(tmp_
     x, w = rng.standard_normal((1, 16, 20, 20)), rng.standard_normal((16, 16, 3, 3))
     key = _tuning_key(x, w, stride=2, padding=1)
     tuning_cache.clear()
-    assert tuning_cache.load(_write(tmp_path, {"gemmconv_tuning": 3, "choices": {key: "winograd"}})) == 1
+    assert tuning_cache.load(_write(tmp_path, {"gemmconv_tuning": 4, "choices": {key: "winograd"}})) == 1
     try:
         with gemmconv.autotune(max_seconds=None, repeat=1):
             y = gemmconv.conv2d(x, w, stride=2, padding=1)
@@ -304,15 +304,15 @@ def test_a_loaded_choice_that_cannot_run_the_layer_is_tuned_again_never_run(tmp_
 
 
 @pytest.mark.parametrize("data, raw, match", [
-    ({"gemmconv_tuning": 3}, None, "'choices' must map"),
-    ({"gemmconv_tuning": 3, "choices": [["k", "im2col"]]}, None, "'choices' must map"),
-    ({"gemmconv_tuning": 3, "choices": {"KEY": 3}}, None, "names no strategy auto chooses among"),
-    ({"gemmconv_tuning": 3, "choices": {"KEY": "my_conv"}}, None, "names no strategy auto chooses among"),
-    ({"gemmconv_tuning": 3, "choices": {"[1, 2]": "im2col"}}, None, "a key that is not a configuration"),
-    ({"gemmconv_tuning": 3, "choices": {'["numpy", "numpy", {"n": 1}, null]': "im2col"}}, None, "not a configuration"),
-    ({"gemmconv_tuning": 99, "choices": {}}, None, "format 99; this version of gemmconv reads formats 3"),
+    ({"gemmconv_tuning": 4}, None, "'choices' must map"),
+    ({"gemmconv_tuning": 4, "choices": [["k", "im2col"]]}, None, "'choices' must map"),
+    ({"gemmconv_tuning": 4, "choices": {"KEY": 3}}, None, "names no strategy auto chooses among"),
+    ({"gemmconv_tuning": 4, "choices": {"KEY": "my_conv"}}, None, "names no strategy auto chooses among"),
+    ({"gemmconv_tuning": 4, "choices": {"[1, 2]": "im2col"}}, None, "a key that is not a configuration"),
+    ({"gemmconv_tuning": 4, "choices": {'["numpy", "numpy", {"n": 1}, null]': "im2col"}}, None, "not a configuration"),
+    ({"gemmconv_tuning": 99, "choices": {}}, None, "format 99; this version of gemmconv reads formats 4"),
     ({"choices": {}}, None, "is not a gemmconv tuning cache"),
-    (None, '{"gemmconv_tuning": 3, "choi', "is not valid JSON"),
+    (None, '{"gemmconv_tuning": 4, "choi', "is not valid JSON"),
 ])
 def test_malformed_tuning_files_are_refused_naming_the_file_and_the_entry(tmp_path, data, raw, match):
     x, w = np.ones((1, 4, 8, 8)), np.ones((4, 4, 3, 3))
@@ -332,12 +332,12 @@ def test_tuning_files_round_trip_and_older_formats_are_refused(tmp_path):
     try:
         tuning_cache.put(key, "direct")
         tuning_cache.save(tmp_path / "a.json")
-        assert json.loads((tmp_path / "a.json").read_text())["gemmconv_tuning"] == 3
+        assert json.loads((tmp_path / "a.json").read_text())["gemmconv_tuning"] == 4
         tuning_cache.clear()
         assert tuning_cache.load(tmp_path / "a.json") == 1 and tuning_cache.get(key) == "direct"
         tuning_cache.clear()
-        for old in (1, 2):  # their keys name the input's sizes h and w
-            with pytest.raises(ValueError, match=f"format {old}; this version of gemmconv reads formats 3: tune again"):
+        for old in (1, 2, 3):  # their keys name 2-D sizes one by one (h and w; height, width, kh, ...)
+            with pytest.raises(ValueError, match=f"format {old}; this version of gemmconv reads formats 4: tune again"):
                 tuning_cache.load(_write(tmp_path, {"gemmconv_tuning": old, "choices": {key: "im2col"}}))
     finally:
         tuning_cache.clear()

@@ -128,15 +128,16 @@ class Backend(ABC):
 
     def pad(self, x: Any, spec: ConvSpec) -> Any:
         """Pad ``x`` explicitly by ``spec``'s padding and padding mode."""
-        widths = ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr))
+        widths = ((0, 0), (0, 0), *spec.padding)
         return self.xp.pad(x, widths, mode=_PAD_MODES[spec.padding_mode])
 
     def pad_adjoint(self, g: Any, spec: ConvSpec) -> Any:
-        """The adjoint of :meth:`pad`: a gradient ``g`` with respect to the padded input, (N, C, H + pt + pb,
-        W + pl + pr), folded back onto the input, (N, C, H, W): each padded element's gradient added to the
-        input element it copies (none for zeros), as autograd does. A fresh array."""
-        g = _fold(g, spec.pt, spec.pb, spec.height, spec.padding_mode, axis=2)
-        return _fold(g, spec.pl, spec.pr, spec.width, spec.padding_mode, axis=3)
+        """The adjoint of :meth:`pad`: a gradient ``g`` with respect to the padded input, (N, C, *padded size),
+        folded back onto the input, (N, C, *size): each padded element's gradient added to the input element
+        it copies (none for zeros), as autograd does. A fresh array."""
+        for axis, ((before, after), size) in enumerate(zip(spec.padding, spec.size, strict=True), start=2):
+            g = _fold(g, before, after, size, spec.padding_mode, axis=axis)
+        return g
 
     def matmul(self, a: Any, b: Any, scratch: bool = False, out: Any = None) -> Any:
         """``a @ b`` with NumPy's broadcasting over leading dimensions (BLAS / cuBLAS).

@@ -8,7 +8,6 @@ from any of these; :meth:`Backend.provides` says which, and a strategy that need
 
 from __future__ import annotations
 
-import dataclasses
 from abc import abstractmethod
 from typing import Any
 
@@ -43,10 +42,11 @@ class Im2colKernels(Backend):
         This default packs the band of input rows those outputs read as a convolution of its own
         (its padding is the part of the original padding it touches) through :meth:`im2col`.
         """
-        r0 = o0 * spec.sh - spec.pt  # first padded-input row read, in input coordinates
-        r1 = (o1 - 1) * spec.sh - spec.pt + spec.ekh  # one past the last
-        lo, hi = max(r0, 0), min(r1, spec.height)
-        sub = dataclasses.replace(spec, n=n1 - n0, height=hi - lo, pt=lo - r0, pb=r1 - hi)
+        stride, (before, _), reach = spec.stride[0], spec.padding[0], spec.effective_kernel[0]
+        r0 = o0 * stride - before  # first padded-input row read, in input coordinates
+        r1 = (o1 - 1) * stride - before + reach  # one past the last
+        lo, hi = max(r0, 0), min(r1, spec.size[0])
+        sub = spec.along(0, hi - lo, (lo - r0, r1 - hi), n=n1 - n0)
         cols = self.im2col(x[n0:n1, :, lo:hi], sub)  # x rows (N', C, rows, W) -> (N', C·R·S, OB·OW)
         if not ones_row:
             return cols

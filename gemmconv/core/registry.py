@@ -124,6 +124,9 @@ class Strategy:
         grad_weight: ``x, grad_y, None``) and ``runner_for`` preparing that
         pass; a ``select`` that takes a ``pass_`` keyword is told which pass.
         What it picks must have that pass.
+    dims : tuple of int, optional
+        The numbers of spatial dimensions the strategy runs (``(2,)``: 2-D convolutions); a spec of another
+        is refused before the predicate is asked.
     """
 
     name: str
@@ -135,9 +138,12 @@ class Strategy:
     select: SelectFn | None = None
     needs: tuple[str, ...] = ()
     backward: Mapping[str, PassImpl] = field(default_factory=dict)
+    dims: tuple[int, ...] = (2,)
 
     def refusal(self, spec: ConvSpec, limits: Limits = NO_LIMITS, pass_: str = FORWARD) -> str | None:
         """Why this strategy cannot run pass ``pass_`` of ``spec`` within ``limits`` (its predicate), or None."""
+        if spec.ndim not in self.dims:
+            return f"runs {' and '.join(f'{d}-D' for d in self.dims)} convolutions, not {spec.ndim}-D ones"
         supports = self.supports
         if pass_ != FORWARD:
             impl = self.backward.get(pass_)

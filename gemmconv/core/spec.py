@@ -1,13 +1,15 @@
 """The normalised description of one convolution call.
 
-:class:`ConvSpec` holds every size and hyper-parameter of a call after
-validation, so strategies, predicates and kernels read plain integers and never
-re-parse user arguments.
+:class:`ConvSpec` holds every size and hyper-parameter of a call after validation, so strategies,
+predicates and kernels read plain integers and never re-parse user arguments. Spatial quantities are
+tuples with one entry per spatial axis (``ndim`` of them, 2 today); the 2-D names (``height``, ``kh``,
+``sh``, ``pt``, ...) are views of those tuples for the 2-D kernels.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,25 +22,40 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
 
 
+def out_size(size: int, before: int, after: int, kernel: int, stride: int, dilation: int) -> int:
+    """Output length of one axis (torch's formula)."""
+    return (size + before + after - (kernel - 1) * dilation - 1) // stride + 1
+
+
+def _view(index: int, doc: str) -> cached_property[int]:
+    """A 2-D name for entry ``index`` of :attr:`ConvSpec._plane`, remembered on first use."""
+
+    def get(spec: ConvSpec) -> int:
+        return spec._plane[index]
+
+    get.__doc__ = doc
+    return cached_property(get)
+
+
 @dataclass(frozen=True)
 class ConvSpec:
-    """Sizes and hyper-parameters of one 2-D convolution (NCHW, cross-correlation).
+    """Sizes and hyper-parameters of one convolution (channels first, cross-correlation).
 
-    Derived sizes (``oh``, ``out_shape``, ``flops``, ...) are computed once per spec.
+    Derived sizes (``out_size``, ``out_shape``, ``flops``, ...) are computed once per spec.
 
     Attributes
     ----------
-    n, c, height, width : int
-        Batch, input channels, input height and width (``oh`` and ``ow`` are the output's).
-    k, kh, kw : int
-        Output channels, kernel height and width.
-    sh, sw : int
-        Strides.
-    pt, pb, pl, pr : int
-        Padding at the top, bottom, left and right (asymmetric only for
-        ``padding="same"`` with an even effective kernel, as in torch).
-    dh, dw : int
-        Dilations.
+    n, c, k : int
+        Batch, input channels, output channels.
+    size : tuple of int
+        The input's spatial sizes, one per spatial axis (``(height, width)`` in 2-D).
+    kernel : tuple of int
+        The kernel's spatial sizes.
+    stride, dilation : tuple of int
+        Per spatial axis.
+    padding : tuple of (int, int)
+        Padding (before, after) per spatial axis; asymmetric only for ``padding="same"`` with an even
+        effective kernel, as in torch.
     groups : int
         Number of groups; ``c`` and ``k`` are multiples of it.
     padding_mode : str
@@ -52,22 +69,22 @@ class ConvSpec:
 
     n: int
     c: int
-    height: int
-    width: int
     k: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    pt: int
-    pb: int
-    pl: int
-    pr: int
-    dh: int
-    dw: int
+    size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    dilation: tuple[int, ...]
     groups: int
     padding_mode: str
     dtype: str
+
+    # --- every D ---------------------------------------------------------------------------------------
+
+    @property
+    def ndim(self) -> int:
+        """Number of spatial axes."""
+        return len(self.size)
 
     @cached_property
     def cg(self) -> int:
@@ -80,39 +97,55 @@ class ConvSpec:
         return self.k // self.groups
 
     @cached_property
-    def ekh(self) -> int:
-        """Effective (dilated) kernel height."""
-        return (self.kh - 1) * self.dh + 1
+    def effective_kernel(self) -> tuple[int, ...]:
+        """The dilated kernel's spatial sizes."""
+        return tuple((r - 1) * d + 1 for r, d in zip(self.kernel, self.dilation, strict=True))
 
     @cached_property
-    def ekw(self) -> int:
-        """Effective (dilated) kernel width."""
-        return (self.kw - 1) * self.dw + 1
+    def padded_size(self) -> tuple[int, ...]:
+        """The input's spatial sizes with the padding added."""
+        return tuple(s + lo + hi for s, (lo, hi) in zip(self.size, self.padding, strict=True))
 
     @cached_property
-    def oh(self) -> int:
-        """Output height."""
-        return (self.height + self.pt + self.pb - self.ekh) // self.sh + 1
+    def out_size(self) -> tuple[int, ...]:
+        """The output's spatial sizes."""
+        return tuple(out_size(s, lo, hi, r, st, d) for s, (lo, hi), r, st, d
+                     in zip(self.size, self.padding, self.kernel, self.stride, self.dilation, strict=True))
 
     @cached_property
-    def ow(self) -> int:
-        """Output width."""
-        return (self.width + self.pl + self.pr - self.ekw) // self.sw + 1
+    def in_shape(self) -> tuple[int, ...]:
+        """Shape of the batched input, ``(n, c, *size)``."""
+        return (self.n, self.c, *self.size)
 
     @cached_property
-    def out_shape(self) -> tuple[int, int, int, int]:
-        """Shape of the batched result, ``(n, k, oh, ow)``."""
-        return (self.n, self.k, self.oh, self.ow)
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of the weights, ``(k, c / groups, *kernel)``."""
+        return (self.k, self.cg, *self.kernel)
+
+    @cached_property
+    def out_shape(self) -> tuple[int, ...]:
+        """Shape of the batched result, ``(n, k, *out_size)``."""
+        return (self.n, self.k, *self.out_size)
 
     @cached_property
     def padded(self) -> bool:
         """Whether any side is padded."""
-        return bool(self.pt or self.pb or self.pl or self.pr)
+        return any(lo or hi for lo, hi in self.padding)
+
+    @cached_property
+    def strided(self) -> bool:
+        """Whether any stride exceeds 1."""
+        return any(s != 1 for s in self.stride)
+
+    @cached_property
+    def taps(self) -> int:
+        """Kernel taps per input channel (the product of the kernel's sizes)."""
+        return math.prod(self.kernel)
 
     @cached_property
     def flops(self) -> int:
         """Multiply-adds times two of the direct algorithm (the count all strategies are quoted in)."""
-        return 2 * self.n * self.k * self.oh * self.ow * self.cg * self.kh * self.kw
+        return 2 * self.n * self.k * math.prod(self.out_size) * self.cg * self.taps
 
     @cached_property
     def itemsize(self) -> int:
@@ -126,13 +159,45 @@ class ConvSpec:
 
     def without_padding(self) -> ConvSpec:
         """The spec of the same convolution applied to an input that was padded explicitly."""
-        return dataclasses.replace(
-            self,
-            height=self.height + self.pt + self.pb,
-            width=self.width + self.pl + self.pr,
-            pt=0, pb=0, pl=0, pr=0,
-            padding_mode="zeros",
-        )
+        return dataclasses.replace(self, size=self.padded_size, padding=((0, 0),) * self.ndim,
+                                   padding_mode="zeros")
+
+    def along(self, axis: int, size: int, padding: tuple[int, int], n: int | None = None) -> ConvSpec:
+        """The same convolution with spatial ``axis`` (0 for the first) of input ``size`` and ``padding``
+        (before, after), and ``n`` images if given: a band or a block of the input along that axis."""
+        sizes, pads = list(self.size), list(self.padding)
+        sizes[axis], pads[axis] = size, padding
+        return dataclasses.replace(self, size=tuple(sizes), padding=tuple(pads), n=self.n if n is None else n)
+
+    # --- the 2-D names, for the 2-D kernels ----------------------------------------------------------
+
+    @cached_property
+    def _plane(self) -> tuple[int, ...]:
+        """``(height, width, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, ekh, ekw, oh, ow)``; only a 2-D spec has them."""
+        if len(self.size) != 2:
+            raise AttributeError(f"a {self.ndim}-D convolution has no 2-D sizes (height, kh, sh, pt, ...); "
+                                 "read size, kernel, stride, padding and dilation instead")
+        (h, w), (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = (
+            self.size, self.kernel, self.stride, self.padding, self.dilation)
+        (ekh, ekw), (oh, ow) = self.effective_kernel, self.out_size
+        return h, w, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, ekh, ekw, oh, ow
+
+    height = _view(0, "Input height (2-D).")
+    width = _view(1, "Input width (2-D).")
+    kh = _view(2, "Kernel height (2-D).")
+    kw = _view(3, "Kernel width (2-D).")
+    sh = _view(4, "Vertical stride (2-D).")
+    sw = _view(5, "Horizontal stride (2-D).")
+    pt = _view(6, "Padding at the top (2-D).")
+    pb = _view(7, "Padding at the bottom (2-D).")
+    pl = _view(8, "Padding at the left (2-D).")
+    pr = _view(9, "Padding at the right (2-D).")
+    dh = _view(10, "Vertical dilation (2-D).")
+    dw = _view(11, "Horizontal dilation (2-D).")
+    ekh = _view(12, "Effective (dilated) kernel height (2-D).")
+    ekw = _view(13, "Effective (dilated) kernel width (2-D).")
+    oh = _view(14, "Output height (2-D).")
+    ow = _view(15, "Output width (2-D).")
 
 
 @dataclass(frozen=True)

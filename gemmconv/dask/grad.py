@@ -63,7 +63,7 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args:
         c0, c1, k0, k1, g, cw0, cw1 = piece
         gyb = gy_gather.task(((n0, n0 + nb), (k0, k1), (o0, o1), (q0, q1)))
         kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
-        fn = functools.partial(grad_weight, weight_shape=(k1 - k0, cw1 - cw0, spec.kh, spec.kw), **kwargs)
+        fn = functools.partial(grad_weight, weight_shape=(k1 - k0, cw1 - cw0, *spec.kernel), **kwargs)
         return (functools.partial(_block, grad_weight=fn), tiling.slab(n0, nb, c0, c1, o0, o1, q0, q1), gyb)
 
     blocks = [block for _, block in tiling.blocks() if block[1]]  # (n0, nb, o0, o1, q0, q1), images in it

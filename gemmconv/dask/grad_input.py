@@ -17,7 +17,6 @@ its bias added by the first piece of each block.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import sys
@@ -100,10 +99,10 @@ def _block(gy: Any, w: Any, bias: Any, *, grad_input: Callable[..., Any], channe
 
 def _fold_block(g: Any, spec: ConvSpec, axis: int) -> Any:
     """:meth:`Backend.pad_adjoint` of ``g`` along ``axis`` alone, ``spec`` giving that axis's padding."""
-    if axis == 2:
-        spec = dataclasses.replace(spec, height=g.shape[2] - spec.pt - spec.pb, pl=0, pr=0, width=g.shape[3])
-    else:
-        spec = dataclasses.replace(spec, width=g.shape[3] - spec.pl - spec.pr, pt=0, pb=0, height=g.shape[2])
+    other = 1 if axis == 2 else 0  # the spatial axis left unpadded
+    before, after = spec.padding[axis - 2]
+    spec = spec.along(axis - 2, g.shape[axis] - before - after, (before, after))
+    spec = spec.along(other, g.shape[other + 2], (0, 0))
     return get_backend(g, "grad_y").pad_adjoint(g, spec)
 
 

@@ -19,7 +19,7 @@ from ..core.prepared import Prepared, as_prepared
 from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, Strategy
 from ..core.spec import ConvSpec
 from .plan import PLAN_CACHE, TRANSPOSE, ConvPlan, cached, resolve
-from .validate import Validated, _check_array, _dtype_name, _pair, check_padded_fits, validate
+from .validate import Validated, _check_array, _dtype_name, check_padded_fits, per_axis, validate
 
 __all__ = ["PASS_PLANS", "TRANSPOSE", "cached", "make_pass_plan"]
 
@@ -76,35 +76,36 @@ def _grad_weight(arrays: tuple[Any, ...], weight_shape: tuple[int, ...], args: C
                     (v.x, gy4), tuple(weight_shape), operands, False)
 
 
-def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any) -> ConvPlan:
+def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any, ndim: int = 2) -> ConvPlan:
     x, w, b = arrays
     backend = get_backend(x, "x")
-    if not hasattr(x, "ndim") or x.ndim not in (3, 4):
-        raise ValueError(f"x must be 3-D or 4-D, got {getattr(x, 'shape', type(x).__name__)}")
-    if not hasattr(w, "ndim") or w.ndim != 4:
-        raise ValueError(f"w must be 4-D (C_in, C_out / groups, KH, KW), got {getattr(w, 'shape', type(w).__name__)}")
+    if not hasattr(x, "ndim") or x.ndim not in (ndim + 1, ndim + 2):
+        raise ValueError(f"x must be {ndim + 1}-D or {ndim + 2}-D, got {getattr(x, 'shape', type(x).__name__)}")
+    if not hasattr(w, "ndim") or w.ndim != ndim + 2:
+        raise ValueError(f"w must be {ndim + 2}-D (C_in, C_out / groups, *kernel), got "
+                         f"{getattr(w, 'shape', type(w).__name__)}")
     if isinstance(args.padding, str):
         raise ValueError(f"padding must be an int or a pair of ints for conv_transpose2d, got {args.padding!r}")
     groups = args.groups
     g = groups if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 else 1  # checked below
-    x4 = x[None] if x.ndim == 3 else x
-    n, c_in, h, wd = (int(s) for s in x4.shape)
-    k_in, cg_out, kh, kw = (int(s) for s in w.shape)
-    sh, sw = _pair("stride", args.stride, 1)
-    ph, pw = _pair("padding", args.padding, 0)
-    dh, dw = _pair("dilation", args.dilation, 1)
-    oph, opw = _pair("output_padding", output_padding, 0)
-    if oph >= max(sh, dh) or opw >= max(sw, dw):
-        raise ValueError(f"output_padding={output_padding!r} must be smaller than either the stride {(sh, sw)} or "
-                         f"the dilation {(dh, dw)} in each dimension")
+    x4 = x[None] if x.ndim == ndim + 1 else x
+    n, c_in, *size = (int(s) for s in x4.shape)
+    k_in, cg_out, *kernel = (int(s) for s in w.shape)
+    strides = per_axis("stride", args.stride, 1, ndim)
+    pads = per_axis("padding", args.padding, 0, ndim)
+    dilations = per_axis("dilation", args.dilation, 1, ndim)
+    extra = per_axis("output_padding", output_padding, 0, ndim)
+    if any(e >= max(s, d) for e, s, d in zip(extra, strides, dilations, strict=True)):
+        raise ValueError(f"output_padding={output_padding!r} must be smaller than either the stride {strides} or "
+                         f"the dilation {dilations} in each dimension")
     if k_in != c_in:
         raise ValueError(f"w.shape[0] must be the {c_in} input channels of x, got w of shape {tuple(w.shape)}")
-    height = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
-    width = (wd - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
-    if height < 1 or width < 1:
-        raise ValueError(f"the output would be {height}x{width}: padding={args.padding!r} is too large for x of "
-                         f"{h}x{wd} and a {kh}x{kw} kernel")
-    shape = (n, cg_out * g, height, width)
+    out = tuple((i - 1) * s - 2 * p + d * (r - 1) + e + 1
+                for i, s, p, d, r, e in zip(size, strides, pads, dilations, kernel, extra, strict=True))
+    if min(out) < 1:
+        raise ValueError(f"the output would be {'x'.join(map(str, out))}: padding={args.padding!r} is too large "
+                         f"for x of {'x'.join(map(str, size))} and a {'x'.join(map(str, kernel))} kernel")
+    shape = (n, cg_out * g, *out)
     v = validate(_stand_in(backend, "x", shape, x.dtype), w, None, args, ("x", "w", "b"))
     spec_dtype = v.spec.dtype
     if b is not None:  # the transposed convolution's bias: one value per output channel (C_out)
@@ -115,13 +116,14 @@ def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any) -> 
             raise ValueError(f"b must have shape ({shape[1]},) (one value per output channel), got {tuple(b.shape)}")
     spec = v.spec
     reach = spec.out_shape != tuple(x4.shape)  # output rows beyond the convolution's reach (output_padding)
-    unbatched = x.ndim == 3
+    unbatched = x.ndim == ndim + 1
+    within = (slice(None), slice(None), *(slice(0, i) for i in size))  # x's part of grad_y
 
     def grad_y(x: Any) -> Any:
-        gy = x[None] if unbatched else x  # (C_in, H, W) -> (1, C_in, H, W)
+        gy = x[None] if unbatched else x  # (C_in, *size) -> (1, C_in, *size)
         if reach:
             full = backend.xp.zeros(spec.out_shape, dtype=x.dtype)
-            full[:, :, :h, :wd] = gy
+            full[within] = gy
             gy = full
         return gy
 
@@ -138,13 +140,13 @@ def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any) -> 
 
 
 def _grad_input_runner(backend: Backend, v: Validated, strat: Strategy) -> Prepared:
-    """``run(gy, w, bias, None) -> dL/dx`` (N, C, H, W) of ``v``'s convolution from ``gy`` (N, K, OH, OW), plus
+    """``run(gy, w, bias, None) -> dL/dx`` (N, C, *size) of ``v``'s convolution from ``gy`` (N, K, *out_size), plus
     ``bias`` (C,) where given."""
     spec, xp = v.spec, backend.xp
     if spec.n == 0 or spec.c == 0 or spec.k == 0:
         def zeros(gy: Any, w: Any, bias: Any, out: Any) -> Any:
-            dx = xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=w.dtype)
-            return dx if bias is None else dx + bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+            dx = xp.zeros(spec.in_shape, dtype=w.dtype)
+            return dx if bias is None else dx + bias.reshape(1, -1, *(1,) * spec.ndim)  # (C,) -> (1, C, 1, ...)
         return Prepared(zeros, ("fill",))
     explicit = spec.pads_explicitly(strat.pads_zeros)
     inner: ConvSpec = spec.without_padding() if explicit else spec
@@ -156,18 +158,18 @@ def _grad_input_runner(backend: Backend, v: Validated, strat: Strategy) -> Prepa
     def run(gy: Any, w: Any, bias: Any, out: Any) -> Any:
         dx = backend.pad_adjoint(prepared(gy, w, None, None), spec)
         if bias is not None:
-            dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+            dx += bias.reshape(1, -1, *(1,) * spec.ndim)  # (C,) -> (1, C, 1, ...)
         return dx
 
     return prepared.then(run, after=("pad_adjoint",))
 
 
 def _grad_weight_runner(backend: Backend, v: Validated, strat: Strategy) -> Prepared:
-    """``run(x, gy, None, None) -> dL/dw`` (K, C/G, KH, KW) of ``v``'s convolution from its batched input and
+    """``run(x, gy, None, None) -> dL/dw`` (K, C/G, *kernel) of ``v``'s convolution from its batched input and
     ``gy``."""
     spec, xp = v.spec, backend.xp
     if spec.n == 0 or spec.c == 0:
-        return Prepared(lambda x, gy, _, out: xp.zeros((spec.k, spec.cg, spec.kh, spec.kw), dtype=x.dtype),
+        return Prepared(lambda x, gy, _, out: xp.zeros(spec.weight_shape, dtype=x.dtype),
                         ("fill",))
     explicit = spec.pads_explicitly(strat.pads_zeros)  # then against the padded input
     if explicit:

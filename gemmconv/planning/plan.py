@@ -60,8 +60,8 @@ def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits 
     def padded(x: Any, w: Any, b: Any, out: Any) -> Any:
         return prepared(backend.pad(x, spec), w, b, out)
 
-    padded_shape = (spec.n, spec.c, spec.height + spec.pt + spec.pb, spec.width + spec.pl + spec.pr)
-    return prepared.then(padded, before=("pad",), workspace_bytes=math.prod(padded_shape) * spec.itemsize)
+    padded_bytes = spec.n * spec.c * math.prod(spec.padded_size) * spec.itemsize
+    return prepared.then(padded, before=("pad",), workspace_bytes=padded_bytes)
 
 
 def _unprepared(backend: Any, spec: ConvSpec, strategy: Strategy) -> Prepared:
@@ -75,7 +75,7 @@ def _unprepared(backend: Any, spec: ConvSpec, strategy: Strategy) -> Prepared:
 def _filler(backend: Any, spec: ConvSpec) -> Prepared:
     def fill(x: Any, w: Any, b: Any, out: Any) -> Any:
         y = backend.xp.empty(spec.out_shape, dtype=x.dtype) if out is None else out
-        y[...] = 0 if b is None else b.reshape(1, -1, 1, 1)  # (K,) -> (1, K, 1, 1)
+        y[...] = 0 if b is None else b.reshape(1, -1, *(1,) * spec.ndim)  # (K,) -> (1, K, 1, ...)
         return y
 
     return Prepared(fill, ("fill",))
@@ -290,8 +290,8 @@ class ConvPlan:
         given = f"{name} {self._shapes[self._names.index(name)]}"
         what = chosen if self.pass_ == FORWARD else f"{self.pass_}, {chosen}"
         return (f"ConvPlan({what}, {self.backend.name} {self._dtype}, {given} -> {self.out_shape}, kernel "
-                f"{s.kh}x{s.kw}, stride {(s.sh, s.sw)}, padding {(s.pt, s.pb, s.pl, s.pr)}, dilation "
-                f"{(s.dh, s.dw)}, groups {s.groups}, padding_mode {s.padding_mode!r}, "
+                f"{'x'.join(map(str, s.kernel))}, stride {s.stride}, padding {sum(s.padding, ())}, dilation "
+                f"{s.dilation}, groups {s.groups}, padding_mode {s.padding_mode!r}, "
                 f"kernels {' -> '.join(self.kernels)}, workspace {self.workspace_bytes:,} bytes)")
 
 
@@ -327,8 +327,8 @@ def resolve(name: str, pass_: str, v: Validated, operands: tuple[Any, Any, Any],
 
 
 def _summary(spec: ConvSpec) -> str:
-    return (f"kernel {spec.kh}x{spec.kw}, stride {(spec.sh, spec.sw)}, dilation {(spec.dh, spec.dw)}, "
-            f"groups {spec.groups}, x {(spec.n, spec.c, spec.height, spec.width)}")
+    return (f"kernel {'x'.join(map(str, spec.kernel))}, stride {spec.stride}, dilation {spec.dilation}, "
+            f"groups {spec.groups}, x {spec.in_shape}")
 
 
 #: bytes a plan's own objects take, at most (its closures, sizes and lists of blocks, as tracemalloc counts them

@@ -8,6 +8,7 @@ value received and the fix.
 from __future__ import annotations
 
 import functools
+import math
 import operator
 import sys
 from typing import Any, NamedTuple
@@ -16,7 +17,7 @@ from ..backends import Backend, get_backend
 from ..core.args import ConvArgs
 from ..core.spec import NO_LIMITS, PADDING_MODES, ConvSpec, Limits
 
-__all__ = ["Validated", "check_padded_fits", "validate"]
+__all__ = ["Validated", "check_padded_fits", "per_axis", "validate"]
 
 
 class Validated(NamedTuple):
@@ -51,8 +52,10 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
-def _int(name: str, value: Any, minimum: int) -> int:
-    kind = "an int" if name in ("groups", "workspace_limit") else "an int or a pair of ints"
+_SEQUENCE = {1: "an int or a 1-tuple", 2: "an int or a pair of ints", 3: "an int or a triple of ints"}
+
+
+def _int(name: str, value: Any, minimum: int, kind: str = "an int") -> int:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be {kind}, got the bool {value!r}")
     try:
@@ -64,16 +67,16 @@ def _int(name: str, value: Any, minimum: int) -> int:
     return v
 
 
-def _pair(name: str, value: Any, minimum: int) -> tuple[int, int]:
+def per_axis(name: str, value: Any, minimum: int, ndim: int) -> tuple[int, ...]:
+    """An int, or a sequence of one int or of ``ndim`` ints, as ``ndim`` ints (``(v,)`` means ``(v,) * ndim``,
+    as in torch)."""
+    kind = _SEQUENCE.get(ndim, f"an int or {ndim} ints")
     if isinstance(value, (tuple, list)):
-        if len(value) not in (1, 2):
-            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r} of length {len(value)}")
-        if len(value) == 1:  # (v,) means (v, v), as in torch
-            v = _int(name, value[0], minimum)
-            return v, v
-        return _int(name, value[0], minimum), _int(name, value[1], minimum)
-    v = _int(name, value, minimum)
-    return v, v
+        if len(value) not in (1, ndim):
+            raise ValueError(f"{name} must be {kind}, got {value!r} of length {len(value)}")
+        found = tuple(_int(name, v, minimum, kind) for v in value)
+        return found * ndim if len(found) == 1 else found
+    return (_int(name, value, minimum, kind),) * ndim
 
 
 def _dim(name: str, i: int) -> str:
@@ -109,55 +112,63 @@ def _check_array(name: str, a: Any, backend: Backend, ndims: tuple[int, ...]) ->
         )
 
 
-def _padding(
-    padding: Any, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int]
-) -> tuple[int, int, int, int]:
-    """Return (pt, pb, pl, pr)."""
+def _padding(padding: Any, kernel: tuple[int, ...], dilation: tuple[int, ...],
+             stride: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """Padding (before, after) per spatial axis."""
+    ndim = len(kernel)
     if isinstance(padding, str):
         if padding == "valid":
-            return 0, 0, 0, 0
+            return ((0, 0),) * ndim
         if padding == "same":
-            if stride != (1, 1):
+            if any(s != 1 for s in stride):
                 raise ValueError(
                     f"padding='same' is not supported for strided convolutions (stride={stride}); "
                     "pass explicit padding instead"
                 )
-            pads = []
-            for k, d in zip(kernel, dilation, strict=False):
-                total = d * (k - 1)
-                pads += [total // 2, total - total // 2]  # extra pad goes bottom/right, as in torch
-            return pads[0], pads[1], pads[2], pads[3]
-        raise ValueError(f"padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}")
-    ph, pw = _pair("padding", padding, 0)
-    return ph, ph, pw, pw
+            totals = (d * (k - 1) for k, d in zip(kernel, dilation, strict=True))
+            return tuple((t // 2, t - t // 2) for t in totals)  # the extra pad goes after, as in torch
+        raise ValueError(f"padding must be {_SEQUENCE.get(ndim, 'ints')}, 'valid' or 'same', got {padding!r}")
+    return tuple((p, p) for p in per_axis("padding", padding, 0, ndim))
+
+
+def _sides(spec: ConvSpec) -> str:
+    """The padding as a message gives it: ``padding=(...)`` (top, bottom, left, right) in 2-D, (before, after)
+    pairs otherwise."""
+    if spec.ndim == 2:
+        return f"padding={sum(spec.padding, ())} (top, bottom, left, right)"
+    return f"padding={spec.padding} ((before, after) per axis)"
+
+
+def _by(sizes: tuple[int, ...]) -> str:
+    """``8x8`` for (8, 8)."""
+    return "x".join(map(str, sizes))
 
 
 def _check_padding_mode(spec: ConvSpec) -> None:
     mode = spec.padding_mode
     if mode == "reflect":
-        if max(spec.pt, spec.pb) >= spec.height or max(spec.pl, spec.pr) >= spec.width:
+        if any(max(p) >= s for p, s in zip(spec.padding, spec.size, strict=True)):
             raise ValueError(
-                f"padding_mode='reflect' needs padding smaller than the input: padding "
-                f"(top, bottom, left, right)={(spec.pt, spec.pb, spec.pl, spec.pr)} for an input of "
-                f"{spec.height}x{spec.width}; pad less or use padding_mode='replicate'"
+                f"padding_mode='reflect' needs padding smaller than the input: {_sides(spec)} for an "
+                f"input of {_by(spec.size)}; pad less or use padding_mode='replicate'"
             )
-    elif mode == "circular" and (max(spec.pt, spec.pb) > spec.height or max(spec.pl, spec.pr) > spec.width):
+    elif mode == "circular" and any(max(p) > s for p, s in zip(spec.padding, spec.size, strict=True)):
         raise ValueError(
-            f"padding_mode='circular' cannot wrap around more than once: padding "
-            f"(top, bottom, left, right)={(spec.pt, spec.pb, spec.pl, spec.pr)} for an input of "
-            f"{spec.height}x{spec.width}; pad at most the input size"
+            f"padding_mode='circular' cannot wrap around more than once: {_sides(spec)} for an input of "
+            f"{_by(spec.size)}; pad at most the input size"
         )
 
 
-def validate(x: Any, w: Any, b: Any, args: ConvArgs, names: tuple[str, str, str] = ("x", "w", "b")) -> Validated:
-    """Check the arrays and the arguments of :func:`gemmconv.conv2d` (all but ``strategy``, which
-    the registry checks) and normalise them into a :class:`Validated`. ``names`` are the arguments the
-    arrays came from, for the messages (the backward passes pass shapes as stand-in arrays)."""
+def validate(x: Any, w: Any, b: Any, args: ConvArgs, names: tuple[str, str, str] = ("x", "w", "b"),
+             ndim: int = 2) -> Validated:
+    """Check the arrays and the arguments of an ``ndim``-D convolution (all but ``strategy``, which the
+    registry checks) and normalise them into a :class:`Validated`. ``names`` are the arguments the arrays
+    came from, for the messages (the backward passes pass shapes as stand-in arrays)."""
     stride, padding, dilation, groups = args.stride, args.padding, args.dilation, args.groups
     padding_mode, workspace_limit = args.padding_mode, args.workspace_limit
     backend = get_backend(x, names[0])
-    _check_array(names[0], x, backend, (3, 4))
-    _check_array(names[1], w, backend, (4,))
+    _check_array(names[0], x, backend, (ndim + 1, ndim + 2))
+    _check_array(names[1], w, backend, (ndim + 2,))
     if b is not None:
         _check_array(names[2], b, backend, (1,))
     x, w = backend.native(x), backend.native(w)
@@ -167,14 +178,14 @@ def validate(x: Any, w: Any, b: Any, args: ConvArgs, names: tuple[str, str, str]
     if b is not None and b.dtype != x.dtype:
         raise TypeError(f"b must have the dtype of x ({x.dtype}), got {b.dtype}; cast it")
 
-    unbatched = x.ndim == 3
+    unbatched = x.ndim == ndim + 1
     if unbatched:
-        x = x[None]  # (C, H, W) -> (1, C, H, W)
-    n, c, h, wd = (int(s) for s in x.shape)
-    k, cg, kh, kw = (int(s) for s in w.shape)
+        x = x[None]  # (C, *size) -> (1, C, *size)
+    n, c, *size = (int(s) for s in x.shape)
+    k, cg, *kernel = (int(s) for s in w.shape)
 
     g = _int("groups", groups, 1)  # x may have no channels: the result is then the bias (conv2d's docstring)
-    if k == 0 or kh == 0 or kw == 0:
+    if k == 0 or 0 in kernel:
         raise ValueError(f"{names[1]} must have at least one output channel and a non-empty kernel, got "
                          f"{tuple(w.shape)}")
     if c % g:
@@ -189,23 +200,21 @@ def validate(x: Any, w: Any, b: Any, args: ConvArgs, names: tuple[str, str, str]
     if b is not None and int(b.shape[0]) != k:
         raise ValueError(f"b must have shape ({k},) (one value per output channel), got shape {tuple(b.shape)}")
 
-    sh, sw = _pair("stride", stride, 1)
-    dh, dw = _pair("dilation", dilation, 1)
-    pt, pb, pl, pr = _padding(padding, (kh, kw), (dh, dw), (sh, sw))
+    strides = per_axis("stride", stride, 1, ndim)
+    dilations = per_axis("dilation", dilation, 1, ndim)
+    pads = _padding(padding, tuple(kernel), dilations, strides)
     if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, got {padding_mode!r}")
 
     if workspace_limit is not None:
         workspace_limit = _int("workspace_limit", workspace_limit, 1)
-    spec = ConvSpec(
-        n=n, c=c, height=h, width=wd, k=k, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pb=pb, pl=pl, pr=pr,
-        dh=dh, dw=dw, groups=g, padding_mode=padding_mode, dtype=_dtype_name(x.dtype),
-    )
-    if spec.ekh > h + pt + pb or spec.ekw > wd + pl + pr:
+    spec = ConvSpec(n=n, c=c, k=k, size=tuple(size), kernel=tuple(kernel), stride=strides, padding=pads,
+                    dilation=dilations, groups=g, padding_mode=padding_mode, dtype=_dtype_name(x.dtype))
+    if any(e > p for e, p in zip(spec.effective_kernel, spec.padded_size, strict=True)):
         raise ValueError(
-            f"the kernel ({kh}x{kw}, dilation {(dh, dw)}: {spec.ekh}x{spec.ekw} effective) is larger than "
-            f"the padded input ({h + pt + pb}x{wd + pl + pr}, from x of {h}x{wd} and padding "
-            f"{(pt, pb, pl, pr)}); pad more or use a smaller kernel"
+            f"the kernel ({_by(spec.kernel)}, dilation {dilations}: {_by(spec.effective_kernel)} effective) is "
+            f"larger than the padded input ({_by(spec.padded_size)}, from x of {_by(spec.size)} and "
+            f"{_sides(spec)}); pad more or use a smaller kernel"
         )
     if spec.padded:
         _check_padding_mode(spec)
@@ -230,44 +239,40 @@ def _check_sizes(backend: Backend, spec: ConvSpec, x: Any) -> None:
     output at most the memory of the device holding ``x``. Messages are formatted only on failure.
     """
     limit = backend.index_limit
-    oh, ow = spec.oh, spec.ow  # (properties: computed once here)
-    hp, wp = spec.height + spec.pt + spec.pb, spec.width + spec.pl + spec.pr
+    padded = spec.padded_size
     checks = (
-        ("stride", max(spec.sh, spec.sw), limit // 4),
-        ("dilation", max(spec.ekh, spec.ekw), limit // 4),
-        ("padding", max(hp, wp), limit // 4),
-        ("padding", hp * wp if spec.padding_mode != "zeros" else 0, limit),
-        ("x", max(spec.height * spec.width, oh * ow), limit),
+        ("stride", max(spec.stride), limit // 4),
+        ("dilation", max(spec.effective_kernel), limit // 4),
+        ("padding", max(padded), limit // 4),
+        ("padding", math.prod(padded) if spec.padding_mode != "zeros" else 0, limit),
+        ("x", max(math.prod(spec.size), math.prod(spec.out_size)), limit),
     )
     for name, extent, most in checks:
         if extent > most:
             bits = limit.bit_length()
-            what = {"stride": f"stride={(spec.sh, spec.sw)}", "dilation": f"dilation={(spec.dh, spec.dw)}",
-                    "padding": f"padding={(spec.pt, spec.pb, spec.pl, spec.pr)}",
-                    "x": f"x of shape {(spec.n, spec.c, spec.height, spec.width)}"}[name]
+            what = {"stride": f"stride={spec.stride}", "dilation": f"dilation={spec.dilation}",
+                    "padding": f"padding={sum(spec.padding, ())}", "x": f"x of shape {spec.in_shape}"}[name]
             raise ValueError(
                 f"{what} is too large for the {backend.name} backend, whose kernels compute indices below "
                 f"2**{bits}: strides, dilated kernels and padded inputs must be at most 2**{bits - 2} in each "
                 f"dimension, and planes at most 2**{bits} elements (got {extent}); pass a smaller {name}"
             )
     memory = backend.memory_bytes(x)
-    need = spec.n * spec.k * oh * ow * x.dtype.itemsize
+    need = math.prod(spec.out_shape) * x.dtype.itemsize
     if memory is not None and need > memory:
         raise ValueError(
-            f"the output, of shape {(spec.n, spec.k, oh, ow)} and dtype {x.dtype}, needs {_bytes(need)}, more than "
-            f"the {_bytes(memory)} of memory that holds x; it follows from x's shape and padding="
-            f"{(spec.pt, spec.pb, spec.pl, spec.pr)} (top, bottom, left, right), stride={(spec.sh, spec.sw)}, "
-            f"dilation={(spec.dh, spec.dw)}: pass less padding, a larger stride or a smaller input"
+            f"the output, of shape {spec.out_shape} and dtype {x.dtype}, needs {_bytes(need)}, more than the "
+            f"{_bytes(memory)} of memory that holds x; it follows from x's shape and {_sides(spec)}, "
+            f"stride={spec.stride}, dilation={spec.dilation}: pass less padding, a larger stride or a smaller input"
         )
 
 
 def check_padded_fits(backend: Backend, x: Any, spec: ConvSpec) -> None:
     """A copy of ``x`` padded by ``spec``'s padding must fit in the memory that holds ``x`` (ValueError)."""
     memory = backend.memory_bytes(x)
-    need = spec.n * spec.c * (spec.height + spec.pt + spec.pb) * (spec.width + spec.pl + spec.pr) * x.dtype.itemsize
+    need = spec.n * spec.c * math.prod(spec.padded_size) * x.dtype.itemsize
     if memory is not None and need > memory:
         raise ValueError(
-            f"padding={(spec.pt, spec.pb, spec.pl, spec.pr)} (top, bottom, left, right) with "
-            f"padding_mode={spec.padding_mode!r} pads a copy of x that needs {_bytes(need)}, more than the "
-            f"{_bytes(memory)} of memory that holds x; pass less padding"
+            f"{_sides(spec)} with padding_mode={spec.padding_mode!r} pads a copy of x that needs "
+            f"{_bytes(need)}, more than the {_bytes(memory)} of memory that holds x; pass less padding"
         )

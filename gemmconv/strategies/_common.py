@@ -7,9 +7,9 @@ from typing import Any
 
 
 def add_bias(y: Any, b: Any | None) -> Any:
-    """Add the per-channel bias to a freshly computed ``y`` (N, K, OH, OW) in place."""
+    """Add the per-channel bias to a freshly computed ``y`` (N, K, *out_size) in place."""
     if b is not None:
-        y += b.reshape(1, -1, 1, 1)  # (K,) -> (1, K, 1, 1)
+        y += b.reshape(1, -1, *(1,) * (y.ndim - 2))  # (K,) -> (1, K, 1, ...)
     return y
 
 

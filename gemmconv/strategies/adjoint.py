@@ -5,8 +5,9 @@ channels swapped within each group, padded by the dilated kernel's extent less o
 negative amount crops ``grad_y``). For stride ``s``, the input rows fall into ``s`` phases by
 ``(row + top padding) mod s``: a phase's rows are reached by the taps ``r`` with ``r·d ≡ phase (mod s)``
 alone, at rows of dL/dy that step by one, so each phase is a stride-1 convolution with the sub-kernel of
-those taps and dilation ``d / gcd(s, d)`` (polyphase). dL/dx is then at most ``sh·sw`` stride-1 forward
-convolutions, each written into its rows and columns of the result; rows that no tap reaches stay zero.
+those taps and dilation ``d / gcd(s, d)`` (polyphase). Every spatial axis splits so, and dL/dx is at most
+the product of the strides' stride-1 forward convolutions (``sh·sw`` in 2-D), each written into its
+positions of the result; positions that no tap reaches stay zero.
 
 Any forward strategy whose predicate accepts every phase runs the pass this way
 (:func:`grad_input_pass`): Winograd on 3x3 stride-1 layers, ``direct`` everywhere, ``1x1`` on 1x1 kernels.
@@ -16,6 +17,7 @@ A phase keeps only the rows some tap reaches, so a one-tap phase never needs pad
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -84,44 +86,67 @@ def axis_phases(size: int, out: int, k: int, s: int, d: int, p: int) -> tuple[Ax
 
 @dataclass(frozen=True)
 class StridePhase:
-    """One stride-1 forward convolution of ``grad_y``: its rows and columns, and its spec."""
+    """One stride-1 forward convolution of ``grad_y``: its positions along each spatial axis, and its spec."""
 
-    rows: AxisPhase
-    cols: AxisPhase
+    axes: tuple[AxisPhase, ...]
     spec: ConvSpec
+
+    @property
+    def rows(self) -> AxisPhase:
+        """The phase along the first spatial axis (rows, in 2-D)."""
+        return self.axes[0]
+
+    @property
+    def cols(self) -> AxisPhase:
+        """The phase along the last spatial axis (columns, in 2-D)."""
+        return self.axes[-1]
 
     def covers(self, spec: ConvSpec) -> bool:
         """Whether the phase is the whole of dL/dx of ``spec`` (one phase of every position)."""
-        return (self.rows.first, self.rows.count, self.cols.first, self.cols.count) == (0, spec.height, 0, spec.width)
+        return all((a.first, a.count) == (0, size) for a, size in zip(self.axes, spec.size, strict=True))
+
+    def reached(self) -> tuple[slice, ...]:
+        """The part of ``grad_y`` the phase convolves: every batch and channel, positions ``lo:hi`` per axis."""
+        return (slice(None), slice(None), *(slice(a.lo, a.hi) for a in self.axes))
+
+    def flipped(self) -> tuple[slice, ...]:
+        """The phase's sub-kernel, reversed, as an index of the transposed weights."""
+        return (slice(None), slice(None), *(a.flipped for a in self.axes))
+
+    def positions(self, spec: ConvSpec) -> tuple[slice, ...]:
+        """Where the phase's result goes in dL/dx: every batch and channel, every stride-th position per axis."""
+        return (slice(None), slice(None), *(a.positions(s) for a, s in zip(self.axes, spec.stride, strict=True)))
 
 
 @functools.lru_cache(maxsize=256)
 def phases(spec: ConvSpec) -> tuple[StridePhase, ...]:
     """The stride-1 forward convolutions whose results make up dL/dx of ``spec`` (the forward convolution's)."""
-    rows = axis_phases(spec.height, spec.oh, spec.kh, spec.sh, spec.dh, spec.pt)
-    cols = axis_phases(spec.width, spec.ow, spec.kw, spec.sw, spec.dw, spec.pl)
+    per_axis = [axis_phases(size, out, r, s, d, lo) for size, out, r, s, d, (lo, _) in
+                zip(spec.size, spec.out_size, spec.kernel, spec.stride, spec.dilation, spec.padding, strict=True)]
     return tuple(
-        StridePhase(r, c, ConvSpec(n=spec.n, c=spec.k, height=r.hi - r.lo, width=c.hi - c.lo, k=spec.c, kh=len(r.taps),
-                             kw=len(c.taps), sh=1, sw=1, pt=r.before, pb=r.after, pl=c.before, pr=c.after,
-                             dh=r.dilation, dw=c.dilation, groups=spec.groups, padding_mode="zeros",
-                             dtype=spec.dtype))
-        for r in rows for c in cols)
+        StridePhase(axes, ConvSpec(n=spec.n, c=spec.k, k=spec.c, size=tuple(a.hi - a.lo for a in axes),
+                                   kernel=tuple(len(a.taps) for a in axes), stride=(1,) * spec.ndim,
+                                   padding=tuple((a.before, a.after) for a in axes),
+                                   dilation=tuple(a.dilation for a in axes), groups=spec.groups,
+                                   padding_mode="zeros", dtype=spec.dtype))
+        for axes in itertools.product(*per_axis))
 
 
 def _transposed(w: Any, spec: ConvSpec) -> Any:
     """The weights with input and output channels swapped within each group."""
-    g, kg, cg = spec.groups, spec.kg, spec.cg
-    w5 = w.reshape(g, kg, cg, spec.kh, spec.kw)  # (K, C/G, R, S) -> (G, K/G, C/G, R, S)
-    return w5.transpose(0, 2, 1, 3, 4).reshape(spec.c, kg, spec.kh, spec.kw)  # -> (G, C/G, K/G, R, S) -> (C, K/G, R, S)
+    g, kg, cg, d = spec.groups, spec.kg, spec.cg, spec.ndim
+    wg = w.reshape(g, kg, cg, *spec.kernel)  # (K, C/G, *kernel) -> (G, K/G, C/G, *kernel)
+    swapped = wg.transpose(0, 2, 1, *range(3, 3 + d))  # -> (G, C/G, K/G, *kernel)
+    return swapped.reshape(spec.c, kg, *spec.kernel)  # -> (C, K/G, *kernel)
 
 
 def _phase_bytes(spec: ConvSpec) -> int:
     """Temporaries besides the forward runs': the flipped weights of every phase, and each phase's result
     where there are several (they are written into dL/dx afterwards)."""
     found = phases(spec)
-    weights = spec.k * spec.cg * spec.kh * spec.kw
+    weights = spec.k * spec.cg * spec.taps
     results = 0 if len(found) == 1 and found[0].covers(spec) else max(
-        (spec.n * spec.c * p.rows.count * p.cols.count for p in found), default=0)
+        (spec.n * spec.c * math.prod(a.count for a in p.axes) for p in found), default=0)
     return (weights + results) * spec.itemsize
 
 
@@ -143,7 +168,7 @@ def grad_input_pass(forward: PrepareFn, forward_supports: SupportsFn, needs: tup
                 reason = "it does not pad with zeros"
             if reason is not None:
                 return (f"its grad_input runs as stride-1 convolutions of grad_y (one per phase of the stride), and "
-                        f"for the {s.kh}x{s.kw} one of dilation {(s.dh, s.dw)}: {reason}")
+                        f"for the {'x'.join(map(str, s.kernel))} one of dilation {s.dilation}: {reason}")
         if limits.workspace is not None and _phase_bytes(spec) > limits.workspace:
             return (f"its flipped weights and phase results need {_phase_bytes(spec)} bytes, above "
                     f"workspace_limit={limits.workspace}")
@@ -159,21 +184,20 @@ def grad_input_pass(forward: PrepareFn, forward_supports: SupportsFn, needs: tup
             wt = _transposed(w, spec)
             if whole:
                 p = found[0]
-                part = gy[:, :, p.rows.lo:p.rows.hi, p.cols.lo:p.cols.hi]
-                flipped = xp.ascontiguousarray(wt[:, :, p.rows.flipped, p.cols.flipped])
-                return runners[0](xp.ascontiguousarray(part), flipped, bias, out)
+                flipped = xp.ascontiguousarray(wt[p.flipped()])
+                return runners[0](xp.ascontiguousarray(gy[p.reached()]), flipped, bias, out)
             if out is None:
-                dx = xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=gy.dtype)
+                dx = xp.zeros(spec.in_shape, dtype=gy.dtype)
             else:  # the positions no phase reaches stay zero
                 dx = out
                 dx[...] = 0
             for p, runner in zip(found, runners, strict=True):
-                part = xp.ascontiguousarray(gy[:, :, p.rows.lo:p.rows.hi, p.cols.lo:p.cols.hi])
-                flipped = xp.ascontiguousarray(wt[:, :, p.rows.flipped, p.cols.flipped])
-                # (N, C, rows of the phase, its columns) into every sh-th row and sw-th column of dL/dx
-                dx[:, :, p.rows.positions(spec.sh), p.cols.positions(spec.sw)] = runner(part, flipped, None, None)
+                part = xp.ascontiguousarray(gy[p.reached()])
+                flipped = xp.ascontiguousarray(wt[p.flipped()])
+                # (N, C, the phase's positions) into every stride-th position of dL/dx along each axis
+                dx[p.positions(spec)] = runner(part, flipped, None, None)
             if bias is not None:
-                dx += bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+                dx += bias.reshape(1, -1, *(1,) * spec.ndim)  # (C,) -> (1, C, 1, ...)
             return dx
 
         kernels = tuple(dict.fromkeys(k for r in runners for k in r.kernels))  # each once, in order

@@ -28,6 +28,7 @@ with timings of the candidates on the user's machine.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -45,12 +46,12 @@ SMALL_FLOPS = 500_000
 def choose(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS) -> str:
     """Name of the strategy the rule picks for ``spec`` within ``limits`` (the rule is the same on every
     backend)."""
-    padded_strided = spec.padded and (spec.sh, spec.sw) != (1, 1)
-    if (spec.kh, spec.kw) == (1, 1) and not padded_strided and one_by_one.supports(spec, limits) is None:
+    padded_strided = spec.padded and spec.strided
+    if spec.taps == 1 and not padded_strided and one_by_one.supports(spec, limits) is None:
         return "1x1"
     if spec.flops < SMALL_FLOPS or (spec.groups > 1 and spec.cg <= 4):
         return "direct"
-    tiles = spec.n * -(-spec.oh // 4) * -(-spec.ow // 4)
+    tiles = _tiles(spec, 4)
     if (winograd_supports(spec) is None and min(spec.cg, spec.kg) >= 16 and tiles >= 16
             and limits.workspace is None):
         return "winograd_f2" if spec.dtype == "float16" else "winograd"
@@ -75,8 +76,8 @@ GRAD_WEIGHT_WINOGRAD_TILES = {"winograd": 0.35, "winograd_f2": 0.15}
 
 
 def _tiles(spec: ConvSpec, m: int) -> int:
-    """Output tiles of m x m over the batch."""
-    return spec.n * -(-spec.oh // m) * -(-spec.ow // m)
+    """Output tiles of m along every spatial axis, over the batch."""
+    return spec.n * math.prod(-(-o // m) for o in spec.out_size)
 
 
 def _grad_weight_winograd(spec: ConvSpec, first: str) -> str:

@@ -187,12 +187,12 @@ class TuningCache:
         return len(choices)
 
 
-#: the format :meth:`TuningCache.save` writes: 3 since keys name the input's sizes height and width and hold
-#: the workspace limit beside the spec (2: choices checked on load and before use); a backward pass's key
-#: names the pass last
-FORMAT = 3
-#: the formats :meth:`TuningCache.load` reads (1 and 2 name the input's sizes h and w: tune again)
-READS = (3,)
+#: the format :meth:`TuningCache.save` writes: 4 since keys give the spatial sizes as lists with one entry per
+#: axis (``size``, ``kernel``, ``stride``, ``padding``, ``dilation``); 3 named them height, width, kh, ...; the
+#: workspace limit is held beside the spec, and a backward pass's key names the pass last
+FORMAT = 4
+#: the formats :meth:`TuningCache.load` reads (1 to 3 name 2-D sizes one by one: tune again)
+READS = (4,)
 _SPEC_FIELDS = {f.name for f in fields(ConvSpec)}
 
 

@@ -13,6 +13,7 @@ its result.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -133,7 +134,7 @@ def compare(x: Any, w: Any, b: Any | None = None, *, pass_: str = FORWARD, strat
     backend, x4, spec = v.backend, v.x, v.spec
     xp = backend.xp
     itemsize = x4.dtype.itemsize
-    min_bytes = (x4.size + w.size + (0 if b is None else b.size) + spec.n * spec.k * spec.oh * spec.ow) * itemsize
+    min_bytes = (x4.size + w.size + (0 if b is None else b.size) + math.prod(spec.out_shape)) * itemsize
     common: dict[str, Any] = dict(
         layer=layer, backend=backend.name, pass_=pass_, dtype=spec.dtype, batch=spec.n, x_shape=tuple(x4.shape),
         w_shape=tuple(w.shape), conv_args=args.as_dict(), flops=spec.flops, min_bytes=int(min_bytes))
