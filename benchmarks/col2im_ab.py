@@ -10,14 +10,14 @@ calls each) on the same arrays, and the medians per image and their ratio are pr
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import pathlib
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _timing import alternate  # benchmarks/ is on sys.path when this script runs
+from _packages import load_package  # benchmarks/ is on sys.path when this script runs
+from _timing import alternate
 
 RNG = np.random.default_rng(0)
 N = 8
@@ -34,13 +34,7 @@ DECODER = {
 
 def load_old(root: pathlib.Path) -> Any:
     """The col2im kernel module of the gemmconv package at ``root``, imported as ``old_gemmconv``."""
-    spec = importlib.util.spec_from_file_location("old_gemmconv", root / "gemmconv" / "__init__.py",
-                                                  submodule_search_locations=[str(root / "gemmconv")])
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"no gemmconv package at {root}")
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["old_gemmconv"] = package
-    spec.loader.exec_module(package)
+    load_package(root, "old_gemmconv")
     return importlib.import_module("old_gemmconv.backends._numba_backward")
 
 

@@ -1,7 +1,7 @@
 """Every strategy against torch.nn.functional.conv2d on the CPU, interleaved in one process.
 
     python benchmarks/vs_torch.py [--batches 1 8] [--rounds 5] [--reps 5] [--layers ...] [--strategies ...]
-                                  [--variants spin_us=0 spin_us=150,pin=1 ...]
+                                  [--variants spin_us=0 spin_us=150,pin=1 ...] [--base CHECKOUT]
 
 For each round, batch and layer, torch and each strategy are timed back to back (median of
 ``--reps`` calls each, after a short pause and one untimed call, so that no library's idle
@@ -24,7 +24,8 @@ import statistics
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _timing import geo_mean, median_time, runnable, write_times  # benchmarks/ is on sys.path when this script runs
+from _packages import load_package  # benchmarks/ is on sys.path when this script runs
+from _timing import geo_mean, median_time, runnable, write_times
 from rich.console import Console
 from rich.table import Table
 
@@ -100,9 +101,13 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=[],
                    help="set_threads keyword settings to interleave, e.g. spin_us=0 spin_us=150,pin=1")
     p.add_argument("--json", help="also write each case's times (s) per round here, for benchmarks/run_spread.py")
+    p.add_argument("--base", help="a checkout of another commit (e.g. a git worktree): its gemmconv runs each "
+                                  "strategy too, interleaved, in columns marked 'base'")
     args = p.parse_args()
     variants = {v: _variant(v) for v in args.variants} or {"": {}}
-    columns = [f"{s} {v}".strip() for s in args.strategies for v in variants]
+    packages = {"": gemmconv} if not args.base else {"base": load_package(args.base), "": gemmconv}
+    columns = [f"{s} {v} {who}".strip().replace("  ", " ") for s in args.strategies for v in variants
+               for who in packages]
     strategies = args.strategies
     times: dict[tuple, list[float]] = {}
     ratios: dict[tuple, list[float]] = {}
@@ -117,21 +122,24 @@ def main() -> None:
             chosen[n, name] = gemmconv.choose_strategy(x, w, b, **layer.conv_args)
             cases[n, name] = (layer, x, w, b, tx, tw, tb, ok)
 
-    for _ in range(args.rounds):
+    for r in range(args.rounds):
+        order = list(packages.items()) if r % 2 == 0 else list(packages.items())[::-1]  # who goes first alternates
         for (n, name), (layer, x, w, b, tx, tw, tb, ok) in cases.items():
             t_torch = _median_time(lambda: F.conv2d(tx, tw, tb, **layer.conv_args), args.reps)
             times.setdefault((n, name, "torch"), []).append(t_torch)
             for s in ok:
                 for v, kwargs in variants.items():
-                    col = f"{s} {v}".strip()
-                    old = gemmconv.set_threads(**{**_settings(gemmconv.get_threads()), **kwargs}) if kwargs else None
-                    try:
-                        t = _median_time(lambda: gemmconv.conv2d(x, w, b, strategy=s, **layer.conv_args), args.reps)
-                    finally:
-                        if old is not None:
-                            gemmconv.set_threads(**_settings(old))
-                    times.setdefault((n, name, col), []).append(t)
-                    ratios.setdefault((n, name, col), []).append(t / t_torch)
+                    for who, mod in order:
+                        col = f"{s} {v} {who}".strip().replace("  ", " ")
+                        old = mod.set_threads(**{**_settings(mod.get_threads()), **kwargs}) if kwargs else None
+                        try:
+                            t = _median_time(lambda mod=mod: mod.conv2d(x, w, b, strategy=s, **layer.conv_args),
+                                             args.reps)
+                        finally:
+                            if old is not None:
+                                mod.set_threads(**_settings(old))
+                        times.setdefault((n, name, col), []).append(t)
+                        ratios.setdefault((n, name, col), []).append(t / t_torch)
 
     if args.json:
         write_times(args.json, "forward", times)
@@ -160,6 +168,13 @@ def main() -> None:
     console.print("geometric mean of ratios: " + ", ".join(
         f"{s} {geo_mean([v for (_, _, t), v in med.items() if t == s]):.2f}x"
         f" ({sum(1 for (_, _, t) in med if t == s)} cases)" for s in columns))
+    if args.base:
+        for col in (c for c in columns if not c.endswith(" base")):
+            base = f"{col} base"
+            change = [statistics.median(t / tb for t, tb in zip(times[k], times[(*k[:2], base)], strict=True))
+                      for k in times if k[2] == col and (*k[:2], base) in times]
+            console.print(f"after / before, {col}: geometric mean over cases {geo_mean(change):.2f}x "
+                          f"(range {min(change):.2f}-{max(change):.2f}, {len(change)} cases; before: {args.base})")
     for col in (c for c in columns if c.split(" ")[0] == "auto"):
         auto = {k: v for k, v in med.items() if k[2] == col}
         worst = max(auto, key=auto.get)

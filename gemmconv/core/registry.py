@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._forksafe import ForkSafeLock
 from .prepared import Prepared, Runner
@@ -20,6 +20,19 @@ from .spec import NO_LIMITS, ConvSpec, Limits
 
 __all__ = ["PassImpl", "Prepared", "Runner", "Strategy", "get_strategy", "list_strategies", "register_strategy",
            "unregister_strategy"]
+
+
+
+class KernelProvider(Protocol):
+    """What the registry asks of a backend: its name and whether it provides a kernel family. (The core sits
+    below :mod:`gemmconv.backends`, whose :class:`~gemmconv.backends.Backend` is one.)"""
+
+    name: str
+
+    def provides(self, family: str) -> bool:
+        """Whether the backend provides kernel family ``family``."""
+        ...
+
 
 RunFn = Callable[[Any, Any, Any, Any, ConvSpec], Any]
 #: ``supports(spec)`` or ``supports(spec, limits)``: None, or why the strategy cannot run it
@@ -160,8 +173,8 @@ class Strategy:
         return () if impl is None else impl.needs
 
 
-def call_select(chooser: Strategy, backend: Any, operands: tuple[Any, Any, Any], spec: ConvSpec, limits: Limits,
-                runner_for: Callable[[str], Prepared], pass_: str) -> str:
+def call_select(chooser: Strategy, backend: KernelProvider, operands: tuple[Any, Any, Any], spec: ConvSpec,
+                limits: Limits, runner_for: Callable[[str], Prepared], pass_: str) -> str:
     """The name ``chooser.select`` picks for pass ``pass_``, as :func:`call_supports` calls a predicate: told the
     pass where its ``select`` takes a ``pass_`` keyword (or ``**kwargs``), else called the same way as for the
     forward pass."""
@@ -257,7 +270,7 @@ def get_strategy(name: str) -> Strategy:
         ) from None
 
 
-def missing_kernels(strategy: Strategy, backend: Any, pass_: str = FORWARD) -> str | None:
+def missing_kernels(strategy: Strategy, backend: KernelProvider, pass_: str = FORWARD) -> str | None:
     """Why ``backend`` cannot run pass ``pass_`` of ``strategy`` (a kernel family it does not provide), or None."""
     for family in strategy.kernels(pass_):
         if not backend.provides(family):
@@ -265,14 +278,14 @@ def missing_kernels(strategy: Strategy, backend: Any, pass_: str = FORWARD) -> s
     return None
 
 
-def unable(strategy: Strategy, spec: ConvSpec, backend: Any, limits: Limits = NO_LIMITS,
+def unable(strategy: Strategy, spec: ConvSpec, backend: KernelProvider, limits: Limits = NO_LIMITS,
            pass_: str = FORWARD) -> str | None:
     """Why ``strategy`` cannot run pass ``pass_`` of ``spec`` within ``limits`` on ``backend``: its predicate's
     reason, or a kernel family the backend does not provide; None when it can."""
     return strategy.refusal(spec, limits, pass_) or missing_kernels(strategy, backend, pass_)
 
 
-def supporting(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS,
+def supporting(spec: ConvSpec, backend: KernelProvider | None = None, limits: Limits = NO_LIMITS,
                pass_: str = FORWARD) -> tuple[str, ...]:
     """Names of the registered strategies whose predicate for pass ``pass_`` accepts ``spec`` within ``limits``
     (and, given a backend, whose kernels it provides)."""

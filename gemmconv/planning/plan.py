@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from ..backends.base import Backend
 from ..core._lru import LRU
 from ..core.args import ConvArgs
 from ..core.errors import StrategyNotSupportedError
@@ -41,7 +42,7 @@ __all__ = ["ARRAYS", "PLAN_CACHE", "TRANSPOSE", "ConvPlan", "PlanCache", "cached
            "conform", "describe", "dtype_text", "make_plan", "resolve", "runner_for"]
 
 
-def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits = NO_LIMITS) -> Prepared:
+def runner_for(backend: Backend, spec: ConvSpec, strategy: Strategy, limits: Limits = NO_LIMITS) -> Prepared:
     """The prepared convolution ``(x, w, b, out) -> y`` of ``strategy`` for validated 4-D arrays of
     ``spec``: the one place that pads explicitly (for padding modes other than zeros, and for strategies
     that do not pad with zeros themselves); a problem with no images or no input channels fills the
@@ -64,7 +65,7 @@ def runner_for(backend: Any, spec: ConvSpec, strategy: Strategy, limits: Limits 
     return prepared.then(padded, before=("pad",), workspace_bytes=padded_bytes)
 
 
-def _unprepared(backend: Any, spec: ConvSpec, strategy: Strategy) -> Prepared:
+def _unprepared(backend: Backend, spec: ConvSpec, strategy: Strategy) -> Prepared:
     """A strategy without ``prepare``: its ``run`` on each call (the kernels it calls are its own business)."""
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         return deliver(strategy.run(backend, x, w, b, spec), out)
@@ -72,7 +73,7 @@ def _unprepared(backend: Any, spec: ConvSpec, strategy: Strategy) -> Prepared:
     return Prepared(run, (f"{strategy.name}.run",))
 
 
-def _filler(backend: Any, spec: ConvSpec) -> Prepared:
+def _filler(backend: Backend, spec: ConvSpec) -> Prepared:
     def fill(x: Any, w: Any, b: Any, out: Any) -> Any:
         y = backend.xp.empty(spec.out_shape, dtype=x.dtype) if out is None else out
         y[...] = 0 if b is None else b.reshape(1, -1, *(1,) * spec.ndim)  # (K,) -> (1, K, 1, ...)
@@ -103,7 +104,7 @@ def describe(a: Any) -> str:
     return f"{_kind(type(a))} of shape {tuple(a.shape)} and dtype {dtype_text(a.dtype)}"
 
 
-def conform(backend: Any, names: tuple[str, ...], arrays: tuple[Any, ...], types: tuple[Any, ...],
+def conform(backend: Backend, names: tuple[str, ...], arrays: tuple[Any, ...], types: tuple[Any, ...],
             shapes: tuple[Any, ...], dtype: Any) -> tuple[Any, ...]:
     """``arrays`` as a plan runs them: each of ``backend``'s arrays as :meth:`~Backend.native` makes it (native
     byte order, the library's own array type), checked against what the plan was made for (``types``,

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..backends.base import Backend
 from ..core.prepared import Prepared, as_prepared
 from ..core.registry import PassImpl, PrepareFn, SupportsFn, call_supports
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
@@ -174,7 +175,7 @@ def grad_input_pass(forward: PrepareFn, forward_supports: SupportsFn, needs: tup
                     f"workspace_limit={limits.workspace}")
         return None
 
-    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+    def prepare(backend: Backend, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
         found = phases(spec)
         runners = [as_prepared(forward(backend, p.spec, limits)) for p in found]
         whole = len(found) == 1 and found[0].covers(spec)

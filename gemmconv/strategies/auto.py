@@ -32,6 +32,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from ..backends.base import Backend
 from ..core.errors import StrategyNotSupportedError
 from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Runner, Strategy, get_strategy, missing_kernels, unable
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
@@ -43,7 +44,7 @@ from .winograd import supports as winograd_supports
 SMALL_FLOPS = 500_000
 
 
-def choose(spec: ConvSpec, backend: Any = None, limits: Limits = NO_LIMITS) -> str:
+def choose(spec: ConvSpec, backend: Backend | None = None, limits: Limits = NO_LIMITS) -> str:
     """Name of the strategy the rule picks for ``spec`` within ``limits`` (the rule is the same on every
     backend)."""
     padded_strided = spec.padded and spec.strided
@@ -91,7 +92,7 @@ def _grad_weight_winograd(spec: ConvSpec, first: str) -> str:
     return "im2col"
 
 
-def choose_pass(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LIMITS) -> str:
+def choose_pass(spec: ConvSpec, pass_: str, backend: Backend, limits: Limits = NO_LIMITS) -> str:
     """The strategy ``auto`` runs for backward pass ``pass_``: the forward rule's choice for ``spec`` (its
     grad_input is a forward convolution of the same shape when the stride is 1), but Winograd's grad_input only
     from :data:`GRAD_INPUT_WINOGRAD_TILES` tiles on, and its grad_weight by :data:`GRAD_WEIGHT_WINOGRAD_TILES`;
@@ -112,7 +113,7 @@ def choose_pass(spec: ConvSpec, pass_: str, backend: Any, limits: Limits = NO_LI
                                     ())
 
 
-def candidates(spec: ConvSpec, backend: Any, limits: Limits = NO_LIMITS, pass_: str = FORWARD) -> list[str]:
+def candidates(spec: ConvSpec, backend: Backend, limits: Limits = NO_LIMITS, pass_: str = FORWARD) -> list[str]:
     """The built-in strategies that can run pass ``pass_`` of ``spec`` within ``limits``, the rule's choice first
     (what measured selection times)."""
     first = choose(spec, backend, limits) if pass_ == FORWARD else choose_pass(spec, pass_, backend, limits)
@@ -120,13 +121,13 @@ def candidates(spec: ConvSpec, backend: Any, limits: Limits = NO_LIMITS, pass_: 
     return [first, *others]
 
 
-def yardstick(backend: Any, pass_: str = FORWARD) -> str:
+def yardstick(backend: Backend, pass_: str = FORWARD) -> str:
     """The strategy whose pass in float64 errors are measured against: im2col's, or direct's where the backend
     has no im2col kernels for the pass (CuPy's grad_input: no col2im)."""
     return "im2col" if missing_kernels(get_strategy("im2col"), backend, pass_) is None else "direct"
 
 
-def select_pass(backend: Any, a: Any, b: Any, spec: ConvSpec, pass_: str, limits: Limits,
+def select_pass(backend: Backend, a: Any, b: Any, spec: ConvSpec, pass_: str, limits: Limits,
                 runner_for: Callable[[str], Runner]) -> str:
     """The strategy ``auto`` runs for backward pass ``pass_``: measured when autotuning is on, on the pass's
     operands ``a`` and ``b`` (``runner_for(name)`` prepares a candidate's pass; errors against
@@ -137,7 +138,7 @@ def select_pass(backend: Any, a: Any, b: Any, spec: ConvSpec, pass_: str, limits
                         pass_, yardstick(backend, pass_))
 
 
-def select(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits,
+def select(backend: Backend, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits,
            runner_for: Callable[[str], Runner], pass_: str = FORWARD) -> str:
     """The strategy ``auto`` runs for pass ``pass_``: measured when autotuning is on (see
     :mod:`gemmconv.strategies.tuning`), else the rule. Called once, when a plan is made; for a backward pass ``x``
@@ -149,7 +150,7 @@ def select(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits,
     return choose(spec, backend, limits)
 
 
-def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
+def run(backend: Backend, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     raise TypeError("'auto' is resolved to another strategy when a plan is made and is never run itself; "
                     "call gemmconv.conv2d(..., strategy='auto') or gemmconv.plan(...)")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backends.kernels import DirectGradKernels, DirectKernels
 from ..core.prepared import Prepared
 from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
@@ -15,16 +16,16 @@ from . import adjoint
 from ._common import deliver
 
 
-def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+def prepare(backend: DirectKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     """The direct loop needs no workspace to bound (one padded plane per worker at unit stride)."""
     return backend.direct_runner(spec)
 
 
-def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
+def run(backend: DirectKernels, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     return backend.direct(x, w, b, spec)
 
 
-def prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+def prepare_grad_weight(backend: DirectGradKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     def run(x: Any, gy: Any, bias: Any, out: Any) -> Any:
         return deliver(backend.direct_grad_weight(x, gy, spec), out)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from ..backends.base import Backend
 from ..core._lru import LRU
 
 __all__ = ["FilterCache", "Lookup"]
@@ -23,7 +24,7 @@ __all__ = ["FilterCache", "Lookup"]
 class Lookup:
     """The transform of ``w`` found by address, not yet checked against ``w``'s contents."""
 
-    def __init__(self, cache: FilterCache, backend: Any, w: Any, key: Hashable, entry: tuple[Any, Any] | None,
+    def __init__(self, cache: FilterCache, backend: Backend, w: Any, key: Hashable, entry: tuple[Any, Any] | None,
                  compute: Callable[[Any], Any]) -> None:
         self._cache, self._xp, self._w = cache, backend.xp, w
         self._key, self._entry, self._compute = key, entry, compute
@@ -79,7 +80,7 @@ class FilterCache:
     def nbytes(self) -> int:
         return self.entries.nbytes
 
-    def lookup(self, backend: Any, w: Any, tag: Hashable, compute: Callable[[Any], Any]) -> Lookup:
+    def lookup(self, backend: Backend, w: Any, tag: Hashable, compute: Callable[[Any], Any]) -> Lookup:
         """The entry for ``w`` under ``tag``, its contents still to be checked; ``compute(w)`` makes a
         missing or stale one."""
         key = (backend.name, backend.device_key(w), backend.data_ptr(w), w.shape, w.strides, w.dtype.str, tag)

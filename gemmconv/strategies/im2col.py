@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backends.kernels import Im2colKernels
 from ..core import registry
 from ..core.prepared import Prepared
 from ..core.registry import Strategy
@@ -33,7 +34,7 @@ __all__ = ["STRATEGY", "Block", "Decisions", "block_workspace", "decide", "folds
            "limit_problem", "memo_decisions", "min_workspace", "plan", "prepare", "run", "supports"]
 
 
-def _gemm(backend: Any, x: Any, w: Any, spec: ConvSpec) -> Any:
+def _gemm(backend: Im2colKernels, x: Any, w: Any, spec: ConvSpec) -> Any:
     """The convolution of x without bias, (N, K, OH·OW), through one column matrix."""
     g, crs = spec.groups, spec.cg * spec.kh * spec.kw
     cols = backend.im2col(x, spec)  # (N, C·R·S, OH·OW)
@@ -47,7 +48,7 @@ def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
     return limit_problem(spec, limits.workspace)
 
 
-def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+def prepare(backend: Im2colKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     decided = memo_decisions(backend, spec, limit=limits.workspace)
     whole = decided(True).whole
 
@@ -65,7 +66,7 @@ def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepare
     return Prepared(run, kernels, block_workspace(spec, decided(True)))
 
 
-def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
+def run(backend: Im2colKernels, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     return prepare(backend, spec, NO_LIMITS)(x, w, b, None)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ..backends.base import Backend
 from ..core.spec import ConvSpec
 from ._common import channel_slices, split
 
@@ -112,7 +113,7 @@ def folds_bias(spec: ConvSpec, b: Any | None, limit: int | None = None) -> bool:
                                    and min_workspace(spec, fold_bias=True) <= limit)))
 
 
-def gemm_blocks(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: list[Block],
+def gemm_blocks(backend: Backend, x: Any, w: Any, b: Any, spec: ConvSpec, blocks: list[Block],
                 columns: Callable[[int, int, int, int], Any], fold_bias: bool = False,
                 workers: int | None = None, out: Any = None) -> Any:
     """The convolution block by block: ``columns(n0, n1, o0, o1)`` gives a block's column matrices
@@ -160,7 +161,7 @@ class Decisions(NamedTuple):
     whole: bool  #: one block of the whole problem on a backend without blocks (a GPU): one GEMM
 
 
-def decide(backend: Any, spec: ConvSpec, has_bias: bool, workers: int, limit: int | None = None,
+def decide(backend: Backend, spec: ConvSpec, has_bias: bool, workers: int, limit: int | None = None,
            may_fold: bool = True) -> Decisions:
     """The blocks of ``spec`` on ``backend`` within a workspace ``limit``."""
     itemsize = spec.itemsize
@@ -170,7 +171,7 @@ def decide(backend: Any, spec: ConvSpec, has_bias: bool, workers: int, limit: in
     return Decisions(fold, blocks, in_flight(spec, workers, itemsize, fold, limit), whole)
 
 
-def memo_decisions(backend: Any, spec: ConvSpec, **kw: Any) -> Callable[[bool], Decisions]:
+def memo_decisions(backend: Backend, spec: ConvSpec, **kw: Any) -> Callable[[bool], Decisions]:
     """``decided(has_bias)``: :func:`decide` for the backend's worker count now, remembered per bias
     and worker count (the count follows the BLAS limit in force, which may change between calls)."""
     memo: dict[tuple[bool, int], Decisions] = {}

@@ -23,6 +23,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from ..backends.base import Backend
+from ..backends.kernels import Col2imKernels, Im2colKernels
 from ..core.prepared import Prepared
 from ..core.registry import PassImpl
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
@@ -57,7 +59,7 @@ def supports_grad_weight(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | No
             f"or None")
 
 
-def _blocks(backend: Any, spec: ConvSpec, workers: int, limit: int | None) -> list[im2col_blocks.Block]:
+def _blocks(backend: Backend, spec: ConvSpec, workers: int, limit: int | None) -> list[im2col_blocks.Block]:
     return im2col_blocks.plan(spec, backend.scheduler.block_budget(spec), workers, spec.itemsize, limit=limit)
 
 
@@ -83,7 +85,7 @@ def _with_bias(dx: Any, bias: Any, out: Any) -> Any:
     return deliver(dx, out)
 
 
-def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+def _prepare_grad_input(backend: Col2imKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     g, crs, kg, rs, p = spec.groups, _crs(spec), spec.kg, spec.kh * spec.kw, spec.oh * spec.ow
     workers = backend.scheduler.workers()
     xp = backend.xp
@@ -142,7 +144,7 @@ def _prepare_grad_input(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS
     return Prepared(run, ("matmul", "col2im_part"), cols_bytes * in_flight)
 
 
-def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+def _prepare_grad_weight(backend: Im2colKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     g, crs, kg = spec.groups, _crs(spec), spec.kg
     limit, acc = limits.workspace, _accumulator_bytes(spec)
     parts = backend.scheduler.workers()

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.base import Backend
+
 __all__ = [
     "DISTURBED",
     "SETTLED",
@@ -187,7 +189,7 @@ def timed(timer: Timer, settings: Settings) -> tuple[list[float], int]:
     return best.times, attempts
 
 
-def measure_settled(fn: Callable[[], Any], backend: Any, settings: Settings, timer: Timer | None = None,
+def measure_settled(fn: Callable[[], Any], backend: Backend, settings: Settings, timer: Timer | None = None,
                     clock: Callable[[], float] = time.perf_counter) -> tuple[Any, Measurement]:
     """Result and timings of ``fn()`` on ``backend``, warmed up until settled and re-timed while disturbed.
 
@@ -220,7 +222,7 @@ def measure_settled(fn: Callable[[], Any], backend: Any, settings: Settings, tim
     return y, Measurement(times, warmup_calls=settings.warmup + more, warmup_settled=ok, attempts=attempts)
 
 
-def measure(fn: Callable[[], Any], backend: Any, repeat: int, warmup: int = 1) -> tuple[Any, Measurement]:
+def measure(fn: Callable[[], Any], backend: Backend, repeat: int, warmup: int = 1) -> tuple[Any, Measurement]:
     """Result and timings of ``fn()`` on ``backend`` (after ``warmup`` untimed calls)."""
     y = None
     for _ in range(warmup):
@@ -231,7 +233,8 @@ def measure(fn: Callable[[], Any], backend: Any, repeat: int, warmup: int = 1) -
     return y, Measurement(times, warmup_calls=warmup)
 
 
-def reference(backend: Any, x: Any, w: Any, b: Any, runner_for: Callable[[str], Any], yardstick: str = "im2col") -> Any:
+def reference(backend: Backend, x: Any, w: Any, b: Any, runner_for: Callable[[str], Any],
+              yardstick: str = "im2col") -> Any:
     """The convolution (or the pass ``runner_for`` prepares) in float64: ``runner_for(yardstick)`` on float64
     copies (im2col's: a float64 GEMM), the yardstick for errors."""
     x64, w64 = x.astype("float64"), w.astype("float64")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backends.base import Backend
+from ..backends.kernels import Im2colKernels
 from ..core.prepared import Prepared
 from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
@@ -25,7 +27,7 @@ def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
     return None
 
 
-def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+def prepare(backend: Im2colKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     strided = (spec.sh, spec.sw) != (1, 1)
     # unstrided, the columns are views of x: no workspace, so no limit to cut the blocks by (nor a bias to fold)
     decided = im2col_blocks.memo_decisions(backend, spec, limit=limits.workspace if strided else None, may_fold=strided)
@@ -55,11 +57,11 @@ def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepare
     return Prepared(run, kernels, im2col_blocks.block_workspace(spec, decided(True)) if strided else 0)
 
 
-def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
+def run(backend: Im2colKernels, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     return prepare(backend, spec, NO_LIMITS)(x, w, b, None)
 
 
-def _prepare_grad_weight(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+def _prepare_grad_weight(backend: Backend, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     g, p = spec.groups, spec.oh * spec.ow
 
     def run(x: Any, gy: Any, bias: Any, out: Any) -> Any:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ..backends.base import Backend
 from ..core._forksafe import ForkSafeLock
 from ..core.spec import ConvSpec, Limits
 from .measure import measure, reference, relative_error
@@ -103,7 +104,7 @@ def autotune(enabled: bool = True, **kwargs: Any) -> Iterator[TuningConfig]:
 _PASSES = ("grad_input", "grad_weight")
 
 
-def _key(backend: Any, device: Any, spec: ConvSpec, limits: Limits, max_error: float | None,
+def _key(backend: Backend, device: Any, spec: ConvSpec, limits: Limits, max_error: float | None,
          pass_: str = "forward") -> str:
     fields = asdict(replace(spec))
     key = [backend.name, str(device), fields, limits.workspace, max_error]
@@ -225,13 +226,13 @@ _now = time.perf_counter  # the clock of the tuning budget
 tuning_cache = TuningCache()
 
 
-def _time_candidate(name: str, run: Callable[..., Any], backend: Any, x: Any, w: Any, b: Any,
+def _time_candidate(name: str, run: Callable[..., Any], backend: Backend, x: Any, w: Any, b: Any,
                     repeat: int) -> tuple[Any, Any]:
     """Result and timings of candidate ``name``, prepared as ``run``."""
     return measure(lambda: run(x, w, b, None), backend, repeat)
 
 
-def tuned_choice(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits, candidates: list[str],
+def tuned_choice(backend: Backend, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits, candidates: list[str],
                  runner_for: Callable[[str], Any], pass_: str = "forward", yardstick: str = "im2col") -> str:
     """The measured-fastest of ``candidates`` for this configuration (cached); ``runner_for(name)`` gives a
     candidate's prepared convolution ``(x, w, b, out) -> y`` (for a backward ``pass_``, the pass prepared

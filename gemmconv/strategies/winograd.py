@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backends.kernels import WinogradKernels
 from ..core.prepared import Prepared
 from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
@@ -37,7 +38,7 @@ def supports(spec: ConvSpec) -> str | None:
     return None
 
 
-def _filter_transform(backend: Any, w: Any, spec: ConvSpec, m: int, cache: bool = True) -> Any:
+def _filter_transform(backend: WinogradKernels, w: Any, spec: ConvSpec, m: int, cache: bool = True) -> Any:
     """``U = G g G^T`` in the backend's layout: a :class:`~.filter_cache.Lookup` to settle where the
     backend caches filters (and ``cache``), else the transform itself."""
     work = "float32" if spec.dtype == "float16" else "float64"
@@ -76,8 +77,8 @@ def plan(spec: ConvSpec, m: int, budget: int | None, workers: int, itemsize: int
     return [(r0, r1, 0, spec.k) for r0, r1 in split(rows, row_bytes, budget, workers)]
 
 
-def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: list[tuple[int, int, int, int]],
-         out: Any, cache: bool = True) -> Any:
+def _run(backend: WinogradKernels, x: Any, w: Any, b: Any, spec: ConvSpec, m: int,
+         blocks: list[tuple[int, int, int, int]], out: Any, cache: bool = True) -> Any:
     t = m + 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
     found = _filter_transform(backend, w, spec, m, cache)  # U, or a cache lookup still to check
@@ -124,7 +125,7 @@ def _run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec, m: int, blocks: l
     return out
 
 
-def _prepare(backend: Any, spec: ConvSpec, m: int, cache: bool = True) -> Prepared:
+def _prepare(backend: WinogradKernels, spec: ConvSpec, m: int, cache: bool = True) -> Prepared:
     """F(m x m, 3x3) prepared; ``cache``: keep the filter transforms in :data:`FILTER_CACHE` (the
     backward passes do not: their weights are made afresh for each call)."""
     itemsize = spec.itemsize
@@ -158,26 +159,26 @@ def _workspace(spec: ConvSpec, m: int, blocks: list[tuple[int, int, int, int]], 
     return u + t2 * (spec.c + spec.k) * rows * tw * itemsize * min(workers, len(blocks))
 
 
-def prepare_f4(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+def prepare_f4(backend: WinogradKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     return _prepare(backend, spec, 4)  # Winograd's workspace is not bounded yet: auto avoids it under a limit
 
 
-def prepare_f2(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+def prepare_f2(backend: WinogradKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     return _prepare(backend, spec, 2)
 
 
 def _grad_input(m: int) -> PassImpl:
-    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+    def prepare(backend: WinogradKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
         return _prepare(backend, spec, m, cache=False)
 
     return adjoint.grad_input_pass(prepare, supports, needs=("winograd",))
 
 
-def run_f4(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
+def run_f4(backend: WinogradKernels, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     return _prepare(backend, spec, 4)(x, w, b, None)
 
 
-def run_f2(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
+def run_f2(backend: WinogradKernels, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
     return _prepare(backend, spec, 2)(x, w, b, None)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.kernels import WinogradKernels
 from ..core.prepared import Prepared
 from ..core.registry import PassImpl
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
@@ -40,7 +41,7 @@ from .winograd_transforms import TRANSFORMS
 __all__ = ["grad_weight_pass"]
 
 
-def _constants(backend: Any, spec: ConvSpec, m: int) -> tuple[Any, Any]:
+def _constants(backend: WinogradKernels, spec: ConvSpec, m: int) -> tuple[Any, Any]:
     """``A ⊗ A`` (T², m²) in the gradient's precision (A's entries are small integers: exact) and ``G ⊗ G``
     (T², 9) in the working precision of the sums (float32 for float16)."""
     work = "float32" if spec.dtype == "float16" else spec.dtype
@@ -68,7 +69,7 @@ def _weights(total: Any, gg: Any, spec: ConvSpec) -> Any:
     return dw.reshape(spec.k, spec.cg, 3, 3).astype(spec.dtype, copy=False)  # (K·C/G, 9) -> (K, C/G, 3, 3)
 
 
-def _bands(backend: Any, spec: ConvSpec, m: int, th: int, tw: int) -> list[tuple[int, int]]:
+def _bands(backend: WinogradKernels, spec: ConvSpec, m: int, th: int, tw: int) -> list[tuple[int, int]]:
     """Bands of the N·th tile rows whose input and gradient tiles (T²·(C + K) per tile) fit a block, or twice the
     sum they are added to (T²·K·C/G), where that is larger: each band's product costs a pass over the sum."""
     rows = spec.n * th
@@ -80,7 +81,7 @@ def _bands(backend: Any, spec: ConvSpec, m: int, th: int, tw: int) -> list[tuple
     return split(rows, row_bytes, max(budget, 2 * t2 * spec.k * spec.cg * spec.itemsize), 1)
 
 
-def _prepare(backend: Any, spec: ConvSpec, m: int) -> Prepared:
+def _prepare(backend: WinogradKernels, spec: ConvSpec, m: int) -> Prepared:
     xp, t2 = backend.xp, (m + 2) ** 2
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
     aa, gg = _constants(backend, spec, m)
@@ -118,7 +119,7 @@ def _prepare(backend: Any, spec: ConvSpec, m: int) -> Prepared:
 def grad_weight_pass(m: int, supports: Callable[[ConvSpec], str | None]) -> PassImpl:
     """Winograd F(3x3, m x m)'s grad_weight, for the layers ``supports`` accepts (3x3, stride 1, dilation 1)."""
 
-    def prepare(backend: Any, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
+    def prepare(backend: WinogradKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
         return _prepare(backend, spec, m)  # its workspace is not bounded: auto avoids it under a limit
 
     return PassImpl(prepare, supports, needs=("winograd",))
