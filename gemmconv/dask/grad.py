@@ -20,14 +20,15 @@ from ..backends import get_backend
 from ..core.args import ConvArgs
 from ..core.registry import GRAD_WEIGHT
 from ..planning.passes import make_pass_plan
-from .conv import ChannelPiece, Tiling, block_kwargs, check_x, graph_array, is_dask_array, stand_for
+from .conv import Tiling, block_kwargs, check_x, graph_array, is_dask_array, stand_for
 from .gather import Gather, add_sum
+from .tiling import ChannelPiece
 
 __all__ = ["conv2d_grad_weight"]
 
 
-def _block(x: Any, gy: Any, grad_weight: Callable[..., Any]) -> Any:
-    """One block's share of dL/dw (a task of the graph)."""
+def _grad_weight_of(x: Any, gy: Any, grad_weight: Callable[..., Any]) -> Any:
+    """One block's share of dL/dw (a task of the graph): ``grad_weight`` of its slab and its block of dL/dy."""
     return grad_weight(x, grad_y=gy)
 
 
@@ -52,21 +53,22 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args:
     spec = plan.spec  # shapes, dtypes, libraries and grad_y's shape checked: no work done
     if not is_dask_array(grad_y):
         grad_y = da.from_array(grad_y, chunks=grad_y.shape, asarray=False)
-    x4, gy4 = (x[None], grad_y[None]) if x.ndim == 3 else (x, grad_y)  # (C, H, W) -> (1, C, H, W)
+    x4, gy4 = (x[None], grad_y[None]) if x.ndim == len(weight_shape) - 1 else (x, grad_y)  # (C, ...) -> (1, C, ...)
     name = "gemmconv-grad-weight-" + dask.base.tokenize(x4.name, gy4.name, weight_shape, repr(args))
     tiling = Tiling(x4, spec, name)
     layer = tiling.gather.layer
-    gy_gather = Gather(gy4, ((0, 0),) * 4, "zeros", f"{name}-gy")
-    pieces = tiling.pieces
+    gy_gather = Gather(gy4, ((0, 0),) * gy4.ndim, "zeros", f"{name}-gy")
+    pieces = tiling.split.pieces
 
-    def share(n0: int, nb: int, o0: int, o1: int, q0: int, q1: int, piece: ChannelPiece) -> tuple[Any, ...]:
-        c0, c1, k0, k1, g, cw0, cw1 = piece
-        gyb = gy_gather.task(((n0, n0 + nb), (k0, k1), (o0, o1), (q0, q1)))
-        kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
-        fn = functools.partial(grad_weight, weight_shape=(k1 - k0, cw1 - cw0, *spec.kernel), **kwargs)
-        return (functools.partial(_block, grad_weight=fn), tiling.slab(n0, nb, c0, c1, o0, o1, q0, q1), gyb)
+    def share(n0: int, nb: int, outputs: tuple[tuple[int, int], ...], piece: ChannelPiece) -> tuple[Any, ...]:
+        gyb = gy_gather.task(((n0, n0 + nb), (piece.k0, piece.k1), *outputs))
+        kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=piece.groups)
+        shape = (piece.k1 - piece.k0, piece.cw1 - piece.cw0, *spec.kernel)
+        fn = functools.partial(grad_weight, weight_shape=shape, **kwargs)
+        return (functools.partial(_grad_weight_of, grad_weight=fn),
+                tiling.slab(n0, nb, piece.c0, piece.c1, outputs), gyb)
 
-    blocks = [block for _, block in tiling.blocks() if block[1]]  # (n0, nb, o0, o1, q0, q1), images in it
+    blocks = [(n0, nb, outputs) for _, n0, nb, outputs in tiling.blocks() if nb]  # the blocks with images in them
     if not blocks:  # no images: a zero gradient
         return da.zeros(weight_shape, dtype=x.dtype, chunks=weight_shape, meta=x._meta)
     keys = []
@@ -75,5 +77,6 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args:
         add_sum(layer, [share(*blk, p) for blk in blocks], keys[-1])
     layer.update(gy_gather.layer)
     places = tuple((p.k0, p.k1, p.cw0, p.cw1) for p in pieces)
-    layer[(name, 0, 0, 0, 0)] = (_fill, tuple(weight_shape), places, *keys)
+    key = (name, *(0,) * len(weight_shape))  # the one block of dL/dw
+    layer[key] = (_fill, tuple(weight_shape), places, *keys)
     return graph_array(name, layer, [x4, gy4], tuple((s,) for s in weight_shape), x._meta)

@@ -6,7 +6,7 @@ position output row ``o`` reads, ``o·stride``): a band of positions ``p0:p1`` i
 ``o0:o1`` (:func:`bands`), and its block is gemmconv's ordinary ``conv2d_grad_input`` of those rows of dL/dy
 (unpadded), cut or zero-filled to the band: no overlap-add, each block one task reading a halo of dL/dy. Along
 K, each chunk of dL/dy's channels gives a partial sum of the input channels its groups feed
-(:func:`~gemmconv.dask.conv.channel_pieces` with K and C swapped), added by a balanced tree. With zero padding
+(:class:`~gemmconv.dask.tiling.ChannelSplit` with K and C swapped), added by a balanced tree. With zero padding
 only the input's own positions are computed; with another padding mode the padded positions are too, and
 their gradient is folded back onto the elements they copy (:func:`fold`), across the whole array (circular
 padding wraps), as in memory.
@@ -30,9 +30,7 @@ from ..core.registry import GRAD_INPUT
 from ..core.spec import ConvSpec
 from ..planning.passes import TRANSPOSE, make_pass_plan
 from .conv import (
-    ChannelPiece,
     block_kwargs,
-    channel_pieces,
     check_x,
     delayed_array,
     graph_array,
@@ -42,7 +40,8 @@ from .conv import (
     stand_for,
     stand_in,
 )
-from .gather import Gather, add_sum
+from .gather import Gather
+from .tiling import ChannelPiece, ChannelSplit, Grid
 
 __all__ = ["bands", "conv2d_grad_input", "conv_transpose2d", "fold"]
 
@@ -81,49 +80,51 @@ def _place(dx: Any, start: int, band: tuple[int, int], axis: int) -> Any:
     return part if widths[axis] == (0, 0) else get_backend(dx, "grad_y").xp.pad(part, widths)
 
 
-def _block(gy: Any, w: Any, bias: Any, *, grad_input: Callable[..., Any], channels: int, rows: Band, cols: Band,
-           spec: ConvSpec) -> Any:
-    """One piece's share of one block of dL/dx (a task of the graph): ``grad_input`` of the rows ``gy`` of
-    dL/dy, placed on the block's positions, plus ``bias`` where given."""
+def _dx_share(gy: Any, w: Any, bias: Any, *, grad_input: Callable[..., Any], channels: int,
+              bands: tuple[Band, ...], spec: ConvSpec) -> Any:
+    """One piece's share of one block of dL/dx (a task of the graph): ``grad_input`` of the outputs ``gy`` of
+    dL/dy that reach the block, placed on its ``bands`` (one per spatial axis), plus ``bias`` where given."""
     xp = get_backend(gy, "grad_y").xp
-    (p0, p1, o0, o1), (q0, q1, t0, t1) = rows, cols
-    if o0 == o1 or t0 == t1:  # no window reaches the block
-        dx = xp.zeros((gy.shape[0], channels, p1 - p0, q1 - q0), dtype=gy.dtype)
+    if any(o0 == o1 for _, _, o0, o1 in bands):  # no window reaches the block
+        dx = xp.zeros((gy.shape[0], channels, *(p1 - p0 for p0, p1, _, _ in bands)), dtype=gy.dtype)
     else:
-        shape = (gy.shape[0], channels, (o1 - o0 - 1) * spec.sh + spec.ekh, (t1 - t0 - 1) * spec.sw + spec.ekw)
-        dx = grad_input(shape, w, gy)
-        placed = _place(_place(dx, o0 * spec.sh, (p0, p1), 2), t0 * spec.sw, (q0, q1), 3)
+        reach = ((o1 - o0 - 1) * s + e for (_, _, o0, o1), s, e in zip(bands, spec.stride, spec.effective_kernel,
+                                                                       strict=True))
+        dx = grad_input((gy.shape[0], channels, *reach), w, gy)
+        placed = dx
+        for axis, ((p0, p1, o0, _), s) in enumerate(zip(bands, spec.stride, strict=True), start=2):
+            placed = _place(placed, o0 * s, (p0, p1), axis)
         dx = placed.copy() if placed.shape != dx.shape and placed.base is not None else placed  # fresh, not a view
-    return dx if bias is None else dx + bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+    return dx if bias is None else dx + bias.reshape(1, -1, *(1,) * len(bands))  # (C,) -> (1, C, 1, ...)
 
 
 def _fold_block(g: Any, spec: ConvSpec, axis: int) -> Any:
     """:meth:`Backend.pad_adjoint` of ``g`` along ``axis`` alone, ``spec`` giving that axis's padding."""
-    other = 1 if axis == 2 else 0  # the spatial axis left unpadded
-    before, after = spec.padding[axis - 2]
-    spec = spec.along(axis - 2, g.shape[axis] - before - after, (before, after))
-    spec = spec.along(other, g.shape[other + 2], (0, 0))
+    for d in range(spec.ndim):
+        before, after = spec.padding[d] if d == axis - 2 else (0, 0)
+        spec = spec.along(d, g.shape[d + 2] - before - after, (before, after))
     return get_backend(g, "grad_y").pad_adjoint(g, spec)
 
 
 def fold(da: Any, g: Any, spec: ConvSpec, axis: int) -> Any:
-    """The gradient ``g`` of the padded positions along ``axis`` (2 or 3) folded onto the input's, across the whole
-    array: each padded position's gradient added to the element it copies. Only the ``m = max(before, after)
-    + 1`` positions at each end receive any, so those two strips (``before + m`` and ``m + after`` long) are
-    folded together as one array of ``2m`` positions, which maps each padded position to the same element."""
-    before, after = (spec.pt, spec.pb) if axis == 2 else (spec.pl, spec.pr)
+    """The gradient ``g`` of the padded positions along ``axis`` (2 for the first spatial axis) folded onto the
+    input's, across the whole array: each padded position's gradient added to the element it copies. Only the
+    ``m = max(before, after) + 1`` positions at each end receive any, so those two strips (``before + m`` and
+    ``m + after`` long) are folded together as one array of ``2m`` positions, which maps each padded position
+    to the same element."""
+    before, after = spec.padding[axis - 2]
     size = g.shape[axis] - before - after
     if before == after == 0 or spec.padding_mode == "zeros":
         return g
     m = max(before, after) + 1
 
-    def cut(lo: int, hi: int) -> Any:
-        index = [slice(None)] * 4
+    def along(lo: int, hi: int, a: Any = g) -> Any:  # a[..., lo:hi, ...] along axis
+        index = [slice(None)] * a.ndim
         index[axis] = slice(lo, hi)
-        return g[tuple(index)]
+        return a[tuple(index)]
 
     whole = size <= 2 * m
-    strip = g if whole else da.concatenate([cut(0, before + m), cut(before + size - m, before + size + after)],
+    strip = g if whole else da.concatenate([along(0, before + m), along(before + size - m, before + size + after)],
                                            axis=axis)
     strip = strip.rechunk({axis: -1})
     chunks = list(strip.chunks)
@@ -132,72 +133,65 @@ def fold(da: Any, g: Any, spec: ConvSpec, axis: int) -> Any:
                            chunks=tuple(chunks))
     if whole:
         return folded
-    index = [slice(None)] * 4
-    first, last = list(index), list(index)
-    first[axis], last[axis] = slice(0, m), slice(m, 2 * m)
-    return da.concatenate([folded[tuple(first)], cut(before + m, before + size - m), folded[tuple(last)]], axis=axis)
+    return da.concatenate([along(0, m, folded), along(before + m, before + size - m), along(m, 2 * m, folded)],
+                          axis=axis)
 
 
 def _gather(gy4: Any, w: Any, bias: Any, spec: ConvSpec, args: ConvArgs, grad_input: Callable[..., Any],
-            reach: tuple[int, int] = (0, 0)) -> Any:
-    """dL/dx (N, C, H, W) of ``spec``'s convolution from the Dask array ``gy4`` (N, K, OH - reach[0],
-    OW - reach[1]: the outputs past its end have zero gradient), plus ``bias`` (C,) where given: the blocks,
-    their tree sums over K's pieces, the padding folded."""
+            reach: tuple[int, ...] | None = None) -> Any:
+    """dL/dx (N, C, *size) of ``spec``'s convolution from the Dask array ``gy4`` (N, K, *out_size less
+    ``reach`` per axis: the outputs past its end have zero gradient), plus ``bias`` (C,) where given: the
+    blocks, their tree sums over K's pieces, the padding folded."""
     da, dask = sys.modules["dask.array"], sys.modules["dask"]
+    reach = reach or (0,) * spec.ndim
     wd, bd = delayed_array(dask, w, "w"), delayed_array(dask, bias, "b")
     meta, dtype = gy4._meta, gy4.dtype
-    if all(len(c) == 1 for c in gy4.chunks[1:]) and reach == (0, 0):  # chunks along N only: one task per chunk
+    if all(len(c) == 1 for c in gy4.chunks[1:]) and not any(reach):  # chunks along N only: one task per chunk
         fn = functools.partial(grad_input, **block_kwargs(args))
-        compute = functools.partial(_whole, grad_input=fn, shape=(spec.c, spec.height, spec.width))
+        compute = functools.partial(_whole, grad_input=fn, shape=(spec.c, *spec.size))
         return da.map_blocks(compute, gy4, wd, bd, dtype=dtype, meta=meta,
-                             chunks=(gy4.chunks[0], (spec.c,), (spec.height,), (spec.width,)))
+                             chunks=(gy4.chunks[0], (spec.c,), *((s,) for s in spec.size)))
     padded = spec.padding_mode != "zeros"
-    rows = bands(gy4.chunks[2], spec.pt, spec.height, spec.pb, spec.sh, spec.ekh, spec.oh, padded)
-    cols = bands(gy4.chunks[3], spec.pl, spec.width, spec.pr, spec.sw, spec.ekw, spec.ow, padded)
-    pieces = (channel_pieces(gy4.chunks[1], spec.groups, spec.kg, spec.cg)
-              or [ChannelPiece(0, 0, 0, spec.c, spec.groups, 0, 0)])
-    ranges = sorted({(p.k0, p.k1) for p in pieces})  # the input channels the pieces feed
-    first = {r: next(p for p in pieces if (p.k0, p.k1) == r) for r in ranges}  # the piece that adds the bias
-    weights = {(p.c0, p.c1): wd if (p.c0, p.c1) == (0, spec.k) else wd[p.c0:p.c1] for p in pieces}
-    biases = {r: None if bd is None else (bd if r == (0, spec.c) else bd[r[0]:r[1]]) for r in ranges}
-    images = list(zip(itertools.accumulate((0, *gy4.chunks[0][:-1])), gy4.chunks[0], strict=True))
+    cuts = [bands(chunks, before, size, after, stride, e, out, padded) for chunks, size, (before, after), stride, e, out
+            in zip(gy4.chunks[2:], spec.size, spec.padding, spec.stride, spec.effective_kernel, spec.out_size,
+                   strict=True)]
+    grid = Grid(gy4.chunks[0], cuts, ChannelSplit(gy4.chunks[1], spec.groups, spec.kg, spec.cg, spec.c))
+    split = grid.split  # its pieces: channels c0:c1 of dL/dy feed channels k0:k1 of dL/dx
+    weights = {(p.c0, p.c1): wd if (p.c0, p.c1) == (0, spec.k) else wd[p.c0:p.c1] for p in split.pieces}
+    biases = split.biases(bd)
     name = "gemmconv-grad-input-" + dask.base.tokenize(gy4.name, key_of(wd), key_of(bd), repr(args), repr(spec))
-    gather = Gather(gy4, ((0, 0), (0, 0), (0, reach[0]), (0, reach[1])), "zeros", name)
+    gather = Gather(gy4, ((0, 0), (0, 0), *((0, r) for r in reach)), "zeros", name)
     checked: set[tuple[Any, ...]] = set()
 
-    def share(n0: int, nb: int, row: Band, col: Band, piece: tuple[int, ...]) -> tuple[Any, ...]:
-        u0, u1, v0, v1, g = piece[:5]
-        kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=g)
-        part = (nb, u1 - u0, row[3] - row[2], col[3] - col[2])
-        if (part, piece) not in checked and nb and row[2] < row[3] and col[2] < col[3] and names_one(args):
-            shape = (nb, v1 - v0, (part[2] - 1) * spec.sh + spec.ekh, (part[3] - 1) * spec.sw + spec.ekw)
-            w_stand = stand_in(meta, (u1 - u0, spec.cg, spec.kh, spec.kw), dtype, "w")
-            make_pass_plan(GRAD_INPUT, (w_stand, stand_in(meta, part, dtype, "grad_y")), shape,
+    def share(n0: int, nb: int, parts: tuple[Band, ...], piece: ChannelPiece) -> tuple[Any, ...]:
+        kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=piece.groups)
+        outputs = (nb, piece.c1 - piece.c0, *(o1 - o0 for _, _, o0, o1 in parts))
+        if (outputs, piece) not in checked and nb and all(n > 0 for n in outputs[2:]) and names_one(args):
+            shape = (nb, piece.k1 - piece.k0, *((n - 1) * s + e for n, s, e in zip(outputs[2:], spec.stride,
+                                                                                   spec.effective_kernel,
+                                                                                   strict=True)))
+            w_stand = stand_in(meta, (piece.c1 - piece.c0, spec.cg, *spec.kernel), dtype, "w")
+            make_pass_plan(GRAD_INPUT, (w_stand, stand_in(meta, outputs, dtype, "grad_y")), shape,
                            ConvArgs(**kwargs))  # the strategy refuses a block before any work
-        checked.add((part, piece))
-        b = biases[(v0, v1)] if first[(v0, v1)] == piece else None
-        compute = functools.partial(_block, grad_input=functools.partial(grad_input, **kwargs), channels=v1 - v0,
-                                    rows=row, cols=col, spec=spec)
-        gy = gather.task(((n0, n0 + nb), (u0, u1), row[2:], col[2:]))
-        return (compute, gy, key_of(weights[(u0, u1)]), key_of(b))
+        checked.add((outputs, piece))
+        compute = functools.partial(_dx_share, grad_input=functools.partial(grad_input, **kwargs),
+                                    channels=piece.k1 - piece.k0, bands=parts, spec=spec)
+        gy = gather.task(((n0, n0 + nb), (piece.c0, piece.c1), *((o0, o1) for _, _, o0, o1 in parts)))
+        return (compute, gy, key_of(weights[(piece.c0, piece.c1)]), key_of(split.bias_of(piece, biases)))
 
-    layer = gather.layer
-    for a, (n0, nb) in enumerate(images):
-        for i, row in enumerate(rows):
-            for j, col in enumerate(cols):
-                for r, rng in enumerate(ranges):
-                    add_sum(layer, [share(n0, nb, row, col, p) for p in pieces if p[2:4] == rng], (name, a, r, i, j))
+    grid.sum_into(gather.layer, name, share)
     deps = [gy4, *{id(d): d for d in (*weights.values(), *biases.values()) if d is not None}.values()]
-    chunks = (gy4.chunks[0], tuple(v1 - v0 for v0, v1 in ranges), tuple(r[1] - r[0] for r in rows),
-              tuple(c[1] - c[0] for c in cols))
-    dx = graph_array(name, layer, deps, chunks, meta)
-    return fold(da, fold(da, dx, spec, 2), spec, 3) if padded else dx
+    dx = graph_array(name, gather.layer, deps, grid.chunks(), meta)
+    if padded:
+        for axis in range(2, 2 + spec.ndim):
+            dx = fold(da, dx, spec, axis)
+    return dx
 
 
 def _whole(gy: Any, w: Any, bias: Any, *, grad_input: Callable[..., Any], shape: tuple[int, ...]) -> Any:
     """dL/dx of a chunk of whole images (a task of the graph)."""
     dx = grad_input((gy.shape[0], *shape), w, gy)
-    return dx if bias is None else dx + bias.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
+    return dx if bias is None else dx + bias.reshape(1, -1, *(1,) * (dx.ndim - 2))  # (C,) -> (1, C, 1, ...)
 
 
 def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, args: ConvArgs, out: Any = None) -> Any:
@@ -214,7 +208,7 @@ def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, args: C
     unbatched = len(input_shape) == 3
     gy4 = grad_y[None] if unbatched else grad_y  # (K, OH, OW) -> (1, K, OH, OW)
     if spec.n == 0 or spec.c == 0:
-        dx = da.zeros((spec.n, spec.c, spec.height, spec.width), dtype=grad_y.dtype, meta=grad_y._meta)
+        dx = da.zeros(spec.in_shape, dtype=grad_y.dtype, meta=grad_y._meta)
     else:
         dx = _gather(gy4, w, None, spec, args, grad_input)
     return dx[0] if unbatched else dx
@@ -231,11 +225,11 @@ def conv_transpose2d(x: Any, w: Any, b: Any, args: ConvArgs, output_padding: Any
     spec = plan.spec  # the convolution whose input the result is
     unbatched = x.ndim == 3
     x4 = x[None] if unbatched else x  # (C_in, H, W) -> (1, C_in, H, W)
-    reach = (spec.oh - x4.shape[2], spec.ow - x4.shape[3])  # outputs past x's end (output_padding): zeros
+    reach = tuple(o - s for o, s in zip(spec.out_size, x4.shape[2:], strict=True))  # outputs past x's end: zeros
     if spec.n == 0 or spec.c == 0 or spec.k == 0:
-        y = da.zeros((spec.n, spec.c, spec.height, spec.width), dtype=x.dtype, meta=x._meta)
+        y = da.zeros(spec.in_shape, dtype=x.dtype, meta=x._meta)
         if b is not None:
-            y = y + b.reshape(1, -1, 1, 1)
+            y = y + b.reshape(1, -1, *(1,) * spec.ndim)
     else:
         y = _gather(x4, w, b, spec, args, grad_input, reach)
     return y[0] if unbatched else y

@@ -19,7 +19,7 @@ from ..core.prepared import Prepared, as_prepared
 from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, Strategy
 from ..core.spec import ConvSpec
 from .plan import PLAN_CACHE, TRANSPOSE, ConvPlan, cached, resolve
-from .validate import Validated, _check_array, _dtype_name, check_padded_fits, per_axis, validate
+from .validate import Validated, _check_array, _dtype_name, check_padded_fits, per_axis, stand_in, validate
 
 __all__ = ["PASS_PLANS", "TRANSPOSE", "cached", "make_pass_plan"]
 
@@ -187,14 +187,13 @@ def _grad_weight_runner(backend: Backend, v: Validated, strat: Strategy) -> Prep
 
 
 def _stand_in(backend: Backend, name: str, shape: Any, dtype: Any, ndims: tuple[int, ...] = (3, 4)) -> Any:
-    """A read-only zero-strided array of ``shape`` (no memory): validation reads only its shape and dtype."""
+    """The :func:`~gemmconv.planning.validate.stand_in` of the argument ``name``, a shape, once it is checked
+    to be ``ndims`` non-negative ints."""
     if not isinstance(shape, (tuple, list)) or len(shape) not in ndims or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
         want = " or ".join(str(d) for d in ndims)
         raise ValueError(f"{name} must be a tuple of {want} non-negative ints, got {shape!r}")
-    xp = backend.xp
-    # one native element (dtype may be byte-swapped: converting the broadcast view would fill all of shape)
-    return xp.broadcast_to(backend.native(xp.zeros((), dtype=dtype)), tuple(shape))
+    return stand_in(backend, tuple(shape), dtype)
 
 
 def _check_grad_y(v: Validated, grad_y: Any) -> None:

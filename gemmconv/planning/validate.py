@@ -17,7 +17,7 @@ from ..backends import Backend, get_backend
 from ..core.args import ConvArgs
 from ..core.spec import NO_LIMITS, PADDING_MODES, ConvSpec, Limits
 
-__all__ = ["Validated", "check_padded_fits", "per_axis", "validate"]
+__all__ = ["Validated", "check_padded_fits", "per_axis", "stand_in", "validate"]
 
 
 class Validated(NamedTuple):
@@ -77,6 +77,15 @@ def per_axis(name: str, value: Any, minimum: int, ndim: int) -> tuple[int, ...]:
         found = tuple(_int(name, v, minimum, kind) for v in value)
         return found * ndim if len(found) == 1 else found
     return (_int(name, value, minimum, kind),) * ndim
+
+
+def stand_in(backend: Backend, shape: tuple[int, ...], dtype: Any) -> Any:
+    """A read-only array of ``shape`` and ``dtype`` of ``backend``'s library that holds no memory (one zero,
+    broadcast): what validation sees for an array known only by its shape (a backward pass's ``input_shape``,
+    a Dask array)."""
+    xp = backend.xp
+    # one native element (dtype may be byte-swapped: converting the broadcast view would fill all of shape)
+    return xp.broadcast_to(backend.native(xp.zeros((), dtype=dtype)), tuple(shape))
 
 
 def _dim(name: str, i: int) -> str:
