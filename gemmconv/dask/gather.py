@@ -21,14 +21,21 @@ from typing import Any, NamedTuple
 
 from ..backends import get_backend
 
-__all__ = ["Gather", "add_sum", "assemble", "pieces", "runs"]
+__all__ = ["ChunkPiece", "Gather", "Run", "add_sum", "assemble", "pieces", "runs"]
 
-#: ``(dst0, src0, length, step)``: slab positions ``dst0 + i`` copy input position ``src0 + step·i``
-#: (``step`` 1, -1 or 0 for an edge repeated), ``i < length``; ``src0 = -1``: zeros
-Run = tuple[int, int, int, int]
+
+class Run(NamedTuple):
+    """Slab positions ``dst0 + i`` copy input position ``src0 + step·i`` (``step`` 1, -1 or 0 for an edge
+    repeated), ``i < length``; ``src0 = -1``: zeros."""
+
+    dst0: int
+    src0: int
+    length: int
+    step: int
+
 
 class ChunkPiece(NamedTuple):
-    """A :data:`Run` inside one chunk (``chunk`` -1: a run of zeros): ``length`` positions from ``dst0``, read from
+    """A :class:`Run` inside one chunk (``chunk`` -1: a run of zeros): ``length`` positions from ``dst0``, read from
     the chunk's positions ``local0, local0 + step, ...``."""
 
     dst0: int
@@ -49,15 +56,15 @@ def runs(lo: int, hi: int, before: int, size: int, mode: str) -> list[Run]:
             continue
         i = a - before  # the input position of padded position a (negative before the input, >= size after it)
         if region == 1:
-            result.append((a - lo, i, b - a, 1))
+            result.append(Run(a - lo, i, b - a, 1))
         elif mode == "zeros":
-            result.append((a - lo, -1, b - a, 0))
+            result.append(Run(a - lo, -1, b - a, 0))
         elif mode == "reflect":
-            result.append((a - lo, -i if region == 0 else 2 * size - 2 - i, b - a, -1))
+            result.append(Run(a - lo, -i if region == 0 else 2 * size - 2 - i, b - a, -1))
         elif mode == "replicate":
-            result.append((a - lo, 0 if region == 0 else size - 1, b - a, 0))
+            result.append(Run(a - lo, 0 if region == 0 else size - 1, b - a, 0))
         else:  # circular
-            result.append((a - lo, i + size if region == 0 else i - size, b - a, 1))
+            result.append(Run(a - lo, i + size if region == 0 else i - size, b - a, 1))
     return result
 
 

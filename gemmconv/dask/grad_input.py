@@ -21,7 +21,7 @@ import functools
 import itertools
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..api.backward import conv2d_grad_input as public_grad_input
 from ..backends import get_backend
@@ -45,8 +45,13 @@ from .tiling import ChannelPiece, ChannelSplit, Grid
 
 __all__ = ["bands", "conv2d_grad_input", "conv_transpose2d", "fold"]
 
-#: ``(p0, p1, o0, o1)``: padded positions ``p0:p1`` along an axis are covered by the windows of outputs ``o0:o1``
-Band = tuple[int, int, int, int]
+class Band(NamedTuple):
+    """Padded positions ``p0:p1`` along an axis of dL/dx, covered by the windows of outputs ``o0:o1``."""
+
+    p0: int
+    p1: int
+    o0: int
+    o1: int
 
 
 def bands(chunks: tuple[int, ...], before: int, size: int, after: int, stride: int, ekernel: int, out: int,
@@ -62,7 +67,7 @@ def bands(chunks: tuple[int, ...], before: int, size: int, after: int, stride: i
     for p0, p1 in itertools.pairwise(sorted(cuts)):
         o0 = max(0, -(-(p0 - ekernel + 1) // stride))
         o1 = min(out, (p1 - 1) // stride + 1)
-        result.append((p0, p1, o0, max(o0, o1)))
+        result.append(Band(p0, p1, o0, max(o0, o1)))
     return result
 
 

@@ -23,8 +23,15 @@ from ._common import channel_slices, split
 __all__ = ["Block", "Decisions", "block_workspace", "decide", "folds_bias", "gemm_blocks", "in_flight", "limit_problem",
            "memo_decisions", "min_workspace", "plan"]
 
-#: ``(n0, n1, o0, o1, k0, k1)``: images, output rows and output channels of one block
-Block = tuple[int, int, int, int, int, int]
+class Block(NamedTuple):
+    """One block of im2col's GEMM: images ``n0:n1``, output rows ``o0:o1`` and output channels ``k0:k1``."""
+
+    n0: int
+    n1: int
+    o0: int
+    o1: int
+    k0: int
+    k1: int
 
 
 def _charges(spec: ConvSpec, itemsize: int, fold_bias: bool) -> tuple[int, int]:
@@ -69,7 +76,7 @@ def in_flight(spec: ConvSpec, workers: int, itemsize: int, fold_bias: bool = Fal
 
 def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int, fold_bias: bool = False,
          limit: int | None = None) -> list[Block]:
-    """Blocks ``(n0, n1, o0, o1, k0, k1)`` of images, output rows and output channels; one block when
+    """:class:`Block` s of images, output rows and output channels; one block when
     nothing asks to cut.
 
     ``budget`` bounds a block's bytes: its columns, its GEMM product and the input rows its band
@@ -88,15 +95,15 @@ def plan(spec: ConvSpec, budget: int | None, workers: int, itemsize: int, fold_b
         share = max(1, (limit - fixed) // workers)
         budget = share if budget is None else min(budget, share)
     if budget is None:
-        return [(0, spec.n, 0, spec.oh, 0, spec.k)]
+        return [Block(0, spec.n, 0, spec.oh, 0, spec.k)]
     image_bytes = spec.oh * row_bytes
     batch_bytes = spec.n * image_bytes
     if (workers > 1 and spec.groups == 1 and spec.k >= 16 * workers and budget // 16 < batch_bytes <= budget
             and spec.k * crs >= spec.n * crs * spec.oh * spec.ow):
-        return [(0, spec.n, 0, spec.oh, k0, k1) for k0, k1 in channel_slices(spec.k, workers)]
+        return [Block(0, spec.n, 0, spec.oh, k0, k1) for k0, k1 in channel_slices(spec.k, workers)]
     if image_bytes <= budget and (spec.n >= workers or limit is not None):  # whole images per block
-        return [(n0, n1, 0, spec.oh, 0, spec.k) for n0, n1 in split(spec.n, image_bytes, budget, workers)]
-    return [(n, n + 1, o0, o1, 0, spec.k) for n in range(spec.n)
+        return [Block(n0, n1, 0, spec.oh, 0, spec.k) for n0, n1 in split(spec.n, image_bytes, budget, workers)]
+    return [Block(n, n + 1, o0, o1, 0, spec.k) for n in range(spec.n)
             for o0, o1 in split(spec.oh, row_bytes, budget, workers)]
 
 

@@ -114,9 +114,9 @@ def _prepare_grad_input(backend: Col2imKernels, spec: ConvSpec, limits: Limits =
         return Prepared(run_slices, ("matmul", "col2im_part"), most * rs * p * spec.itemsize * in_flight)
     # under a workspace limit (or on a backend without blocks): im2col's blocks of images or bands of rows
     blocks = _blocks(backend, spec, workers, limits.workspace)
-    if any((k0, k1) != (0, spec.k) for *_, k0, k1 in blocks):  # slices of the output channels: all K are needed
-        blocks = [(0, spec.n, 0, spec.oh, 0, spec.k)]
-    bands = any((o0, o1) != (0, spec.oh) for _, _, o0, o1, _, _ in blocks)
+    if any((p.k0, p.k1) != (0, spec.k) for p in blocks):  # slices of the output channels: all K are needed
+        blocks = [im2col_blocks.Block(0, spec.n, 0, spec.oh, 0, spec.k)]
+    bands = any((p.o0, p.o1) != (0, spec.oh) for p in blocks)
 
     def run(gy: Any, w: Any, bias: Any, out: Any) -> Any:
         wt = w.reshape(g, kg, crs).transpose(0, 2, 1)  # (K, C/G, R, S) -> (G, C/G·R·S, K/G)
@@ -198,7 +198,7 @@ def _prepare_grad_weight(backend: Im2colKernels, spec: ConvSpec, limits: Limits 
             total = xp.empty(shape, dtype=x.dtype)
 
             def block(part: im2col_blocks.Block) -> None:
-                k0, k1 = part[4], part[5]
+                k0, k1 = part.k0, part.k1
                 add_block(x, gy, part, total[:, :, k0:k1] if transposed else total[:, k0:k1], True)
 
             backend.scheduler.run_blocks(block, blocks)
