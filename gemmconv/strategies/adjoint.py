@@ -178,6 +178,7 @@ def grad_input_pass(forward: PrepareFn, forward_supports: SupportsFn, needs: tup
     def prepare(backend: Backend, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
         found = phases(spec)
         runners = [as_prepared(forward(backend, p.spec, limits)) for p in found]
+        runs = [r.run for r in runners]  # called directly: one frame less than through Prepared.__call__
         whole = len(found) == 1 and found[0].covers(spec)
         xp = backend.xp
 
@@ -186,17 +187,17 @@ def grad_input_pass(forward: PrepareFn, forward_supports: SupportsFn, needs: tup
             if whole:
                 p = found[0]
                 flipped = xp.ascontiguousarray(wt[p.flipped()])
-                return runners[0](xp.ascontiguousarray(gy[p.reached()]), flipped, bias, out)
+                return runs[0](xp.ascontiguousarray(gy[p.reached()]), flipped, bias, out)
             if out is None:
                 dx = xp.zeros(spec.in_shape, dtype=gy.dtype)
             else:  # the positions no phase reaches stay zero
                 dx = out
                 dx[...] = 0
-            for p, runner in zip(found, runners, strict=True):
+            for p, run_phase in zip(found, runs, strict=True):
                 part = xp.ascontiguousarray(gy[p.reached()])
                 flipped = xp.ascontiguousarray(wt[p.flipped()])
                 # (N, C, the phase's positions) into every stride-th position of dL/dx along each axis
-                dx[p.positions(spec)] = runner(part, flipped, None, None)
+                dx[p.positions(spec)] = run_phase(part, flipped, None, None)
             if bias is not None:
                 dx += bias.reshape(1, -1, *(1,) * spec.ndim)  # (C,) -> (1, C, 1, ...)
             return dx

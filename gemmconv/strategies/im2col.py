@@ -7,6 +7,7 @@ one GEMM (:func:`_gemm`). Its backward passes: :mod:`.im2col_grad`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..backends.kernels import Im2colKernels
@@ -57,10 +58,8 @@ def prepare(backend: Im2colKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) 
         if d.whole:  # the GPU: one GEMM
             return deliver(add_bias(_gemm(backend, x, w, spec).reshape(spec.out_shape), b), out)
         x = backend.xp.ascontiguousarray(x)  # once, not per block
-        return gemm_blocks(backend, x, w, b, spec, d.blocks,
-                           lambda n0, n1, o0, o1: backend.im2col_part(x, spec, n0, n1, o0, o1, ones_row=d.fold,
-                                                                      reuse=True),
-                           d.fold, d.in_flight, out)
+        columns = functools.partial(backend.im2col_part, x, spec, ones_row=d.fold, reuse=True)  # (n0, n1, o0, o1)
+        return gemm_blocks(backend, x, w, b, spec, d.blocks, columns, d.fold, d.in_flight, out)
 
     kernels = ("im2col", "matmul") if whole else ("im2col_part", "matmul")
     return Prepared(run, kernels, block_workspace(spec, decided(True)))
