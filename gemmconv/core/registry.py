@@ -22,7 +22,6 @@ __all__ = ["PassImpl", "Prepared", "Runner", "Strategy", "get_strategy", "list_s
            "unregister_strategy"]
 
 
-
 class KernelProvider(Protocol):
     """What the registry asks of a backend: its name and whether it provides a kernel family. (The core sits
     below :mod:`gemmconv.backends`, whose :class:`~gemmconv.backends.Backend` is one.)"""
