@@ -1,4 +1,4 @@
-"""gemmconv: 2-D convolution on NumPy (and CuPy) arrays with a visible choice of algorithm.
+"""gemmconv: 1-D, 2-D and 3-D convolution on NumPy (and CuPy) arrays with a visible choice of algorithm.
 
 >>> import numpy as np, gemmconv
 >>> gemmconv.list_strategies()
@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from . import strategies as _strategies  # noqa: F401  (registers the built-in strategies)
 from .api.backward import (
+    conv1d_grad_input,
+    conv1d_grad_weight,
     conv2d_grad_input,
     conv2d_grad_weight,
+    conv3d_grad_input,
+    conv3d_grad_weight,
+    conv_transpose1d,
     conv_transpose2d,
+    conv_transpose3d,
     plan_conv_transpose2d,
     plan_grad_input,
     plan_grad_weight,
 )
-from .api.conv import choose_strategy, conv2d, plan
+from .api.conv import choose_strategy, conv1d, conv2d, conv3d, plan
 from .backends import Backend, get_backend, list_backends, register_backend
 from .backends._kernel_cache import kernel_cache_dir
 from .backends._threads import ThreadSettings, get_threads, set_threads
@@ -46,10 +52,18 @@ __all__ = [
     "choose_strategy",
     "clear_caches",
     "compare",
+    "conv1d",
+    "conv1d_grad_input",
+    "conv1d_grad_weight",
     "conv2d",
     "conv2d_grad_input",
     "conv2d_grad_weight",
+    "conv3d",
+    "conv3d_grad_input",
+    "conv3d_grad_weight",
+    "conv_transpose1d",
     "conv_transpose2d",
+    "conv_transpose3d",
     "get_autotune",
     "get_backend",
     "get_strategy",

@@ -1,5 +1,5 @@
 """The spec is D-dimensional: validation, output sizes, the polyphase split and explicit padding hold for 1-D
-and 3-D specs too, against torch's conv1d / conv3d in float64; the strategies, 2-D only, refuse the others."""
+and 3-D specs too, against torch's conv1d / conv3d in float64; a strategy declares the D it runs."""
 
 from __future__ import annotations
 
@@ -61,13 +61,15 @@ def test_messages_name_the_dimensions():
 
 
 @pytest.mark.parametrize("ndim", [1, 3])
-def test_the_two_d_strategies_refuse_other_dimensions_and_2d_names_are_refused(ndim):
+def test_a_strategy_declares_its_dimensions_and_2d_names_are_refused(ndim):
+    """A strategy registered without ``dims`` runs 2-D only and refuses other specs before its predicate is asked;
+    the built-ins run every D; a spec of another D has no 2-D names."""
     x, w = np.zeros((1, 2, *(5,) * ndim)), np.zeros((2, 2, *(3,) * ndim))
     spec = validate(x, w, None, ConvArgs(padding=1), ndim=ndim).spec
-    assert supporting(spec, get_backend(x)) == ()
-    for name in gemmconv.list_strategies():
-        reason = gemmconv.get_strategy(name).refusal(spec)
-        assert reason == f"runs 2-D convolutions, not {ndim}-D ones", name
+    asked = []
+    mine = gemmconv.Strategy("two_d_only", lambda *a: None, supports=lambda s: asked.append(s))
+    assert mine.refusal(spec) == f"runs 2-D convolutions, not {ndim}-D ones" and not asked
+    assert {"direct", "im2col", "auto"} <= set(supporting(spec, get_backend(x)))
     with pytest.raises(AttributeError, match=f"a {ndim}-D convolution has no 2-D sizes.*read size, kernel"):
         _ = spec.kh
 

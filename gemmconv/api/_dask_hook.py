@@ -23,6 +23,6 @@ def any_dask(*arrays: Any) -> bool:
 
 
 def dask_functions() -> ModuleType:
-    """:mod:`gemmconv.dask`: ``conv2d``, ``conv2d_grad_input``, ``conv2d_grad_weight`` and ``conv_transpose2d`` of
-    Dask arrays (the arguments of the public functions, the keywords as one ``ConvArgs``)."""
+    """:mod:`gemmconv.dask`: ``conv_nd``, ``grad_input_nd``, ``grad_weight_nd`` and ``transpose_nd`` of Dask arrays (the
+    arguments of the public functions, the keywords as one ``ConvArgs``, and ``ndim``)."""
     return importlib.import_module("gemmconv.dask")

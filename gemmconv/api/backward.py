@@ -19,8 +19,9 @@ from ..planning.plan import TRANSPOSE, ConvPlan, cached
 from ._dask_hook import any_dask, dask_functions
 from .conv import plan_key
 
-__all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d", "plan_conv_transpose2d", "plan_grad_input",
-           "plan_grad_weight"]
+__all__ = ["conv1d_grad_input", "conv1d_grad_weight", "conv2d_grad_input", "conv2d_grad_weight", "conv3d_grad_input",
+           "conv3d_grad_weight", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "grad_input",
+           "grad_weight", "plan_conv_transpose2d", "plan_grad_input", "plan_grad_weight", "transpose"]
 
 
 def _args_key(args: ConvArgs) -> tuple[Any, ...]:
@@ -61,12 +62,31 @@ def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, *, out:
            [2., 4., 2.],
            [1., 2., 1.]])
     """
-    args = ConvArgs.from_kwargs("conv2d_grad_input", kwargs)
-    if any_dask(grad_y, w):  # lazily: each block by this function
-        return dask_functions().conv2d_grad_input(input_shape, w, grad_y, args, out)
-    key = plan_key(w, grad_y, None, (GRAD_INPUT, input_shape, *_args_key(args)))
-    plan = cached(key, lambda: make_pass_plan(GRAD_INPUT, (w, grad_y), input_shape, args))
+    return grad_input(2, input_shape, w, grad_y, ConvArgs.from_kwargs("conv2d_grad_input", kwargs), out)
+
+
+def grad_input(ndim: int, input_shape: tuple[int, ...], w: Any, grad_y: Any, args: ConvArgs, out: Any) -> Any:
+    """dL/dx of an ``ndim``-D convolution: ``conv1d_grad_input``, ``conv2d_grad_input`` and ``conv3d_grad_input``
+    are this."""
+    if any_dask(grad_y, w):  # lazily: each block by the public function
+        return dask_functions().grad_input_nd(input_shape, w, grad_y, args, out, ndim=ndim)
+    key = plan_key(w, grad_y, None, (GRAD_INPUT, ndim, input_shape, *_args_key(args)))
+    plan = cached(key, lambda: make_pass_plan(GRAD_INPUT, (w, grad_y), input_shape, args, ndim=ndim))
     return plan(w, grad_y, out=out)
+
+
+def conv1d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, *, out: Any | None = None,
+                      **kwargs: Any) -> Any:
+    """dL/dx for ``y = conv1d(x, w, b, ...)`` given ``grad_y`` = dL/dy: :func:`conv2d_grad_input` for an input
+    (N, C, L) or (C, L) and weights (K, C / groups, k)."""
+    return grad_input(1, input_shape, w, grad_y, ConvArgs.from_kwargs("conv1d_grad_input", kwargs), out)
+
+
+def conv3d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, *, out: Any | None = None,
+                      **kwargs: Any) -> Any:
+    """dL/dx for ``y = conv3d(x, w, b, ...)`` given ``grad_y`` = dL/dy: :func:`conv2d_grad_input` for an input
+    (N, C, D, H, W) or (C, D, H, W) and weights (K, C / groups, KD, KH, KW)."""
+    return grad_input(3, input_shape, w, grad_y, ConvArgs.from_kwargs("conv3d_grad_input", kwargs), out)
 
 
 def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, out: Any | None = None,
@@ -94,12 +114,31 @@ def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, ou
     array
         dL/dw of shape ``weight_shape``.
     """
-    args = ConvArgs.from_kwargs("conv2d_grad_weight", kwargs)
-    if any_dask(x):  # lazily: the blocks' shares, each by this function, added by a tree
-        return dask_functions().conv2d_grad_weight(x, weight_shape, grad_y, args, out)
-    key = plan_key(x, grad_y, None, (GRAD_WEIGHT, weight_shape, *_args_key(args)))
-    plan = cached(key, lambda: make_pass_plan(GRAD_WEIGHT, (x, grad_y), weight_shape, args))
+    return grad_weight(2, x, weight_shape, grad_y, ConvArgs.from_kwargs("conv2d_grad_weight", kwargs), out)
+
+
+def grad_weight(ndim: int, x: Any, weight_shape: tuple[int, ...], grad_y: Any, args: ConvArgs, out: Any) -> Any:
+    """dL/dw of an ``ndim``-D convolution: ``conv1d_grad_weight``, ``conv2d_grad_weight`` and
+    ``conv3d_grad_weight`` are this."""
+    if any_dask(x):  # lazily: the blocks' shares, each by the public function, added by a tree
+        return dask_functions().grad_weight_nd(x, weight_shape, grad_y, args, out, ndim=ndim)
+    key = plan_key(x, grad_y, None, (GRAD_WEIGHT, ndim, weight_shape, *_args_key(args)))
+    plan = cached(key, lambda: make_pass_plan(GRAD_WEIGHT, (x, grad_y), weight_shape, args, ndim=ndim))
     return plan(x, grad_y, out=out)
+
+
+def conv1d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, out: Any | None = None,
+                       **kwargs: Any) -> Any:
+    """dL/dw for ``y = conv1d(x, w, b, ...)`` given ``grad_y`` = dL/dy: :func:`conv2d_grad_weight` for an input
+    (N, C, L) or (C, L) and ``weight_shape`` (K, C / groups, k)."""
+    return grad_weight(1, x, weight_shape, grad_y, ConvArgs.from_kwargs("conv1d_grad_weight", kwargs), out)
+
+
+def conv3d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, *, out: Any | None = None,
+                       **kwargs: Any) -> Any:
+    """dL/dw for ``y = conv3d(x, w, b, ...)`` given ``grad_y`` = dL/dy: :func:`conv2d_grad_weight` for an input
+    (N, C, D, H, W) or (C, D, H, W) and ``weight_shape`` (K, C / groups, KD, KH, KW)."""
+    return grad_weight(3, x, weight_shape, grad_y, ConvArgs.from_kwargs("conv3d_grad_weight", kwargs), out)
 
 
 def conv_transpose2d(
@@ -143,16 +182,58 @@ def conv_transpose2d(
         (N, C_out, H_out, W_out) with ``H_out = (H - 1)·stride - 2·padding + dilation·(KH - 1) +
         output_padding + 1``.
     """
-    args = ConvArgs(stride, padding, dilation, groups, "zeros", strategy)
-    if any_dask(x):  # lazily: each block by conv2d_grad_input
-        return dask_functions().conv_transpose2d(x, w, b, args, output_padding, out)
-    key = plan_key(x, w, b, (TRANSPOSE, output_padding, *_args_key(args)))
-    plan = cached(key, lambda: make_pass_plan(TRANSPOSE, (x, w, b), (), args, output_padding))
+    return transpose(2, x, w, b, ConvArgs(stride, padding, dilation, groups, "zeros", strategy), output_padding, out)
+
+
+def transpose(ndim: int, x: Any, w: Any, b: Any, args: ConvArgs, output_padding: Any, out: Any) -> Any:
+    """The transposed ``ndim``-D convolution: ``conv_transpose1d``, ``conv_transpose2d`` and ``conv_transpose3d``
+    are this."""
+    if any_dask(x):  # lazily: each block by the public grad_input
+        return dask_functions().transpose_nd(x, w, b, args, output_padding, out, ndim=ndim)
+    key = plan_key(x, w, b, (TRANSPOSE, ndim, output_padding, *_args_key(args)))
+    plan = cached(key, lambda: make_pass_plan(TRANSPOSE, (x, w, b), (), args, output_padding, ndim=ndim))
     return plan(x, w, b, out=out)
 
 
+def conv_transpose1d(
+    x: Any,
+    w: Any,
+    b: Any | None = None,
+    *,
+    stride: int | tuple[int, ...] = DEFAULTS.stride,
+    padding: int | tuple[int, ...] = DEFAULTS.padding,
+    output_padding: int | tuple[int, ...] = 0,
+    groups: int = DEFAULTS.groups,
+    dilation: int | tuple[int, ...] = DEFAULTS.dilation,
+    strategy: str = DEFAULTS.strategy,
+    out: Any | None = None,
+) -> Any:
+    """The transposed 1-D convolution, as ``torch.nn.functional.conv_transpose1d``: :func:`conv_transpose2d` for
+    ``x`` (N, C_in, L) or (C_in, L) and ``w`` (C_in, C_out / groups, k)."""
+    return transpose(1, x, w, b, ConvArgs(stride, padding, dilation, groups, "zeros", strategy), output_padding, out)
+
+
+def conv_transpose3d(
+    x: Any,
+    w: Any,
+    b: Any | None = None,
+    *,
+    stride: int | tuple[int, ...] = DEFAULTS.stride,
+    padding: int | tuple[int, ...] = DEFAULTS.padding,
+    output_padding: int | tuple[int, ...] = 0,
+    groups: int = DEFAULTS.groups,
+    dilation: int | tuple[int, ...] = DEFAULTS.dilation,
+    strategy: str = DEFAULTS.strategy,
+    out: Any | None = None,
+) -> Any:
+    """The transposed 3-D convolution, as ``torch.nn.functional.conv_transpose3d``: :func:`conv_transpose2d` for
+    ``x`` (N, C_in, D, H, W) or (C_in, D, H, W) and ``w`` (C_in, C_out / groups, KD, KH, KW)."""
+    return transpose(3, x, w, b, ConvArgs(stride, padding, dilation, groups, "zeros", strategy), output_padding, out)
+
+
 def plan_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, **kwargs: Any) -> ConvPlan:
-    """A reusable :func:`conv2d_grad_input` for arrays like ``w`` and ``grad_y``: ``p(w, grad_y, out=None)``.
+    """A reusable :func:`conv2d_grad_input` for arrays like ``w`` and ``grad_y``: ``p(w, grad_y, out=None)``,
+    of as many spatial dimensions (1, 2 or 3) as ``w`` has.
 
     Validation, the strategy (``auto`` resolved) and the pass's blocks and workspace are decided here, once.
 
@@ -168,14 +249,16 @@ def plan_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, **kwargs:
 
 
 def plan_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, **kwargs: Any) -> ConvPlan:
-    """A reusable :func:`conv2d_grad_weight` for arrays like ``x`` and ``grad_y``: ``p(x, grad_y, out=None)``."""
+    """A reusable :func:`conv2d_grad_weight` for arrays like ``x`` and ``grad_y``: ``p(x, grad_y, out=None)``,
+    of as many spatial dimensions (1, 2 or 3) as ``weight_shape`` gives."""
     return make_pass_plan(GRAD_WEIGHT, (x, grad_y), weight_shape, ConvArgs.from_kwargs("plan_grad_weight", kwargs))
 
 
 def plan_conv_transpose2d(x: Any, w: Any, b: Any | None = None, *, output_padding: int | tuple[int, ...] = 0,
                           **kwargs: Any) -> ConvPlan:
-    """A reusable :func:`conv_transpose2d` for arrays like ``x``, ``w`` and ``b``: ``p(x, w, b=None, out=None)``
-    (keywords ``stride``, ``padding``, ``dilation``, ``groups``, ``strategy``)."""
+    """A reusable :func:`conv_transpose2d` for arrays like ``x``, ``w`` and ``b``: ``p(x, w, b=None, out=None)``,
+    of as many spatial dimensions (1, 2 or 3) as ``w`` has (keywords ``stride``, ``padding``, ``dilation``,
+    ``groups``, ``strategy``)."""
     unknown = set(kwargs) - {"stride", "padding", "dilation", "groups", "strategy"}
     if unknown:
         raise TypeError(f"plan_conv_transpose2d() got unexpected keyword argument(s) {', '.join(sorted(unknown))}")

@@ -15,7 +15,7 @@ from ..planning.plan import PLAN_CACHE, ConvPlan, make_plan
 from ..strategies.tuning import get_autotune, tuning_cache
 from ._dask_hook import any_dask, dask_functions
 
-__all__ = ["choose_strategy", "conv2d", "plan"]
+__all__ = ["choose_strategy", "conv1d", "conv2d", "conv3d", "convolve", "plan"]
 
 _D = DEFAULTS
 
@@ -116,20 +116,85 @@ def conv2d(
     array([[[ 56.,  72.],
             [104., 120.]]])
     """
-    if any_dask(x):  # lazily, block by block, each block by this function
-        return dask_functions().conv2d(x, w, b, ConvArgs(stride, padding, dilation, groups, padding_mode, strategy,
-                                                         workspace_limit), out)
-    key = plan_key(x, w, b, (stride, padding, dilation, groups, padding_mode, strategy, workspace_limit))
+    return convolve(2, x, w, b, (stride, padding, dilation, groups, padding_mode, strategy, workspace_limit), out)
+
+
+def convolve(ndim: int, x: Any, w: Any, b: Any, args: tuple[Any, ...], out: Any) -> Any:
+    """The forward pass of an ``ndim``-D convolution: ``conv1d``, ``conv2d`` and ``conv3d`` are this, with the
+    keyword arguments ``args`` in :class:`~gemmconv.core.args.ConvArgs`'s order."""
+    if any_dask(x):  # lazily, block by block, each block by the public function
+        return dask_functions().conv_nd(x, w, b, ConvArgs(*args), out, ndim=ndim)
+    key = plan_key(x, w, b, (ndim, *args))
     p = PLAN_CACHE.get(key) if key is not None else None
     if p is None:
-        p = make_plan(x, w, b, ConvArgs(stride, padding, dilation, groups, padding_mode, strategy, workspace_limit))
+        p = make_plan(x, w, b, ConvArgs(*args), ndim)
         if key is not None:
             PLAN_CACHE.put(key, p)
     return p(x, w, b, out=out)
 
 
+def conv1d(
+    x: Any,
+    w: Any,
+    b: Any | None = None,
+    *,
+    stride: int | tuple[int, ...] = _D.stride,
+    padding: int | tuple[int, ...] | str = _D.padding,
+    dilation: int | tuple[int, ...] = _D.dilation,
+    groups: int = _D.groups,
+    padding_mode: str = _D.padding_mode,
+    strategy: str = _D.strategy,
+    workspace_limit: int | None = _D.workspace_limit,
+    out: Any | None = None,
+) -> Any:
+    """1-D convolution (cross-correlation) with the semantics of ``torch.nn.functional.conv1d``.
+
+    ``x`` is (N, C, L) or (C, L), ``w`` (K, C / groups, k), ``b`` (K,); the keywords are :func:`conv2d`'s, with
+    an int or a 1-tuple where it takes pairs. The strategies run it as 2-D convolutions of images of one row
+    (no copy). Returns (N, K, OL), or (K, OL) for unbatched input.
+
+    Examples
+    --------
+    >>> import numpy as np, gemmconv
+    >>> gemmconv.conv1d(np.arange(5.0)[None], np.array([[[1.0, 0.0, -1.0]]]))
+    array([[-2., -2., -2.]])
+    """
+    return convolve(1, x, w, b, (stride, padding, dilation, groups, padding_mode, strategy, workspace_limit), out)
+
+
+def conv3d(
+    x: Any,
+    w: Any,
+    b: Any | None = None,
+    *,
+    stride: int | tuple[int, ...] = _D.stride,
+    padding: int | tuple[int, ...] | str = _D.padding,
+    dilation: int | tuple[int, ...] = _D.dilation,
+    groups: int = _D.groups,
+    padding_mode: str = _D.padding_mode,
+    strategy: str = _D.strategy,
+    workspace_limit: int | None = _D.workspace_limit,
+    out: Any | None = None,
+) -> Any:
+    """3-D convolution (cross-correlation) with the semantics of ``torch.nn.functional.conv3d``.
+
+    ``x`` is (N, C, D, H, W) or (C, D, H, W), ``w`` (K, C / groups, KD, KH, KW), ``b`` (K,); the keywords are
+    :func:`conv2d`'s, with an int or a triple where it takes pairs. The strategies run it as 2-D convolutions
+    of its depth planes, one per depth tap of the kernel, added (``README``: 1-D and 3-D). Returns
+    (N, K, OD, OH, OW), or (K, OD, OH, OW) for unbatched input.
+
+    Examples
+    --------
+    >>> import numpy as np, gemmconv
+    >>> gemmconv.conv3d(np.ones((1, 1, 3, 3, 3)), np.ones((1, 1, 2, 2, 2))).shape
+    (1, 1, 2, 2, 2)
+    """
+    return convolve(3, x, w, b, (stride, padding, dilation, groups, padding_mode, strategy, workspace_limit), out)
+
+
 def plan(x: Any, w: Any, b: Any | None = None, **kwargs: Any) -> ConvPlan:
-    """A reusable convolution for arrays like ``x``, ``w`` and ``b``.
+    """A reusable convolution for arrays like ``x``, ``w`` and ``b``, of as many spatial dimensions (1, 2 or 3)
+    as ``w`` has.
 
     Takes the arguments of :func:`conv2d` (without ``out``). Validation, the
     backend, the strategy (``auto`` and autotuning resolved here, once) and

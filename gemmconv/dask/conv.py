@@ -1,4 +1,4 @@
-"""``conv2d`` on Dask arrays: a lazy result, each block computed by gemmconv's ordinary ``conv2d``.
+"""``conv1d``, ``conv2d`` and ``conv3d`` on Dask arrays: a lazy result, each block computed by the public function.
 
 The result's blocks follow the input's chunks: along N one block per chunk (no communication); along H and W
 the output rows and columns are cut where the input's chunks are (:func:`output_bounds`), and each output
@@ -22,7 +22,7 @@ import sys
 from typing import Any
 
 from ..api._dask_hook import any_dask
-from ..api.conv import conv2d as public_conv2d
+from ..api.conv import conv1d, conv2d, conv3d
 from ..backends import get_backend
 from ..core.args import ConvArgs
 from ..core.registry import get_strategy
@@ -33,7 +33,7 @@ from ..planning.validate import validate
 from .gather import Gather
 from .tiling import ChannelPiece, ChannelSplit, Grid, channel_pieces, output_bounds, window
 
-__all__ = ["Tiling", "block_kwargs", "channel_pieces", "check_x", "conv2d", "delayed_array", "graph_array",
+__all__ = ["PUBLIC", "Tiling", "block_kwargs", "channel_pieces", "check_x", "conv_nd", "delayed_array", "graph_array",
            "is_dask_array", "key_of", "output_bounds", "stand_for", "stand_in"]
 
 def names_one(args: ConvArgs) -> bool:
@@ -63,15 +63,20 @@ def _unknown(size: Any) -> bool:
     return bool(size != size)
 
 
-def check_x(x: Any, out: Any, name: str = "x") -> None:
-    """What the Dask array ``x`` (the argument ``name``) must be before any graph is built (every function on
-    Dask arrays checks it)."""
+_SIZES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def check_x(x: Any, out: Any, name: str = "x", ndim: int = 2) -> None:
+    """What the Dask array ``x`` (the argument ``name``) of an ``ndim``-D convolution must be before any graph is
+    built (every function on Dask arrays checks it)."""
     if out is not None:
         raise TypeError(f"out= is not supported for a Dask array {name}: the result is a lazy Dask array; "
                         "store it with dask.array.store (or compute it) instead")
-    if x.ndim not in (3, 4):
-        what = "(N, K, OH, OW) or 3-D (K, OH, OW)" if name == "grad_y" else "(N, C, H, W) or 3-D (C, H, W)"
-        raise ValueError(f"{name} must be 4-D {what}, got a {x.ndim}-D Dask array of shape {x.shape}")
+    if x.ndim not in (ndim + 1, ndim + 2):
+        sizes = ", ".join(f"O{s}" if name == "grad_y" else s for s in _SIZES.get(ndim, ("...",)))
+        channels = "K" if name == "grad_y" else "C"
+        raise ValueError(f"{name} must be {ndim + 2}-D (N, {channels}, {sizes}) or {ndim + 1}-D ({channels}, {sizes}), "
+                         f"got a {x.ndim}-D Dask array of shape {x.shape}")
     if any(_unknown(s) for s in x.shape):
         raise ValueError(f"{name} has unknown chunk sizes (shape {x.shape}); call {name}.compute_chunk_sizes() "
                          "first")
@@ -134,22 +139,26 @@ def delayed_array(dask: Any, a: Any, name: str) -> Any:
     return dask.delayed(a, pure=True, name=f"gemmconv-{name}-{dask.base.tokenize(a)}")
 
 
-def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, out: Any = None) -> Any:
+#: the public forward function of each number of spatial dimensions, which computes a block
+PUBLIC = {1: conv1d, 2: conv2d, 3: conv3d}
+
+
+def conv_nd(x: Any, w: Any, b: Any, args: ConvArgs, out: Any = None, ndim: int = 2) -> Any:
     """:func:`gemmconv.conv2d` of a Dask array ``x`` (see there and the module docstring): a lazy Dask array of
     the result, its chunks of ``x``'s library, each block computed by :func:`gemmconv.conv2d`."""
-    conv = public_conv2d
+    conv = PUBLIC[ndim]
     da, dask = sys.modules["dask.array"], sys.modules["dask"]
-    check_x(x, out)
+    check_x(x, out, ndim=ndim)
     stands = (stand_for(w, "w"), stand_for(b, "b"))
-    whole = validate(stand_for(x, "x"), *stands, args)  # errors, no work
+    whole = validate(stand_for(x, "x"), *stands, args, ndim=ndim)  # errors, no work
     spec = whole.spec
-    unbatched = x.ndim == 3
-    x4 = x[None] if unbatched else x  # (C, H, W) -> (1, C, H, W)
+    unbatched = x.ndim == ndim + 1
+    x4 = x[None] if unbatched else x  # (C, *size) -> (1, C, *size)
     wd, bd = delayed_array(dask, w, "w"), delayed_array(dask, b, "b")
     if all(len(c) == 1 for c in x4.chunks[1:]):  # chunks along N only: one task per chunk, padding its own
         if names_one(args):  # the one strategy named must run every block (a chooser picks per block)
             for nb in set(x4.chunks[0]) - {0}:
-                make_plan(stand_in(x._meta, (nb, *x4.shape[1:]), x.dtype, "x"), stands[0], stands[1], args)
+                make_plan(stand_in(x._meta, (nb, *x4.shape[1:]), x.dtype, "x"), stands[0], stands[1], args, ndim)
         compute = functools.partial(conv, **block_kwargs(args))
         y = da.map_blocks(compute, x4, wd, bd, dtype=x.dtype, meta=x._meta,
                           chunks=(x4.chunks[0], (spec.k,), *((o,) for o in spec.out_size)))
@@ -168,7 +177,7 @@ def conv2d(x: Any, w: Any, b: Any, args: ConvArgs, out: Any = None) -> Any:
         shape = tiling.slab_shape(nb, piece.c1 - piece.c0, outputs)
         if (shape, piece) not in checked and nb and names_one(args):
             w_stand = stand_in(x._meta, (piece.k1 - piece.k0, piece.cw1 - piece.cw0, *spec.kernel), x.dtype, "w")
-            make_plan(stand_in(x._meta, shape, x.dtype, "x"), w_stand, None, ConvArgs(**kwargs))
+            make_plan(stand_in(x._meta, shape, x.dtype, "x"), w_stand, None, ConvArgs(**kwargs), ndim)
         checked.add((shape, piece))
         return (functools.partial(conv, **kwargs), tiling.slab(n0, nb, piece.c0, piece.c1, outputs),
                 key_of(weights[piece]), key_of(split.bias_of(piece, biases)))

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..api.backward import conv2d_grad_weight as public_grad_weight
+from ..api.backward import conv1d_grad_weight, conv2d_grad_weight, conv3d_grad_weight
 from ..backends import get_backend
 from ..core.args import ConvArgs
 from ..core.registry import GRAD_WEIGHT
@@ -24,7 +24,7 @@ from .conv import Tiling, block_kwargs, check_x, graph_array, is_dask_array, sta
 from .gather import Gather, add_sum
 from .tiling import ChannelPiece
 
-__all__ = ["conv2d_grad_weight"]
+__all__ = ["PUBLIC", "grad_weight_nd"]
 
 
 def _grad_weight_of(x: Any, gy: Any, grad_weight: Callable[..., Any]) -> Any:
@@ -42,14 +42,20 @@ def _fill(shape: tuple[int, ...], places: tuple[tuple[int, int, int, int], ...],
     return dw
 
 
-def conv2d_grad_weight(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args: ConvArgs, out: Any = None) -> Any:
+#: the public grad_weight of each number of spatial dimensions, which computes a block's share
+PUBLIC = {1: conv1d_grad_weight, 2: conv2d_grad_weight, 3: conv3d_grad_weight}
+
+
+def grad_weight_nd(x: Any, weight_shape: tuple[int, ...], grad_y: Any, args: ConvArgs, out: Any = None,
+                ndim: int = 2) -> Any:
     """:func:`gemmconv.conv2d_grad_weight` of a Dask array ``x`` (``grad_y`` a Dask array too, or an in-memory
     one of x's library): a lazy Dask array of dL/dw, each block's share computed by
     :func:`gemmconv.conv2d_grad_weight`."""
-    grad_weight = public_grad_weight
+    grad_weight = PUBLIC[ndim]
     da, dask = sys.modules["dask.array"], sys.modules["dask"]
-    check_x(x, out)
-    plan = make_pass_plan(GRAD_WEIGHT, (stand_for(x, "x"), stand_for(grad_y, "grad_y")), weight_shape, args)
+    check_x(x, out, ndim=ndim)
+    plan = make_pass_plan(GRAD_WEIGHT, (stand_for(x, "x"), stand_for(grad_y, "grad_y")), weight_shape, args,
+                          ndim=ndim)
     spec = plan.spec  # shapes, dtypes, libraries and grad_y's shape checked: no work done
     if not is_dask_array(grad_y):
         grad_y = da.from_array(grad_y, chunks=grad_y.shape, asarray=False)

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ..api.backward import conv2d_grad_input as public_grad_input
+from ..api.backward import conv1d_grad_input, conv2d_grad_input, conv3d_grad_input
 from ..backends import get_backend
 from ..core.args import ConvArgs
 from ..core.registry import GRAD_INPUT
@@ -43,7 +43,7 @@ from .conv import (
 from .gather import Gather
 from .tiling import ChannelPiece, ChannelSplit, Grid
 
-__all__ = ["bands", "conv2d_grad_input", "conv_transpose2d", "fold"]
+__all__ = ["PUBLIC", "bands", "fold", "grad_input_nd", "transpose_nd"]
 
 class Band(NamedTuple):
     """Padded positions ``p0:p1`` along an axis of dL/dx, covered by the windows of outputs ``o0:o1``."""
@@ -199,42 +199,46 @@ def _whole(gy: Any, w: Any, bias: Any, *, grad_input: Callable[..., Any], shape:
     return dx if bias is None else dx + bias.reshape(1, -1, *(1,) * (dx.ndim - 2))  # (C,) -> (1, C, 1, ...)
 
 
-def conv2d_grad_input(input_shape: tuple[int, ...], w: Any, grad_y: Any, args: ConvArgs, out: Any = None) -> Any:
+#: the public grad_input of each number of spatial dimensions, which computes a block's share
+PUBLIC = {1: conv1d_grad_input, 2: conv2d_grad_input, 3: conv3d_grad_input}
+
+
+def grad_input_nd(input_shape: tuple[int, ...], w: Any, grad_y: Any, args: ConvArgs, out: Any = None,
+               ndim: int = 2) -> Any:
     """:func:`gemmconv.conv2d_grad_input` of a Dask array ``grad_y`` (``w`` in memory, of its chunks' library, or
     a Dask array computed once; ``grad_y`` in memory with a Dask ``w`` is taken as one chunk): a lazy Dask array
     of dL/dx, each block's share computed by :func:`gemmconv.conv2d_grad_input`."""
     da = sys.modules["dask.array"]
     if not is_dask_array(grad_y):
         grad_y = da.from_array(grad_y, chunks=getattr(grad_y, "shape", -1), asarray=False)
-    grad_input = public_grad_input
-    check_x(grad_y, out, "grad_y")
-    plan = make_pass_plan(GRAD_INPUT, (stand_for(w, "w"), stand_for(grad_y, "grad_y")), input_shape, args)
+    check_x(grad_y, out, "grad_y", ndim)
+    plan = make_pass_plan(GRAD_INPUT, (stand_for(w, "w"), stand_for(grad_y, "grad_y")), input_shape, args,
+                          ndim=ndim)
     spec = plan.spec  # shapes, dtypes, libraries and grad_y's shape checked: no work done
-    unbatched = len(input_shape) == 3
-    gy4 = grad_y[None] if unbatched else grad_y  # (K, OH, OW) -> (1, K, OH, OW)
+    unbatched = len(input_shape) == ndim + 1
+    gy4 = grad_y[None] if unbatched else grad_y  # (K, *out_size) -> (1, K, *out_size)
     if spec.n == 0 or spec.c == 0:
         dx = da.zeros(spec.in_shape, dtype=grad_y.dtype, meta=grad_y._meta)
     else:
-        dx = _gather(gy4, w, None, spec, args, grad_input)
+        dx = _gather(gy4, w, None, spec, args, PUBLIC[ndim])
     return dx[0] if unbatched else dx
 
 
-def conv_transpose2d(x: Any, w: Any, b: Any, args: ConvArgs, output_padding: Any, out: Any = None) -> Any:
+def transpose_nd(x: Any, w: Any, b: Any, args: ConvArgs, output_padding: Any, out: Any = None, ndim: int = 2) -> Any:
     """:func:`gemmconv.conv_transpose2d` of a Dask array ``x``: a lazy Dask array, each block's share computed by
     :func:`gemmconv.conv2d_grad_input`."""
-    grad_input = public_grad_input
     da = sys.modules["dask.array"]
-    check_x(x, out)
+    check_x(x, out, ndim=ndim)
     stands = (stand_for(x, "x"), stand_for(w, "w"), stand_for(b, "b"))
-    plan = make_pass_plan(TRANSPOSE, stands, (), args, output_padding)
+    plan = make_pass_plan(TRANSPOSE, stands, (), args, output_padding, ndim=ndim)
     spec = plan.spec  # the convolution whose input the result is
-    unbatched = x.ndim == 3
-    x4 = x[None] if unbatched else x  # (C_in, H, W) -> (1, C_in, H, W)
+    unbatched = x.ndim == ndim + 1
+    x4 = x[None] if unbatched else x  # (C_in, *size) -> (1, C_in, *size)
     reach = tuple(o - s for o, s in zip(spec.out_size, x4.shape[2:], strict=True))  # outputs past x's end: zeros
     if spec.n == 0 or spec.c == 0 or spec.k == 0:
         y = da.zeros(spec.in_shape, dtype=x.dtype, meta=x._meta)
         if b is not None:
             y = y + b.reshape(1, -1, *(1,) * spec.ndim)
     else:
-        y = _gather(x4, w, b, spec, args, grad_input, reach)
+        y = _gather(x4, w, b, spec, args, PUBLIC[ndim], reach)
     return y[0] if unbatched else y

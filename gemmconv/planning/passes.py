@@ -18,7 +18,7 @@ from ..core.args import ConvArgs
 from ..core.prepared import Prepared, as_prepared
 from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, Strategy
 from ..core.spec import ConvSpec
-from .plan import PLAN_CACHE, TRANSPOSE, ConvPlan, cached, resolve
+from .plan import PLAN_CACHE, TRANSPOSE, ConvPlan, cached, resolve, spatial_dims
 from .validate import Validated, _check_array, _dtype_name, check_padded_fits, per_axis, stand_in, validate
 
 __all__ = ["PASS_PLANS", "TRANSPOSE", "cached", "make_pass_plan"]
@@ -28,21 +28,25 @@ PASS_PLANS = PLAN_CACHE
 
 
 def make_pass_plan(pass_: str, arrays: tuple[Any, ...], shape: tuple[int, ...], args: ConvArgs,
-                   output_padding: Any = 0) -> ConvPlan:
-    """A new :class:`~gemmconv.planning.plan.ConvPlan` of pass ``pass_`` (not cached): ``arrays`` as the plan
-    takes them, ``shape`` the one not given (``input_shape`` of grad_input, ``weight_shape`` of grad_weight;
-    ignored for transpose)."""
+                   output_padding: Any = 0, ndim: int | None = None) -> ConvPlan:
+    """A new :class:`~gemmconv.planning.plan.ConvPlan` of pass ``pass_`` (not cached) of an ``ndim``-D convolution
+    (None: as many spatial axes as the weights have, or ``weight_shape``): ``arrays`` as the plan takes them,
+    ``shape`` the one not given (``input_shape`` of grad_input, ``weight_shape`` of grad_weight; ignored for
+    transpose)."""
     if pass_ == GRAD_INPUT:
-        return _grad_input(arrays, shape, args)
+        return _grad_input(arrays, shape, args, spatial_dims(arrays[0]) if ndim is None else ndim)
     if pass_ == GRAD_WEIGHT:
-        return _grad_weight(arrays, shape, args)
-    return _transpose(arrays, args, output_padding)
+        if ndim is None:
+            ndim = len(shape) - 2 if isinstance(shape, (tuple, list)) and 3 <= len(shape) <= 5 else 2
+        return _grad_weight(arrays, shape, args, ndim)
+    return _transpose(arrays, args, output_padding, spatial_dims(arrays[1]) if ndim is None else ndim)
 
 
-def _grad_input(arrays: tuple[Any, ...], input_shape: tuple[int, ...], args: ConvArgs) -> ConvPlan:
+def _grad_input(arrays: tuple[Any, ...], input_shape: tuple[int, ...], args: ConvArgs, ndim: int) -> ConvPlan:
     w, grad_y = arrays
     backend = get_backend(w, "w")
-    v = validate(_stand_in(backend, "input_shape", input_shape, w.dtype), w, None, args, ("input_shape", "w", "b"))
+    v = validate(_stand_in(backend, "input_shape", input_shape, w.dtype, (ndim + 1, ndim + 2)), w, None, args,
+                 ("input_shape", "w", "b"), ndim)
     _check_grad_y(v, grad_y)
     gy4 = backend.native(grad_y)[None] if v.unbatched else backend.native(grad_y)  # (K, OH, OW) -> (1, K, OH, OW)
     requested, chosen = resolve(args.strategy, GRAD_INPUT, v, (gy4, v.w, None),
@@ -56,11 +60,11 @@ def _grad_input(arrays: tuple[Any, ...], input_shape: tuple[int, ...], args: Con
                     (v.w, gy4), tuple(input_shape), operands, unbatched)
 
 
-def _grad_weight(arrays: tuple[Any, ...], weight_shape: tuple[int, ...], args: ConvArgs) -> ConvPlan:
+def _grad_weight(arrays: tuple[Any, ...], weight_shape: tuple[int, ...], args: ConvArgs, ndim: int) -> ConvPlan:
     x, grad_y = arrays
     backend = get_backend(x, "x")
-    v = validate(x, _stand_in(backend, "weight_shape", weight_shape, x.dtype, (4,)), None, args,
-                 ("x", "weight_shape", "b"))
+    v = validate(x, _stand_in(backend, "weight_shape", weight_shape, x.dtype, (ndim + 2,)), None, args,
+                 ("x", "weight_shape", "b"), ndim)
     _check_grad_y(v, grad_y)
     gy4 = backend.native(grad_y)[None] if v.unbatched else backend.native(grad_y)  # (K, OH, OW) -> (1, K, OH, OW)
     requested, chosen = resolve(args.strategy, GRAD_WEIGHT, v, (v.x, gy4, None),
@@ -76,7 +80,7 @@ def _grad_weight(arrays: tuple[Any, ...], weight_shape: tuple[int, ...], args: C
                     (v.x, gy4), tuple(weight_shape), operands, False)
 
 
-def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any, ndim: int = 2) -> ConvPlan:
+def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any, ndim: int) -> ConvPlan:
     x, w, b = arrays
     backend = get_backend(x, "x")
     if not hasattr(x, "ndim") or x.ndim not in (ndim + 1, ndim + 2):
@@ -85,7 +89,8 @@ def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any, ndi
         raise ValueError(f"w must be {ndim + 2}-D (C_in, C_out / groups, *kernel), got "
                          f"{getattr(w, 'shape', type(w).__name__)}")
     if isinstance(args.padding, str):
-        raise ValueError(f"padding must be an int or a pair of ints for conv_transpose2d, got {args.padding!r}")
+        raise ValueError(f"padding must be an int or a tuple of {ndim} ints for conv_transpose{ndim}d, got "
+                         f"{args.padding!r}")
     groups = args.groups
     g = groups if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 else 1  # checked below
     x4 = x[None] if x.ndim == ndim + 1 else x
@@ -106,7 +111,7 @@ def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any, ndi
         raise ValueError(f"the output would be {'x'.join(map(str, out))}: padding={args.padding!r} is too large "
                          f"for x of {'x'.join(map(str, size))} and a {'x'.join(map(str, kernel))} kernel")
     shape = (n, cg_out * g, *out)
-    v = validate(_stand_in(backend, "x", shape, x.dtype), w, None, args, ("x", "w", "b"))
+    v = validate(_stand_in(backend, "x", shape, x.dtype, (ndim + 2,)), w, None, args, ("x", "w", "b"), ndim)
     spec_dtype = v.spec.dtype
     if b is not None:  # the transposed convolution's bias: one value per output channel (C_out)
         _check_array("b", b, backend, (1,))

@@ -337,9 +337,17 @@ def _summary(spec: ConvSpec) -> str:
 _PLAN_OVERHEAD = 4096
 
 
-def make_plan(x: Any, w: Any, b: Any, args: ConvArgs) -> ConvPlan:
-    """A new forward :class:`ConvPlan` (not cached)."""
-    v = validate(x, w, b, args)
+def spatial_dims(a: Any, batched: int = 2) -> int:
+    """The number of spatial axes of an array ``a`` with ``batched`` leading axes (weights: 2) of a 1-D, 2-D or
+    3-D convolution; 2 where it has none of those (validation then says what a 2-D one needs)."""
+    ndim = getattr(a, "ndim", None)
+    return ndim - batched if isinstance(ndim, int) and 1 <= ndim - batched <= 3 else 2
+
+
+def make_plan(x: Any, w: Any, b: Any, args: ConvArgs, ndim: int | None = None) -> ConvPlan:
+    """A new forward :class:`ConvPlan` (not cached) of an ``ndim``-D convolution (None: as many spatial axes as
+    ``w`` has)."""
+    v = validate(x, w, b, args, ndim=spatial_dims(w) if ndim is None else ndim)
     backend, spec, limits = v.backend, v.spec, v.limits
     requested, chosen = resolve(args.strategy, FORWARD, v, (v.x, v.w, v.b),
                                 lambda s: runner_for(backend, spec, s, limits))

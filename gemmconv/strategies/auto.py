@@ -37,6 +37,7 @@ from ..core.errors import StrategyNotSupportedError
 from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Runner, Strategy, get_strategy, missing_kernels, unable
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col, one_by_one
+from .dims import DIMS, plane, slices
 from .tuning import CANDIDATES, get_autotune, tuned_choice
 from .winograd import supports as winograd_supports
 
@@ -46,7 +47,11 @@ SMALL_FLOPS = 500_000
 
 def choose(spec: ConvSpec, backend: Backend | None = None, limits: Limits = NO_LIMITS) -> str:
     """Name of the strategy the rule picks for ``spec`` within ``limits`` (the rule is the same on every
-    backend)."""
+    backend). A 1-D or 3-D convolution runs as 2-D ones (:mod:`.dims`): the rule judges those."""
+    if spec.ndim == 1:
+        spec = plane(spec)
+    elif spec.ndim == 3:
+        spec = slices(spec)
     padded_strided = spec.padded and spec.strided
     if spec.taps == 1 and not padded_strided and one_by_one.supports(spec, limits) is None:
         return "1x1"
@@ -160,4 +165,5 @@ STRATEGY = Strategy(
     run=run,
     select=select,
     description="picks 1x1, direct, winograd or im2col by a documented rule",
+    dims=DIMS,
 )
