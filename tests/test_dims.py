@@ -1,0 +1,209 @@
+"""1-D and 3-D convolution against torch in float64: the forward pass, both gradients and the transposed
+convolution, every strategy that accepts the layer (refusals asserted as errors), every padding form and mode,
+stride, dilation, groups, unbatched input, ``out=``, plans and Dask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import PADDING_MODES, record
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gemmconv
+from gemmconv.core.args import ConvArgs
+from gemmconv.core.registry import supporting
+from gemmconv.planning.validate import validate
+
+MODULES = {1: torch.nn.Conv1d, 3: torch.nn.Conv3d}
+TRANSPOSED = {1: F.conv_transpose1d, 3: F.conv_transpose3d}
+#: scaled error bounds as in helpers.TOLERANCE (sums of at most C/G·taps <= 3·27 products), Winograd's F(4x4) 7.5x
+TOLERANCE = {"float32": 2e-6, "float64": 4e-15}
+WINOGRAD = 7.5
+
+
+def _fn(kind: str, ndim: int):
+    return getattr(gemmconv, kind.format(ndim))
+
+
+@st.composite
+def layers(draw, ndim: int):
+    """One ``ndim``-D layer torch runs: the arrays (as float64) and the keyword arguments."""
+    groups = draw(st.integers(1, 2))
+    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    square3 = draw(st.booleans())  # 3x3 planes: what Winograd runs on the depth planes
+    kernel = tuple(3 if square3 and i else draw(st.integers(1, 3)) for i in range(ndim))
+    stride = tuple(draw(st.sampled_from([1, 1, 2])) for _ in range(ndim))
+    dilation = tuple(draw(st.sampled_from([1, 1, 2])) for _ in range(ndim))
+    padding = draw(st.sampled_from(["same", "valid", 0, 1, tuple(draw(st.integers(0, 2)) for _ in range(ndim))]))
+    if padding == "same" and any(s > 1 for s in stride):
+        padding = 1
+    mode = draw(st.sampled_from(PADDING_MODES))
+    reach = [(r - 1) * d + 1 for r, d in zip(kernel, dilation, strict=True)]
+    size = tuple(draw(st.integers(max(e, 3), e + (6 if ndim == 1 else 3))) for e in reach)
+    n = draw(st.sampled_from([1, 2, 0]))
+    unbatched = n == 1 and draw(st.booleans())
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.uniform(-1, 1, ((groups * cg,) if unbatched else (n, groups * cg)) + size)
+    w = rng.uniform(-1, 1, (groups * kg, cg, *kernel))
+    b = rng.uniform(-1, 1, groups * kg) if draw(st.booleans()) else None
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=mode)
+    return x, w, b, args
+
+
+def _module(ndim: int, w, b, args):
+    k, cg, *kernel = w.shape
+    conv = MODULES[ndim](cg * args["groups"], k, tuple(kernel), bias=b is not None, dtype=torch.float64, **args)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w))
+        if b is not None:
+            conv.bias.copy_(torch.from_numpy(b))
+    return conv
+
+
+def oracle(ndim: int, x, w, b, gy_seed: int, args, gy=None):
+    """y, dL/dy (random unless given) and dL/dx, dL/dw from torch autograd in float64 (None where torch
+    refuses)."""
+    conv = _module(ndim, w, b, args)
+    try:
+        xt = torch.from_numpy(x).requires_grad_()
+        y = conv(xt)
+    except RuntimeError:
+        return None
+    if gy is None:
+        gy = np.random.default_rng(gy_seed).uniform(-1, 1, tuple(y.shape))
+    if y.numel():
+        y.backward(torch.from_numpy(gy))
+    gx = xt.grad.numpy() if xt.grad is not None else np.zeros_like(x)
+    gw = conv.weight.grad.numpy() if conv.weight.grad is not None else np.zeros_like(w)
+    return y.detach().numpy(), gy, gx, gw
+
+
+def _check(got, ref, scale, dtype: str, strategy: str, what: str) -> None:
+    err = float(np.max(np.abs(np.asarray(got, np.float64) - ref))) / max(scale, 1e-300) if ref.size else 0.0
+    record(f"{strategy}:{what}", dtype, err)
+    bound = TOLERANCE[dtype] * (WINOGRAD if strategy == "winograd" else 1)
+    assert err <= bound, f"{strategy} {what} {dtype}: scaled error {err:.3g} > {bound:.3g}"
+
+
+@pytest.mark.parametrize("ndim", [1, 3])
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_every_pass_and_strategy_against_torch(ndim, data):
+    x, w, b, args = data.draw(layers(ndim))
+    dtype = data.draw(st.sampled_from(["float64", "float32"]))
+    found = oracle(ndim, x, w, b, data.draw(st.integers(0, 2**31)), args)
+    if found is None:  # torch refuses it (padding larger than the input for reflect, ...): so does gemmconv
+        with pytest.raises(ValueError):
+            _fn("conv{}d", ndim)(x.astype(dtype), w.astype(dtype), None if b is None else b.astype(dtype), **args)
+        return
+    y_ref, gy, gx_ref, gw_ref = found
+    # each pass's scale: the same pass on absolute values, which bounds each of its sums (no cancellation)
+    y_abs, _, gx_abs, gw_abs = oracle(ndim, np.abs(x), np.abs(w), None if b is None else np.abs(b), 0, args,
+                                      np.abs(gy))
+    scales = [float(np.max(a, initial=0)) for a in (y_abs, gx_abs, gw_abs)]
+    xs, ws, bs, gys = (None if a is None else a.astype(dtype) for a in (x, w, b, gy))
+    batched = validate(xs, ws, None, ConvArgs(**args), ndim=ndim).spec
+    for strategy in gemmconv.list_strategies():
+        for pass_, call, ref, scale in (
+                ("forward", lambda: _fn("conv{}d", ndim)(xs, ws, bs, strategy=strategy, **args), y_ref, scales[0]),
+                ("grad_input", lambda: _fn("conv{}d_grad_input", ndim)(x.shape, ws, gys, strategy=strategy, **args),
+                 gx_ref, scales[1]),
+                ("grad_weight", lambda: _fn("conv{}d_grad_weight", ndim)(xs, w.shape, gys, strategy=strategy, **args),
+                 gw_ref, scales[2])):
+            accepts = strategy in supporting(batched, None, pass_=pass_)
+            if not accepts:
+                with pytest.raises(gemmconv.StrategyNotSupportedError):
+                    call()
+                continue
+            got = call()
+            assert got.shape == ref.shape and got.dtype == np.dtype(dtype)
+            _check(got, ref, scale, dtype, strategy, pass_)
+
+
+@pytest.mark.parametrize("ndim", [1, 3])
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_the_transposed_convolution_against_torch(ndim, data):
+    groups = data.draw(st.integers(1, 2))
+    c_in, c_out = groups * data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    kernel = tuple(data.draw(st.integers(1, 3)) for _ in range(ndim))
+    stride = tuple(data.draw(st.integers(1, 3)) for _ in range(ndim))
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(ndim))
+    padding = tuple(data.draw(st.integers(0, (r - 1) * d)) for r, d in zip(kernel, dilation, strict=True))
+    output_padding = tuple(data.draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation, strict=True))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    x = rng.uniform(-1, 1, (2, c_in, *(data.draw(st.integers(1, 5)) for _ in range(ndim))))
+    w = rng.uniform(-1, 1, (c_in, c_out, *kernel))
+    b = rng.uniform(-1, 1, c_out * groups)
+    kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    try:
+        ref = TRANSPOSED[ndim](torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), **kw).numpy()
+    except RuntimeError:
+        with pytest.raises(ValueError):
+            _fn("conv_transpose{}d", ndim)(x, w, b, **kw)
+        return
+    for strategy in ("direct", "im2col", "auto"):
+        got = _fn("conv_transpose{}d", ndim)(x, w, b, strategy=strategy, **kw)
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(ref).max(initial=0))))
+
+
+@pytest.mark.parametrize("ndim", [1, 3])
+def test_plans_of_any_d_and_out(ndim):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 4, *(6,) * ndim)).astype(np.float32)
+    w = rng.standard_normal((5, 4, *(3,) * ndim)).astype(np.float32)
+    p = gemmconv.plan(x, w, padding=1)
+    assert p.spec.ndim == ndim and p.out_shape == (2, 5, *(6,) * ndim)
+    out = np.empty(p.out_shape, np.float32)
+    assert p(x, w, out=out) is out
+    np.testing.assert_allclose(out, _fn("conv{}d", ndim)(x, w, padding=1), rtol=1e-6, atol=1e-5)
+    gy = rng.standard_normal(p.out_shape).astype(np.float32)
+    gi = gemmconv.plan_grad_input(x.shape, w, gy, padding=1)
+    gw = gemmconv.plan_grad_weight(x, w.shape, gy, padding=1)
+    np.testing.assert_allclose(gi(w, gy), _fn("conv{}d_grad_input", ndim)(x.shape, w, gy, padding=1), rtol=1e-5)
+    np.testing.assert_allclose(gw(x, gy), _fn("conv{}d_grad_weight", ndim)(x, w.shape, gy, padding=1), rtol=1e-5)
+    assert x.flags.writeable and np.isfinite(x).all()  # inputs untouched
+
+
+@pytest.mark.parametrize(("fn", "args", "error", "match"), [
+    ("conv1d", ((2, 3, 8), (4, 3, 3, 3)), ValueError, r"w must be 3-D"),
+    ("conv3d", ((3, 8, 8), (4, 3, 3, 3, 3)), ValueError, r"x must be 4-D or 5-D"),
+    ("conv2d", ((2, 3, 8, 8, 8), (4, 3, 3, 3, 3)), ValueError, r"x must be 3-D or 4-D"),
+    ("conv1d_grad_weight", ((2, 3, 8), (4, 3, 3, 3)), ValueError, r"weight_shape must be a tuple of 3"),
+])
+def test_the_wrong_number_of_dimensions_is_named(fn, args, error, match):
+    x_shape, w_shape = args
+    x = np.ones(x_shape, np.float32)
+    with pytest.raises(error, match=match):
+        if fn.endswith("grad_weight"):
+            getattr(gemmconv, fn)(x, w_shape, np.ones((2, 4, 6), np.float32))
+        else:
+            getattr(gemmconv, fn)(x, np.ones(w_shape, np.float32))
+
+
+def test_stride_tuples_are_checked_per_d():
+    x, w = np.ones((1, 1, 8)), np.ones((1, 1, 3))
+    with pytest.raises(ValueError, match=r"stride must be an int or a 1-tuple, got \(1, 2\) of length 2"):
+        gemmconv.conv1d(x, w, stride=(1, 2))
+
+
+@pytest.mark.parametrize("ndim", [1, 3])
+def test_dask_of_every_d_matches_memory(ndim):
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, *(9,) * ndim))
+    w = rng.standard_normal((6, 2, *(3,) * ndim))
+    kw = dict(stride=2, padding=1, groups=2, padding_mode="reflect")
+    ref = _fn("conv{}d", ndim)(x, w, None, **kw)
+    for chunks in ((1, 2, *(4,) * ndim), (2, 4, *(9,) * ndim), (1, 1, *(3,) * ndim)):
+        xd = da.from_array(x, chunks=chunks)
+        np.testing.assert_allclose(_fn("conv{}d", ndim)(xd, w, None, **kw).compute(), ref, rtol=1e-12, atol=1e-12)
+        gy = rng.standard_normal(ref.shape)
+        gyd = da.from_array(gy, chunks=(1, 3, *(2,) * ndim))
+        np.testing.assert_allclose(_fn("conv{}d_grad_input", ndim)(x.shape, w, gyd, **kw).compute(),
+                                   _fn("conv{}d_grad_input", ndim)(x.shape, w, gy, **kw), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(_fn("conv{}d_grad_weight", ndim)(xd, w.shape, gyd, **kw).compute(),
+                                   _fn("conv{}d_grad_weight", ndim)(x, w.shape, gy, **kw), rtol=1e-12, atol=1e-11)
