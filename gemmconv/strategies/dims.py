@@ -1,7 +1,9 @@
 """1-D and 3-D convolutions through a strategy written for 2-D, by two exact rewritings.
 
 - **1-D as 2-D**: an input (N, C, L) is the image (N, C, 1, L) and a kernel (K, C/G, k) the kernel
-  (K, C/G, 1, k); stride, padding and dilation act on the width alone (:func:`plane`). Views, no copy.
+  (K, C/G, 1, k); stride, padding and dilation act on the width alone (:func:`plane`). Views, no copy. A
+  pointwise convolution of any D (1x1x1 kernel, stride 1, no padding) is likewise one row of all its
+  positions (:func:`flat`).
 - **3-D by depth**: output depth ``od`` is the sum over the depth taps ``kd`` of the 2-D convolution of input
   plane ``od·sd + kd·dd`` (of the input padded in depth) with the weights' plane ``kd``. For one ``kd`` the
   planes of every ``od`` form one batch of N·OD images, so a 3-D convolution is KD 2-D convolutions of
@@ -26,7 +28,7 @@ from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, PassImpl, PrepareF
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from ._common import add_bias, deliver
 
-__all__ = ["DIMS", "every_dim", "plane", "slices"]
+__all__ = ["DIMS", "every_dim", "flat", "plane", "pointwise", "slices"]
 
 #: the spatial dimensions :func:`every_dim` runs
 DIMS = (1, 2, 3)
@@ -36,6 +38,18 @@ def plane(spec: ConvSpec) -> ConvSpec:
     """The 2-D spec of a 1-D ``spec``: its input as images of one row."""
     return dataclasses.replace(spec, size=(1, *spec.size), kernel=(1, *spec.kernel), stride=(1, *spec.stride),
                                padding=((0, 0), *spec.padding), dilation=(1, *spec.dilation))
+
+
+def pointwise(spec: ConvSpec) -> bool:
+    """Whether ``spec`` is a pointwise convolution (kernel, stride 1 everywhere, no padding): of any D, the 2-D one
+    of a single row of all the positions (:func:`flat`)."""
+    return spec.taps == 1 and not spec.strided and not spec.padded
+
+
+def flat(spec: ConvSpec) -> ConvSpec:
+    """The 2-D spec of a pointwise ``spec``: its positions as one row (a view of the arrays)."""
+    return dataclasses.replace(spec, size=(1, math.prod(spec.size)), kernel=(1, 1), stride=(1, 1),
+                               padding=((0, 0), (0, 0)), dilation=(1, 1))
 
 
 def slices(spec: ConvSpec) -> ConvSpec:
@@ -61,9 +75,10 @@ def _supports(inner: SupportsFn, pass_: str) -> SupportsFn:
     def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
         if spec.ndim == 2:
             return call_supports(inner, spec, limits)
-        if spec.ndim == 1:
-            reason = call_supports(inner, plane(spec), limits)
-            return None if reason is None else f"it runs a 1-D convolution as images of one row, and there: {reason}"
+        if spec.ndim == 1 or pointwise(spec):
+            reason = call_supports(inner, plane(spec) if spec.ndim == 1 else flat(spec), limits)
+            return None if reason is None else (f"it runs a {spec.ndim}-D convolution as images of one row, and "
+                                                f"there: {reason}")
         reason = call_supports(inner, slices(spec), limits)
         if reason is not None:
             return f"it runs a 3-D convolution as 2-D convolutions of its depth planes, and there: {reason}"
@@ -77,8 +92,8 @@ def _supports(inner: SupportsFn, pass_: str) -> SupportsFn:
 
 
 def _one_row(x: Any) -> Any:
-    """(N, C, L) -> (N, C, 1, L), a view."""
-    return None if x is None else x[:, :, None, :]
+    """(N, C, *positions) -> (N, C, 1, all positions): a view (a copy where the positions are not adjacent)."""
+    return None if x is None else x.reshape(x.shape[0], x.shape[1], 1, -1)
 
 
 def _prepare(inner: PrepareFn, pass_: str) -> PrepareFn:
@@ -87,9 +102,10 @@ def _prepare(inner: PrepareFn, pass_: str) -> PrepareFn:
     def prepare(backend: Backend, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
         if spec.ndim == 2:
             return as_prepared(inner(backend, spec, limits))
-        if spec.ndim == 1:
-            flat = as_prepared(inner(backend, plane(spec), limits))
-            return flat.then(_lifted(flat))
+        if spec.ndim == 1 or pointwise(spec):  # views: (N, C, L) or (N, C, D, H, W) as (N, C, 1, positions)
+            rows = as_prepared(inner(backend, plane(spec) if spec.ndim == 1 else flat(spec), limits))
+            shape = {FORWARD: spec.out_shape, GRAD_INPUT: spec.in_shape, GRAD_WEIGHT: spec.weight_shape}[pass_]
+            return rows.then(_lifted(rows, shape))
         sliced = as_prepared(inner(backend, slices(spec), limits))
         run = {FORWARD: _forward, GRAD_INPUT: _grad_input, GRAD_WEIGHT: _grad_weight}[pass_](backend, spec, sliced)
         return sliced.then(run, workspace_bytes=_depth_bytes(spec, pass_))
@@ -97,18 +113,19 @@ def _prepare(inner: PrepareFn, pass_: str) -> PrepareFn:
     return prepare
 
 
-def _lifted(flat: Prepared) -> Any:
-    """The run of a 1-D pass through ``flat``, its 2-D pass on images of one row."""
-    run2 = flat.run
+def _lifted(rows: Prepared, shape: tuple[int, ...]) -> Any:
+    """The run of a pass (whose result has the batched ``shape``) through ``rows``, its 2-D pass on images of one
+    row."""
+    run2 = rows.run
 
     def run(a: Any, b: Any, c: Any, out: Any) -> Any:
         # forward (x, w, b) -> y (N, K, 1, OL); grad_input (grad_y, w, bias) -> dL/dx (N, C, 1, L);
-        # grad_weight (x, grad_y, None) -> dL/dw (K, C/G, 1, k): the two arrays with a row axis, the bias as it is
+        # grad_weight (x, grad_y, None) -> dL/dw (K, C/G, 1, k): the two arrays as rows, the bias as it is
         args = (_one_row(a), _one_row(b), c)
         if out is not None:
             run2(*args, _one_row(out))
             return out
-        return run2(*args, None)[:, :, 0, :]
+        return run2(*args, None).reshape(shape)  # (N, K, 1, positions) -> (N, K, *positions), a view
 
     return run
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LAYERS", "Layer"]
+__all__ = ["LAYERS", "LAYERS_ND", "Layer", "LayerND"]
 
 
 @dataclass(frozen=True)
@@ -87,5 +87,73 @@ LAYERS: dict[str, Layer] = {
         Layer("conv1x1s2_56", 64, 56, 56, 128, 1, 1, stride=2),
         Layer("r50_1x1_56", 256, 56, 56, 64, 1, 1),
         Layer("dw3x3_56", 128, 56, 56, 128, 3, 3, padding=1, groups=128),
+    )
+}
+
+
+@dataclass(frozen=True)
+class LayerND:
+    """One 1-D or 3-D convolution layer (the batch size is chosen when its arrays are made).
+
+    Attributes
+    ----------
+    name : str
+        Short name used in tables and benchmark parameters.
+    c, k : int
+        Input and output channels.
+    size, kernel : tuple of int
+        The input's and the kernel's spatial sizes (one entry per spatial axis).
+    stride, padding, groups : int
+        As in :func:`gemmconv.conv1d` / :func:`gemmconv.conv3d`, the same on every axis.
+    """
+
+    name: str
+    c: int
+    size: tuple[int, ...]
+    k: int
+    kernel: tuple[int, ...]
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+
+    @property
+    def ndim(self) -> int:
+        """Number of spatial axes."""
+        return len(self.size)
+
+    @property
+    def conv_args(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`gemmconv.conv1d` / :func:`gemmconv.conv3d` (and torch's)."""
+        return dict(stride=self.stride, padding=self.padding, groups=self.groups)
+
+    def arrays(self, n: int, dtype: str = "float32", seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Random ``x`` (N, C, *size), ``w`` (K, C/G, *kernel) scaled to unit output variance, and ``b`` (K,);
+        complex dtypes get random real and imaginary parts."""
+        rng = np.random.default_rng(seed)
+        cg = self.c // self.groups
+
+        def draw(shape: tuple[int, ...]) -> np.ndarray:
+            a = rng.standard_normal(shape)
+            if np.dtype(dtype).kind == "c":
+                a = a + 1j * rng.standard_normal(shape)
+            return a.astype(dtype)
+
+        fan_in = cg * int(np.prod(self.kernel))
+        return (draw((n, self.c, *self.size)), (draw((self.k, cg, *self.kernel)) / np.sqrt(fan_in)).astype(dtype),
+                draw((self.k,)))
+
+
+#: 1-D signal layers (audio, ECG: 64 channels, 16000 samples, 9 and 3 taps) and 3-D volume layers (video and
+#: medical: 3x3x3 at 32^3 and 16^3, a 1x1x1 projection, a strided 3x3x3)
+LAYERS_ND: dict[str, LayerND] = {
+    layer.name: layer
+    for layer in (
+        LayerND("sig_k9_16000", 64, (16000,), 64, (9,), padding=4),
+        LayerND("sig_k3_16000", 64, (16000,), 64, (3,), padding=1),
+        LayerND("sig_k3s2_16000", 64, (16000,), 128, (3,), stride=2, padding=1),
+        LayerND("vol3x3x3_32", 32, (32, 32, 32), 32, (3, 3, 3), padding=1),
+        LayerND("vol3x3x3_16", 64, (16, 16, 16), 64, (3, 3, 3), padding=1),
+        LayerND("vol1x1x1_16", 64, (16, 16, 16), 64, (1, 1, 1)),
+        LayerND("vol3x3x3s2_32", 32, (32, 32, 32), 64, (3, 3, 3), stride=2, padding=1),
     )
 }
