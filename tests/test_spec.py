@@ -67,7 +67,7 @@ def test_a_strategy_declares_its_dimensions_and_2d_names_are_refused(ndim):
     x, w = np.zeros((1, 2, *(5,) * ndim)), np.zeros((2, 2, *(3,) * ndim))
     spec = validate(x, w, None, ConvArgs(padding=1), ndim=ndim).spec
     asked = []
-    mine = gemmconv.Strategy("two_d_only", lambda *a: None, supports=lambda s: asked.append(s))
+    mine = gemmconv.Strategy("two_d_only", lambda *a: None, supports=asked.append)
     assert mine.refusal(spec) == f"runs 2-D convolutions, not {ndim}-D ones" and not asked
     assert {"direct", "im2col", "auto"} <= set(supporting(spec, get_backend(x)))
     with pytest.raises(AttributeError, match=f"a {ndim}-D convolution has no 2-D sizes.*read size, kernel"):
