@@ -31,7 +31,7 @@ from ..planning.plan import make_plan
 from ..planning.validate import stand_in as validate_stand_in
 from ..planning.validate import validate
 from .gather import Gather
-from .tiling import ChannelPiece, ChannelSplit, Grid, channel_pieces, output_bounds, window
+from .tiling import ChannelPiece, ChannelSplit, Grid, channel_pieces, extent, output_bounds, window
 
 __all__ = ["PUBLIC", "Tiling", "block_kwargs", "channel_pieces", "check_x", "conv_nd", "delayed_array", "graph_array",
            "is_dask_array", "key_of", "output_bounds", "stand_for", "stand_in"]
@@ -108,7 +108,7 @@ class Tiling(Grid):
     def slab_shape(self, nb: int, channels: int, outputs: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
         """The shape of :meth:`slab`'s array."""
         spec = self.spec
-        return (nb, channels, *((o1 - o0 - 1) * s + e for (o0, o1), s, e in zip(outputs, spec.stride,
+        return (nb, channels, *(extent(o1 - o0, s, e) for (o0, o1), s, e in zip(outputs, spec.stride,
                                                                                  spec.effective_kernel, strict=True)))
 
 

@@ -41,7 +41,7 @@ from .conv import (
     stand_in,
 )
 from .gather import Gather
-from .tiling import ChannelPiece, ChannelSplit, Grid
+from .tiling import ChannelPiece, ChannelSplit, Grid, extent
 
 __all__ = ["PUBLIC", "bands", "fold", "grad_input_nd", "transpose_nd"]
 
@@ -93,7 +93,7 @@ def _dx_share(gy: Any, w: Any, bias: Any, *, grad_input: Callable[..., Any], cha
     if any(o0 == o1 for _, _, o0, o1 in bands):  # no window reaches the block
         dx = xp.zeros((gy.shape[0], channels, *(p1 - p0 for p0, p1, _, _ in bands)), dtype=gy.dtype)
     else:
-        reach = ((o1 - o0 - 1) * s + e for (_, _, o0, o1), s, e in zip(bands, spec.stride, spec.effective_kernel,
+        reach = (extent(o1 - o0, s, e) for (_, _, o0, o1), s, e in zip(bands, spec.stride, spec.effective_kernel,
                                                                        strict=True))
         dx = grad_input((gy.shape[0], channels, *reach), w, gy)
         placed = dx
@@ -172,7 +172,7 @@ def _gather(gy4: Any, w: Any, bias: Any, spec: ConvSpec, args: ConvArgs, grad_in
         kwargs = block_kwargs(args, padding=0, padding_mode="zeros", groups=piece.groups)
         outputs = (nb, piece.c1 - piece.c0, *(o1 - o0 for _, _, o0, o1 in parts))
         if (outputs, piece) not in checked and nb and all(n > 0 for n in outputs[2:]) and names_one(args):
-            shape = (nb, piece.k1 - piece.k0, *((n - 1) * s + e for n, s, e in zip(outputs[2:], spec.stride,
+            shape = (nb, piece.k1 - piece.k0, *(extent(n, s, e) for n, s, e in zip(outputs[2:], spec.stride,
                                                                                    spec.effective_kernel,
                                                                                    strict=True)))
             w_stand = stand_in(meta, (piece.c1 - piece.c0, spec.cg, *spec.kernel), dtype, "w")

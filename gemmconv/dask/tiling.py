@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from .gather import add_sum
 
-__all__ = ["ChannelPiece", "ChannelSplit", "Grid", "channel_pieces", "output_bounds", "window"]
+__all__ = ["ChannelPiece", "ChannelSplit", "Grid", "channel_pieces", "extent", "output_bounds", "window"]
 
 
 def output_bounds(chunks: tuple[int, ...], pad: int, stride: int, ekernel: int, out: int) -> list[int]:
@@ -31,9 +31,14 @@ def output_bounds(chunks: tuple[int, ...], pad: int, stride: int, ekernel: int, 
     return sorted(set(cuts))
 
 
+def extent(count: int, stride: int, ekernel: int) -> int:
+    """How many positions of the padded input ``count`` adjacent outputs read along one axis."""
+    return (count - 1) * stride + ekernel
+
+
 def window(o0: int, o1: int, stride: int, ekernel: int) -> tuple[int, int]:
     """The positions ``lo, hi`` of the padded input that outputs ``o0:o1`` read along one axis."""
-    return o0 * stride, (o1 - 1) * stride + ekernel
+    return o0 * stride, o0 * stride + extent(o1 - o0, stride, ekernel)
 
 
 class ChannelPiece(NamedTuple):

@@ -26,7 +26,7 @@ from ..backends.base import Backend
 from ..core.prepared import Prepared, as_prepared
 from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, PassImpl, PrepareFn, Strategy, SupportsFn, call_supports
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
-from ._common import add_bias, deliver
+from ._common import add_bias
 
 __all__ = ["DIMS", "every_dim", "flat", "plane", "pointwise", "slices"]
 
@@ -130,14 +130,20 @@ def _lifted(rows: Prepared, shape: tuple[int, ...]) -> Any:
     return run
 
 
-def _depth_major(backend: Backend, x: Any, spec: ConvSpec, channels: int) -> Any:
-    """``x`` (N, channels, D, H, W), zero-padded in depth by ``spec``, as a C-contiguous (N, D', channels, H, W)."""
-    xp = backend.xp
-    before, after = spec.padding[0]
-    n, _, depth, h, w = x.shape
-    xt = xp.zeros((n, depth + before + after, channels, h, w), dtype=x.dtype)
+def _depth_major(backend: Backend, x: Any, before: int = 0, after: int = 0) -> Any:
+    """``x`` (N, C, D, H, W) as a C-contiguous (N, before + D + after, C, H, W), the planes added zeros."""
+    n, c, depth, h, w = x.shape
+    xt = backend.xp.empty((n, before + depth + after, c, h, w), dtype=x.dtype)
+    xt[:, :before] = 0  # only the padding planes: the others are written next
+    xt[:, before + depth:] = 0
     xt[:, before:before + depth] = x.transpose(0, 2, 1, 3, 4)  # (N, C, D, H, W) -> (N, D, C, H, W)
     return xt
+
+
+def _output_batch(backend: Backend, gy: Any) -> Any:
+    """dL/dy (N, K, OD, OH, OW) as one batch of its depth planes (N·OD, K, OH, OW)."""
+    gt = _depth_major(backend, gy)
+    return gt.reshape(-1, *gt.shape[2:])  # (N, OD, K, OH, OW) -> (N·OD, K, OH, OW), a view
 
 
 def _taps(spec: ConvSpec) -> list[slice]:
@@ -157,7 +163,7 @@ def _forward(backend: Backend, spec: ConvSpec, sliced: Prepared) -> Any:
     xp, n, k, od = backend.xp, spec.n, spec.k, spec.out_size[0]
 
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
-        xt = _depth_major(backend, x, spec, spec.c)
+        xt = _depth_major(backend, x, *spec.padding[0])
         first, *rest = _taps(spec)
         total = sliced.run(_batch(backend, xt, first), xp.ascontiguousarray(w[:, :, 0]), None, None)  # (N·OD, K, ...)
         for kd, taps in enumerate(rest, start=1):
@@ -177,8 +183,7 @@ def _grad_input(backend: Backend, spec: ConvSpec, sliced: Prepared) -> Any:
     depth = spec.size[0]
 
     def run(gy: Any, w: Any, bias: Any, out: Any) -> Any:
-        gt = _depth_major(backend, gy, dataclasses.replace(spec, padding=((0, 0),) * 3), spec.k)
-        gt = gt.reshape(-1, *gt.shape[2:])  # (N, OD, K, OH, OW) -> (N·OD, K, OH, OW), a view
+        gt = _output_batch(backend, gy)
         dx = xp.zeros((n, depth + before + after, c, *spec.size[1:]), dtype=gy.dtype)  # depth-major, padded
         for kd, taps in enumerate(_taps(spec)):
             part = sliced.run(gt, xp.ascontiguousarray(w[:, :, kd]), None, None)  # (N·OD, C, H, W)
@@ -199,9 +204,8 @@ def _grad_weight(backend: Backend, spec: ConvSpec, sliced: Prepared) -> Any:
     xp = backend.xp
 
     def run(x: Any, gy: Any, _: Any, out: Any) -> Any:
-        xt = _depth_major(backend, x, spec, spec.c)
-        gt = _depth_major(backend, gy, dataclasses.replace(spec, padding=((0, 0),) * 3), spec.k)
-        gt = gt.reshape(-1, *gt.shape[2:])  # (N, OD, K, OH, OW) -> (N·OD, K, OH, OW), a view
+        xt = _depth_major(backend, x, *spec.padding[0])
+        gt = _output_batch(backend, gy)
         dw = xp.empty(spec.weight_shape, dtype=x.dtype) if out is None else out
         for kd, taps in enumerate(_taps(spec)):
             dw[:, :, kd] = sliced.run(_batch(backend, xt, taps), gt, None, None)  # (K, C/G, KH, KW)
@@ -211,14 +215,11 @@ def _grad_weight(backend: Backend, spec: ConvSpec, sliced: Prepared) -> Any:
 
 
 def every_dim(strategy: Strategy) -> Strategy:
-    """``strategy`` (written for 2-D) for 1-D, 2-D and 3-D convolutions, in every pass it has."""
+    """``strategy`` (written for 2-D, with a ``prepare``) for 1-D, 2-D and 3-D convolutions, in every pass it
+    has."""
+    if strategy.prepare is None:
+        raise ValueError(f"every_dim needs a strategy with prepare; {strategy.name!r} has run only")
     prepare = strategy.prepare
-    if prepare is None:  # a strategy with ``run`` alone: its run as the 2-D pass
-        run2 = strategy.run
-
-        def prepare(backend: Backend, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
-            return Prepared(lambda x, w, b, out: deliver(run2(backend, x, w, b, spec), out))
-
     backward: Mapping[str, PassImpl] = {
         name: PassImpl(_prepare(impl.prepare, name), _supports(impl.supports, name), impl.needs)
         for name, impl in strategy.backward.items()}
