@@ -175,7 +175,7 @@ def test_bad_arguments_are_named():
         gemmconv.conv2d_grad_weight(x, (5, 4, 3), gy)
     with pytest.raises(ValueError, match=r"weight_shape\[1\] must be in_channels / groups = 4 / 1 = 4, got weight"):
         gemmconv.conv2d_grad_weight(x, (5, 3, 3, 3), gy)
-    with pytest.raises(TypeError, match="grad_y must have dtype float64"):
+    with pytest.raises(TypeError, match=r"grad_y must have the dtype of the other arrays \(float64\)"):
         gemmconv.conv2d_grad_weight(x, w.shape, gy.astype(np.float32))
     # below im2col's smallest block, auto's grad_weight is the direct loop (no workspace)
     np.testing.assert_array_equal(gemmconv.conv2d_grad_weight(x, w.shape, gy, workspace_limit=100),

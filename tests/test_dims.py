@@ -1,6 +1,7 @@
-"""1-D and 3-D convolution against torch in float64: the forward pass, both gradients and the transposed
-convolution, every strategy that accepts the layer (refusals asserted as errors), every padding form and mode,
-stride, dilation, groups, unbatched input, ``out=``, plans and Dask."""
+"""1-D and 3-D convolution against torch in float64, and complex convolution of every D against torch in
+complex128: the forward pass, both gradients and the transposed convolution, every strategy that accepts the layer
+(refusals asserted as errors), every padding form and mode, stride, dilation, groups, unbatched input, ``out=``,
+plans and Dask."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from gemmconv.core.args import ConvArgs
 from gemmconv.core.registry import supporting
 from gemmconv.planning.validate import validate
 
-MODULES = {1: torch.nn.Conv1d, 3: torch.nn.Conv3d}
-TRANSPOSED = {1: F.conv_transpose1d, 3: F.conv_transpose3d}
-#: scaled error bounds as in helpers.TOLERANCE (sums of at most C/G·taps <= 3·27 products), Winograd's F(4x4) 7.5x
-TOLERANCE = {"float32": 2e-6, "float64": 4e-15}
+MODULES = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
+TRANSPOSED = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+#: scaled error bounds as in helpers.TOLERANCE (sums of at most C/G·taps <= 3·27 products), Winograd's F(4x4) 7.5x;
+#: a complex product is four real ones (twice the terms per sum)
+TOLERANCE = {"float32": 2e-6, "float64": 4e-15, "complex64": 4e-6, "complex128": 8e-15}
 WINOGRAD = 7.5
 
 
@@ -29,8 +31,8 @@ def _fn(kind: str, ndim: int):
 
 
 @st.composite
-def layers(draw, ndim: int):
-    """One ``ndim``-D layer torch runs: the arrays (as float64) and the keyword arguments."""
+def layers(draw, ndim: int, complex_: bool = False):
+    """One ``ndim``-D layer torch runs: the arrays (as float64, or complex128) and the keyword arguments."""
     groups = draw(st.integers(1, 2))
     cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     square3 = draw(st.booleans())  # 3x3 planes: what Winograd runs on the depth planes
@@ -46,16 +48,23 @@ def layers(draw, ndim: int):
     n = draw(st.sampled_from([1, 2, 0]))
     unbatched = n == 1 and draw(st.booleans())
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = rng.uniform(-1, 1, ((groups * cg,) if unbatched else (n, groups * cg)) + size)
-    w = rng.uniform(-1, 1, (groups * kg, cg, *kernel))
-    b = rng.uniform(-1, 1, groups * kg) if draw(st.booleans()) else None
+    x = _uniform(rng, ((groups * cg,) if unbatched else (n, groups * cg)) + size, complex_)
+    w = _uniform(rng, (groups * kg, cg, *kernel), complex_)
+    b = _uniform(rng, (groups * kg,), complex_) if draw(st.booleans()) else None
     args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=mode)
     return x, w, b, args
 
 
+def _uniform(rng, shape, complex_: bool = False):
+    """Uniform in [-1, 1) (in each part, complex)."""
+    a = rng.uniform(-1, 1, shape)
+    return a + 1j * rng.uniform(-1, 1, shape) if complex_ else a
+
+
 def _module(ndim: int, w, b, args):
     k, cg, *kernel = w.shape
-    conv = MODULES[ndim](cg * args["groups"], k, tuple(kernel), bias=b is not None, dtype=torch.float64, **args)
+    dtype = torch.complex128 if np.iscomplexobj(w) else torch.float64
+    conv = MODULES[ndim](cg * args["groups"], k, tuple(kernel), bias=b is not None, dtype=dtype, **args)
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(w))
         if b is not None:
@@ -73,7 +82,7 @@ def oracle(ndim: int, x, w, b, gy_seed: int, args, gy=None):
     except RuntimeError:
         return None
     if gy is None:
-        gy = np.random.default_rng(gy_seed).uniform(-1, 1, tuple(y.shape))
+        gy = _uniform(np.random.default_rng(gy_seed), tuple(y.shape), np.iscomplexobj(x))
     if y.numel():
         y.backward(torch.from_numpy(gy))
     gx = xt.grad.numpy() if xt.grad is not None else np.zeros_like(x)
@@ -82,7 +91,7 @@ def oracle(ndim: int, x, w, b, gy_seed: int, args, gy=None):
 
 
 def _check(got, ref, scale, dtype: str, strategy: str, what: str) -> None:
-    err = float(np.max(np.abs(np.asarray(got, np.float64) - ref))) / max(scale, 1e-300) if ref.size else 0.0
+    err = float(np.max(np.abs(np.asarray(got).astype(ref.dtype) - ref))) / max(scale, 1e-300) if ref.size else 0.0
     record(f"{strategy}:{what}", dtype, err)
     bound = TOLERANCE[dtype] * (WINOGRAD if strategy == "winograd" else 1)
     assert err <= bound, f"{strategy} {what} {dtype}: scaled error {err:.3g} > {bound:.3g}"
@@ -92,8 +101,20 @@ def _check(got, ref, scale, dtype: str, strategy: str, what: str) -> None:
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_every_pass_and_strategy_against_torch(ndim, data):
-    x, w, b, args = data.draw(layers(ndim))
-    dtype = data.draw(st.sampled_from(["float64", "float32"]))
+    _every_pass_and_strategy(ndim, data, ["float64", "float32"])
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_complex_every_pass_and_strategy_against_torch(ndim, data):
+    _every_pass_and_strategy(ndim, data, ["complex128", "complex64"])
+
+
+def _every_pass_and_strategy(ndim, data, dtypes):
+    complex_ = dtypes[0].startswith("complex")
+    x, w, b, args = data.draw(layers(ndim, complex_))
+    dtype = data.draw(st.sampled_from(dtypes))
     found = oracle(ndim, x, w, b, data.draw(st.integers(0, 2**31)), args)
     if found is None:  # torch refuses it (padding larger than the input for reflect, ...): so does gemmconv
         with pytest.raises(ValueError):
@@ -105,6 +126,7 @@ def test_every_pass_and_strategy_against_torch(ndim, data):
                                       np.abs(gy))
     scales = [float(np.max(a, initial=0)) for a in (y_abs, gx_abs, gw_abs)]
     xs, ws, bs, gys = (None if a is None else a.astype(dtype) for a in (x, w, b, gy))
+    copies = [a.copy() for a in (xs, ws, gys)]
     batched = validate(xs, ws, None, ConvArgs(**args), ndim=ndim).spec
     for strategy in gemmconv.list_strategies():
         for pass_, call, ref, scale in (
@@ -120,13 +142,15 @@ def test_every_pass_and_strategy_against_torch(ndim, data):
                 continue
             got = call()
             assert got.shape == ref.shape and got.dtype == np.dtype(dtype)
-            _check(got, ref, scale, dtype, strategy, pass_)
+            _check(got, ref, scale, dtype, f"{strategy}:{ndim}d", pass_)
+    for a, before in zip((xs, ws, gys), copies, strict=True):  # no input is written
+        np.testing.assert_array_equal(a, before)
 
 
-@pytest.mark.parametrize("ndim", [1, 3])
+@pytest.mark.parametrize(("ndim", "complex_"), [(1, False), (3, False), (1, True), (2, True), (3, True)])
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
-def test_the_transposed_convolution_against_torch(ndim, data):
+def test_the_transposed_convolution_against_torch(ndim, complex_, data):
     groups = data.draw(st.integers(1, 2))
     c_in, c_out = groups * data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
     kernel = tuple(data.draw(st.integers(1, 3)) for _ in range(ndim))
@@ -135,9 +159,9 @@ def test_the_transposed_convolution_against_torch(ndim, data):
     padding = tuple(data.draw(st.integers(0, (r - 1) * d)) for r, d in zip(kernel, dilation, strict=True))
     output_padding = tuple(data.draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation, strict=True))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
-    x = rng.uniform(-1, 1, (2, c_in, *(data.draw(st.integers(1, 5)) for _ in range(ndim))))
-    w = rng.uniform(-1, 1, (c_in, c_out, *kernel))
-    b = rng.uniform(-1, 1, c_out * groups)
+    x = _uniform(rng, (2, c_in, *(data.draw(st.integers(1, 5)) for _ in range(ndim))), complex_)
+    w = _uniform(rng, (c_in, c_out, *kernel), complex_)
+    b = _uniform(rng, (c_out * groups,), complex_)
     kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
     try:
         ref = TRANSPOSED[ndim](torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), **kw).numpy()

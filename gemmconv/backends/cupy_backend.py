@@ -78,7 +78,7 @@ class CupyBackend(Im2colKernels, DirectKernels, WinogradKernels):
 
     name = "cupy"
     module = "cupy"
-    dtypes = ("float16", "float32", "float64")
+    dtypes = ("float16", "float32", "float64", "complex64", "complex128")
     caches_filters = False  # a content check would cost a device->host sync per call; one fused kernel instead
     index_limit = 2**31 - 1  # the CUDA kernels take int (32-bit) sizes and index planes in int
     has_devices = True

@@ -154,7 +154,7 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
 
     name = "numpy"
     module = "numpy"
-    dtypes = ("float32", "float64")
+    dtypes = ("float32", "float64", "complex64", "complex128")
 
     @property
     def xp(self) -> Any:

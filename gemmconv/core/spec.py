@@ -19,7 +19,7 @@ __all__ = ["NO_LIMITS", "PADDING_MODES", "ConvSpec", "Limits"]
 #: the others by padding the input explicitly before the strategy runs.
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
-_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
+_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8, "complex64": 8, "complex128": 16}
 
 
 def out_size(size: int, before: int, after: int, kernel: int, stride: int, dilation: int) -> int:
@@ -61,7 +61,7 @@ class ConvSpec:
     padding_mode : str
         One of :data:`PADDING_MODES`.
     dtype : str
-        Name of the floating dtype shared by input, weight and bias.
+        Name of the floating or complex dtype shared by input, weight and bias.
 
     Resource limits (a workspace bound) are not part of the convolution: they travel beside it as
     :class:`Limits`.

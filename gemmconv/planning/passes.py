@@ -19,7 +19,7 @@ from ..core.prepared import Prepared, as_prepared
 from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, Strategy
 from ..core.spec import ConvSpec
 from .plan import PLAN_CACHE, TRANSPOSE, ConvPlan, cached, resolve, spatial_dims
-from .validate import Validated, _check_array, _dtype_name, check_padded_fits, per_axis, stand_in, validate
+from .validate import Validated, _check_array, check_dtype, check_padded_fits, per_axis, stand_in, validate
 
 __all__ = ["PASS_PLANS", "TRANSPOSE", "cached", "make_pass_plan"]
 
@@ -112,11 +112,9 @@ def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any, ndi
                          f"for x of {'x'.join(map(str, size))} and a {'x'.join(map(str, kernel))} kernel")
     shape = (n, cg_out * g, *out)
     v = validate(_stand_in(backend, "x", shape, x.dtype, (ndim + 2,)), w, None, args, ("x", "w", "b"), ndim)
-    spec_dtype = v.spec.dtype
     if b is not None:  # the transposed convolution's bias: one value per output channel (C_out)
         _check_array("b", b, backend, (1,))
-        if _dtype_name(b.dtype) != spec_dtype:  # the name: any byte order
-            raise TypeError(f"b must have the dtype of x ({spec_dtype}), got {b.dtype}; cast it")
+        check_dtype("b", b.dtype, v.w.dtype, "x")
         if int(b.shape[0]) != shape[1]:
             raise ValueError(f"b must have shape ({shape[1]},) (one value per output channel), got {tuple(b.shape)}")
     spec = v.spec
@@ -140,8 +138,20 @@ def _transpose(arrays: tuple[Any, ...], args: ConvArgs, output_padding: Any, ndi
         return grad_y(x), w, b
 
     natives = (x_native, v.w, None if b is None else backend.native(b))
-    return ConvPlan(TRANSPOSE, v, requested.name, chosen, _grad_input_runner(backend, v, chosen), arrays, natives,
+    runner = _grad_input_runner(backend, v, chosen)
+    if v.w.dtype.kind == "c":
+        runner = _unconjugated(runner)
+    return ConvPlan(TRANSPOSE, v, requested.name, chosen, runner, arrays, natives,
                     shape[1:] if unbatched else shape, operands, unbatched)
+
+
+def _unconjugated(grad_input: Prepared) -> Prepared:
+    """The transposed convolution from the ``grad_input`` pass of complex weights: grad_input is the adjoint (the
+    transpose with the weights conjugated, as torch autograd's), the transposed convolution the transpose alone."""
+    def run(gy: Any, w: Any, b: Any, out: Any) -> Any:
+        return grad_input(gy, w.conj(), b, out)
+
+    return grad_input.then(run, before=("conj",))
 
 
 def _grad_input_runner(backend: Backend, v: Validated, strat: Strategy) -> Prepared:
@@ -208,8 +218,7 @@ def _check_grad_y(v: Validated, grad_y: Any) -> None:
     if owner is not backend:
         raise TypeError(f"grad_y is a {owner.name} array but the other arrays are {backend.name} arrays; "
                         f"pass all arrays from the same library")
-    if _dtype_name(grad_y.dtype) != spec.dtype:  # the name: any byte order
-        raise TypeError(f"grad_y must have dtype {spec.dtype} like the other arrays, got {grad_y.dtype}; cast it")
+    check_dtype("grad_y", grad_y.dtype, v.w.dtype, "the other arrays")
     want = spec.out_shape[1:] if v.unbatched else spec.out_shape
     if tuple(grad_y.shape) != want:
         raise ValueError(f"grad_y must have shape {want} (the convolution's output for these shapes and arguments), "

@@ -17,7 +17,7 @@ from ..backends import Backend, get_backend
 from ..core.args import ConvArgs
 from ..core.spec import NO_LIMITS, PADDING_MODES, ConvSpec, Limits
 
-__all__ = ["Validated", "check_padded_fits", "per_axis", "stand_in", "validate"]
+__all__ = ["Validated", "check_dtype", "check_padded_fits", "per_axis", "stand_in", "validate"]
 
 
 class Validated(NamedTuple):
@@ -108,10 +108,10 @@ def _check_array(name: str, a: Any, backend: Backend, ndims: tuple[int, ...]) ->
         want = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name} must be {want}, got {_describe(a)}")
     kind = a.dtype.kind
-    if kind != "f":
-        what = {"b": "bool", "i": "integer", "u": "unsigned integer", "c": "complex"}.get(kind, str(a.dtype))
+    if kind not in "fc":
+        what = {"b": "bool", "i": "integer", "u": "unsigned integer"}.get(kind, str(a.dtype))
         raise TypeError(
-            f"{name} has {what} dtype {a.dtype}; conv2d needs floating point "
+            f"{name} has {what} dtype {a.dtype}; a convolution needs floating point or complex numbers "
             f"({', '.join(backend.dtypes)}): cast it, e.g. {name}.astype('float32')"
         )
     if _dtype_name(a.dtype) not in backend.dtypes:
@@ -119,6 +119,17 @@ def _check_array(name: str, a: Any, backend: Backend, ndims: tuple[int, ...]) ->
             f"{name} has dtype {a.dtype.name}, which the {backend.name} backend does not support; "
             f"use one of {', '.join(backend.dtypes)}"
         )
+
+
+def check_dtype(name: str, dtype: Any, want: Any, other: str) -> None:
+    """Argument ``name``'s ``dtype`` must be ``want``, the dtype of argument ``other``: a ValueError naming both
+    where one is real and the other complex (as torch refuses them), else a TypeError."""
+    if _dtype_name(dtype) == _dtype_name(want):  # the names: any byte order
+        return
+    if (dtype.kind == "c") != (want.kind == "c"):
+        raise ValueError(f"{name} has dtype {dtype} and {other} {want}: real and complex arguments do not mix; "
+                         f"make both complex (e.g. {name}.astype({str(want)!r})) or both real")
+    raise TypeError(f"{name} must have the dtype of {other} ({want}), got {dtype}; cast it")
 
 
 def _padding(padding: Any, kernel: tuple[int, ...], dilation: tuple[int, ...],
@@ -183,9 +194,11 @@ def validate(x: Any, w: Any, b: Any, args: ConvArgs, names: tuple[str, str, str]
     x, w = backend.native(x), backend.native(w)
     b = None if b is None else backend.native(b)
     if w.dtype != x.dtype:
+        if (w.dtype.kind == "c") != (x.dtype.kind == "c"):
+            check_dtype(names[1], w.dtype, x.dtype, names[0])
         raise TypeError(f"x and w must have the same dtype, got x {x.dtype} and w {w.dtype}; cast one of them")
-    if b is not None and b.dtype != x.dtype:
-        raise TypeError(f"b must have the dtype of x ({x.dtype}), got {b.dtype}; cast it")
+    if b is not None:
+        check_dtype(names[2], b.dtype, x.dtype, names[0])
 
     unbatched = x.ndim == ndim + 1
     if unbatched:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from collections.abc import Callable
 from typing import Any
+
+from ..core.prepared import as_prepared
+from ..core.registry import FORWARD, PassImpl, PrepareFn, Strategy, SupportsFn
+from ..core.spec import NO_LIMITS, ConvSpec
 
 
 def add_bias(y: Any, b: Any | None) -> Any:
@@ -39,3 +45,21 @@ def channel_slices(k: int, workers: int) -> list[tuple[int, int]]:
     """``[0, k)`` output channels cut into one slice per worker, in multiples of 16 (whole SIMD rows)."""
     chunk = -(-k // (max(workers, 1) * 16)) * 16
     return [(k0, min(k, k0 + chunk)) for k0 in range(0, k, chunk)]
+
+
+def rewritten(strategy: Strategy, supports: Callable[[SupportsFn, str], SupportsFn],
+              prepare: Callable[[PrepareFn, str], PrepareFn], **changes: Any) -> Strategy:
+    """``strategy`` run through a rewriting of the convolution: each pass's predicate becomes ``supports(inner,
+    pass)`` and its prepare ``prepare(inner, pass)`` (``inner``: the strategy's own); ``run`` prepares the forward
+    pass and runs it; ``changes`` replace other fields (``dims``)."""
+    if strategy.prepare is None:
+        raise ValueError(f"a rewriting needs a strategy with prepare; {strategy.name!r} has run only")
+    backward = {name: PassImpl(prepare(impl.prepare, name), supports(impl.supports, name), impl.needs)
+                for name, impl in strategy.backward.items()}
+    forward = prepare(strategy.prepare, FORWARD)
+
+    def run(backend: Any, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
+        return as_prepared(forward(backend, spec, NO_LIMITS)).run(x, w, b, None)
+
+    return dataclasses.replace(strategy, run=run, prepare=forward, supports=supports(strategy.supports, FORWARD),
+                               backward=backward, **changes)

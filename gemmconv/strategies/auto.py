@@ -37,6 +37,7 @@ from ..core.errors import StrategyNotSupportedError
 from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Runner, Strategy, get_strategy, missing_kernels, unable
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col, one_by_one
+from .complex_pairs import is_complex, pairs
 from .dims import DIMS, plane, slices
 from .tuning import CANDIDATES, get_autotune, tuned_choice
 from .winograd import supports as winograd_supports
@@ -47,7 +48,10 @@ SMALL_FLOPS = 500_000
 
 def choose(spec: ConvSpec, backend: Backend | None = None, limits: Limits = NO_LIMITS) -> str:
     """Name of the strategy the rule picks for ``spec`` within ``limits`` (the rule is the same on every
-    backend). A 1-D or 3-D convolution runs as 2-D ones (:mod:`.dims`): the rule judges those."""
+    backend). A complex convolution runs as a real one of channel pairs (:mod:`.complex_pairs`), a 1-D or 3-D one
+    as 2-D ones (:mod:`.dims`): the rule judges those."""
+    if is_complex(spec):
+        spec = pairs(spec)
     if spec.ndim == 1:
         spec = plane(spec)
     elif spec.ndim == 3:

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from typing import Any
 
 from ..backends.base import Backend
 from ..core.prepared import Prepared, as_prepared
-from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, PassImpl, PrepareFn, Strategy, SupportsFn, call_supports
+from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, PrepareFn, Strategy, SupportsFn, call_supports
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
-from ._common import add_bias
+from ._common import add_bias, rewritten
 
 __all__ = ["DIMS", "every_dim", "flat", "plane", "pointwise", "slices"]
 
@@ -217,17 +216,4 @@ def _grad_weight(backend: Backend, spec: ConvSpec, sliced: Prepared) -> Any:
 def every_dim(strategy: Strategy) -> Strategy:
     """``strategy`` (written for 2-D, with a ``prepare``) for 1-D, 2-D and 3-D convolutions, in every pass it
     has."""
-    if strategy.prepare is None:
-        raise ValueError(f"every_dim needs a strategy with prepare; {strategy.name!r} has run only")
-    prepare = strategy.prepare
-    backward: Mapping[str, PassImpl] = {
-        name: PassImpl(_prepare(impl.prepare, name), _supports(impl.supports, name), impl.needs)
-        for name, impl in strategy.backward.items()}
-    forward = _prepare(prepare, FORWARD)
-
-    def run(backend: Backend, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
-        return as_prepared(forward(backend, spec, NO_LIMITS)).run(x, w, b, None)
-
-    return dataclasses.replace(strategy, run=run, prepare=forward, supports=_supports(strategy.supports, FORWARD),
-                               backward=backward, dims=DIMS)
-
+    return rewritten(strategy, _supports, _prepare, dims=DIMS)
