@@ -14,14 +14,18 @@ from gemmconv.backends.numpy_backend import NumpyBackend
 
 
 def test_numpy_call_imports_neither_cupy_nor_torch():
+    """Nor sigpy (gemmconv.compat.sigpy imports it only in install()), Dask or SciPy's signal processing."""
     code = (
         "import sys, numpy as np, gemmconv\n"
         "x = np.ones((1, 2, 6, 6), np.float32); w = np.ones((3, 2, 3, 3), np.float32)\n"
         "for s in gemmconv.list_strategies():\n"
         "    if s != '1x1': gemmconv.conv2d(x, w, strategy=s)\n"
         "gemmconv.conv2d(x, w[:, :, :1, :1], strategy='1x1')\n"
+        "gemmconv.conv3d(x[:, :, None], w[:, :, None], padding=1)\n"
         "try:\n    gemmconv.conv2d([1.0], w)\nexcept TypeError:\n    pass\n"
-        "bad = [m for m in ('cupy', 'torch') if m in sys.modules]\n"
+        "from gemmconv.compat import sigpy as gsp\n"
+        "gsp.convolve(x + 1j, w, multi_channel=True)\n"
+        "bad = [m for m in ('cupy', 'torch', 'sigpy', 'dask', 'scipy.signal') if m in sys.modules]\n"
         "print('imported:', bad)\n"
         "sys.exit(1 if bad else 0)\n"
     )

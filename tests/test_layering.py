@@ -85,7 +85,7 @@ def test_the_check_finds_a_circle():
 
 #: the layers from the bottom up: a module imports only its own layer and those below (``gemmconv/__init__.py``,
 #: the package's face, imports from all of them)
-LAYERS = ("core", "backends", "strategies", "planning", "api", "dask", "tools")
+LAYERS = ("core", "backends", "strategies", "planning", "api", "dask", "tools", "compat")
 
 
 def _layer(module: str) -> str | None:

@@ -14,11 +14,13 @@ one gemmconv call over the whole batch and every channel:
 - ``convolve_filter_adjoint`` is the adjoint with respect to the filter: :func:`gemmconv.conv1d_grad_weight`,
   reversed back.
 
-Shapes, modes, strides, leading batch dimensions and ``multi_channel`` follow sigpy, with sigpy's errors. Where
-sigpy's own code fails, so does this, with a ``ValueError`` that says why: ``"valid"`` mode with data smaller than
-the filter in every axis (sigpy's output size, ``ceil((m - n + 1) / s)``, is then at most zero). The filter (the
-data, for the filter adjoint) is cast to the dtype of the other array, as sigpy's sums are; a complex one beside
-a real one is a ``TypeError``, as in sigpy. D is 1, 2 or 3 (sigpy's cuDNN path takes no more).
+Shapes, modes, strides, leading batch dimensions and ``multi_channel`` follow sigpy, with sigpy's errors.
+``"valid"`` mode with data smaller than the filter in every axis is what ``scipy.signal.convolve`` (which sigpy's
+loop calls) and sigpy's two adjoints make of it: the data slides inside the filter, an output of ``n - m + 1``
+per axis (strided: ``ceil((n - m + 1) / s)``), computed with the roles of data and filter exchanged. (sigpy's own
+``convolve`` fails there, its size formula ``ceil((m - n + 1) / s)`` being at most zero.) The filter (the data,
+for the filter adjoint) is cast to the dtype of the other array, as sigpy's sums are; a complex one beside a real
+one is a ``TypeError``, as in sigpy. D is 1, 2 or 3 (sigpy's cuDNN path takes no more).
 
 Importing this module does not import sigpy; :func:`install` does.
 """
@@ -75,6 +77,9 @@ class Shapes(NamedTuple):
     c_o: int
     #: gemmconv's padding per axis: ``n - 1`` in ``"full"`` mode, 0 in ``"valid"``
     pad: tuple[int, ...]
+    #: ``"valid"`` mode with the data smaller than the filter: the filter is the convolution's input, the data its
+    #: weights
+    swapped: bool = False
 
     def output_shape(self, multi_channel: bool) -> tuple[int, ...]:
         """The output's shape: ``batch + [c_o] + p``."""
@@ -116,12 +121,9 @@ def shapes(data_shape: Sequence[int], filt_shape: Sequence[int], mode: str, stri
         if any(larger) and not all(larger):
             raise ValueError("In valid mode, either data or filter must be at least as large as the other in every "
                              "axis.")
-        if not all(larger):
-            raise ValueError(f"In valid mode, data of spatial shape {m} smaller than the filter {n} in every axis "
-                             "gives sigpy an output size of at most zero (ceil((m - n + 1) / s)), where its own "
-                             "code fails: pass data at least as large as the filter, or mode='full'")
-        p = tuple((a - b + 1 + c - 1) // c for a, b, c in zip(m, n, s, strict=True))
-        pad = (0,) * d
+        swapped = not all(larger)  # the data inside the filter: n - m + 1 positions per axis
+        p = tuple((abs(a - b) + 1 + c - 1) // c for a, b, c in zip(m, n, s, strict=True))
+        return Shapes(d, batch, math.prod(batch), m, n, p, s, c_i, c_o, (0,) * d, swapped)
     else:
         raise ValueError(f"Invalid mode, got {mode}")
     return Shapes(d, batch, math.prod(batch), m, n, p, s, c_i, c_o, pad)
@@ -189,8 +191,14 @@ def convolve(data: Any, filt: Any, mode: str = "full", strides: Sequence[int] | 
     sh = shapes(data.shape, filt.shape, mode, strides, multi_channel)
     filt = _cast("filt", filt, data, "data")
     x = data.reshape((sh.size, sh.c_i, *sh.m))  # (..., [c_i,] *m) -> (B, c_i, *m)
-    w = _reversed(filt.reshape((sh.c_o, sh.c_i, *sh.n)), sh.d)  # ([c_o, c_i,] *n) -> (c_o, c_i, *n), reversed
-    y = _FORWARD[sh.d](x, w, stride=sh.s, padding=sh.pad)
+    f = filt.reshape((sh.c_o, sh.c_i, *sh.n))  # ([c_o, c_i,] *n) -> (c_o, c_i, *n)
+    xp = get_backend(data, "data").xp
+    if sh.swapped:  # the filters are the input, the data (reversed) the weights: (c_o, B, *p)
+        if sh.size == 0:
+            return xp.zeros(sh.output_shape(multi_channel), dtype=data.dtype)
+        y = xp.ascontiguousarray(_FORWARD[sh.d](f, _reversed(x, sh.d), stride=sh.s).swapaxes(0, 1))
+    else:
+        y = _FORWARD[sh.d](x, _reversed(f, sh.d), stride=sh.s, padding=sh.pad)
     return y.reshape(sh.output_shape(multi_channel))  # (B, c_o, *p) -> (..., [c_o,] *p)
 
 
@@ -221,8 +229,14 @@ def convolve_data_adjoint(output: Any, filt: Any, data_shape: Sequence[int], mod
     sh = shapes(data_shape, filt.shape, mode, strides, multi_channel)
     filt = _cast("filt", filt, output, "output")
     gy = output.reshape((sh.size, sh.c_o, *sh.p))  # (..., [c_o,] *p) -> (B, c_o, *p)
-    w = _reversed(filt.reshape((sh.c_o, sh.c_i, *sh.n)), sh.d)
-    dx = _GRAD_INPUT[sh.d]((sh.size, sh.c_i, *sh.m), w, gy, stride=sh.s, padding=sh.pad)
+    f = filt.reshape((sh.c_o, sh.c_i, *sh.n))  # ([c_o, c_i,] *n) -> (c_o, c_i, *n)
+    xp = get_backend(output, "output").xp
+    if sh.swapped:  # dL/d(weights) of the exchanged roles, the data's reversal undone
+        if sh.size == 0:
+            return xp.zeros(data_shape, dtype=output.dtype)
+        gw = _GRAD_WEIGHT[sh.d](f, (sh.size, sh.c_i, *sh.m), gy.swapaxes(0, 1), stride=sh.s)
+        return xp.ascontiguousarray(_reversed(gw, sh.d)).reshape(data_shape)  # (B, c_i, *m) -> data_shape
+    dx = _GRAD_INPUT[sh.d]((sh.size, sh.c_i, *sh.m), _reversed(f, sh.d), gy, stride=sh.s, padding=sh.pad)
     return dx.reshape(data_shape)  # (B, c_i, *m) -> data_shape
 
 
@@ -254,9 +268,14 @@ def convolve_filter_adjoint(output: Any, data: Any, filt_shape: Sequence[int], m
     data = _cast("data", data, output, "output")
     x = data.reshape((sh.size, sh.c_i, *sh.m))  # (..., [c_i,] *m) -> (B, c_i, *m)
     gy = output.reshape((sh.size, sh.c_o, *sh.p))  # (..., [c_o,] *p) -> (B, c_o, *p)
+    xp = get_backend(output, "output").xp
+    if sh.swapped:  # dL/d(input) of the exchanged roles
+        if sh.size == 0:
+            return xp.zeros(filt_shape, dtype=output.dtype)
+        df = _GRAD_INPUT[sh.d]((sh.c_o, sh.c_i, *sh.n), _reversed(x, sh.d), gy.swapaxes(0, 1), stride=sh.s)
+        return df.reshape(filt_shape)  # (c_o, c_i, *n) -> filt_shape
     gw = _GRAD_WEIGHT[sh.d](x, (sh.c_o, sh.c_i, *sh.n), gy, stride=sh.s, padding=sh.pad)
-    flipped = _reversed(gw, sh.d).reshape(filt_shape)  # (c_o, c_i, *n) -> filt_shape
-    return get_backend(gw).xp.ascontiguousarray(flipped)
+    return xp.ascontiguousarray(_reversed(gw, sh.d)).reshape(filt_shape)  # (c_o, c_i, *n) -> filt_shape
 
 
 # --- routing sigpy's own functions ---------------------------------------------------------------------------
