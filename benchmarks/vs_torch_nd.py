@@ -4,8 +4,10 @@
                                      [--reps 3] [--layers ...] [--strategies ...] [--dtype float32]
 
 For each round, pass, batch and layer, torch's pass (``F.conv1d`` / ``F.conv3d``, or
-``torch.ops.aten.convolution_backward`` with the mask of the one gradient) and each gemmconv strategy that
-accepts the case are timed back to back (median of ``--reps`` calls, after a pause and one untimed call); the
+``torch.ops.aten.convolution_backward`` with the mask of the one gradient; for complex dtypes, which that does not
+take, the transposed convolution with the conjugated weights for grad_input, and autograd, its forward pass
+included, for grad_weight) and each gemmconv strategy that accepts the case are timed back to back (median of
+``--reps`` calls, after a pause and one untimed call); the
 table gives the median time over rounds and the median ratio to torch with its range; then the geometric mean
 per pass and strategy and the worst case of ``auto``. The layers are :data:`gemmconv.tools.layers.LAYERS_ND`.
 Needs torch (pip install torch==2.13.0) and rich.
@@ -29,6 +31,7 @@ import gemmconv
 from gemmconv.tools.layers import LAYERS_ND
 
 TORCH = {1: F.conv1d, 3: F.conv3d}
+TRANSPOSED = {1: F.conv_transpose1d, 3: F.conv_transpose3d}
 PASSES = ("forward", "grad_input", "grad_weight")
 
 
@@ -40,14 +43,25 @@ def cases(pass_: str, n: int, name: str, strategies: list[str], dtype: str) -> t
     args = layer.conv_args
     tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
     y = TORCH[d](tx, tw, tb, **args)
-    gy = np.random.default_rng(1).standard_normal(tuple(y.shape)).astype(dtype)
+    rng = np.random.default_rng(1)
+    gy = rng.standard_normal(tuple(y.shape))
+    if np.dtype(dtype).kind == "c":
+        gy = gy + 1j * rng.standard_normal(tuple(y.shape))
+    gy = gy.astype(dtype)
     tgy = torch.from_numpy(gy)
     mask = [pass_ == "grad_input", pass_ == "grad_weight", False]
     ones, zeros = [1] * d, [0] * d
+    complex_ = np.dtype(dtype).kind == "c"
+    tw_conj, tw_leaf = tw.conj().resolve_conj(), tw.clone().requires_grad_()
 
     def ref() -> Any:
         if pass_ == "forward":
             return TORCH[d](tx, tw, tb, **args)
+        if complex_ and pass_ == "grad_input":  # what autograd computes for complex: the transposed convolution
+            return TRANSPOSED[d](tgy, tw_conj, None, layer.stride, layer.padding, groups=layer.groups)
+        if complex_:  # torch has no complex grad_weight of its own: autograd, its forward pass included
+            with torch.enable_grad():
+                return torch.autograd.grad(TORCH[d](tx, tw_leaf, None, **args), tw_leaf, tgy)
         return torch.ops.aten.convolution_backward(tgy, tx, tw, None, [layer.stride] * d, [layer.padding] * d, ones,
                                                    False, zeros, layer.groups, mask)
 
@@ -79,7 +93,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--layers", nargs="*", default=list(LAYERS_ND), choices=list(LAYERS_ND))
     p.add_argument("--strategies", nargs="+", default=["direct", "im2col", "winograd", "1x1", "auto"])
-    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64", "complex64", "complex128"))
     opts = p.parse_args()
     found = {(pass_, n, name): cases(pass_, n, name, opts.strategies, opts.dtype)
              for pass_ in opts.passes for n in opts.batches for name in opts.layers}

@@ -237,9 +237,14 @@ def reference(backend: Backend, x: Any, w: Any, b: Any, runner_for: Callable[[st
               yardstick: str = "im2col") -> Any:
     """The convolution (or the pass ``runner_for`` prepares) in float64: ``runner_for(yardstick)`` on float64
     copies (im2col's: a float64 GEMM), the yardstick for errors."""
-    x64, w64 = x.astype("float64"), w.astype("float64")
-    b64 = None if b is None else b.astype("float64")
+    x64, w64 = x.astype(wide(x.dtype)), w.astype(wide(w.dtype))
+    b64 = None if b is None else b.astype(wide(b.dtype))
     return runner_for(yardstick)(x64, w64, b64, None)
+
+
+def wide(dtype: Any) -> str:
+    """The double precision of ``dtype``'s kind: complex128 for complex dtypes, else float64."""
+    return "complex128" if dtype.kind == "c" else "float64"
 
 
 def relative_error(y: Any, ref: Any, xp: Any) -> float:
@@ -247,5 +252,5 @@ def relative_error(y: Any, ref: Any, xp: Any) -> float:
     if ref.size == 0:
         return 0.0
     denom = float(xp.max(xp.abs(ref)))
-    num = float(xp.max(xp.abs(y.astype("float64") - ref)))
+    num = float(xp.max(xp.abs(y.astype(wide(y.dtype)) - ref)))
     return num / denom if denom > 0 else num

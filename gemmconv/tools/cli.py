@@ -13,7 +13,7 @@ from ..core.registry import list_strategies
 from ..core.spec import PADDING_MODES
 from ..strategies.measure import DISTURBED
 from .compare import PASSES, compare_layers, machine_peaks
-from .layers import LAYERS, Layer
+from .layers import LAYERS, LAYERS_ND, Layer, LayerND
 from .plot import plot_records
 
 #: the options that describe your layer, so apply with --shape only (the built-in layers have their own)
@@ -100,12 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "effective GFLOP/s, relative error against float64, extra workspace memory, and the winner.")
     c.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
                    help="where the arrays live: numpy (CPU) or cupy (GPU) (default: numpy)")
-    c.add_argument("--dtype", choices=("float16", "float32", "float64"), default="float32",
+    c.add_argument("--dtype", choices=("float16", "float32", "float64", "complex64", "complex128"), default="float32",
                    help="element type of x, w and b; float16 on cupy only (default: float32)")
     c.add_argument("--batch", type=Count("--batch", 1), metavar="N",
                    help="images per call for the built-in layers; --shape gives its own N (default: 1)")
-    c.add_argument("--layers", nargs="+", choices=list(LAYERS), metavar="NAME",
-                   help=f"built-in layers to run: {', '.join(LAYERS)} (default: all)")
+    c.add_argument("--layers", nargs="+", choices=[*LAYERS, *LAYERS_ND], metavar="NAME",
+                   help=f"built-in layers to run: the 2-D {', '.join(LAYERS)} (default: all of these); the 1-D and "
+                        f"3-D {', '.join(LAYERS_ND)}")
     c.add_argument("--shape", type=Ints("--shape", 7), metavar="N,C,H,W,K,R,S",
                    help="your own layer instead of the built-in ones: x of N×C×H×W, w of K×(C/groups)×R×S "
                         "(default: none, the built-in layers)")
@@ -226,11 +227,13 @@ def compare_main(args: argparse.Namespace) -> int:
         console.print(f"gemmconv compare: error: unknown strategies {', '.join(unknown)}; "
                       f"registered: {', '.join(list_strategies())}", style="red")
         return 2
+    layers: list[Layer | LayerND]
     if args.shape:
         layer, batch = shape_layer(args)
         layers = [layer]
     else:
-        layers = [LAYERS[name] for name in (args.layers or LAYERS)]
+        named: dict[str, Layer | LayerND] = {**LAYERS, **LAYERS_ND}
+        layers = [named[name] for name in (args.layers or LAYERS)]
         batch = args.batch or 1
     try:
         with Progress(console=console, transient=True) as bar:

@@ -20,16 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from ..api.backward import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
+from ..api.backward import grad_input, grad_weight, transpose
 from ..backends import get_backend
 from ..core.args import ConvArgs
 from ..core.errors import StrategyNotSupportedError
 from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, get_strategy, list_strategies
-from ..planning.plan import make_plan, runner_for
+from ..planning.plan import make_plan, runner_for, spatial_dims
 from ..planning.validate import Validated, validate
 from ..strategies import auto
 from ..strategies.measure import Settings, measure_settled, reference, relative_error
-from .layers import Layer
+from ..strategies.measure import wide as measure_wide
+from .layers import Layer, LayerND
 
 __all__ = ["PASSES", "Record", "compare", "compare_layers", "machine_peaks"]
 
@@ -130,7 +131,7 @@ def compare(x: Any, w: Any, b: Any | None = None, *, pass_: str = FORWARD, strat
     if pass_ not in PASSES:
         raise ValueError(f"pass_ must be one of {', '.join(map(repr, PASSES))}, got {pass_!r}")
     args = ConvArgs.from_kwargs("compare", conv_args)
-    v = validate(x, w, b, args)
+    v = validate(x, w, b, args, ndim=spatial_dims(w))
     backend, x4, spec = v.backend, v.x, v.spec
     xp = backend.xp
     itemsize = x4.dtype.itemsize
@@ -190,33 +191,32 @@ def _pass_calls(pass_: str, v: Validated, args: ConvArgs) -> tuple[Calls, Any]:
     spec, backend = v.spec, v.backend
     xp = backend.xp
     rng = np.random.default_rng(0)
-    gy = xp.asarray(rng.uniform(-1, 1, spec.out_shape)).astype(v.x.dtype)  # (N, K, OH, OW)
-    kw = args.as_dict()
+    gy = _uniform(xp, rng, spec.out_shape, v.x.dtype)  # (N, K, *out_size)
+    ndim = spec.ndim
     if pass_ == "transpose":
         if isinstance(args.padding, str):
             raise ValueError(f"padding={args.padding!r}: the transposed convolution takes int or pair paddings")
         if spec.padding_mode != "zeros" or args.workspace_limit is not None:
             raise ValueError("the transposed convolution has padding_mode 'zeros' and no workspace_limit")
-        bt = None if v.b is None else xp.asarray(rng.uniform(-1, 1, spec.c)).astype(v.x.dtype)
-        tkw = dict(stride=args.stride, padding=args.padding, dilation=args.dilation, groups=args.groups)
+        bt = None if v.b is None else _uniform(xp, rng, (spec.c,), v.x.dtype)
 
         def run(s: str, a: Any, w: Any, c: Any) -> Any:
-            return conv_transpose2d(a, w, c, strategy=s, **tkw)
+            return transpose(ndim, a, w, c, replace(args, strategy=s), 0, None)
         operands: tuple[Any, Any, Any] = (gy, v.w, bt)
     elif pass_ == GRAD_INPUT:
         shape = tuple(v.x.shape)
 
         def run(s: str, a: Any, w: Any, c: Any) -> Any:
-            return conv2d_grad_input(shape, w, a, strategy=s, **kw)
+            return grad_input(ndim, shape, w, a, replace(args, strategy=s), None)
         operands = (gy, v.w, None)
     else:
         wshape = tuple(v.w.shape)
 
         def run(s: str, a: Any, w: Any, c: Any) -> Any:
-            return conv2d_grad_weight(a, wshape, w, strategy=s, **kw)
+            return grad_weight(ndim, a, wshape, w, replace(args, strategy=s), None)
         operands = (v.x, gy, None)
     refusal_pass = GRAD_INPUT if pass_ == "transpose" else pass_
-    wide = tuple(None if a is None else a.astype("float64") for a in operands)
+    wide = tuple(None if a is None else a.astype(measure_wide(a.dtype)) for a in operands)
     with backend.device_context(v.x):
         ref = run(auto.yardstick(backend, refusal_pass), *wide)
 
@@ -228,7 +228,15 @@ def _pass_calls(pass_: str, v: Validated, args: ConvArgs) -> tuple[Calls, Any]:
     return calls, ref
 
 
-def compare_layers(layers: Sequence[Layer], *, batch: int = 1, dtype: str = "float32", backend: str = "numpy",
+def _uniform(xp: Any, rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Uniform values in [-1, 1) (in each part, for a complex ``dtype``) as an array of ``xp``."""
+    a = rng.uniform(-1, 1, shape)
+    if np.dtype(dtype).kind == "c":
+        a = a + 1j * rng.uniform(-1, 1, shape)
+    return xp.asarray(a).astype(dtype)
+
+
+def compare_layers(layers: Sequence[Layer | LayerND], *, batch: int = 1, dtype: str = "float32", backend: str = "numpy",
                    strategies: Sequence[str] | None = None, repeat: int = 10, pass_: str = FORWARD,
                    progress: Callable[[str], None] | None = None, warmup: int = 1, warmup_s: float = 1.0,
                    retries: int = 2) -> list[Record]:
@@ -239,8 +247,10 @@ def compare_layers(layers: Sequence[Layer], *, batch: int = 1, dtype: str = "flo
     xp = _namespace(backend)
     records = []
     for layer in layers:
-        arrays = [xp.asarray(a) for a in layer.arrays(batch, "float32")]
-        x, w, b = (a.astype(dtype) for a in arrays)
+        made: tuple[Any, ...] = layer.arrays(batch, "float32")
+        if np.dtype(dtype).kind == "c":  # random imaginary parts too
+            made = tuple(a + 1j * i for a, i in zip(made, layer.arrays(batch, "float32", seed=1), strict=True))
+        x, w, b = (xp.asarray(a).astype(dtype) for a in made)
         cb = None if progress is None else (lambda s, name=layer.name: progress(f"{name}: {s}"))
         records += compare(x, w, b, pass_=pass_, strategies=strategies, repeat=repeat, warmup=warmup,
                            warmup_s=warmup_s, retries=retries, layer=layer.name, progress=cb, **layer.conv_args)

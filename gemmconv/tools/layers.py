@@ -144,7 +144,8 @@ class LayerND:
 
 
 #: 1-D signal layers (audio, ECG: 64 channels, 16000 samples, 9 and 3 taps) and 3-D volume layers (video and
-#: medical: 3x3x3 at 32^3 and 16^3, a 1x1x1 projection, a strided 3x3x3)
+#: medical: 3x3x3 at 32^3 and 16^3, a 1x1x1 projection, a strided 3x3x3; an MRI-like 8->8-channel 5^3 filter on
+#: 64^3 in sigpy's "full" mode, padded by 4)
 LAYERS_ND: dict[str, LayerND] = {
     layer.name: layer
     for layer in (
@@ -155,5 +156,6 @@ LAYERS_ND: dict[str, LayerND] = {
         LayerND("vol3x3x3_16", 64, (16, 16, 16), 64, (3, 3, 3), padding=1),
         LayerND("vol1x1x1_16", 64, (16, 16, 16), 64, (1, 1, 1)),
         LayerND("vol3x3x3s2_32", 32, (32, 32, 32), 64, (3, 3, 3), stride=2, padding=1),
+        LayerND("mri5x5x5_64", 8, (64, 64, 64), 8, (5, 5, 5), padding=4),
     )
 }
