@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from gemmconv.compat import sigpy as gsp
 
 pytest.importorskip("sigpy")
-import sigpy  # noqa: E402  (after the skip)
-import sigpy.conv  # noqa: E402
-import sigpy.mri.linop  # noqa: E402
+import sigpy
+import sigpy.conv
+import sigpy.mri.linop
 
 #: sigpy's own functions, held before any test installs gemmconv's
 OWN = {name: getattr(sigpy.conv, name) for name in gsp.ROUTED}
