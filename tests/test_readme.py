@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 # a block's first library import it cannot run without (beyond gemmconv's own dependencies)
-NEEDS = {"cupy": "cupy", "dask": "dask", "distributed": "distributed"}
+NEEDS = {"cupy": "cupy", "dask": "dask", "distributed": "distributed", "sigpy": "sigpy"}
 
 
 def _commands() -> list[str]:

@@ -131,30 +131,22 @@ def _prepare(inner: PrepareFn, pass_: str) -> PrepareFn:
         if not is_complex(spec):
             return as_prepared(inner(backend, spec, limits))
         real = as_prepared(inner(backend, pairs(spec), limits))
-        run = {FORWARD: _forward, GRAD_INPUT: _grad_input, GRAD_WEIGHT: _grad_weight}[pass_](backend, spec, real)
+        run = {FORWARD: _paired, GRAD_INPUT: _paired, GRAD_WEIGHT: _grad_weight}[pass_](backend, spec, real)
         return real.then(run, before=("to_pairs",), after=("from_pairs",), workspace_bytes=_pair_bytes(spec, pass_))
 
     return prepare
 
 
-def _forward(backend: Backend, spec: ConvSpec, real: Prepared) -> Any:
+def _paired(backend: Backend, spec: ConvSpec, real: Prepared) -> Any:
+    """The forward pass ``(x, w, b) -> y``, or grad_input ``(dL/dy, w, bias) -> dL/dx``: both take an array of
+    channels, the weights and a per-channel vector (the bias; for grad_input, the input channels' bias of the
+    transposed convolution), and give an array of channels."""
     g, dtype = spec.groups, spec.dtype
 
-    def run(x: Any, w: Any, b: Any, out: Any) -> Any:
-        bias = None if b is None else to_pairs(backend, b[None], g)[0]  # (K,) -> (2K,)
-        y = real.run(to_pairs(backend, x, g), pair_weights(backend, w, g), bias, None)
-        return from_pairs(backend, y, g, dtype, out)
-
-    return run
-
-
-def _grad_input(backend: Backend, spec: ConvSpec, real: Prepared) -> Any:
-    g, dtype = spec.groups, spec.dtype
-
-    def run(gy: Any, w: Any, bias: Any, out: Any) -> Any:
-        extra = None if bias is None else to_pairs(backend, bias[None], g)[0]  # (C,) -> (2C,)
-        dx = real.run(to_pairs(backend, gy, g), pair_weights(backend, w, g), extra, None)
-        return from_pairs(backend, dx, g, dtype, out)
+    def run(a: Any, w: Any, c: Any, out: Any) -> Any:
+        vector = None if c is None else to_pairs(backend, c[None], g)[0]  # (K,) -> (2K,)
+        r = real.run(to_pairs(backend, a, g), pair_weights(backend, w, g), vector, None)
+        return from_pairs(backend, r, g, dtype, out)
 
     return run
 
