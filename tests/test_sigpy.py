@@ -53,11 +53,17 @@ def problems(draw):
 
 
 def _both(fn, *args, **kwargs):
-    """(sigpy's result or exception type, gemmconv's)."""
+    """(sigpy's result or exception type, gemmconv's). sigpy gets its second array already in the first one's dtype
+    where that is a cast sigpy makes itself (real into complex, a precision into another): scipy's mixed-dtype
+    correlation now and then warns of an invalid cast from memory it left uninitialised."""
+    first, second, *rest = args
+    mixed = getattr(second, "dtype", first.dtype) != first.dtype
+    castable = mixed and not (second.dtype.kind == "c" and first.dtype.kind != "c")
+    own_args = (first, second.astype(first.dtype), *rest) if castable else args
     results = []
-    for impl in (OWN[fn], getattr(gsp, fn)):
+    for impl, call_args in ((OWN[fn], own_args), (getattr(gsp, fn), args)):
         try:
-            results.append(impl(*args, **kwargs))
+            results.append(impl(*call_args, **kwargs))
         except (ValueError, TypeError) as e:
             results.append(type(e))
     return results
