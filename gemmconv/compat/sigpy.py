@@ -192,8 +192,8 @@ def convolve(data: Any, filt: Any, mode: str = "full", strides: Sequence[int] | 
     filt = _cast("filt", filt, data, "data")
     x = data.reshape((sh.size, sh.c_i, *sh.m))  # (..., [c_i,] *m) -> (B, c_i, *m)
     f = filt.reshape((sh.c_o, sh.c_i, *sh.n))  # ([c_o, c_i,] *n) -> (c_o, c_i, *n)
-    xp = get_backend(data, "data").xp
     if sh.swapped:  # the filters are the input, the data (reversed) the weights: (c_o, B, *p)
+        xp = get_backend(data, "data").xp
         if sh.size == 0:
             return xp.zeros(sh.output_shape(multi_channel), dtype=data.dtype)
         y = xp.ascontiguousarray(_FORWARD[sh.d](f, _reversed(x, sh.d), stride=sh.s).swapaxes(0, 1))

@@ -98,7 +98,7 @@ def fold_weights(backend: Backend, g: Any, groups: int, dtype: str, out: Any = N
     return out
 
 
-def _pair_bytes(spec: ConvSpec, pass_: str) -> int:
+def _pair_bytes(spec: ConvSpec) -> int:
     """Temporaries of the rewriting beyond the real passes': the pass's two operands and its result in pairs
     (the weights' pairs take twice the complex weights' bytes)."""
     x, y = spec.n * spec.c * math.prod(spec.size), spec.n * spec.k * math.prod(spec.out_size)
@@ -116,7 +116,7 @@ def _supports(inner: SupportsFn, pass_: str) -> SupportsFn:
         reason = call_supports(inner, pairs(spec), limits)
         if reason is not None:
             return f"it runs a complex convolution as a real one of channel pairs, and there: {reason}"
-        need = _pair_bytes(spec, pass_)
+        need = _pair_bytes(spec)
         if limits.workspace is not None and need > limits.workspace:
             return f"its channel pairs need {need} bytes, above workspace_limit={limits.workspace}"
         return None
@@ -132,7 +132,7 @@ def _prepare(inner: PrepareFn, pass_: str) -> PrepareFn:
             return as_prepared(inner(backend, spec, limits))
         real = as_prepared(inner(backend, pairs(spec), limits))
         run = {FORWARD: _paired, GRAD_INPUT: _paired, GRAD_WEIGHT: _grad_weight}[pass_](backend, spec, real)
-        return real.then(run, before=("to_pairs",), after=("from_pairs",), workspace_bytes=_pair_bytes(spec, pass_))
+        return real.then(run, before=("to_pairs",), after=("from_pairs",), workspace_bytes=_pair_bytes(spec))
 
     return prepare
 
