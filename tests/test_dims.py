@@ -5,6 +5,8 @@ plans and Dask."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ import gemmconv
 from gemmconv.core.args import ConvArgs
 from gemmconv.core.registry import supporting
 from gemmconv.planning.validate import validate
+from gemmconv.strategies import rows
 
 MODULES = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
 TRANSPOSED = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -145,6 +148,52 @@ def _every_pass_and_strategy(ndim, data, dtypes):
             _check(got, ref, scale, dtype, f"{strategy}:{ndim}d", pass_)
     for a, before in zip((xs, ws, gys), copies, strict=True):  # no input is written
         np.testing.assert_array_equal(a, before)
+
+
+@contextlib.contextmanager
+def _short_rows():
+    """Rows of two outputs, halos of any share, and no least size: the forward pass and grad_weight of every 1-D
+    layer of a few positions are folded into rows (``strategies/rows.py``), so that the seams between rows are
+    exercised on small inputs."""
+    saved = rows.OUTPUTS, rows.HALO_SHARE, rows.FOLD_BYTES, rows.ROW_BYTES
+    rows.OUTPUTS, rows.HALO_SHARE, rows.FOLD_BYTES, rows.ROW_BYTES = 2, 1, 0, 0
+    gemmconv.clear_caches()  # plans made with the usual rows must not serve these calls, nor these later ones
+    try:
+        yield
+    finally:
+        rows.OUTPUTS, rows.HALO_SHARE, rows.FOLD_BYTES, rows.ROW_BYTES = saved
+        gemmconv.clear_caches()
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), complex_=st.booleans())
+def test_1d_folded_into_rows_against_torch(data, complex_):
+    with _short_rows():
+        _every_pass_and_strategy(1, data, ["complex128", "complex64"] if complex_ else ["float64", "float32"])
+
+
+@pytest.mark.parametrize(("length", "kernel", "stride", "dilation", "halo"),
+                         [(40, 3, 1, 1, 2), (41, 3, 2, 2, 3), (40, 1, 3, 1, 0), (60, 2, 3, 1, 0), (9, 3, 1, 1, 2)])
+def test_a_fold_covers_the_signal_in_rows(length, kernel, stride, dilation, halo):
+    spec = validate(np.zeros((1, 2, length)), np.zeros((3, 2, kernel)), None,
+                    ConvArgs(stride=stride, dilation=dilation), ndim=1).spec
+    with _short_rows():
+        fold = rows.fold_of(spec, "forward")
+        assert rows.fold_of(spec, "grad_weight") == fold and rows.fold_of(spec, "grad_input") is None
+    assert fold is not None and fold.rows >= 2 and fold.halo == halo
+    assert fold.rows * fold.outputs >= spec.out_size[0] > (fold.rows - 1) * fold.outputs  # every output, once
+    assert (fold.rows - 1) * fold.step + fold.width <= fold.padded  # the last row's halo is in the buffer
+    assert rows.fold_of(spec, "forward") is None  # with the usual rows, a signal this short stays one row
+
+
+def test_a_long_signal_is_folded_unless_the_workspace_forbids():
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((1, 64, 8000)), rng.standard_normal((6, 64, 9))  # 37 MB of columns: folded
+    ref = F.conv1d(torch.from_numpy(x), torch.from_numpy(w), padding=4).numpy()
+    roomy, tight = gemmconv.plan(x, w, padding=4), gemmconv.plan(x, w, padding=4, workspace_limit=4_000_000)
+    assert roomy.workspace_bytes > tight.workspace_bytes  # the fold's buffers count, and a tight limit drops them
+    for p in (roomy, tight):
+        np.testing.assert_allclose(p(x, w), ref, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(("ndim", "complex_"), [(1, False), (3, False), (1, True), (2, True), (3, True)])

@@ -1,7 +1,8 @@
 """1-D and 3-D convolutions through a strategy written for 2-D, by two exact rewritings.
 
 - **1-D as 2-D**: an input (N, C, L) is the image (N, C, 1, L) and a kernel (K, C/G, k) the kernel
-  (K, C/G, 1, k); stride, padding and dilation act on the width alone (:func:`plane`). Views, no copy. A
+  (K, C/G, 1, k); stride, padding and dilation act on the width alone (:func:`plane`). Views, no copy. A long
+  signal is folded into rows with halos instead (:mod:`.rows`), so that the 2-D strategy has rows to split. A
   pointwise convolution of any D (1x1x1 kernel, stride 1, no padding) is likewise one row of all its
   positions (:func:`flat`).
 - **3-D by depth**: output depth ``od`` is the sum over the depth taps ``kd`` of the 2-D convolution of input
@@ -26,6 +27,7 @@ from ..core.prepared import Prepared, as_prepared
 from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, PrepareFn, Strategy, SupportsFn, call_supports
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from ._common import add_bias, rewritten
+from .rows import Fold, fold_bytes, fold_of, folded, rows_run
 
 __all__ = ["DIMS", "every_dim", "flat", "plane", "pointwise", "slices"]
 
@@ -68,12 +70,28 @@ def _depth_bytes(spec: ConvSpec, pass_: str) -> int:
     return (n * depth * plane_in + n * od * plane_in + outputs) * spec.itemsize
 
 
-def _supports(inner: SupportsFn, pass_: str) -> SupportsFn:
+def _fold(spec: ConvSpec, limits: Limits, pass_: str, rows: bool) -> tuple[Fold, Limits] | None:
+    """The fold of a 1-D ``spec`` into rows and the limits left to its 2-D pass, or None where the signal stays one
+    row: a strategy that does not fold (``rows`` false), a signal :func:`.rows.fold_of` does not fold, or a
+    workspace limit that the fold would take more than half of."""
+    fold = fold_of(spec, pass_) if rows and spec.ndim == 1 and not pointwise(spec) else None
+    if fold is None or limits.workspace is None:
+        return None if fold is None else (fold, limits)
+    need = fold_bytes(spec, fold)
+    return (fold, Limits(limits.workspace - need)) if 2 * need <= limits.workspace else None
+
+
+def _supports(inner: SupportsFn, pass_: str, rows: bool) -> SupportsFn:
     """The predicate of ``inner`` (a 2-D predicate) for a spec of any D."""
 
     def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
         if spec.ndim == 2:
             return call_supports(inner, spec, limits)
+        fold = _fold(spec, limits, pass_, rows)
+        if fold is not None:
+            reason = call_supports(inner, folded(spec, fold[0]), fold[1])
+            return None if reason is None else (f"it runs a long 1-D convolution as rows of {fold[0].outputs} "
+                                                f"outputs, and there: {reason}")
         if spec.ndim == 1 or pointwise(spec):
             reason = call_supports(inner, plane(spec) if spec.ndim == 1 else flat(spec), limits)
             return None if reason is None else (f"it runs a {spec.ndim}-D convolution as images of one row, and "
@@ -95,16 +113,21 @@ def _one_row(x: Any) -> Any:
     return None if x is None else x.reshape(x.shape[0], x.shape[1], 1, -1)
 
 
-def _prepare(inner: PrepareFn, pass_: str) -> PrepareFn:
+def _prepare(inner: PrepareFn, pass_: str, rows: bool) -> PrepareFn:
     """``prepare`` of pass ``pass_`` for a spec of any D, from the 2-D ``inner``."""
 
     def prepare(backend: Backend, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
         if spec.ndim == 2:
             return as_prepared(inner(backend, spec, limits))
+        fold = _fold(spec, limits, pass_, rows)
+        if fold is not None:  # (N, C, L) as (N, C, rows, width)
+            inner2 = as_prepared(inner(backend, folded(spec, fold[0]), fold[1]))
+            return inner2.then(rows_run(backend, spec, fold[0], inner2, pass_),
+                             workspace_bytes=fold_bytes(spec, fold[0]))
         if spec.ndim == 1 or pointwise(spec):  # views: (N, C, L) or (N, C, D, H, W) as (N, C, 1, positions)
-            rows = as_prepared(inner(backend, plane(spec) if spec.ndim == 1 else flat(spec), limits))
+            inner2 = as_prepared(inner(backend, plane(spec) if spec.ndim == 1 else flat(spec), limits))
             shape = {FORWARD: spec.out_shape, GRAD_INPUT: spec.in_shape, GRAD_WEIGHT: spec.weight_shape}[pass_]
-            return rows.then(_lifted(rows, shape))
+            return inner2.then(_lifted(inner2, shape))
         sliced = as_prepared(inner(backend, slices(spec), limits))
         run = {FORWARD: _forward, GRAD_INPUT: _grad_input, GRAD_WEIGHT: _grad_weight}[pass_](backend, spec, sliced)
         return sliced.then(run, workspace_bytes=_depth_bytes(spec, pass_))
@@ -213,7 +236,9 @@ def _grad_weight(backend: Backend, spec: ConvSpec, sliced: Prepared) -> Any:
     return run
 
 
-def every_dim(strategy: Strategy) -> Strategy:
+def every_dim(strategy: Strategy, rows: bool = False) -> Strategy:
     """``strategy`` (written for 2-D, with a ``prepare``) for 1-D, 2-D and 3-D convolutions, in every pass it
-    has."""
-    return rewritten(strategy, _supports, _prepare, dims=DIMS)
+    has; with ``rows``, long 1-D signals folded into rows (:mod:`.rows`: for a strategy whose work is a column
+    matrix, which the rows cut into blocks)."""
+    return rewritten(strategy, lambda inner, pass_: _supports(inner, pass_, rows),
+                     lambda inner, pass_: _prepare(inner, pass_, rows), dims=DIMS)
