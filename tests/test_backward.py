@@ -357,11 +357,15 @@ def test_passes_from_many_threads_match_one_thread():
     ("conv3x3_14", 1, "float32", "winograd_f2"), ("conv3x3_14", 8, "float32", "winograd"),
     ("conv3x3_7", 1, "float32", "im2col"), ("conv3x3_7", 8, "float32", "winograd_f2"),
     ("conv3x3_56", 1, "float16", "winograd_f2"), ("conv3x3s2_56", 8, "float32", "im2col"),
+    ("conv3x3_56/32", 8, "float32", "im2col"),
 ])
 def test_auto_grad_weight_rule(layer, n, dtype, expected):
     """auto's grad_weight: Winograd F(4x4) from 0.35 tiles of 4x4 per channel, F(2x2) from 0.15 tiles of 2x2
-    per channel (never F(4x4) for float16), im2col below."""
-    layer_ = LAYERS[layer]
+    per channel (never F(4x4) for float16), im2col below, and below 64 channels ("/32": the layer with 32)."""
+    name, _, channels = layer.partition("/")
+    layer_ = LAYERS[name]
+    if channels:
+        layer_ = dataclasses.replace(layer_, c=int(channels), k=int(channels))
     x = np.zeros((n, layer_.c, layer_.h, layer_.w), np.float32)
     w = np.zeros((layer_.k, layer_.c // layer_.groups, layer_.kh, layer_.kw), np.float32)
     spec = dataclasses.replace(_spec(x, w, None, layer_.conv_args), dtype=dtype)  # float16: CuPy's

@@ -83,6 +83,10 @@ GRAD_INPUT_WINOGRAD_TILES = 160
 #: F(2x2) from 0.15 tiles of 2x2 per channel (measured on ResNet-18's 3x3 layers: benchmarks/CPU_NOTES.md,
 #: "Figures from code comments")
 GRAD_WEIGHT_WINOGRAD_TILES = {"winograd": 0.35, "winograd_f2": 0.15}
+#: ...and where the channels (the smaller of C/G and K/G) are at least this many: with fewer, its per-position
+#: GEMMs (K/G x tiles x C/G, 36 of them) are too thin, and im2col's one GEMM of C/G·9 is faster (32 channels: 1.4-2x,
+#: in 2-D and 3-D; benchmarks/CPU_NOTES.md, 2026-12-06, Zen 4)
+GRAD_WEIGHT_WINOGRAD_CHANNELS = 64
 
 
 def _tiles(spec: ConvSpec, m: int) -> int:
@@ -91,8 +95,10 @@ def _tiles(spec: ConvSpec, m: int) -> int:
 
 
 def _grad_weight_winograd(spec: ConvSpec, first: str) -> str:
-    """The forward rule's Winograd choice ``first`` kept for grad_weight by :data:`GRAD_WEIGHT_WINOGRAD_TILES`:
-    F(4x4) (not for float16), else F(2x2), else ``im2col``."""
+    """The forward rule's Winograd choice ``first`` kept for grad_weight by :data:`GRAD_WEIGHT_WINOGRAD_TILES`
+    and :data:`GRAD_WEIGHT_WINOGRAD_CHANNELS`: F(4x4) (not for float16), else F(2x2), else ``im2col``."""
+    if min(spec.cg, spec.kg) < GRAD_WEIGHT_WINOGRAD_CHANNELS:
+        return "im2col"
     channels = max(spec.cg, spec.kg)
     if first == "winograd" and _tiles(spec, 4) >= GRAD_WEIGHT_WINOGRAD_TILES["winograd"] * channels:
         return "winograd"
