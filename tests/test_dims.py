@@ -191,6 +191,7 @@ def test_a_long_signal_is_folded_unless_the_workspace_forbids():
     x, w = rng.standard_normal((1, 64, 8000)), rng.standard_normal((6, 64, 9))  # 37 MB of columns: folded
     ref = F.conv1d(torch.from_numpy(x), torch.from_numpy(w), padding=4).numpy()
     roomy, tight = gemmconv.plan(x, w, padding=4), gemmconv.plan(x, w, padding=4, workspace_limit=4_000_000)
+    assert roomy.kernels[0] == "fold_rows" and "fold_rows" not in tight.kernels  # the plan shows the fold
     assert roomy.workspace_bytes > tight.workspace_bytes  # the fold's buffers count, and a tight limit drops them
     for p in (roomy, tight):
         np.testing.assert_allclose(p(x, w), ref, rtol=1e-12, atol=1e-12)

@@ -122,8 +122,8 @@ def _prepare(inner: PrepareFn, pass_: str, rows: bool) -> PrepareFn:
         fold = _fold(spec, limits, pass_, rows)
         if fold is not None:  # (N, C, L) as (N, C, rows, width)
             inner2 = as_prepared(inner(backend, folded(spec, fold[0]), fold[1]))
-            return inner2.then(rows_run(backend, spec, fold[0], inner2, pass_),
-                             workspace_bytes=fold_bytes(spec, fold[0]))
+            return inner2.then(rows_run(backend, spec, fold[0], inner2, pass_), before=("fold_rows",),
+                               workspace_bytes=fold_bytes(spec, fold[0]))
         if spec.ndim == 1 or pointwise(spec):  # views: (N, C, L) or (N, C, D, H, W) as (N, C, 1, positions)
             inner2 = as_prepared(inner(backend, plane(spec) if spec.ndim == 1 else flat(spec), limits))
             shape = {FORWARD: spec.out_shape, GRAD_INPUT: spec.in_shape, GRAD_WEIGHT: spec.weight_shape}[pass_]
