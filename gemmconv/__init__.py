@@ -2,7 +2,7 @@
 
 >>> import numpy as np, gemmconv
 >>> gemmconv.list_strategies()
-['direct', 'im2col', 'winograd', 'winograd_f2', '1x1', 'auto']
+['direct', 'im2col', 'winograd', 'winograd_f2', '1x1', 'fft', 'auto']
 """
 
 from __future__ import annotations

@@ -56,8 +56,8 @@ def test_measurements_are_plausible(records):
 
 def test_compare_validates_like_conv2d():
     x, w = np.ones((1, 2, 5, 5)), np.ones((1, 2, 3, 3))
-    with pytest.raises(ValueError, match="unknown strategy='fft'"):
-        gemmconv.compare(x, w, strategies=["fft"])
+    with pytest.raises(ValueError, match="unknown strategy='fourier'"):
+        gemmconv.compare(x, w, strategies=["fourier"])
     with pytest.raises(ValueError, match="stride must be >= 1"):
         gemmconv.compare(x, w, stride=0)
     with pytest.raises(ValueError, match="repeat must be an int >= 1"):
@@ -99,7 +99,7 @@ def test_cli_builtin_layers_subset(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["compare", "--strategies", "fft"], "unknown strategies fft"),
+        (["compare", "--strategies", "fourier"], "unknown strategies fourier"),
         (["compare", "--shape", "1,4,8,8,6,9,9"], "larger than the padded input"),
     ],
 )

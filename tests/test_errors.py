@@ -66,7 +66,7 @@ def call(x=X, w=W, b=None, **kw):
         (dict(w=3.0), TypeError, r"w must be an array.*got float"),
         (dict(b=[1.0] * 6), TypeError, r"b must be an array.*got list"),
         (dict(w=np.ones((0, 4, 3, 3), np.float32)), ValueError, r"at least one output channel"),
-        (dict(strategy="fft"), ValueError, r"unknown strategy='fft'; registered strategies: direct, im2col"),
+        (dict(strategy="fourier"), ValueError, r"unknown strategy='fourier'; registered strategies: direct, im2col"),
         (dict(strategy=None), TypeError, r"strategy must be a str, got None"),
     ],
 )

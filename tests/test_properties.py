@@ -41,8 +41,9 @@ def test_every_strategy_matches_torch(cfg):
         y = gemmconv.conv2d(x, w, b, strategy=name, **args)
         ref_shape = tuple(torch.Size(_ref_shape(x, w, b, args)))
         assert type(y) is np.ndarray and y.dtype == x.dtype and y.shape == ref_shape
-        err = scaled_error(y if x.ndim == 4 else y[None], x if x.ndim == 4 else x[None], w, b, **args)
         chosen = gemmconv.choose_strategy(x, w, b, **args) if name == "auto" else name
+        err = scaled_error(y if x.ndim == 4 else y[None], x if x.ndim == 4 else x[None], w, b, strategy=chosen,
+                           **args)
         record(name, dtype, err)
         event(f"{name} runs ({args['padding_mode']})")
         assert err <= tolerance(name, chosen, dtype), (name, chosen, err)

@@ -16,7 +16,7 @@ from gemmconv.strategies.auto import choose
 
 
 def test_list_strategies():
-    assert gemmconv.list_strategies() == ["direct", "im2col", "winograd", "winograd_f2", "1x1", "auto"]
+    assert gemmconv.list_strategies() == ["direct", "im2col", "winograd", "winograd_f2", "1x1", "fft", "auto"]
 
 
 def test_third_party_strategy_round_trip():

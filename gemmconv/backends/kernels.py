@@ -15,8 +15,8 @@ from ..core.prepared import Prepared
 from ..core.spec import ConvSpec
 from .base import Backend
 
-__all__ = ["FAMILIES", "Col2imKernels", "DirectGradKernels", "DirectKernels", "Im2colKernels", "WinogradKernels",
-           "filter_transform"]
+__all__ = ["FAMILIES", "Col2imKernels", "DirectGradKernels", "DirectKernels", "FFTKernels", "Im2colKernels",
+           "WinogradKernels", "filter_transform"]
 
 
 class Im2colKernels(Backend):
@@ -222,5 +222,27 @@ class DirectGradKernels(Backend):
 
 
 #: family name (what a strategy's ``needs`` lists) -> the mixin a backend derives from to provide it
+class FFTKernels(Backend):
+    """Discrete Fourier transforms over an array's trailing axes, for ``fft``."""
+
+    family = "fft"
+
+    @abstractmethod
+    def fast_length(self, n: int, real: bool) -> int:
+        """The smallest length ``>= n`` whose transform is fast (a product of small primes), for a real input's
+        transform (``real``) or a complex one's."""
+
+    @abstractmethod
+    def spectrum(self, a: Any, shape: tuple[int, ...], real: bool) -> Any:
+        """The DFT of ``a`` over its last ``len(shape)`` axes, each zero-padded at its end to ``shape``: the half
+        spectrum of a real ``a`` (its last axis ``shape[-1] // 2 + 1`` long) where ``real``, else the full one. A
+        fresh complex array."""
+
+    @abstractmethod
+    def signal(self, a: Any, shape: tuple[int, ...], real: bool) -> Any:
+        """The inverse of :meth:`spectrum`: the signal of ``shape`` (over the last axes) whose transform is ``a``;
+        real where ``real``. A fresh array."""
+
+
 FAMILIES: dict[str, type] = {"im2col": Im2colKernels, "direct": DirectKernels, "winograd": WinogradKernels,
-                             "col2im": Col2imKernels, "direct_grad": DirectGradKernels}
+                             "col2im": Col2imKernels, "direct_grad": DirectGradKernels, "fft": FFTKernels}

@@ -16,6 +16,7 @@ from ..core._forksafe import ForkSafeLock
 from ..core.prepared import Prepared
 from ..core.spec import ConvSpec
 from . import _numba_backward, _numba_direct, _numba_im2col, _numba_winograd
+from ._scipy_fft import ScipyFFT
 from ._threads import CallThreads
 from .kernels import (
     Col2imKernels,
@@ -91,7 +92,7 @@ def _c(a: Any) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels, DirectGradKernels):
+class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels, DirectGradKernels, ScipyFFT):
     """NumPy arrays; kernels compiled with numba, GEMMs through NumPy's BLAS.
 
     Blocked strategies (im2col, Winograd, 1x1) and ``direct`` run their blocks on its scheduler's
