@@ -131,11 +131,13 @@ def weight_spectrum(backend: FFTKernels, w: Any, spec: ConvSpec, geo: Geometry, 
 
     def compute(w: Any) -> Any:
         wd = xp.zeros((*w.shape[:2], *geo.extent), dtype=w.dtype)
-        wd[(Ellipsis, *[slice(None, None, d) for d in spec.dilation])] = w
+        taps = (Ellipsis, *[slice(None, None, d) for d in spec.dilation])
+        wd[taps] = w
         if pass_ == GRAD_INPUT and not geo.real:
             wd = xp.conj(wd)
         elif pass_ != GRAD_INPUT:
-            wd = wd[(Ellipsis, *[slice(None, None, -1) for _ in geo.extent])]  # flipped on every spatial axis
+            flip = (Ellipsis, *[slice(None, None, -1) for _ in geo.extent])
+            wd = wd[flip]  # flipped on every spatial axis
         return backend.spectrum(wd, geo.fft, geo.real)
 
     lookup = SPECTRA_CACHE.lookup(backend, w, (pass_, geo.fft, spec.groups, spec.dilation), compute)
