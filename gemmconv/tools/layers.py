@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LAYERS", "LAYERS_ND", "Layer", "LayerND"]
+__all__ = ["LAYERS", "LAYERS_LARGE", "LAYERS_ND", "Layer", "LayerND"]
 
 
 @dataclass(frozen=True)
@@ -157,5 +157,25 @@ LAYERS_ND: dict[str, LayerND] = {
         LayerND("vol1x1x1_16", 64, (16, 16, 16), 64, (1, 1, 1)),
         LayerND("vol3x3x3s2_32", 32, (32, 32, 32), 64, (3, 3, 3), stride=2, padding=1),
         LayerND("mri5x5x5_64", 8, (64, 64, 64), 8, (5, 5, 5), padding=4),
+    )
+}
+
+
+#: large kernels, where an FFT's cost (hardly growing with the kernel) meets a GEMM's (growing with its taps):
+#: 2-D 7x7 to 11x11 (64 channels at 56^2, ConvNeXt-like), 15x15 (32 channels), a depthwise 31x31 (RepLKNet-like,
+#: 128 channels at 28^2), all "same"; a 1-D filter of 255 taps (16 channels, 16384 samples); 3-D 5^3 and 9^3 filters
+#: (16 channels at 32^3); sigpy's full mode on 8->8 channels at 256^2 with 31x31 filters (run it in complex64)
+LAYERS_LARGE: dict[str, LayerND] = {
+    layer.name: layer
+    for layer in (
+        LayerND("k7_56", 64, (56, 56), 64, (7, 7), padding=3),
+        LayerND("k9_56", 64, (56, 56), 64, (9, 9), padding=4),
+        LayerND("k11_56", 64, (56, 56), 64, (11, 11), padding=5),
+        LayerND("k15_56", 32, (56, 56), 32, (15, 15), padding=7),
+        LayerND("dw31_28", 128, (28, 28), 128, (31, 31), padding=15, groups=128),
+        LayerND("sig_k255_16384", 16, (16384,), 16, (255,), padding=127),
+        LayerND("vol5_32", 16, (32, 32, 32), 16, (5, 5, 5), padding=2),
+        LayerND("vol9_32", 16, (32, 32, 32), 16, (9, 9, 9), padding=4),
+        LayerND("sigpy_full31_256", 8, (256, 256), 8, (31, 31), padding=30),
     )
 }
