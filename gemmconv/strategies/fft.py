@@ -1,24 +1,25 @@
 """``fft``: convolution by the convolution theorem, in every D and dtype, every pass.
 
-Each pass is one correlation of two zero-padded signals at a common transform length ``F`` per axis (the padded
-input's length P, rounded up to a fast length: no product wraps around onto an output that is kept), then a channel
-mixing per frequency, then one inverse transform and a crop:
+Each pass is a correlation ``r[p] = Σ_u k[u]·a[p + u]`` of a long signal ``a`` with a kernel ``k``, cut into tiles
+(overlap-save, as cuDNN's FFT_TILING and SciPy's ``oaconvolve``): tile ``i`` of ``length`` positions, from
+``i·step`` on along each axis, keeps the ``step = length - extent + 1`` outputs that no product wraps onto. Every
+tile is transformed (a real transform for real dtypes), the channels are mixed per frequency by one batched GEMM
+(``(C_out/G x C_in/G) @ (C_in/G x N·tiles)`` per group; products of broadcast arrays where a group has one input
+channel), and transformed back. A cost model (:func:`.fft_spectra.tiling`) picks the length: longer tiles waste
+fewer positions on the overlap but make larger spectra of the weights.
 
-- **forward**: ``y = x ⋆ w``: the spectra of the padded input and of the weights flipped (and dilated: zeros
-  between the taps), ``Y[n, k] = Σ_c X[n, c]·W[k, c]`` per frequency, the output read from ``E - 1`` on
-  (``E``: the kernel's extent) every ``stride``-th position: a stride is a subsampling.
-- **grad_input**: dL/dy spread to every ``stride``-th position (zeros between), convolved with the (dilated)
-  weights: ``DX[n, c] = Σ_k G[n, k]·W[k, c]``, cropped to the input (its padding dropped).
-- **grad_weight**: the padded input correlated with dL/dy spread and flipped: ``DW[k, c] = Σ_n G[n, k]·X[n, c]``,
-  read at the taps (every ``dilation``-th position from the spread's length less one).
-
-Complex dtypes transform as they are (no pairs): grad_input uses the conjugated weights and grad_weight the
-conjugated input, as torch autograd does. Real ones use the half spectra of real transforms. The mixing is one
-batched GEMM over the frequencies (``(K/G x C/G) @ (C/G x N)`` per group), or a product of broadcast arrays where
-a group has one input channel (depthwise).
+- **forward**: ``a`` the padded input, ``k`` the weights (dilated: zeros between the taps); all outputs of stride
+  1 are computed and every ``stride``-th kept.
+- **grad_input**: ``a`` dL/dy spread to every ``stride``-th position (zeros between) and padded by the kernel's
+  extent less one, ``k`` the weights flipped, K and C swapped (and conjugated, complex): the padded input's
+  gradient, cropped to the input.
+- **grad_weight**: the sum over the positions of dL/dy, cut into tiles instead: each tile of dL/dy spread (flipped)
+  convolved with the input's tile that its outputs read; the mixing sums over the images and tiles
+  (``(K/G x N·tiles) @ (N·tiles x C/G)``); dL/dw is read at the taps. For complex dtypes it uses conj(x).
 
 The backend supplies the transforms (:class:`~gemmconv.backends.kernels.FFTKernels`); the weights' spectra are
-cached (:data:`SPECTRA_CACHE`, content-checked and bounded like Winograd's transformed filters).
+cached in the mixing's layout (:data:`SPECTRA_CACHE`, content-checked and bounded like Winograd's transformed
+filters). A non-finite input reaches every output of its image's transform, not just those that read it.
 """
 
 from __future__ import annotations
@@ -32,29 +33,30 @@ from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import fft_grad
 from .fft_spectra import (
     SPECTRA_CACHE,
-    Geometry,
-    axes_slices,
-    geometry,
-    mix,
-    placed,
+    Tiling,
+    correlate,
+    is_real,
+    kernel_spectrum,
+    padded_lengths,
     spectra_bytes,
     supports,
-    weight_spectrum,
+    tiles_of,
+    tiling,
+    trailing,
 )
 
 __all__ = ["SPECTRA_CACHE", "STRATEGY", "prepare", "run", "supports"]
 
 
-def _forward(backend: FFTKernels, spec: ConvSpec, geo: Geometry) -> Any:
+def _forward(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
     xp = backend.xp
     before = tuple(a for a, _ in spec.padding)
-    start = tuple(e - 1 for e in geo.extent)
+    every = tuple(p - e + 1 for p, e in zip(padded_lengths(spec), tile.extent, strict=True))  # outputs at stride 1
+    strided = trailing([slice(None, None, s) for s in spec.stride])
 
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
-        where = axes_slices(before, spec.size, (1,) * spec.ndim)
-        xs = backend.spectrum(placed(xp, x, geo.fft, where) if any(before) else x, geo.fft, geo.real)  # (N, C, *f)
-        ys = mix(xp, xs, weight_spectrum(backend, w, spec, geo, "forward"), spec.groups, "forward")  # (N, K, *f)
-        y = backend.signal(ys, geo.fft, geo.real)[axes_slices(start, spec.out_size, spec.stride)]  # cropped
+        wt = kernel_spectrum(backend, w, tile, spec.dilation, spec.groups)
+        y = correlate(backend, tiles_of(xp, x, before, tile), wt, tile, every)[strided]  # (N, K, *out)
         if out is None:
             out = xp.ascontiguousarray(y)
         else:
@@ -67,8 +69,11 @@ def _forward(backend: FFTKernels, spec: ConvSpec, geo: Geometry) -> Any:
 
 
 def prepare(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
-    geo = geometry(backend, spec)
-    return Prepared(_forward(backend, spec, geo), ("fft", "mix", "ifft"), spectra_bytes(spec, geo.fft))
+    every = tuple(p - e + 1 for p, e in zip(padded_lengths(spec), spec.effective_kernel, strict=True))
+    tile = tiling(backend, every, spec.effective_kernel, spec.n, spec.c, spec.k, spec.cg, is_real(spec),
+                  spec.itemsize)
+    return Prepared(_forward(backend, spec, tile), ("fft", "mix", "ifft"), spectra_bytes(spec, tile, spec.c, spec.k,
+                                                                                           spec.n))
 
 
 def run(backend: FFTKernels, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:

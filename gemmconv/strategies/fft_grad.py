@@ -1,5 +1,5 @@
 """The backward passes of ``fft`` (:mod:`.fft` describes all three): grad_input and grad_weight, in every D and
-dtype."""
+dtype, tiled."""
 
 from __future__ import annotations
 
@@ -7,22 +7,43 @@ from typing import Any
 
 from ..backends.kernels import FFTKernels
 from ..core.prepared import Prepared
-from ..core.registry import GRAD_INPUT
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
-from .fft_spectra import Geometry, axes_slices, geometry, mix, placed, spectra_bytes, weight_spectrum
+from .fft_spectra import (
+    Tiling,
+    correlate,
+    is_real,
+    kernel_spectrum,
+    padded_lengths,
+    spectra_bytes,
+    tiles_of,
+    tiling,
+    trailing,
+)
 
-__all__ = ["prepare_grad_input", "prepare_grad_weight"]
+__all__ = ["prepare_grad_input", "prepare_grad_weight", "spread"]
 
 
-def _grad_input(backend: FFTKernels, spec: ConvSpec, geo: Geometry) -> Any:
+def spread(xp: Any, gy: Any, spec: ConvSpec, lengths: tuple[int, ...] | None = None) -> Any:
+    """dL/dy (N, K, *out) at every ``stride``-th position of zeros (N, K, *lengths) (the spread's own lengths by
+    default); dL/dy itself where the stride is 1 and no length is asked."""
+    sizes = tuple((o - 1) * s + 1 for o, s in zip(spec.out_size, spec.stride, strict=True))
+    if lengths is None and all(s == 1 for s in spec.stride):
+        return gy
+    buf = xp.zeros((*gy.shape[:2], *(lengths or sizes)), dtype=gy.dtype)
+    buf[trailing([slice(0, n, s) for n, s in zip(sizes, spec.stride, strict=True)])] = gy
+    return buf
+
+
+def _grad_input(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
     xp = backend.xp
-    before = tuple(a for a, _ in spec.padding)
+    padded = padded_lengths(spec)
+    crop = trailing([slice(a, a + s) for (a, _), s in zip(spec.padding, spec.size, strict=True)])
+    front = tuple(e - 1 for e in tile.extent)
 
     def run(gy: Any, w: Any, bias: Any, out: Any) -> Any:
-        spread = placed(xp, gy, geo.fft, axes_slices((0,) * spec.ndim, spec.out_size, spec.stride))
-        gs = backend.spectrum(spread, geo.fft, geo.real)  # (N, K, *f)
-        dxs = mix(xp, gs, weight_spectrum(backend, w, spec, geo, GRAD_INPUT), spec.groups, "input")  # (N, C, *f)
-        dx = backend.signal(dxs, geo.fft, geo.real)[axes_slices(before, spec.size, (1,) * spec.ndim)]  # unpadded
+        # dL/dx of the padded input = dL/dy spread, convolved with the weights (correlated with them flipped)
+        wt = kernel_spectrum(backend, w, tile, spec.dilation, spec.groups, adjoint=True)
+        dx = correlate(backend, tiles_of(xp, spread(xp, gy, spec), front, tile), wt, tile, padded)[crop]
         if out is None:
             out = xp.ascontiguousarray(dx)
         else:
@@ -34,20 +55,38 @@ def _grad_input(backend: FFTKernels, spec: ConvSpec, geo: Geometry) -> Any:
     return run
 
 
-def _grad_weight(backend: FFTKernels, spec: ConvSpec, geo: Geometry) -> Any:
+def _weight_tiles(backend: FFTKernels, gy: Any, spec: ConvSpec, tile: Tiling) -> Any:
+    """The spectra (N, K, tiles, f) of dL/dy spread, cut into tiles of ``step`` positions, each flipped."""
+    xp = backend.xp
+    n, k, d = gy.shape[0], gy.shape[1], spec.ndim
+    whole = spread(xp, gy, spec, tuple(c * s for c, s in zip(tile.count, tile.step, strict=True)))
+    parts = whole.reshape(n, k, *[v for c, s in zip(tile.count, tile.step, strict=True) for v in (c, s)])
+    order = (0, 1, *range(2, 2 + 2 * d, 2), *range(3, 3 + 2 * d, 2))  # (N, K, c1, s1, ...) -> (N, K, *count, *step)
+    flip = trailing([slice(None, None, -1) for _ in range(d)])
+    spectra = backend.spectrum(parts.transpose(order)[flip], tile.length, tile.real)  # (N, K, *count, *half)
+    return spectra.reshape(n, k, tile.tiles, tile.frequencies)
+
+
+def _grad_weight(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
     xp = backend.xp
     before = tuple(a for a, _ in spec.padding)
-    # dL/dy spread by the stride and flipped: dL/dy[o] at spread - 1 - o·stride
-    flipped = (Ellipsis, *(slice(sp - 1, None, -s) for sp, s in zip(geo.spread, spec.stride, strict=True)))
-    taps = axes_slices(tuple(sp - 1 for sp in geo.spread), spec.kernel, spec.dilation)
+    g, kg, cg = spec.groups, spec.kg, spec.cg
+    taps = trailing([slice(s - 1, s - 1 + e, dl) for s, e, dl in zip(tile.step, tile.extent, spec.dilation,
+                                                                           strict=True)])
 
     def run(x: Any, gy: Any, _: Any, out: Any) -> Any:
-        where = axes_slices(before, spec.size, (1,) * spec.ndim)
-        conj = not geo.real  # dL/dw = Σ dL/dy · conj(x) (torch autograd's, for complex)
-        xs = backend.spectrum(placed(xp, x, geo.fft, where, conj) if any(before) or conj else x, geo.fft,
-                              geo.real)  # (N, C, *f)
-        gs = backend.spectrum(placed(xp, gy, geo.fft, flipped), geo.fft, geo.real)  # (N, K, *f)
-        dw = backend.signal(mix(xp, gs, xs, spec.groups, "weight"), geo.fft, geo.real)[taps]  # (K, C/G, *kernel)
+        n, nf, t = x.shape[0], tile.frequencies, tile.tiles
+        # each tile of dL/dy (flipped) convolved with the input's tile that its outputs read: dL/dw = Σ dL/dy·conj(x)
+        xs = backend.spectrum(tiles_of(xp, x, before, tile, conj=not tile.real), tile.length, tile.real)
+        xs = xs.reshape(n, g, cg, t, nf)
+        gs = _weight_tiles(backend, gy, spec, tile).reshape(n, g, kg, t, nf)
+        if cg == kg == 1:  # depthwise: a product summed over the images and tiles
+            dws = (gs * xs).sum(axis=(0, 3))  # (G, 1, f)
+        else:
+            at = xp.ascontiguousarray(gs.transpose(4, 1, 2, 0, 3)).reshape(nf, g, kg, n * t)  # (f, G, K/G, N·tiles)
+            bt = xp.ascontiguousarray(xs.transpose(4, 1, 0, 3, 2)).reshape(nf, g, n * t, cg)  # (f, G, N·tiles, C/G)
+            dws = xp.matmul(at, bt).transpose(1, 2, 3, 0)  # (f, G, K/G, C/G) -> (G, K/G, C/G, f)
+        dw = backend.signal(dws.reshape(spec.k, cg, *tile.half), tile.length, tile.real)[taps]  # (K, C/G, *kernel)
         if out is None:
             return xp.ascontiguousarray(dw)
         out[...] = dw
@@ -57,10 +96,15 @@ def _grad_weight(backend: FFTKernels, spec: ConvSpec, geo: Geometry) -> Any:
 
 
 def prepare_grad_input(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
-    geo = geometry(backend, spec)
-    return Prepared(_grad_input(backend, spec, geo), ("fft", "mix", "ifft"), spectra_bytes(spec, geo.fft))
+    tile = tiling(backend, padded_lengths(spec), spec.effective_kernel, spec.n, spec.k, spec.c, spec.kg,
+                  is_real(spec), spec.itemsize)
+    return Prepared(_grad_input(backend, spec, tile), ("fft", "mix", "ifft"),
+                    spectra_bytes(spec, tile, spec.k, spec.c, spec.n))
 
 
 def prepare_grad_weight(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
-    geo = geometry(backend, spec)
-    return Prepared(_grad_weight(backend, spec, geo), ("fft", "mix", "ifft"), spectra_bytes(spec, geo.fft))
+    spread_sizes = tuple((o - 1) * s + 1 for o, s in zip(spec.out_size, spec.stride, strict=True))
+    tile = tiling(backend, spread_sizes, spec.effective_kernel, spec.n, spec.c, spec.k, spec.cg, is_real(spec),
+                  spec.itemsize)
+    return Prepared(_grad_weight(backend, spec, tile), ("fft", "mix", "ifft"),
+                    spectra_bytes(spec, tile, spec.c, spec.k, spec.n))

@@ -1,5 +1,6 @@
-"""What the three passes of ``fft`` share (:mod:`.fft` describes them): the lengths of the transforms, the padded
-signals, the weights' spectra and their cache, and the channel mixing per frequency."""
+"""What the three passes of ``fft`` share (:mod:`.fft` describes them): the tiling (overlap-save) and the cost model
+that picks its transform length, the tiles, the weights' spectra and their cache, the channel mixing per frequency
+and the reassembly of the kept outputs."""
 
 from __future__ import annotations
 
@@ -8,139 +9,197 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.kernels import FFTKernels
-from ..core.registry import GRAD_INPUT
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from .filter_cache import FilterCache
 
-__all__ = ["SPECTRA_CACHE", "Geometry", "axes_slices", "geometry", "mix", "placed", "spectra_bytes", "supports",
-           "weight_spectrum"]
+__all__ = ["LONGEST", "SPECTRA_CACHE", "Tiling", "correlate", "is_real", "kernel_spectrum", "padded_lengths",
+           "spectra_bytes", "supports", "tiles_of", "tiling", "trailing", "untile"]
 
-#: the weights' spectra, keyed by the weights and everything that sets their spectra (pass, lengths, groups)
+#: the weights' spectra in the mixing's layout, keyed by the weights and everything that sets them (pass, transform
+#: lengths, groups, dilation); checked against a copy of the weights on every hit
 SPECTRA_CACHE = FilterCache(max_entries=32, max_bytes=256 << 20)
 _COMPLEX_ITEMSIZE = {"float16": 8, "float32": 8, "float64": 16, "complex64": 8, "complex128": 16}
 
+#: the cost model's rates (2-core AMD EPYC Zen 4, 2026-12-06; benchmarks/CPU_NOTES.md): flops of the transforms and
+#: of the mixing GEMMs per second, and bytes of spectra moved per second
+FFT_FLOPS, MIX_FLOPS, SPECTRA_BYTES = 6e9, 60e9, 8e9
 
-@dataclass(frozen=True)
-class Geometry:
-    """Lengths of one FFT convolution, per spatial axis: the transform's (``fft``), the kernel's extent with its
-    dilation (``extent``), dL/dy spread by the stride (``spread``), and the half spectrum's (``half``: the last axis
-    ``fft // 2 + 1`` long for a real dtype)."""
 
-    fft: tuple[int, ...]
-    extent: tuple[int, ...]
-    spread: tuple[int, ...]
-    real: bool
-
-    @property
-    def half(self) -> tuple[int, ...]:
-        return (*self.fft[:-1], self.fft[-1] // 2 + 1) if self.real else self.fft
-
-    @property
-    def frequencies(self) -> int:
-        return math.prod(self.half)
+def trailing(slices: list[slice]) -> tuple[Any, ...]:
+    """An index of the trailing (spatial) axes: ``(..., *slices)``."""
+    return (Ellipsis, *slices)
 
 
 def is_real(spec: ConvSpec) -> bool:
     return not spec.dtype.startswith("complex")
 
 
-def geometry(backend: FFTKernels, spec: ConvSpec) -> Geometry:
-    """The lengths of ``spec``'s FFT convolution on ``backend`` (whose fast lengths it rounds to)."""
-    real = is_real(spec)
-    padded = [s + a + b for s, (a, b) in zip(spec.size, spec.padding, strict=True)]
-    return Geometry(fft=tuple(backend.fast_length(p, real) for p in padded), extent=spec.effective_kernel,
-                    spread=tuple((o - 1) * s + 1 for o, s in zip(spec.out_size, spec.stride, strict=True)),
-                    real=real)
+def padded_lengths(spec: ConvSpec) -> tuple[int, ...]:
+    return tuple(s + a + b for s, (a, b) in zip(spec.size, spec.padding, strict=True))
 
 
-def spectra_bytes(spec: ConvSpec, lengths: tuple[int, ...]) -> int:
-    """Temporaries of one pass, at most: the spectra of the input side, the output side and the weights, each
-    once more transposed for the mixing, and the padded signals (bounded by the spectra's size)."""
-    half = math.prod((*lengths[:-1], lengths[-1] // 2 + 1)) if is_real(spec) else math.prod(lengths)
-    spectra = (2 * spec.n * (spec.c + spec.k) + 2 * spec.k * spec.cg) * half
-    signals = (spec.n * (spec.c + spec.k)) * math.prod(lengths)
-    return spectra * _COMPLEX_ITEMSIZE[spec.dtype] + signals * spec.itemsize
+@dataclass(frozen=True)
+class Tiling:
+    """Overlap-save along every spatial axis: ``count`` tiles of ``length`` positions (the transform's length), each
+    keeping ``step`` = ``length - extent + 1`` outputs (``extent``: the correlated kernel's)."""
+
+    length: tuple[int, ...]
+    step: tuple[int, ...]
+    count: tuple[int, ...]
+    extent: tuple[int, ...]
+    real: bool
+
+    @property
+    def half(self) -> tuple[int, ...]:
+        """The spectrum's lengths: the last axis ``length // 2 + 1`` for a real transform."""
+        return (*self.length[:-1], self.length[-1] // 2 + 1) if self.real else self.length
+
+    @property
+    def tiles(self) -> int:
+        return math.prod(self.count)
+
+    @property
+    def frequencies(self) -> int:
+        return math.prod(self.half)
+
+    @property
+    def reach(self) -> tuple[int, ...]:
+        """Positions of the signal the tiles read, per axis."""
+        return tuple((c - 1) * s + n for c, s, n in zip(self.count, self.step, self.length, strict=True))
+
+
+#: the longest transform the cost model may pick, None: no bound (the tests set it low, so that small inputs are cut
+#: into many tiles)
+LONGEST: int | None = None
+
+
+def _candidates(backend: FFTKernels, extent: int, outputs: int, real: bool) -> list[int]:
+    """Transform lengths worth costing along one axis: fast lengths from twice the extent to one tile of all the
+    outputs (at most :data:`LONGEST`, but never below the extent)."""
+    whole = backend.fast_length(outputs + extent - 1, real)
+    wanted = [backend.fast_length(max(m * extent, 8), real) for m in (2, 3, 4, 6, 8, 12, 16)]
+    wanted += [backend.fast_length(v, real) for v in (16, 32, 64, 128, 256, 512)]
+    found = {t for t in wanted if extent <= t < whole} | {whole}
+    if LONGEST is not None:
+        top = max(LONGEST, extent)
+        found = {t for t in found | set(range(extent, top + 1)) if t <= top}
+    return sorted(found)
+
+
+def tiling(backend: FFTKernels, outputs: tuple[int, ...], extent: tuple[int, ...], n: int, c_in: int, c_out: int,
+           inner: int, real: bool, itemsize: int) -> Tiling:
+    """The tiling of a correlation of ``n`` signals of ``c_in`` channels giving ``outputs`` positions of ``c_out``
+    channels, with a kernel of ``extent`` and a mixing GEMM of depth ``inner`` per output: the transform length
+    (the same on every axis, where the axis is long enough) that the cost model finds cheapest. It counts the
+    transforms of every tile (n·(c_in + c_out) of them), the mixing GEMMs (c_out·inner complex products per tile and
+    frequency) and the spectra moved (the tiles' twice, for the mixing's layout; the weights' once)."""
+    per_axis = [_candidates(backend, e, o, real) for e, o in zip(extent, outputs, strict=True)]
+    best: tuple[float, Tiling] | None = None
+    for target in sorted({t for ts in per_axis for t in ts}):
+        length = tuple(max([t for t in ts if t <= target] or [ts[0]]) for ts in per_axis)
+        step = tuple(t - e + 1 for t, e in zip(length, extent, strict=True))
+        count = tuple(-(-o // s) for o, s in zip(outputs, step, strict=True))
+        tile = Tiling(length, step, count, extent, real)
+        size = math.prod(length)
+        transforms = n * (c_in + c_out) * tile.tiles
+        fft = 2.5 * size * math.log2(max(size, 2)) * transforms
+        mix = 8 * c_out * inner * n * tile.tiles * tile.frequencies
+        moved = (2 * transforms + c_out * inner) * tile.frequencies * 2 * itemsize
+        cost = fft / FFT_FLOPS + mix / MIX_FLOPS + moved / SPECTRA_BYTES
+        if best is None or cost < best[0]:
+            best = (cost, tile)
+    assert best is not None  # every axis has a candidate: one tile of all its outputs
+    return best[1]
+
+
+def spectra_bytes(spec: ConvSpec, tile: Tiling, c_in: int, c_out: int, n: int) -> int:
+    """Temporaries of one pass, at most: the tiles' padded copy, the spectra of the tiles in and out (each once more
+    in the mixing's layout) and the inverse transform's tiles."""
+    signals = n * (c_in * math.prod(tile.reach) + c_out * tile.tiles * math.prod(tile.length))
+    spectra = 2 * n * (c_in + c_out) * tile.tiles * tile.frequencies
+    return signals * spec.itemsize + spectra * _COMPLEX_ITEMSIZE[spec.dtype]
 
 
 def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
-    """Every convolution, but for a workspace limit below its spectra (the transforms are not tiled yet)."""
+    """Every convolution, but for a workspace limit below its padded input's spectra (the tiles are all transformed
+    at once)."""
     if limits.workspace is None:
         return None
-    lengths = tuple(s + a + b for s, (a, b) in zip(spec.size, spec.padding, strict=True))  # the least lengths
-    need = spectra_bytes(spec, lengths)
+    need = 2 * spec.n * spec.c * math.prod(padded_lengths(spec)) * _COMPLEX_ITEMSIZE[spec.dtype]
     if need > limits.workspace:
         return (f"its spectra need at least {need} bytes, above workspace_limit={limits.workspace} (im2col "
                 f"honours a workspace limit)")
     return None
 
 
-def axes_slices(starts: tuple[int, ...], counts: tuple[int, ...], steps: tuple[int, ...]) -> tuple[Any, ...]:
-    """``(..., one slice per spatial axis)``: ``count`` positions from ``start``, every ``step``."""
-    return (Ellipsis, *(slice(a, a + (n - 1) * s + 1, s) for a, n, s in zip(starts, counts, steps, strict=True)))
+def tiles_of(xp: Any, a: Any, before: tuple[int, ...], tile: Tiling, conj: bool = False) -> Any:
+    """The tiles (N, C, *count, *length) of ``a`` (N, C, *L) placed ``before`` positions into zeros (conjugated):
+    a strided view of one padded copy, tile ``i`` from ``i·step`` on along each axis."""
+    n, c = a.shape[:2]
+    buf = xp.zeros((n, c, *tile.reach), dtype=a.dtype)
+    kept = tuple(min(size, r - b) for size, r, b in zip(a.shape[2:], tile.reach, before, strict=True))
+    src = a[trailing([slice(0, k) for k in kept])]  # positions past the tiles' reach are never read
+    buf[trailing([slice(b, b + k) for b, k in zip(before, kept, strict=True)])] = xp.conj(src) if conj else src
+    strides = buf.strides
+    steps = tuple(st * s for st, s in zip(strides[2:], tile.step, strict=True))
+    return xp.lib.stride_tricks.as_strided(buf, shape=(n, c, *tile.count, *tile.length),
+                                           strides=(*strides[:2], *steps, *strides[2:]))
 
 
-def placed(xp: Any, a: Any, lengths: tuple[int, ...], where: tuple[Any, ...], conj: bool = False) -> Any:
-    """A zero array of ``a``'s leading shape and the spatial ``lengths``, ``a`` (conjugated) written at ``where``."""
-    buf = xp.zeros((*a.shape[:2], *lengths), dtype=a.dtype)
-    buf[where] = xp.conj(a) if conj else a
-    return buf
+def untile(xp: Any, r: Any, tile: Tiling, start: tuple[int, ...], outputs: tuple[int, ...]) -> Any:
+    """The outputs (N, K, *outputs) of the inverse-transformed tiles ``r`` (N, K, *count, *length): ``step``
+    positions of each tile from ``start`` on, laid side by side."""
+    d = len(tile.count)
+    kept = r[trailing([slice(a, a + s) for a, s in zip(start, tile.step, strict=True)])]  # (N, K, *count, *step)
+    order = (0, 1, *[axis for i in range(d) for axis in (2 + i, 2 + d + i)])  # count and step of each axis adjacent
+    whole = kept.transpose(order).reshape(*r.shape[:2], *[c * s for c, s in zip(tile.count, tile.step, strict=True)])
+    return whole[trailing([slice(0, o) for o in outputs])]  # (N, K, count·step, ...) cut to the outputs
 
 
-def mix(xp: Any, a: Any, b: Any, groups: int, contract: str) -> Any:
-    """The per-frequency channel mixing of spectra ``a`` (P, G·I, *f) and ``b`` (Q, G·I, *f)... as one batched GEMM:
-
-    - ``contract="forward"``: ``a`` (N, C, *f) by ``b`` (K, C/G, *f) -> (N, K, *f), summing over C/G;
-    - ``contract="input"``: ``a`` (N, K, *f) by ``b`` (K, C/G, *f) -> (N, C, *f), summing over K/G;
-    - ``contract="weight"``: ``a`` (N, K, *f) by ``b`` (N, C, *f) -> (K, C/G, *f), summing over N.
-    """
-    f = a.shape[2:]
-    nf = math.prod(f)
-    g = groups
-    if contract == "forward":
-        n, c, k = a.shape[0], a.shape[1], b.shape[0]
-        cg, kg = c // g, k // g
-        if cg == 1:  # depthwise and the like: broadcast products, no GEMM of depth one
-            y = b.reshape(1, g, kg, nf) * a.reshape(n, g, 1, nf)  # (K, 1, f) x (N, C, f) -> (N, G, K/G, f)
-            return y.reshape(n, k, *f)
-        bt = xp.ascontiguousarray(b.reshape(g, kg, cg, nf).transpose(3, 0, 1, 2))  # -> (f, G, K/G, C/G)
-        at = xp.ascontiguousarray(a.reshape(n, g, cg, nf).transpose(3, 1, 2, 0))  # -> (f, G, C/G, N)
-        y = xp.matmul(bt, at)  # (f, G, K/G, N)
-        return xp.ascontiguousarray(y.transpose(3, 1, 2, 0)).reshape(n, k, *f)  # -> (N, K, *f)
-    if contract == "input":
-        n, k, cg = a.shape[0], a.shape[1], b.shape[1]
-        kg, c = k // g, cg * g
-        if kg == 1:
-            dx = (b.reshape(1, g, cg, nf) * a.reshape(n, g, 1, nf)).reshape(n, c, *f)  # (N, G, C/G, f)
-            return dx
-        bt = xp.ascontiguousarray(b.reshape(g, kg, cg, nf).transpose(3, 0, 2, 1))  # -> (f, G, C/G, K/G)
-        at = xp.ascontiguousarray(a.reshape(n, g, kg, nf).transpose(3, 1, 2, 0))  # -> (f, G, K/G, N)
-        dx = xp.matmul(bt, at)  # (f, G, C/G, N)
-        return xp.ascontiguousarray(dx.transpose(3, 1, 2, 0)).reshape(n, c, *f)  # -> (N, C, *f)
-    n, k, c = a.shape[0], a.shape[1], b.shape[1]
-    kg, cg = k // g, c // g
-    at = xp.ascontiguousarray(a.reshape(n, g, kg, nf).transpose(3, 1, 2, 0))  # (N, K, f) -> (f, G, K/G, N)
-    bt = xp.ascontiguousarray(b.reshape(n, g, cg, nf).transpose(3, 1, 0, 2))  # (N, C, f) -> (f, G, N, C/G)
-    dw = xp.matmul(at, bt)  # (f, G, K/G, C/G)
-    return xp.ascontiguousarray(dw.transpose(1, 2, 3, 0)).reshape(k, cg, *f)  # -> (K, C/G, *f)
-
-
-def weight_spectrum(backend: FFTKernels, w: Any, spec: ConvSpec, geo: Geometry, pass_: str) -> Any:
-    """The spectrum of ``w`` (K, C/G, *kernel), dilated (zeros between the taps) and, for the forward pass, flipped
-    (a correlation as a convolution), for grad_input conjugated (complex): cached by its contents."""
+def kernel_spectrum(backend: FFTKernels, w: Any, tile: Tiling, dilation: tuple[int, ...], groups: int,
+                    adjoint: bool = False) -> Any:
+    """The spectrum, in the mixing's layout (frequencies, G, C_out/G, C_in/G), of the weights ``w`` (K, C/G,
+    *kernel) dilated and flipped: :func:`correlate` then correlates with ``w`` (the forward pass). With ``adjoint``,
+    of ``w`` dilated, not flipped, its K and C swapped (C_out = C) and conjugated (complex): :func:`correlate` then
+    convolves with it, summing over K (grad_input). Cached by the weights' contents (:data:`SPECTRA_CACHE`)."""
     xp = backend.xp
 
     def compute(w: Any) -> Any:
-        wd = xp.zeros((*w.shape[:2], *geo.extent), dtype=w.dtype)
-        taps = (Ellipsis, *[slice(None, None, d) for d in spec.dilation])
-        wd[taps] = w
-        if pass_ == GRAD_INPUT and not geo.real:
-            wd = xp.conj(wd)
-        elif pass_ != GRAD_INPUT:
-            flip = (Ellipsis, *[slice(None, None, -1) for _ in geo.extent])
-            wd = wd[flip]  # flipped on every spatial axis
-        return backend.spectrum(wd, geo.fft, geo.real)
+        k, cg = w.shape[:2]
+        wd = xp.zeros((k, cg, *tile.extent), dtype=w.dtype)
+        taps = trailing([slice(None, None, d) for d in dilation])
+        wd[taps] = xp.conj(w) if adjoint and not tile.real else w
+        flip = trailing([slice(None, None, -1) for _ in tile.extent])
+        spectrum = backend.spectrum(wd if adjoint else wd[flip], tile.length, tile.real)  # (K, C/G, *half)
+        nf = tile.frequencies
+        if adjoint:  # (G·K/G, C/G, f) -> (f, G, C/G, K/G)
+            return xp.ascontiguousarray(spectrum.reshape(groups, k // groups, cg, nf).transpose(3, 0, 2, 1))
+        return xp.ascontiguousarray(spectrum.reshape(groups, k // groups, cg, nf).transpose(3, 0, 1, 2))
 
-    lookup = SPECTRA_CACHE.lookup(backend, w, (pass_, geo.fft, spec.groups, spec.dilation), compute)
+    key = (adjoint, tile.length, tile.extent, groups, dilation)
+    lookup = SPECTRA_CACHE.lookup(backend, w, key, compute)
     return lookup.settle(lookup.matches(0, w.shape[0]))
 
 
+def _mix(xp: Any, s: Any, wt: Any) -> Any:
+    """``Y[n, o, t, f] = Σ_i W[f, g, o, i]·S[n, g·i, t, f]`` for spectra ``s`` (N, C_in, tiles, f) and ``wt`` (f, G,
+    C_out/G, C_in/G): one batched GEMM over the frequencies, or broadcast products for one input channel per group."""
+    n, _, t, nf = s.shape
+    _, g, co, ci = wt.shape
+    if ci == 1:  # depthwise and the like: no GEMM of depth one
+        w = wt.transpose(1, 2, 3, 0)  # (f, G, C_out/G, 1) -> (G, C_out/G, 1, f), a view
+        return (w[None] * s.reshape(n, g, 1, t, nf)).reshape(n, g * co, t, nf)  # (N, G, C_out/G, tiles, f)
+    st = xp.ascontiguousarray(s.reshape(n, g, ci, t, nf).transpose(4, 1, 2, 0, 3))  # -> (f, G, C_in/G, N, tiles)
+    y = xp.matmul(wt, st.reshape(nf, g, ci, n * t))  # (f, G, C_out/G, N·tiles)
+    return xp.ascontiguousarray(y.reshape(nf, g, co, n, t).transpose(3, 1, 2, 4, 0)).reshape(n, g * co, t, nf)
+
+
+def correlate(backend: FFTKernels, tiles: Any, wt: Any, tile: Tiling, outputs: tuple[int, ...]) -> Any:
+    """``r[n, o, p] = Σ_i Σ_u k[o, i, u]·a[n, i, p + u]`` for the ``tiles`` of ``a`` (:func:`tiles_of`) and the
+    spectrum ``wt`` of ``k`` flipped (:func:`kernel_spectrum`): (N, C_out, *outputs)."""
+    xp = backend.xp
+    n, c = tiles.shape[:2]
+    spectra = backend.spectrum(tiles, tile.length, tile.real)  # (N, C_in, *count, *half)
+    mixed = _mix(xp, spectra.reshape(n, c, tile.tiles, tile.frequencies), wt)  # (N, C_out, tiles, f)
+    r = backend.signal(mixed.reshape(n, -1, *tile.count, *tile.half), tile.length, tile.real)  # (N, C_out, ..)
+    return untile(xp, r, tile, tuple(e - 1 for e in tile.extent), outputs)

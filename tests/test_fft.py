@@ -1,0 +1,141 @@
+"""``strategy="fft"``: tiled (overlap-save) against torch in float64 / complex128 with tiles forced small, so that
+the seams between tiles are exercised on small inputs; the tiling's cost model; the weights' spectra cache (its
+key, its content check, its byte bound); refusals; SciPy imported on the first transform only."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_dims import TOLERANCE, _fn, layers, oracle
+
+import gemmconv
+from gemmconv.core.args import ConvArgs
+from gemmconv.planning.validate import validate
+from gemmconv.strategies import fft_spectra
+
+FFT = 5  # as test_dims: on the scale of helpers.fft_floor
+
+
+@contextlib.contextmanager
+def _short_tiles(longest: int):
+    """Transforms of at most ``longest`` positions per axis (at least the kernel's extent): many tiles."""
+    saved = fft_spectra.LONGEST
+    fft_spectra.LONGEST = longest
+    gemmconv.clear_caches()  # no plan made with other tiles serves these calls, nor these plans later ones
+    try:
+        yield
+    finally:
+        fft_spectra.LONGEST = saved
+        gemmconv.clear_caches()
+
+
+def _bound(a, b, terms: int) -> float:
+    return float(np.max(np.abs(a), initial=0.0)) * float(np.max(np.abs(b), initial=0.0)) * terms
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), complex_=st.booleans(), longest=st.integers(1, 8))
+def test_every_pass_in_small_tiles_against_torch(ndim, data, complex_, longest):
+    x, w, b, args = data.draw(layers(ndim, complex_))
+    found = oracle(ndim, x, w, b, data.draw(st.integers(0, 2**31)), args)
+    if found is None:
+        return  # torch refuses it: test_dims checks that gemmconv does too
+    y_ref, gy, gx_ref, gw_ref = found
+    dtype = data.draw(st.sampled_from(["complex128", "complex64"] if complex_ else ["float64", "float32"]))
+    xs, ws, gys = (a.astype(dtype) for a in (x, w, gy))
+    bs = None if b is None else b.astype(dtype)
+    spec = validate(xs, ws, None, ConvArgs(**args), ndim=ndim).spec
+    taps = int(np.prod(spec.kernel))
+    with _short_tiles(longest):
+        got = {"forward": _fn("conv{}d", ndim)(xs, ws, bs, strategy="fft", **args),
+               "grad_input": _fn("conv{}d_grad_input", ndim)(x.shape, ws, gys, strategy="fft", **args),
+               "grad_weight": _fn("conv{}d_grad_weight", ndim)(xs, w.shape, gys, strategy="fft", **args)}
+    scales = {"forward": _bound(x, w, spec.cg * taps) + (0 if b is None else float(np.max(np.abs(b)))),
+              "grad_input": _bound(gy, w, spec.kg * taps),
+              "grad_weight": _bound(x, gy, spec.n * int(np.prod(spec.out_size)))}
+    for pass_, ref in (("forward", y_ref), ("grad_input", gx_ref), ("grad_weight", gw_ref)):
+        assert got[pass_].shape == ref.shape and got[pass_].dtype == np.dtype(dtype)
+        err = float(np.max(np.abs(got[pass_] - ref), initial=0.0)) / max(scales[pass_], 1e-300)
+        assert err <= TOLERANCE[dtype] * FFT, (pass_, dtype, longest, err)
+
+
+@pytest.mark.parametrize(("size", "kernel", "longest"),
+                         [((40, 37), (5, 3), 8), ((300,), (31,), 40), ((9, 10, 11), (3, 3, 3), 4)])
+def test_the_tiles_cover_the_outputs_and_forced_tiles_are_many(size, kernel, longest):
+    backend = gemmconv.get_backend(np.zeros(1))
+    outputs = tuple(s - k + 1 for s, k in zip(size, kernel, strict=True))
+    with _short_tiles(longest):
+        tile = fft_spectra.tiling(backend, outputs, kernel, 2, 3, 4, 3, True, 8)
+    assert tile.tiles > 1 and all(n <= max(longest, e) for n, e in zip(tile.length, kernel, strict=True))
+    for o, s, c, n, e in zip(outputs, tile.step, tile.count, tile.length, kernel, strict=True):
+        assert s == n - e + 1 and c * s >= o > (c - 1) * s  # every output in exactly one tile
+    x = np.random.default_rng(0).standard_normal((2, 3, *size))
+    w = np.random.default_rng(1).standard_normal((4, 3, *kernel))
+    ref = getattr(F, f"conv{len(size)}d")(torch.from_numpy(x), torch.from_numpy(w)).numpy()
+    with _short_tiles(longest):
+        got = _fn("conv{}d", len(size))(x, w, strategy="fft")
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+def test_the_cost_model_tiles_a_long_input_and_not_a_short_one():
+    backend = gemmconv.get_backend(np.zeros(1))
+    long = fft_spectra.tiling(backend, (16384,), (255,), 1, 16, 16, 16, True, 4)
+    short = fft_spectra.tiling(backend, (12, 12), (5, 5), 1, 8, 8, 8, True, 4)
+    assert long.tiles > 1 and long.length[0] < 16384
+    assert short.tiles == 1
+
+
+def test_weight_spectra_are_cached_by_contents_and_key_and_bounded():
+    cache = fft_spectra.SPECTRA_CACHE
+    gemmconv.clear_caches()
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((1, 4, 20, 20)), rng.standard_normal((4, 4, 5, 5))
+    first = gemmconv.conv2d(x, w, strategy="fft", padding=2)
+    assert len(cache) == 1 and cache.misses >= 1
+    hits = cache.hits
+    np.testing.assert_array_equal(gemmconv.conv2d(x, w, strategy="fft", padding=2), first)
+    assert cache.hits == hits + 1
+    w[0, 0, 0, 0] += 1.0  # changed in place: never served the old spectrum
+    ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=2).numpy()
+    np.testing.assert_allclose(gemmconv.conv2d(x, w, strategy="fft", padding=2), ref, atol=1e-11)
+    gemmconv.conv2d(x, w.reshape(2, 8, 5, 5)[:, :2].copy(), strategy="fft", padding=2, groups=2)  # another key
+    gemmconv.conv2d(x, w, strategy="fft", padding=2, dilation=2)  # another dilation: another key
+    assert len(cache) >= 3
+    saved = cache.max_bytes
+    try:
+        cache.max_bytes = 200_000  # about two of these entries (a copy of w and its spectrum each)
+        for dilation in (1, 2, 3):
+            gemmconv.conv2d(x, w, strategy="fft", padding=1, dilation=dilation)
+        assert 0 < cache.nbytes <= 200_000 and len(cache) < 3  # the least recently used were dropped
+    finally:
+        cache.max_bytes = saved
+    gemmconv.clear_caches()
+    assert len(cache) == 0 and cache.nbytes == 0
+
+
+def test_a_workspace_limit_below_the_spectra_is_refused_naming_who_can():
+    x, w = np.ones((1, 4, 64, 64)), np.ones((4, 4, 7, 7))
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match=r"spectra need at least .* workspace_limit=1000") as e:
+        gemmconv.conv2d(x, w, strategy="fft", workspace_limit=1000)
+    assert "fft" not in e.value.alternatives
+
+
+def test_importing_gemmconv_does_not_import_scipy_fft():
+    code = "import sys, gemmconv; sys.exit(1 if 'scipy.fft' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=300).returncode == 0
+
+
+def test_non_finite_input_reaches_the_whole_transform():
+    x = np.zeros((1, 1, 16, 16))
+    x[0, 0, 3, 3] = np.nan
+    y = gemmconv.conv2d(x, np.ones((1, 1, 3, 3)), strategy="fft", padding=1)
+    assert np.isnan(y[0, 0, 2:5, 2:5]).all()  # the outputs that read it, and (documented) others of its tiles
