@@ -38,6 +38,7 @@ from .fft_spectra import (
     is_real,
     kernel_spectrum,
     padded_lengths,
+    part_itemsize,
     spectra_bytes,
     supports,
     tiles_of,
@@ -71,7 +72,7 @@ def _forward(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
 def prepare(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     every = tuple(p - e + 1 for p, e in zip(padded_lengths(spec), spec.effective_kernel, strict=True))
     tile = tiling(backend, every, spec.effective_kernel, spec.n, spec.c, spec.k, spec.cg, is_real(spec),
-                  spec.itemsize)
+                  part_itemsize(spec))
     return Prepared(_forward(backend, spec, tile), ("fft", "mix", "ifft"), spectra_bytes(spec, tile, spec.c, spec.k,
                                                                                            spec.n))
 

@@ -10,10 +10,12 @@ from ..core.prepared import Prepared
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from .fft_spectra import (
     Tiling,
+    batched_matmul,
     correlate,
     is_real,
     kernel_spectrum,
     padded_lengths,
+    part_itemsize,
     spectra_bytes,
     tiles_of,
     tiling,
@@ -85,7 +87,7 @@ def _grad_weight(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
         else:
             at = xp.ascontiguousarray(gs.transpose(4, 1, 2, 0, 3)).reshape(nf, g, kg, n * t)  # (f, G, K/G, N·tiles)
             bt = xp.ascontiguousarray(xs.transpose(4, 1, 0, 3, 2)).reshape(nf, g, n * t, cg)  # (f, G, N·tiles, C/G)
-            dws = xp.matmul(at, bt).transpose(1, 2, 3, 0)  # (f, G, K/G, C/G) -> (G, K/G, C/G, f)
+            dws = batched_matmul(backend, at, bt).transpose(1, 2, 3, 0)  # (f, G, K/G, C/G) -> (G, K/G, C/G, f)
         dw = backend.signal(dws.reshape(spec.k, cg, *tile.half), tile.length, tile.real)[taps]  # (K, C/G, *kernel)
         if out is None:
             return xp.ascontiguousarray(dw)
@@ -97,7 +99,7 @@ def _grad_weight(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
 
 def prepare_grad_input(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     tile = tiling(backend, padded_lengths(spec), spec.effective_kernel, spec.n, spec.k, spec.c, spec.kg,
-                  is_real(spec), spec.itemsize)
+                  is_real(spec), part_itemsize(spec))
     return Prepared(_grad_input(backend, spec, tile), ("fft", "mix", "ifft"),
                     spectra_bytes(spec, tile, spec.k, spec.c, spec.n))
 
@@ -105,6 +107,6 @@ def prepare_grad_input(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_
 def prepare_grad_weight(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
     spread_sizes = tuple((o - 1) * s + 1 for o, s in zip(spec.out_size, spec.stride, strict=True))
     tile = tiling(backend, spread_sizes, spec.effective_kernel, spec.n, spec.c, spec.k, spec.cg, is_real(spec),
-                  spec.itemsize)
+                  part_itemsize(spec))
     return Prepared(_grad_weight(backend, spec, tile), ("fft", "mix", "ifft"),
                     spectra_bytes(spec, tile, spec.c, spec.k, spec.n))

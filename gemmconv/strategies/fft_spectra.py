@@ -12,17 +12,34 @@ from ..backends.kernels import FFTKernels
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from .filter_cache import FilterCache
 
-__all__ = ["LONGEST", "SPECTRA_CACHE", "Tiling", "correlate", "is_real", "kernel_spectrum", "padded_lengths",
-           "spectra_bytes", "supports", "tiles_of", "tiling", "trailing", "untile"]
+__all__ = [
+    "LONGEST",
+    "SPECTRA_CACHE",
+    "Tiling",
+    "batched_matmul",
+    "correlate",
+    "is_real",
+    "kernel_spectrum",
+    "padded_lengths",
+    "part_itemsize",
+    "spectra_bytes",
+    "supports",
+    "tiles_of",
+    "tiling",
+    "trailing",
+    "untile",
+]
 
 #: the weights' spectra in the mixing's layout, keyed by the weights and everything that sets them (pass, transform
 #: lengths, groups, dilation); checked against a copy of the weights on every hit
 SPECTRA_CACHE = FilterCache(max_entries=32, max_bytes=256 << 20)
 _COMPLEX_ITEMSIZE = {"float16": 8, "float32": 8, "float64": 16, "complex64": 8, "complex128": 16}
 
-#: the cost model's rates (2-core AMD EPYC Zen 4, 2026-12-06; benchmarks/CPU_NOTES.md): flops of the transforms and
-#: of the mixing GEMMs per second, and bytes of spectra moved per second
-FFT_FLOPS, MIX_FLOPS, SPECTRA_BYTES = 6e9, 60e9, 8e9
+#: the cost model's constants, fitted (non-negative least squares on the relative error) to 95 timings of 16 layers
+#: at every candidate length (2-core AMD EPYC Zen 4, 2026-12-06; benchmarks/CPU_NOTES.md): flops of the transforms
+#: and of the mixing GEMMs per second, bytes of spectra moved per second, seconds per line transformed (a 1-D
+#: transform's own overhead)
+FFT_FLOPS, MIX_FLOPS, SPECTRA_BYTES, LINE_SECONDS = 9.9e9, 3.5e10, 2.4e10, 3.1e-9
 
 
 def trailing(slices: list[slice]) -> tuple[Any, ...]:
@@ -32,6 +49,11 @@ def trailing(slices: list[slice]) -> tuple[Any, ...]:
 
 def is_real(spec: ConvSpec) -> bool:
     return not spec.dtype.startswith("complex")
+
+
+def part_itemsize(spec: ConvSpec) -> int:
+    """Bytes of one real number of ``spec``'s dtype (of each part of a complex one)."""
+    return spec.itemsize if is_real(spec) else spec.itemsize // 2
 
 
 def padded_lengths(spec: ConvSpec) -> tuple[int, ...]:
@@ -91,8 +113,9 @@ def tiling(backend: FFTKernels, outputs: tuple[int, ...], extent: tuple[int, ...
     """The tiling of a correlation of ``n`` signals of ``c_in`` channels giving ``outputs`` positions of ``c_out``
     channels, with a kernel of ``extent`` and a mixing GEMM of depth ``inner`` per output: the transform length
     (the same on every axis, where the axis is long enough) that the cost model finds cheapest. It counts the
-    transforms of every tile (n·(c_in + c_out) of them), the mixing GEMMs (c_out·inner complex products per tile and
-    frequency) and the spectra moved (the tiles' twice, for the mixing's layout; the weights' once)."""
+    transforms of every tile (n·(c_in + c_out) of them, and their lines), the mixing GEMMs (c_out·inner complex
+    products per tile and frequency) and the spectra moved (the tiles' twice, for the mixing's layout; the weights'
+    once). ``itemsize`` is the real dtype's (4 for float32 and complex64)."""
     per_axis = [_candidates(backend, e, o, real) for e, o in zip(extent, outputs, strict=True)]
     best: tuple[float, Tiling] | None = None
     for target in sorted({t for ts in per_axis for t in ts}):
@@ -102,10 +125,11 @@ def tiling(backend: FFTKernels, outputs: tuple[int, ...], extent: tuple[int, ...
         tile = Tiling(length, step, count, extent, real)
         size = math.prod(length)
         transforms = n * (c_in + c_out) * tile.tiles
-        fft = 2.5 * size * math.log2(max(size, 2)) * transforms
+        fft = 2.5 * size * math.log2(max(size, 2)) * transforms * (1 if real else 2)
         mix = 8 * c_out * inner * n * tile.tiles * tile.frequencies
         moved = (2 * transforms + c_out * inner) * tile.frequencies * 2 * itemsize
-        cost = fft / FFT_FLOPS + mix / MIX_FLOPS + moved / SPECTRA_BYTES
+        lines = transforms * size / length[0] * len(length)
+        cost = fft / FFT_FLOPS + mix / MIX_FLOPS + moved / SPECTRA_BYTES + lines * LINE_SECONDS
         if best is None or cost < best[0]:
             best = (cost, tile)
     assert best is not None  # every axis has a candidate: one tile of all its outputs
@@ -181,16 +205,35 @@ def kernel_spectrum(backend: FFTKernels, w: Any, tile: Tiling, dilation: tuple[i
     return lookup.settle(lookup.matches(0, w.shape[0]))
 
 
-def _mix(xp: Any, s: Any, wt: Any) -> Any:
+def batched_matmul(backend: FFTKernels, a: Any, b: Any) -> Any:
+    """``a @ b`` for stacks (f, ...) of small matrices, one per frequency: the frequencies cut into one range per
+    worker of the backend's scheduler (each GEMM is too small for the BLAS's own threads)."""
+    nf = a.shape[0]
+    parts = backend.scheduler.workers() if backend.scheduler.blocks else 1
+    if parts <= 1 or nf < 2 * parts:
+        return backend.xp.matmul(a, b)
+    out = backend.xp.empty((*a.shape[:-1], b.shape[-1]), dtype=a.dtype)
+    bounds = [nf * i // parts for i in range(parts + 1)]
+
+    def block(i: int) -> None:
+        f0, f1 = bounds[i], bounds[i + 1]
+        backend.xp.matmul(a[f0:f1], b[f0:f1], out=out[f0:f1])
+
+    backend.scheduler.run_blocks(block, list(range(parts)), parts)
+    return out
+
+
+def _mix(backend: FFTKernels, s: Any, wt: Any) -> Any:
     """``Y[n, o, t, f] = Σ_i W[f, g, o, i]·S[n, g·i, t, f]`` for spectra ``s`` (N, C_in, tiles, f) and ``wt`` (f, G,
     C_out/G, C_in/G): one batched GEMM over the frequencies, or broadcast products for one input channel per group."""
+    xp = backend.xp
     n, _, t, nf = s.shape
     _, g, co, ci = wt.shape
     if ci == 1:  # depthwise and the like: no GEMM of depth one
         w = wt.transpose(1, 2, 3, 0)  # (f, G, C_out/G, 1) -> (G, C_out/G, 1, f), a view
         return (w[None] * s.reshape(n, g, 1, t, nf)).reshape(n, g * co, t, nf)  # (N, G, C_out/G, tiles, f)
     st = xp.ascontiguousarray(s.reshape(n, g, ci, t, nf).transpose(4, 1, 2, 0, 3))  # -> (f, G, C_in/G, N, tiles)
-    y = xp.matmul(wt, st.reshape(nf, g, ci, n * t))  # (f, G, C_out/G, N·tiles)
+    y = batched_matmul(backend, wt, st.reshape(nf, g, ci, n * t))  # (f, G, C_out/G, N·tiles)
     return xp.ascontiguousarray(y.reshape(nf, g, co, n, t).transpose(3, 1, 2, 4, 0)).reshape(n, g * co, t, nf)
 
 
@@ -200,6 +243,6 @@ def correlate(backend: FFTKernels, tiles: Any, wt: Any, tile: Tiling, outputs: t
     xp = backend.xp
     n, c = tiles.shape[:2]
     spectra = backend.spectrum(tiles, tile.length, tile.real)  # (N, C_in, *count, *half)
-    mixed = _mix(xp, spectra.reshape(n, c, tile.tiles, tile.frequencies), wt)  # (N, C_out, tiles, f)
+    mixed = _mix(backend, spectra.reshape(n, c, tile.tiles, tile.frequencies), wt)  # (N, C_out, tiles, f)
     r = backend.signal(mixed.reshape(n, -1, *tile.count, *tile.half), tile.length, tile.real)  # (N, C_out, ..)
     return untile(xp, r, tile, tuple(e - 1 for e in tile.extent), outputs)
