@@ -27,12 +27,10 @@ class ScipyFFT(FFTKernels):
     def fast_length(self, n: int, real: bool) -> int:
         return int(_fft().next_fast_len(n, real))
 
-    def spectrum(self, a: Any, shape: tuple[int, ...], real: bool) -> Any:
+    def spectrum(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool) -> Any:
         fft = _fft()
-        axes = tuple(range(-len(shape), 0))
         return (fft.rfftn if real else fft.fftn)(a, s=shape, axes=axes, workers=available())
 
-    def signal(self, a: Any, shape: tuple[int, ...], real: bool) -> Any:
+    def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool) -> Any:
         fft = _fft()
-        axes = tuple(range(-len(shape), 0))
         return (fft.irfftn if real else fft.ifftn)(a, s=shape, axes=axes, workers=available())

@@ -233,14 +233,14 @@ class FFTKernels(Backend):
         transform (``real``) or a complex one's."""
 
     @abstractmethod
-    def spectrum(self, a: Any, shape: tuple[int, ...], real: bool) -> Any:
-        """The DFT of ``a`` over its last ``len(shape)`` axes, each zero-padded at its end to ``shape``: the half
-        spectrum of a real ``a`` (its last axis ``shape[-1] // 2 + 1`` long) where ``real``, else the full one. A
-        fresh complex array."""
+    def spectrum(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool) -> Any:
+        """The DFT of ``a`` over ``axes``, each zero-padded at its end to its length in ``shape``: the half spectrum
+        of a real ``a`` (its last transformed axis ``shape[-1] // 2 + 1`` long) where ``real``, else the full one.
+        A fresh complex array."""
 
     @abstractmethod
-    def signal(self, a: Any, shape: tuple[int, ...], real: bool) -> Any:
-        """The inverse of :meth:`spectrum`: the signal of ``shape`` (over the last axes) whose transform is ``a``;
+    def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool) -> Any:
+        """The inverse of :meth:`spectrum`: the signal of lengths ``shape`` over ``axes`` whose transform is ``a``;
         real where ``real``. A fresh array."""
 
 

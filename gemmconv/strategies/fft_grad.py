@@ -14,6 +14,7 @@ from .fft_spectra import (
     correlate,
     is_real,
     kernel_spectrum,
+    leading,
     padded_lengths,
     part_itemsize,
     spectra_bytes,
@@ -58,37 +59,39 @@ def _grad_input(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
 
 
 def _weight_tiles(backend: FFTKernels, gy: Any, spec: ConvSpec, tile: Tiling) -> Any:
-    """The spectra (N, K, tiles, f) of dL/dy spread, cut into tiles of ``step`` positions, each flipped."""
+    """The spectra (f, tiles·N, K) of dL/dy spread, cut into tiles of ``step`` positions, each flipped."""
     xp = backend.xp
     n, k, d = gy.shape[0], gy.shape[1], spec.ndim
-    whole = spread(xp, gy, spec, tuple(c * s for c, s in zip(tile.count, tile.step, strict=True)))
-    parts = whole.reshape(n, k, *[v for c, s in zip(tile.count, tile.step, strict=True) for v in (c, s)])
-    order = (0, 1, *range(2, 2 + 2 * d, 2), *range(3, 3 + 2 * d, 2))  # (N, K, c1, s1, ...) -> (N, K, *count, *step)
-    flip = trailing([slice(None, None, -1) for _ in range(d)])
-    spectra = backend.spectrum(parts.transpose(order)[flip], tile.length, tile.real)  # (N, K, *count, *half)
-    return spectra.reshape(n, k, tile.tiles, tile.frequencies)
+    lengths = tuple(c * s for c, s in zip(tile.count, tile.step, strict=True))
+    whole = xp.zeros((*lengths, n, k), dtype=gy.dtype)  # dL/dy spread, channels last
+    whole[tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(spec.out_size, spec.stride, strict=True))] = \
+        gy.transpose(*range(2, 2 + d), 0, 1)  # (N, K, *out) -> (*out, N, K)
+    parts = whole.reshape(*[v for c, s in zip(tile.count, tile.step, strict=True) for v in (c, s)], n, k)
+    order = (*range(1, 2 * d, 2), *range(0, 2 * d, 2), 2 * d, 2 * d + 1)  # (c1, s1, ...) -> (*step, *count, N, K)
+    flipped = parts.transpose(order)[tuple(slice(None, None, -1) for _ in range(d))]
+    spectra = backend.spectrum(flipped, tile.length, leading(tile), tile.real)  # (*half, *count, N, K)
+    return spectra.reshape(tile.frequencies, tile.tiles * n, k)
 
 
 def _grad_weight(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
     xp = backend.xp
     before = tuple(a for a, _ in spec.padding)
-    g, kg, cg = spec.groups, spec.kg, spec.cg
-    taps = trailing([slice(s - 1, s - 1 + e, dl) for s, e, dl in zip(tile.step, tile.extent, spec.dilation,
-                                                                           strict=True)])
+    g, kg, cg, d = spec.groups, spec.kg, spec.cg, spec.ndim
+    taps = tuple(slice(s - 1, s - 1 + e, dl) for s, e, dl in zip(tile.step, tile.extent, spec.dilation, strict=True))
 
     def run(x: Any, gy: Any, _: Any, out: Any) -> Any:
-        n, nf, t = x.shape[0], tile.frequencies, tile.tiles
+        n, nf = x.shape[0], tile.frequencies
+        m = tile.tiles * n
         # each tile of dL/dy (flipped) convolved with the input's tile that its outputs read: dL/dw = Σ dL/dy·conj(x)
-        xs = backend.spectrum(tiles_of(xp, x, before, tile, conj=not tile.real), tile.length, tile.real)
-        xs = xs.reshape(n, g, cg, t, nf)
-        gs = _weight_tiles(backend, gy, spec, tile).reshape(n, g, kg, t, nf)
+        xs = backend.spectrum(tiles_of(xp, x, before, tile, conj=not tile.real), tile.length, leading(tile),
+                              tile.real).reshape(nf, m, g, cg)
+        gs = _weight_tiles(backend, gy, spec, tile).reshape(nf, m, g, kg)
         if cg == kg == 1:  # depthwise: a product summed over the images and tiles
-            dws = (gs * xs).sum(axis=(0, 3))  # (G, 1, f)
-        else:
-            at = xp.ascontiguousarray(gs.transpose(4, 1, 2, 0, 3)).reshape(nf, g, kg, n * t)  # (f, G, K/G, N·tiles)
-            bt = xp.ascontiguousarray(xs.transpose(4, 1, 0, 3, 2)).reshape(nf, g, n * t, cg)  # (f, G, N·tiles, C/G)
-            dws = batched_matmul(backend, at, bt).transpose(1, 2, 3, 0)  # (f, G, K/G, C/G) -> (G, K/G, C/G, f)
-        dw = backend.signal(dws.reshape(spec.k, cg, *tile.half), tile.length, tile.real)[taps]  # (K, C/G, *kernel)
+            dws = (gs * xs).sum(axis=1)  # (f, G)
+        else:  # (f, G, K/G, M) @ (f, G, M, C/G): strided views the BLAS reads as they are
+            dws = batched_matmul(backend, gs.transpose(0, 2, 3, 1), xs.transpose(0, 2, 1, 3))
+        dw = backend.signal(dws.reshape(*tile.half, spec.k, cg), tile.length, leading(tile), tile.real)[taps]
+        dw = dw.transpose(d, d + 1, *range(d))  # (*kernel, K, C/G) -> (K, C/G, *kernel)
         if out is None:
             return xp.ascontiguousarray(dw)
         out[...] = dw

@@ -35,11 +35,10 @@ __all__ = [
 SPECTRA_CACHE = FilterCache(max_entries=32, max_bytes=256 << 20)
 _COMPLEX_ITEMSIZE = {"float16": 8, "float32": 8, "float64": 16, "complex64": 8, "complex128": 16}
 
-#: the cost model's constants, fitted (non-negative least squares on the relative error) to 95 timings of 16 layers
-#: at every candidate length (2-core AMD EPYC Zen 4, 2026-12-06; benchmarks/CPU_NOTES.md): flops of the transforms
-#: and of the mixing GEMMs per second, bytes of spectra moved per second, seconds per line transformed (a 1-D
-#: transform's own overhead)
-FFT_FLOPS, MIX_FLOPS, SPECTRA_BYTES, LINE_SECONDS = 9.9e9, 3.5e10, 2.4e10, 3.1e-9
+#: the cost model's constants, fitted (non-negative least squares on the relative error) to 111 timings of 16
+#: layers, each at every candidate length (2-core AMD EPYC Zen 4, 2026-12-06; benchmarks/CPU_NOTES.md): flops of the
+#: transforms and of the mixing GEMMs per second, and bytes of spectra moved per second
+FFT_FLOPS, MIX_FLOPS, SPECTRA_BYTES = 1.1e10, 5.0e10, 1.66e10
 
 
 def trailing(slices: list[slice]) -> tuple[Any, ...]:
@@ -113,7 +112,7 @@ def tiling(backend: FFTKernels, outputs: tuple[int, ...], extent: tuple[int, ...
     """The tiling of a correlation of ``n`` signals of ``c_in`` channels giving ``outputs`` positions of ``c_out``
     channels, with a kernel of ``extent`` and a mixing GEMM of depth ``inner`` per output: the transform length
     (the same on every axis, where the axis is long enough) that the cost model finds cheapest. It counts the
-    transforms of every tile (n·(c_in + c_out) of them, and their lines), the mixing GEMMs (c_out·inner complex
+    transforms of every tile (n·(c_in + c_out) of them), the mixing GEMMs (c_out·inner complex
     products per tile and frequency) and the spectra moved (the tiles' twice, for the mixing's layout; the weights'
     once). ``itemsize`` is the real dtype's (4 for float32 and complex64)."""
     per_axis = [_candidates(backend, e, o, real) for e, o in zip(extent, outputs, strict=True)]
@@ -128,8 +127,7 @@ def tiling(backend: FFTKernels, outputs: tuple[int, ...], extent: tuple[int, ...
         fft = 2.5 * size * math.log2(max(size, 2)) * transforms * (1 if real else 2)
         mix = 8 * c_out * inner * n * tile.tiles * tile.frequencies
         moved = (2 * transforms + c_out * inner) * tile.frequencies * 2 * itemsize
-        lines = transforms * size / length[0] * len(length)
-        cost = fft / FFT_FLOPS + mix / MIX_FLOPS + moved / SPECTRA_BYTES + lines * LINE_SECONDS
+        cost = fft / FFT_FLOPS + mix / MIX_FLOPS + moved / SPECTRA_BYTES
         if best is None or cost < best[0]:
             best = (cost, tile)
     assert best is not None  # every axis has a candidate: one tile of all its outputs
@@ -156,49 +154,56 @@ def supports(spec: ConvSpec, limits: Limits = NO_LIMITS) -> str | None:
     return None
 
 
+def leading(tile: Tiling) -> tuple[int, ...]:
+    """The transformed axes of tiles laid out (*length, *count, N, C): the first D."""
+    return tuple(range(len(tile.length)))
+
+
 def tiles_of(xp: Any, a: Any, before: tuple[int, ...], tile: Tiling, conj: bool = False) -> Any:
-    """The tiles (N, C, *count, *length) of ``a`` (N, C, *L) placed ``before`` positions into zeros (conjugated):
-    a strided view of one padded copy, tile ``i`` from ``i·step`` on along each axis."""
+    """The tiles (*length, *count, N, C) of ``a`` (N, C, *L) placed ``before`` positions into zeros (conjugated):
+    a strided view of one padded copy laid out channels last, (*reach, N, C), tile ``i`` from ``i·step`` on along
+    each axis. In this layout each frequency of the tiles' spectra is one (tiles·N, C) matrix."""
     n, c = a.shape[:2]
-    buf = xp.zeros((n, c, *tile.reach), dtype=a.dtype)
+    d = len(tile.length)
+    buf = xp.zeros((*tile.reach, n, c), dtype=a.dtype)
     kept = tuple(min(size, r - b) for size, r, b in zip(a.shape[2:], tile.reach, before, strict=True))
     src = a[trailing([slice(0, k) for k in kept])]  # positions past the tiles' reach are never read
-    buf[trailing([slice(b, b + k) for b, k in zip(before, kept, strict=True)])] = xp.conj(src) if conj else src
-    strides = buf.strides
-    steps = tuple(st * s for st, s in zip(strides[2:], tile.step, strict=True))
-    return xp.lib.stride_tricks.as_strided(buf, shape=(n, c, *tile.count, *tile.length),
-                                           strides=(*strides[:2], *steps, *strides[2:]))
+    src = src.transpose(*range(2, 2 + d), 0, 1)  # (N, C, *kept) -> (*kept, N, C), a view
+    buf[tuple(slice(b, b + k) for b, k in zip(before, kept, strict=True))] = xp.conj(src) if conj else src
+    spatial, rest = buf.strides[:d], buf.strides[d:]
+    steps = tuple(st * s for st, s in zip(spatial, tile.step, strict=True))
+    return xp.lib.stride_tricks.as_strided(buf, shape=(*tile.length, *tile.count, n, c),
+                                           strides=(*spatial, *steps, *rest))
 
 
-def untile(xp: Any, r: Any, tile: Tiling, start: tuple[int, ...], outputs: tuple[int, ...]) -> Any:
-    """The outputs (N, K, *outputs) of the inverse-transformed tiles ``r`` (N, K, *count, *length): ``step``
-    positions of each tile from ``start`` on, laid side by side."""
+def untile(r: Any, tile: Tiling, start: tuple[int, ...], outputs: tuple[int, ...]) -> Any:
+    """The outputs (N, K, *outputs) of the inverse-transformed tiles ``r`` (*length, *count, N, K): ``step``
+    positions of each tile from ``start`` on, laid side by side (one copy)."""
     d = len(tile.count)
-    kept = r[trailing([slice(a, a + s) for a, s in zip(start, tile.step, strict=True)])]  # (N, K, *count, *step)
-    order = (0, 1, *[axis for i in range(d) for axis in (2 + i, 2 + d + i)])  # count and step of each axis adjacent
-    whole = kept.transpose(order).reshape(*r.shape[:2], *[c * s for c, s in zip(tile.count, tile.step, strict=True)])
+    kept = r[tuple(slice(a, a + s) for a, s in zip(start, tile.step, strict=True))]  # (*step, *count, N, K)
+    order = (2 * d, 2 * d + 1, *[axis for i in range(d) for axis in (d + i, i)])  # -> (N, K, count1, step1, ...)
+    whole = kept.transpose(order).reshape(*r.shape[2 * d:], *[c * s for c, s in zip(tile.count, tile.step,
+                                                                                     strict=True)])
     return whole[trailing([slice(0, o) for o in outputs])]  # (N, K, count·step, ...) cut to the outputs
 
 
 def kernel_spectrum(backend: FFTKernels, w: Any, tile: Tiling, dilation: tuple[int, ...], groups: int,
                     adjoint: bool = False) -> Any:
-    """The spectrum, in the mixing's layout (frequencies, G, C_out/G, C_in/G), of the weights ``w`` (K, C/G,
+    """The spectrum, in the mixing's layout (frequencies, G, C_in/G, C_out/G), of the weights ``w`` (K, C/G,
     *kernel) dilated and flipped: :func:`correlate` then correlates with ``w`` (the forward pass). With ``adjoint``,
-    of ``w`` dilated, not flipped, its K and C swapped (C_out = C) and conjugated (complex): :func:`correlate` then
+    of ``w`` dilated, not flipped, its K and C swapped (C_in = K) and conjugated (complex): :func:`correlate` then
     convolves with it, summing over K (grad_input). Cached by the weights' contents (:data:`SPECTRA_CACHE`)."""
     xp = backend.xp
+    d = len(tile.length)
 
     def compute(w: Any) -> Any:
         k, cg = w.shape[:2]
         wd = xp.zeros((k, cg, *tile.extent), dtype=w.dtype)
-        taps = trailing([slice(None, None, d) for d in dilation])
-        wd[taps] = xp.conj(w) if adjoint and not tile.real else w
-        flip = trailing([slice(None, None, -1) for _ in tile.extent])
-        spectrum = backend.spectrum(wd if adjoint else wd[flip], tile.length, tile.real)  # (K, C/G, *half)
-        nf = tile.frequencies
-        if adjoint:  # (G·K/G, C/G, f) -> (f, G, C/G, K/G)
-            return xp.ascontiguousarray(spectrum.reshape(groups, k // groups, cg, nf).transpose(3, 0, 2, 1))
-        return xp.ascontiguousarray(spectrum.reshape(groups, k // groups, cg, nf).transpose(3, 0, 1, 2))
+        wd[trailing([slice(None, None, dl) for dl in dilation])] = xp.conj(w) if adjoint and not tile.real else w
+        flipped = wd if adjoint else wd[trailing([slice(None, None, -1) for _ in range(d)])]
+        spectrum = backend.spectrum(flipped, tile.length, tuple(range(2, 2 + d)), tile.real)  # (K, C/G, *half)
+        by_group = spectrum.reshape(groups, k // groups, cg, tile.frequencies)  # (G, K/G, C/G, f)
+        return xp.ascontiguousarray(by_group.transpose((3, 0, 1, 2) if adjoint else (3, 0, 2, 1)))
 
     key = (adjoint, tile.length, tile.extent, groups, dilation)
     lookup = SPECTRA_CACHE.lookup(backend, w, key, compute)
@@ -206,8 +211,8 @@ def kernel_spectrum(backend: FFTKernels, w: Any, tile: Tiling, dilation: tuple[i
 
 
 def batched_matmul(backend: FFTKernels, a: Any, b: Any) -> Any:
-    """``a @ b`` for stacks (f, ...) of small matrices, one per frequency: the frequencies cut into one range per
-    worker of the backend's scheduler (each GEMM is too small for the BLAS's own threads)."""
+    """``a @ b`` for stacks (f, ...) of matrices, one per frequency: the frequencies cut into one range per worker
+    of the backend's scheduler (each GEMM is too small for the BLAS's own threads)."""
     nf = a.shape[0]
     parts = backend.scheduler.workers() if backend.scheduler.blocks else 1
     if parts <= 1 or nf < 2 * parts:
@@ -224,25 +229,24 @@ def batched_matmul(backend: FFTKernels, a: Any, b: Any) -> Any:
 
 
 def _mix(backend: FFTKernels, s: Any, wt: Any) -> Any:
-    """``Y[n, o, t, f] = Σ_i W[f, g, o, i]·S[n, g·i, t, f]`` for spectra ``s`` (N, C_in, tiles, f) and ``wt`` (f, G,
-    C_out/G, C_in/G): one batched GEMM over the frequencies, or broadcast products for one input channel per group."""
-    xp = backend.xp
-    n, _, t, nf = s.shape
-    _, g, co, ci = wt.shape
+    """``Y[f, m, g·o] = Σ_i S[f, m, g·i]·W[f, g, i, o]`` for spectra ``s`` (f, tiles·N, C_in) and ``wt`` (f, G,
+    C_in/G, C_out/G): a GEMM per frequency (per group), or broadcast products for one input channel per group."""
+    nf, m, _ = s.shape
+    _, g, ci, co = wt.shape
+    if g == 1:
+        return batched_matmul(backend, s, wt[:, 0])  # (f, M, C_in) @ (f, C_in, C_out)
     if ci == 1:  # depthwise and the like: no GEMM of depth one
-        w = wt.transpose(1, 2, 3, 0)  # (f, G, C_out/G, 1) -> (G, C_out/G, 1, f), a view
-        return (w[None] * s.reshape(n, g, 1, t, nf)).reshape(n, g * co, t, nf)  # (N, G, C_out/G, tiles, f)
-    st = xp.ascontiguousarray(s.reshape(n, g, ci, t, nf).transpose(4, 1, 2, 0, 3))  # -> (f, G, C_in/G, N, tiles)
-    y = batched_matmul(backend, wt, st.reshape(nf, g, ci, n * t))  # (f, G, C_out/G, N·tiles)
-    return xp.ascontiguousarray(y.reshape(nf, g, co, n, t).transpose(3, 1, 2, 4, 0)).reshape(n, g * co, t, nf)
+        return (s.reshape(nf, m, g, 1) * wt.reshape(nf, 1, g, co)).reshape(nf, m, g * co)
+    y = batched_matmul(backend, s.reshape(nf, m, g, ci).transpose(0, 2, 1, 3), wt)  # (f, G, M, C_out/G)
+    return y.transpose(0, 2, 1, 3).reshape(nf, m, g * co)  # -> (f, M, G·C_out/G), a copy
 
 
 def correlate(backend: FFTKernels, tiles: Any, wt: Any, tile: Tiling, outputs: tuple[int, ...]) -> Any:
     """``r[n, o, p] = Σ_i Σ_u k[o, i, u]·a[n, i, p + u]`` for the ``tiles`` of ``a`` (:func:`tiles_of`) and the
-    spectrum ``wt`` of ``k`` flipped (:func:`kernel_spectrum`): (N, C_out, *outputs)."""
-    xp = backend.xp
-    n, c = tiles.shape[:2]
-    spectra = backend.spectrum(tiles, tile.length, tile.real)  # (N, C_in, *count, *half)
-    mixed = _mix(backend, spectra.reshape(n, c, tile.tiles, tile.frequencies), wt)  # (N, C_out, tiles, f)
-    r = backend.signal(mixed.reshape(n, -1, *tile.count, *tile.half), tile.length, tile.real)  # (N, C_out, ..)
-    return untile(xp, r, tile, tuple(e - 1 for e in tile.extent), outputs)
+    spectrum ``wt`` of ``k`` flipped (:func:`kernel_spectrum`): (N, C_out, *outputs), a view."""
+    n, c = tiles.shape[-2:]
+    axes = leading(tile)
+    spectra = backend.spectrum(tiles, tile.length, axes, tile.real)  # (*half, *count, N, C_in)
+    mixed = _mix(backend, spectra.reshape(tile.frequencies, tile.tiles * n, c), wt)  # (f, tiles·N, C_out)
+    r = backend.signal(mixed.reshape(*tile.half, *tile.count, n, -1), tile.length, axes, tile.real)
+    return untile(r, tile, tuple(e - 1 for e in tile.extent), outputs)  # (*length, *count, N, C_out) -> outputs
