@@ -139,3 +139,19 @@ def test_non_finite_input_reaches_the_whole_transform():
     x[0, 0, 3, 3] = np.nan
     y = gemmconv.conv2d(x, np.ones((1, 1, 3, 3)), strategy="fft", padding=1)
     assert np.isnan(y[0, 0, 2:5, 2:5]).all()  # the outputs that read it, and (documented) others of its tiles
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs", "expected"), [
+    ((1, 16, 4096), (16, 16, 255), dict(padding=127), "fft"),  # 255 taps: the FFT by far
+    ((1, 32, 56, 56), (32, 32, 15, 15), dict(padding=7), "fft"),
+    ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd"),  # 9 taps: never weighed
+    ((1, 8, 28, 28), (8, 8, 5, 5), dict(padding=2), "im2col"),  # 25 taps of little work: the GEMM
+    ((1, 32, 56, 56), (32, 32, 15, 15), dict(padding=7, workspace_limit=1 << 30), "im2col"),  # a limit: never fft
+])
+def test_auto_weighs_the_fft_on_large_kernels(x_shape, w_shape, kwargs, expected):
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    assert gemmconv.choose_strategy(x, w, **kwargs) == expected
+    if expected == "fft":  # and for the gradients of the same layer
+        gy = np.zeros(gemmconv.plan(x, w, **kwargs).out_shape, np.float32)
+        assert gemmconv.plan_grad_input(x.shape, w, gy, **kwargs).strategy == "fft"
+        assert gemmconv.plan_grad_weight(x, w.shape, gy, **kwargs).strategy == "fft"

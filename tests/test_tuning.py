@@ -43,20 +43,20 @@ def test_off_by_default_follows_the_rule():
 
 
 def test_measures_once_then_uses_the_cache(monkeypatch):
-    calls = fake_timings(monkeypatch, {"im2col": 3.0, "direct": 2.0, "winograd": 1.0, "winograd_f2": 1.5})
+    calls = fake_timings(monkeypatch, {"im2col": 3.0, "direct": 2.0, "winograd": 1.0, "winograd_f2": 1.5, "fft": 4.0})
     with gemmconv.autotune(max_seconds=None):
         assert gemmconv.choose_strategy(X, W, padding=1) == "winograd"
-        assert sorted(calls) == ["direct", "im2col", "winograd", "winograd_f2"]
+        assert sorted(calls) == ["direct", "fft", "im2col", "winograd", "winograd_f2"]
         y = gemmconv.conv2d(X, W, padding=1)  # same configuration: no new measurement
-        assert len(calls) == 4
+        assert len(calls) == 5
         np.testing.assert_allclose(y, gemmconv.conv2d(X, W, padding=1, strategy="direct"), rtol=1e-4, atol=1e-4)
         gemmconv.conv2d(X[:1], W, padding=1)  # the batch size is part of the key
-        assert len(calls) == 8 and len(gemmconv.tuning_cache) == 2
+        assert len(calls) == 10 and len(gemmconv.tuning_cache) == 2
     assert not gemmconv.get_autotune().enabled  # the context manager restored the setting
 
 
 def test_max_error_excludes_inaccurate_strategies(monkeypatch):
-    fake_timings(monkeypatch, {"im2col": 3.0, "direct": 2.0, "winograd": 1.0, "winograd_f2": 1.5})
+    fake_timings(monkeypatch, {"im2col": 3.0, "direct": 2.0, "winograd": 1.0, "winograd_f2": 1.5, "fft": 4.0})
     with gemmconv.autotune(max_seconds=None, max_error=1e-6):  # F(4x4) is ~5e-6 in float32
         assert gemmconv.choose_strategy(X, W, padding=1) == "winograd_f2"
     with gemmconv.autotune(max_seconds=None, max_error=1e-12):  # nothing qualifies: the rule decides
@@ -64,7 +64,7 @@ def test_max_error_excludes_inaccurate_strategies(monkeypatch):
 
 
 def test_max_seconds_bounds_the_search(monkeypatch):
-    calls = fake_timings(monkeypatch, {"im2col": 3.0, "direct": 2.0, "winograd": 1.0, "winograd_f2": 1.5})
+    calls = fake_timings(monkeypatch, {"im2col": 3.0, "direct": 2.0, "winograd": 1.0, "winograd_f2": 1.5, "fft": 4.0})
     clock = iter(range(100))
     monkeypatch.setattr(tuning, "_now", lambda: float(next(clock)))
     with gemmconv.autotune(max_seconds=1.5):  # each candidate "takes" a second: two are timed
@@ -73,14 +73,14 @@ def test_max_seconds_bounds_the_search(monkeypatch):
 
 
 def test_save_and_load(tmp_path, monkeypatch):
-    fake_timings(monkeypatch, {"im2col": 3.0, "direct": 0.5, "winograd": 1.0, "winograd_f2": 1.5})
+    fake_timings(monkeypatch, {"im2col": 3.0, "direct": 0.5, "winograd": 1.0, "winograd_f2": 1.5, "fft": 4.0})
     with gemmconv.autotune():
         gemmconv.conv2d(X, W, padding=1)
     path = tmp_path / "tuning.json"
     gemmconv.tuning_cache.save(path)
     gemmconv.tuning_cache.clear()
     assert gemmconv.tuning_cache.load(path) == 1
-    calls = fake_timings(monkeypatch, {"im2col": 1.0, "direct": 9.0, "winograd": 9.0, "winograd_f2": 9.0})
+    calls = fake_timings(monkeypatch, {"im2col": 1.0, "direct": 9.0, "winograd": 9.0, "winograd_f2": 9.0, "fft": 9.0})
     with gemmconv.autotune():
         assert gemmconv.choose_strategy(X, W, padding=1) == "direct"  # from the file, not re-measured
     assert calls == []
@@ -91,7 +91,7 @@ def test_save_and_load(tmp_path, monkeypatch):
 
 
 def test_threads_tune_once(monkeypatch):
-    calls = fake_timings(monkeypatch, {"im2col": 3.0, "direct": 2.0, "winograd": 1.0, "winograd_f2": 1.5})
+    calls = fake_timings(monkeypatch, {"im2col": 3.0, "direct": 2.0, "winograd": 1.0, "winograd_f2": 1.5, "fft": 4.0})
     results = []
     with gemmconv.autotune(max_seconds=None):
         threads = [threading.Thread(target=lambda: results.append(gemmconv.choose_strategy(X, W, padding=1)))
@@ -100,7 +100,7 @@ def test_threads_tune_once(monkeypatch):
             t.start()
         for t in threads:
             t.join()
-    assert results == ["winograd"] * 6 and len(calls) == 4
+    assert results == ["winograd"] * 6 and len(calls) == 5
 
 
 def test_real_tuning_gives_correct_results():
@@ -126,7 +126,7 @@ def test_settings_are_validated(kwargs, message):
 def test_autotune_per_pass(monkeypatch, tmp_path, pass_):
     """auto's pass is measured among the strategies that have it, once per configuration and pass, keyed apart
     from the forward pass; the keys save and load."""
-    times = {"im2col": 3.0, "direct": 1.0, "winograd": 2.0, "winograd_f2": 2.5}
+    times = {"im2col": 3.0, "direct": 1.0, "winograd": 2.0, "winograd_f2": 2.5, "fft": 4.0}
     calls = fake_timings(monkeypatch, times)
     gy = np.random.default_rng(2).standard_normal((2, 16, 8, 8)).astype(np.float32)
 
@@ -138,7 +138,7 @@ def test_autotune_per_pass(monkeypatch, tmp_path, pass_):
     with gemmconv.autotune(max_seconds=None):
         got = run()
         run()
-    assert sorted(calls) == ["direct", "im2col", "winograd", "winograd_f2"]  # once, among those with the pass (not 1x1)
+    assert sorted(calls) == ["direct", "fft", "im2col", "winograd", "winograd_f2"]  # once each (not 1x1)
     (key, choice), = gemmconv.tuning_cache._choices.items()
     assert json.loads(key)[-1] == pass_ and choice == "direct"
     want = (gemmconv.conv2d_grad_input(X.shape, W, gy, padding=1, strategy="direct") if pass_ == "grad_input"

@@ -17,7 +17,11 @@ and ``benchmarks/overhead.py`` on the CPU, ``benchmarks/gpu_check.py`` on the GP
 5. otherwise → ``im2col`` (also instead of Winograd when a ``workspace_limit`` is given: im2col
    honours it, Winograd's workspace is not bounded yet);
 6. a ``workspace_limit`` below im2col's smallest block (one output row) → ``direct``, whose only
-   workspace is one padded input plane at unit stride (none when strided).
+   workspace is one padded input plane at unit stride (none when strided);
+7. then, for a kernel of at least :data:`FFT_MIN_TAPS` taps and no ``workspace_limit``, on a backend with
+   Fourier transforms: ``fft`` where its cost model (:func:`.fft_spectra.pass_tiling`, fitted on this machine)
+   predicts less time than the choice above takes for its work at :data:`RULE_FLOPS` (per pass, in every D and
+   dtype: the FFT runs them natively).
 
 Every choice is one whose predicate accepts the configuration. The rule is applied once, when a
 plan is made (:func:`gemmconv.plan`; ``conv2d`` makes and caches plans).
@@ -33,12 +37,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..backends.base import Backend
+from ..backends.kernels import FFTKernels
 from ..core.errors import StrategyNotSupportedError
 from ..core.registry import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Runner, Strategy, get_strategy, missing_kernels, unable
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col, one_by_one
 from .complex_pairs import is_complex, pairs
 from .dims import DIMS, plane, slices
+from .fft_spectra import pass_tiling
 from .tuning import CANDIDATES, get_autotune, tuned_choice
 from .winograd import supports as winograd_supports
 
@@ -46,10 +52,33 @@ from .winograd import supports as winograd_supports
 SMALL_FLOPS = 500_000
 
 
+#: from this many taps (the kernel's product of sizes) on, ``fft`` is weighed against the rule's choice (rule 7)
+FFT_MIN_TAPS = 25
+#: flops per second of each choice on large kernels, against which ``fft``'s predicted time is weighed: the GEMM
+#: strategies (im2col measured at 48-123 GFLOP/s on the large-kernel layers, Winograd counted at the multiplies of
+#: direct it saves), the direct loop (depthwise); benchmarks/CPU_NOTES.md, 2026-12-06, Zen 4
+RULE_FLOPS = {"im2col": 1.0e11, "winograd": 2.5e11, "winograd_f2": 1.8e11, "direct": 4.0e10, "1x1": 1.5e11}
+
+
+def _fft_wins(spec: ConvSpec, backend: Backend | None, limits: Limits, chosen: str, pass_: str = FORWARD) -> bool:
+    """Rule 7: whether ``fft``'s predicted time for pass ``pass_`` is below ``chosen``'s (its work, complex counted
+    as the real pairs it runs, at :data:`RULE_FLOPS`)."""
+    if not isinstance(backend, FFTKernels) or limits.workspace is not None or spec.taps < FFT_MIN_TAPS:
+        return False
+    work = (pairs(spec) if is_complex(spec) else spec).flops
+    return pass_tiling(backend, spec, pass_).seconds < work / RULE_FLOPS.get(chosen, RULE_FLOPS["im2col"])
+
+
 def choose(spec: ConvSpec, backend: Backend | None = None, limits: Limits = NO_LIMITS) -> str:
     """Name of the strategy the rule picks for ``spec`` within ``limits`` (the rule is the same on every
-    backend). A complex convolution runs as a real one of channel pairs (:mod:`.complex_pairs`), a 1-D or 3-D one
-    as 2-D ones (:mod:`.dims`): the rule judges those."""
+    backend, but ``fft`` only where the backend has Fourier transforms). A complex convolution runs as a real one
+    of channel pairs (:mod:`.complex_pairs`), a 1-D or 3-D one as 2-D ones (:mod:`.dims`): rules 1-6 judge those."""
+    chosen = _rule(spec, limits)
+    return "fft" if _fft_wins(spec, backend, limits, chosen) else chosen
+
+
+def _rule(spec: ConvSpec, limits: Limits) -> str:
+    """Rules 1-6 (the module's docstring)."""
     if is_complex(spec):
         spec = pairs(spec)
     if spec.ndim == 1:
@@ -113,11 +142,13 @@ def choose_pass(spec: ConvSpec, pass_: str, backend: Backend, limits: Limits = N
     from :data:`GRAD_INPUT_WINOGRAD_TILES` tiles on, and its grad_weight by :data:`GRAD_WEIGHT_WINOGRAD_TILES`;
     else the first of :data:`PASS_FALLBACK` that has the pass, accepts the convolution and whose kernels the
     backend provides."""
-    first = choose(spec, backend, limits)
+    first = _rule(spec, limits)
     if first.startswith("winograd") and pass_ == GRAD_INPUT and _tiles(spec, 4) < GRAD_INPUT_WINOGRAD_TILES:
         first = "im2col"
     elif first.startswith("winograd") and pass_ == GRAD_WEIGHT:
         first = _grad_weight_winograd(spec, first)
+    if _fft_wins(spec, backend, limits, first, pass_):
+        first = "fft"
     reasons = []
     for name in dict.fromkeys((first, *PASS_FALLBACK)):
         reason = unable(get_strategy(name), spec, backend, limits, pass_)
@@ -174,6 +205,6 @@ STRATEGY = Strategy(
     name="auto",
     run=run,
     select=select,
-    description="picks 1x1, direct, winograd or im2col by a documented rule",
+    description="picks 1x1, direct, winograd, im2col or fft by a documented rule",
     dims=DIMS,
 )

@@ -35,14 +35,12 @@ from .fft_spectra import (
     SPECTRA_CACHE,
     Tiling,
     correlate,
-    is_real,
     kernel_spectrum,
     padded_lengths,
-    part_itemsize,
+    pass_tiling,
     spectra_bytes,
     supports,
     tiles_of,
-    tiling,
     trailing,
 )
 
@@ -70,9 +68,7 @@ def _forward(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
 
 
 def prepare(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
-    every = tuple(p - e + 1 for p, e in zip(padded_lengths(spec), spec.effective_kernel, strict=True))
-    tile = tiling(backend, every, spec.effective_kernel, spec.n, spec.c, spec.k, spec.cg, is_real(spec),
-                  part_itemsize(spec))
+    tile = pass_tiling(backend, spec, "forward")
     return Prepared(_forward(backend, spec, tile), ("fft", "mix", "ifft"), spectra_bytes(spec, tile, spec.c, spec.k,
                                                                                            spec.n))
 

@@ -12,14 +12,12 @@ from .fft_spectra import (
     Tiling,
     batched_matmul,
     correlate,
-    is_real,
     kernel_spectrum,
     leading,
     padded_lengths,
-    part_itemsize,
+    pass_tiling,
     spectra_bytes,
     tiles_of,
-    tiling,
     trailing,
 )
 
@@ -101,15 +99,12 @@ def _grad_weight(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
 
 
 def prepare_grad_input(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
-    tile = tiling(backend, padded_lengths(spec), spec.effective_kernel, spec.n, spec.k, spec.c, spec.kg,
-                  is_real(spec), part_itemsize(spec))
+    tile = pass_tiling(backend, spec, "grad_input")
     return Prepared(_grad_input(backend, spec, tile), ("fft", "mix", "ifft"),
                     spectra_bytes(spec, tile, spec.k, spec.c, spec.n))
 
 
 def prepare_grad_weight(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
-    spread_sizes = tuple((o - 1) * s + 1 for o, s in zip(spec.out_size, spec.stride, strict=True))
-    tile = tiling(backend, spread_sizes, spec.effective_kernel, spec.n, spec.c, spec.k, spec.cg, is_real(spec),
-                  part_itemsize(spec))
+    tile = pass_tiling(backend, spec, "grad_weight")
     return Prepared(_grad_weight(backend, spec, tile), ("fft", "mix", "ifft"),
                     spectra_bytes(spec, tile, spec.c, spec.k, spec.n))

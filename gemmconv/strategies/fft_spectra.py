@@ -4,6 +4,7 @@ and the reassembly of the kept outputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,8 @@ class Tiling:
     count: tuple[int, ...]
     extent: tuple[int, ...]
     real: bool
+    #: the cost model's estimate of one call, in seconds
+    seconds: float = 0.0
 
     @property
     def half(self) -> tuple[int, ...]:
@@ -130,8 +133,24 @@ def tiling(backend: FFTKernels, outputs: tuple[int, ...], extent: tuple[int, ...
         cost = fft / FFT_FLOPS + mix / MIX_FLOPS + moved / SPECTRA_BYTES
         if best is None or cost < best[0]:
             best = (cost, tile)
-    assert best is not None  # every axis has a candidate: one tile of all its outputs
-    return best[1]
+    if best is None:  # never: every axis has a candidate (one tile of all its outputs)
+        raise RuntimeError("fft: no transform length to choose from")
+    return dataclasses.replace(best[1], seconds=best[0])
+
+
+def pass_tiling(backend: FFTKernels, spec: ConvSpec, pass_: str) -> Tiling:
+    """The tiling of pass ``pass_`` (``"forward"``, ``"grad_input"``, ``"grad_weight"``) of ``spec``: the forward
+    pass correlates the padded input with the weights (every stride-1 output); grad_input correlates dL/dy spread
+    with the weights, giving every position of the padded input; grad_weight cuts the spread dL/dy into tiles."""
+    extent, real, part = spec.effective_kernel, is_real(spec), part_itemsize(spec)
+    padded = padded_lengths(spec)
+    if pass_ == "grad_input":
+        return tiling(backend, padded, extent, spec.n, spec.k, spec.c, spec.kg, real, part)
+    if pass_ == "grad_weight":
+        spread = tuple((o - 1) * s + 1 for o, s in zip(spec.out_size, spec.stride, strict=True))
+        return tiling(backend, spread, extent, spec.n, spec.c, spec.k, spec.cg, real, part)
+    every = tuple(p - e + 1 for p, e in zip(padded, extent, strict=True))
+    return tiling(backend, every, extent, spec.n, spec.c, spec.k, spec.cg, real, part)
 
 
 def spectra_bytes(spec: ConvSpec, tile: Tiling, c_in: int, c_out: int, n: int) -> int:

@@ -52,7 +52,7 @@ class TuningConfig:
 
 
 #: the strategies ``auto`` chooses among (third-party strategies are run only when asked for by name)
-CANDIDATES = ("1x1", "direct", "winograd", "winograd_f2", "im2col")
+CANDIDATES = ("1x1", "direct", "winograd", "winograd_f2", "im2col", "fft")
 
 _config = TuningConfig(enabled=os.environ.get("GEMMCONV_AUTOTUNE", "0") not in ("", "0"))
 _config_lock = ForkSafeLock()
