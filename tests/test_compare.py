@@ -64,6 +64,20 @@ def test_compare_validates_like_conv2d():
         gemmconv.compare(x, w, repeat=0)
 
 
+def test_cli_sweeps_kernel_sizes_and_plots_the_crossover(tmp_path, capsys):
+    out_json, out_png = tmp_path / "s.json", tmp_path / "s.png"
+    rc = main(["compare", "--shape", "1,4,16,16,4,3,3", "--sweep", "kernel", "--sizes", "1,5,9", "--strategies",
+               "direct", "fft", "--repeat", "2", "--warmup-s", "0", "--json", str(out_json), "--plot", str(out_png)])
+    assert rc == 0 and out_png.stat().st_size > 1000
+    recs = json.loads(out_json.read_text())["records"]
+    assert [(r["layer"], r["strategy"]) for r in recs] == [(f"custom_k{k}", s) for k in (1, 5, 9)
+                                                           for s in ("direct", "fft")]
+    assert [r["w_shape"] for r in recs[::2]] == [[4, 4, k, k] for k in (1, 5, 9)]
+    assert all(r["x_shape"] == [1, 4, 16, 16] and r["conv_args"]["padding"] == int(r["layer"][-1]) // 2
+               for r in recs)
+    capsys.readouterr()
+
+
 def test_cli_writes_json_and_png(tmp_path, capsys):
     out_json, out_png = tmp_path / "c.json", tmp_path / "c.png"
     rc = main(["compare", "--shape", "2,4,12,12,8,3,3", "--padding", "1", "--repeat", "2", "--warmup-s", "0.05",

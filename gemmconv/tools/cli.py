@@ -13,8 +13,8 @@ from ..core.registry import list_strategies
 from ..core.spec import PADDING_MODES
 from ..strategies.measure import DISTURBED
 from .compare import PASSES, compare_layers, machine_peaks
-from .layers import LAYERS, LAYERS_ND, Layer, LayerND
-from .plot import plot_records
+from .layers import LAYERS, LAYERS_LARGE, LAYERS_ND, SWEEP_SIZES, Layer, LayerND, kernel_sweep
+from .plot import plot_records, plot_sweep
 
 #: the options that describe your layer, so apply with --shape only (the built-in layers have their own)
 SHAPE_OPTIONS = ("stride", "padding", "dilation", "groups", "padding_mode")
@@ -22,7 +22,8 @@ SHAPE_OPTIONS = ("stride", "padding", "dilation", "groups", "padding_mode")
 
 @dataclass(frozen=True)
 class Ints:
-    """An argparse type: ``count`` comma-separated integers, each ``>= least``, as a tuple."""
+    """An argparse type: ``count`` comma-separated integers (any number of them for ``count=0``), each ``>= least``,
+    as a tuple."""
 
     option: str
     count: int
@@ -33,9 +34,9 @@ class Ints:
             dims = tuple(int(v) for v in text.split(","))
         except ValueError:
             dims = ()
-        if len(dims) != self.count or min(dims) < self.least:
-            raise argparse.ArgumentTypeError(
-                f"{self.option} takes {self.count} comma-separated integers >= {self.least}, got {text!r}")
+        if not dims or (self.count and len(dims) != self.count) or min(dims) < self.least:
+            raise argparse.ArgumentTypeError(f"{self.option} takes {self.count or 'some'} comma-separated integers >= "
+                                             f"{self.least}, got {text!r}")
         return dims
 
 
@@ -104,9 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="element type of x, w and b; float16 on cupy only (default: float32)")
     c.add_argument("--batch", type=Count("--batch", 1), metavar="N",
                    help="images per call for the built-in layers; --shape gives its own N (default: 1)")
-    c.add_argument("--layers", nargs="+", choices=[*LAYERS, *LAYERS_ND], metavar="NAME",
+    c.add_argument("--layers", nargs="+", choices=[*LAYERS, *LAYERS_ND, *LAYERS_LARGE], metavar="NAME",
                    help=f"built-in layers to run: the 2-D {', '.join(LAYERS)} (default: all of these); the 1-D and "
-                        f"3-D {', '.join(LAYERS_ND)}")
+                        f"3-D {', '.join(LAYERS_ND)}; the large kernels {', '.join(LAYERS_LARGE)}")
     c.add_argument("--shape", type=Ints("--shape", 7), metavar="N,C,H,W,K,R,S",
                    help="your own layer instead of the built-in ones: x of N×C×H×W, w of K×(C/groups)×R×S "
                         "(default: none, the built-in layers)")
@@ -133,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--retries", type=Count("--retries", 0), default=2, metavar="T",
                    help=f"times a disturbed measurement (IQR above {DISTURBED * 100:.0f}%% of the median) is timed "
                         "again; the least disturbed is kept (default: 2)")
+    c.add_argument("--sweep", choices=("kernel",),
+                   help="run each layer with kernels of every --sizes instead (padding size // 2); --plot then draws "
+                        "time against kernel size, one line per strategy: where each wins (default: no sweep)")
+    c.add_argument("--sizes", type=Ints("--sizes", 0), metavar="K1,K2,...",
+                   help=f"kernel sizes of --sweep kernel (default: {','.join(map(str, SWEEP_SIZES))})")
     c.add_argument("--json", metavar="FILE", help="write the records as JSON (default: none)")
     c.add_argument("--plot", metavar="FILE.png", help="write per-layer bars and a roofline as PNG (default: none)")
     c.set_defaults(error=c.error)
@@ -232,9 +238,11 @@ def compare_main(args: argparse.Namespace) -> int:
         layer, batch = shape_layer(args)
         layers = [layer]
     else:
-        named: dict[str, Layer | LayerND] = {**LAYERS, **LAYERS_ND}
-        layers = [named[name] for name in (args.layers or LAYERS)]
+        named: dict[str, Layer | LayerND] = {**LAYERS, **LAYERS_ND, **LAYERS_LARGE}
+        layers = [named[name] for name in (args.layers or (["k11_56"] if args.sweep else LAYERS))]
         batch = args.batch or 1
+    if args.sweep:
+        layers = [swept for layer in layers for swept in kernel_sweep(layer, args.sizes or SWEEP_SIZES)]
     try:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("comparing", total=len(layers) * len(args.strategies or list_strategies()))
@@ -270,7 +278,9 @@ def compare_main(args: argparse.Namespace) -> int:
                        "disturbed_above": DISTURBED, "peaks": peaks, "records": [r.to_dict() for r in records]},
                       f, indent=1)
         console.print(f"wrote {args.json}")
-    if args.plot:
+    if args.plot and args.sweep:
+        plot_sweep(records, args.plot)
+    elif args.plot:
         plot_records(records, args.plot, peaks or machine_peaks(args.backend, args.dtype))
         console.print(f"wrote {args.plot}")
     return 0

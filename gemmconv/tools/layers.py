@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LAYERS", "LAYERS_LARGE", "LAYERS_ND", "Layer", "LayerND"]
+__all__ = ["LAYERS", "LAYERS_LARGE", "LAYERS_ND", "SWEEP_SIZES", "Layer", "LayerND", "kernel_sweep"]
 
 
 @dataclass(frozen=True)
@@ -179,3 +179,17 @@ LAYERS_LARGE: dict[str, LayerND] = {
         LayerND("sigpy_full31_256", 8, (256, 256), 8, (31, 31), padding=30),
     )
 }
+
+#: the kernel sizes of ``gemmconv compare --sweep kernel`` by default
+SWEEP_SIZES = (1, 3, 5, 7, 9, 11, 15, 21, 31)
+
+
+def kernel_sweep(layer: Layer | LayerND, sizes: tuple[int, ...] = SWEEP_SIZES) -> list[LayerND]:
+    """``layer`` with a kernel of each size in ``sizes`` on every axis and padding ``size // 2`` (the output's size
+    kept for odd sizes), its channels, groups and stride as they are: the layers of a crossover plot. Named
+    ``<name>_k<size>``."""
+    if isinstance(layer, Layer):
+        layer = LayerND(layer.name, layer.c, (layer.h, layer.w), layer.k, (layer.kh, layer.kw),
+                        stride=_pair(layer.stride)[0], groups=layer.groups)
+    return [LayerND(f"{layer.name}_k{k}", layer.c, layer.size, layer.k, (k,) * layer.ndim, stride=layer.stride,
+                    padding=k // 2, groups=layer.groups) for k in sizes]

@@ -90,3 +90,34 @@ def figure(records: Sequence[Any], peaks: dict[str, float]) -> Any:
         fig.suptitle(title(records))
     fig.tight_layout()
     return fig
+
+
+def plot_sweep(records: Sequence[Any], path: str | os.PathLike) -> None:
+    """Write :func:`sweep_figure` of ``records`` to ``path`` (PNG)."""
+    sweep_figure(records).savefig(path, dpi=100)
+
+
+def sweep_figure(records: Sequence[Any]) -> Any:
+    """A matplotlib ``Figure`` of a kernel sweep (layers named ``<name>_k<size>``): median time per call against
+    the kernel's size, one line per strategy and swept layer (refused points left out), log time axis."""
+    from matplotlib.figure import Figure
+
+    ok = [r for r in records if r.status == "ok" and r.strategy != "auto"]
+    fig = Figure(figsize=(8, 5.5))
+    ax = fig.subplots()
+    bases = list(dict.fromkeys(r.layer.rsplit("_k", 1)[0] for r in ok))
+    for base in bases:
+        for s in dict.fromkeys(r.strategy for r in ok):
+            pts = sorted((int(r.layer.rsplit("_k", 1)[1]), r.median_s * 1e3) for r in ok
+                         if r.strategy == s and r.layer.rsplit("_k", 1)[0] == base)
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=s if len(bases) == 1 else f"{base}: {s}")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(plain_number)
+    ax.set_xlabel("kernel size per axis (padding size // 2)")
+    ax.set_ylabel("median time per call (ms)")
+    ax.set_title(title(records))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
