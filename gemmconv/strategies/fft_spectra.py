@@ -111,13 +111,14 @@ def _candidates(backend: FFTKernels, extent: int, outputs: int, real: bool) -> l
 
 
 def tiling(backend: FFTKernels, outputs: tuple[int, ...], extent: tuple[int, ...], n: int, c_in: int, c_out: int,
-           inner: int, real: bool, itemsize: int) -> Tiling:
+           inner: int, real: bool, itemsize: int, summed: bool = False) -> Tiling:
     """The tiling of a correlation of ``n`` signals of ``c_in`` channels giving ``outputs`` positions of ``c_out``
     channels, with a kernel of ``extent`` and a mixing GEMM of depth ``inner`` per output: the transform length
     (the same on every axis, where the axis is long enough) that the cost model finds cheapest. It counts the
     transforms of every tile (n·(c_in + c_out) of them), the mixing GEMMs (c_out·inner complex
     products per tile and frequency) and the spectra moved (the tiles' twice, for the mixing's layout; the weights'
-    once). ``itemsize`` is the real dtype's (4 for float32 and complex64)."""
+    once). ``itemsize`` is the real dtype's (4 for float32 and complex64). With ``summed`` (grad_weight) the mixing
+    sums over the tiles and ``c_out·inner`` spectra are transformed back, not the tiles of ``c_out``."""
     per_axis = [_candidates(backend, e, o, real) for e, o in zip(extent, outputs, strict=True)]
     best: tuple[float, Tiling] | None = None
     for target in sorted({t for ts in per_axis for t in ts}):
@@ -126,7 +127,7 @@ def tiling(backend: FFTKernels, outputs: tuple[int, ...], extent: tuple[int, ...
         count = tuple(-(-o // s) for o, s in zip(outputs, step, strict=True))
         tile = Tiling(length, step, count, extent, real)
         size = math.prod(length)
-        transforms = n * (c_in + c_out) * tile.tiles
+        transforms = n * (c_in + c_out) * tile.tiles + (c_out * inner if summed else 0)
         fft = 2.5 * size * math.log2(max(size, 2)) * transforms * (1 if real else 2)
         mix = 8 * c_out * inner * n * tile.tiles * tile.frequencies
         moved = (2 * transforms + c_out * inner) * tile.frequencies * 2 * itemsize
@@ -148,7 +149,7 @@ def pass_tiling(backend: FFTKernels, spec: ConvSpec, pass_: str) -> Tiling:
         return tiling(backend, padded, extent, spec.n, spec.k, spec.c, spec.kg, real, part)
     if pass_ == "grad_weight":
         spread = tuple((o - 1) * s + 1 for o, s in zip(spec.out_size, spec.stride, strict=True))
-        return tiling(backend, spread, extent, spec.n, spec.c, spec.k, spec.cg, real, part)
+        return tiling(backend, spread, extent, spec.n, spec.c, spec.k, spec.cg, real, part, summed=True)
     every = tuple(p - e + 1 for p, e in zip(padded, extent, strict=True))
     return tiling(backend, every, extent, spec.n, spec.c, spec.k, spec.cg, real, part)
 
