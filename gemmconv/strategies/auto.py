@@ -55,8 +55,8 @@ SMALL_FLOPS = 500_000
 #: from this many taps (the kernel's product of sizes) on, ``fft`` is weighed against the rule's choice (rule 7)
 FFT_MIN_TAPS = 25
 #: flops per second of each choice on large kernels, against which ``fft``'s predicted time is weighed: the GEMM
-#: strategies (im2col measured at 48-123 GFLOP/s on the large-kernel layers, Winograd counted at the multiplies of
-#: direct it saves), the direct loop (depthwise); benchmarks/CPU_NOTES.md, 2026-12-06, Zen 4
+#: strategies (im2col's rate on the large-kernel layers; Winograd counted at the multiplies of direct it saves), the
+#: direct loop (depthwise); the measurements are in benchmarks/CPU_NOTES.md
 RULE_FLOPS = {"im2col": 1.0e11, "winograd": 2.5e11, "winograd_f2": 1.8e11, "direct": 4.0e10, "1x1": 1.5e11}
 
 

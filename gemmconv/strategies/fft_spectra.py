@@ -36,9 +36,9 @@ __all__ = [
 SPECTRA_CACHE = FilterCache(max_entries=32, max_bytes=256 << 20)
 _COMPLEX_ITEMSIZE = {"float16": 8, "float32": 8, "float64": 16, "complex64": 8, "complex128": 16}
 
-#: the cost model's constants, fitted (non-negative least squares on the relative error) to 111 timings of 16
-#: layers, each at every candidate length (2-core AMD EPYC Zen 4, 2026-12-06; benchmarks/CPU_NOTES.md): flops of the
-#: transforms and of the mixing GEMMs per second, and bytes of spectra moved per second
+#: the cost model's constants, fitted by benchmarks/fft_tiles_fit.py (non-negative least squares on the relative
+#: error of timings of 16 layers, each at every candidate length; benchmarks/CPU_NOTES.md): flops of the transforms
+#: and of the mixing GEMMs per second, and bytes of spectra moved per second
 FFT_FLOPS, MIX_FLOPS, SPECTRA_BYTES = 1.1e10, 5.0e10, 1.66e10
 
 
@@ -196,8 +196,8 @@ def tiles_of(xp: Any, a: Any, before: tuple[int, ...], tile: Tiling, conj: bool 
                                            strides=(*spatial, *steps, *rest))
 
 
-#: rows of a tile moved at once by :func:`untile` (its transposing copy, cut so that what it reads stays in cache:
-#: 2x faster than one copy on 64 channels at 56², N=8)
+#: rows of a tile moved at once by :func:`untile` (its transposing copy, cut so that what it reads stays in cache;
+#: measured in benchmarks/CPU_NOTES.md)
 UNTILE_ROWS = 4
 
 
