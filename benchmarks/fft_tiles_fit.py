@@ -16,10 +16,9 @@ import argparse
 import collections
 import json
 import math
-import statistics
-import time
 
 import numpy as np
+from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 from scipy.optimize import nnls
 
 import gemmconv
@@ -29,16 +28,6 @@ from gemmconv.tools.layers import LAYERS_LARGE, LayerND
 EXTRA = [LayerND("k5_28", 64, (28, 28), 64, (5, 5), padding=2), LayerND("k3_56", 64, (56, 56), 64, (3, 3), padding=1),
          LayerND("sig_k33_4096", 16, (4096,), 16, (33,), padding=16)]
 FEATURES = ("fft", "mix", "moved")
-
-
-def median_time(fn, reps: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def measure() -> list[dict]:
@@ -67,7 +56,8 @@ def measure() -> list[dict]:
                 if transforms * size > 4e8:  # too slow to be worth timing
                     continue
                 plan = gemmconv.plan(x, w, b, strategy="fft", **layer.conv_args)
-                rows.append(dict(layer=name, n=n, length=tile.length[0], seconds=median_time(lambda p=plan: p(x, w, b)),
+                seconds = median_time(lambda p=plan: p(x, w, b), 3)
+                rows.append(dict(layer=name, n=n, length=tile.length[0], seconds=seconds,
                                  fft=2.5 * size * math.log2(size) * transforms * (1 if real else 2),
                                  mix=8 * layer.k * cg * n * tile.tiles * tile.frequencies,
                                  moved=(2 * transforms + layer.k * cg) * tile.frequencies * 8))

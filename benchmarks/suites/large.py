@@ -16,6 +16,8 @@ import numpy as np
 
 import gemmconv
 
+from .nd import random_problem
+
 STRATEGIES = ["direct", "im2col", "fft", "auto"]
 # name: (C, spatial size, K, kernel, padding, groups, dtype); every axis alike
 LAYERS = {
@@ -32,17 +34,7 @@ if os.environ.get("GEMMCONV_ASV_SMOKE"):  # CI's smoke run: the smallest layer
 
 def _problem(layer, seed=0):
     c, size, k, kernel, padding, groups, dtype = LAYERS[layer]
-    rng = np.random.default_rng(seed)
-
-    def draw(shape):
-        a = rng.standard_normal(shape)
-        if np.dtype(dtype).kind == "c":
-            a = a + 1j * rng.standard_normal(shape)
-        return a
-
-    x = draw((1, c, *size)).astype(dtype)
-    w = (draw((k, c // groups, *kernel)) / np.sqrt(c // groups * np.prod(kernel))).astype(dtype)
-    return x, w, dict(padding=padding, groups=groups)
+    return (*random_problem(c, size, k, kernel, groups, dtype, seed), dict(padding=padding, groups=groups))
 
 
 class _ConvLarge:

@@ -27,8 +27,8 @@ if os.environ.get("GEMMCONV_ASV_SMOKE"):  # CI's smoke run: the smallest layer
     LAYERS = {"vol3x3x3_16": LAYERS["vol3x3x3_16"]}
 
 
-def _problem(layer, dtype, seed=0):
-    c, size, k, kernel, padding = LAYERS[layer]
+def random_problem(c, size, k, kernel, groups, dtype, seed=0):
+    """x (1, C, *size) and w (K, C/G, *kernel) of unit output variance, random (both parts, complex dtypes)."""
     rng = np.random.default_rng(seed)
 
     def draw(shape):
@@ -38,8 +38,13 @@ def _problem(layer, dtype, seed=0):
         return a
 
     x = draw((1, c, *size)).astype(dtype)
-    w = (draw((k, c, *kernel)) / np.sqrt(c * np.prod(kernel))).astype(dtype)
-    return x, w, dict(padding=padding)
+    w = (draw((k, c // groups, *kernel)) / np.sqrt(c // groups * np.prod(kernel))).astype(dtype)
+    return x, w
+
+
+def _problem(layer, dtype, seed=0):
+    c, size, k, kernel, padding = LAYERS[layer]
+    return (*random_problem(c, size, k, kernel, 1, dtype, seed), dict(padding=padding))
 
 
 def _function(layer):

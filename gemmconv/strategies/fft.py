@@ -31,6 +31,7 @@ from ..core.prepared import Prepared
 from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import fft_grad
+from ._common import add_bias
 from .fft_spectra import (
     SPECTRA_CACHE,
     Tiling,
@@ -42,6 +43,7 @@ from .fft_spectra import (
     supports,
     tiles_of,
     trailing,
+    written,
 )
 
 __all__ = ["SPECTRA_CACHE", "STRATEGY", "prepare", "run", "supports"]
@@ -56,13 +58,7 @@ def _forward(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
         wt = kernel_spectrum(backend, w, tile, spec.dilation, spec.groups)
         y = correlate(backend, tiles_of(xp, x, before, tile), wt, tile, every)[strided]  # (N, K, *out)
-        if out is None:
-            out = xp.ascontiguousarray(y)
-        else:
-            out[...] = y
-        if b is not None:
-            out += b.reshape(1, -1, *(1,) * spec.ndim)  # (K,) -> (1, K, 1, ...)
-        return out
+        return add_bias(written(xp, y, out), b)
 
     return run
 

@@ -8,6 +8,7 @@ from typing import Any
 from ..backends.kernels import FFTKernels
 from ..core.prepared import Prepared
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
+from ._common import add_bias
 from .fft_spectra import (
     Tiling,
     batched_matmul,
@@ -19,6 +20,7 @@ from .fft_spectra import (
     spectra_bytes,
     tiles_of,
     trailing,
+    written,
 )
 
 __all__ = ["prepare_grad_input", "prepare_grad_weight", "spread"]
@@ -45,13 +47,7 @@ def _grad_input(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
         # dL/dx of the padded input = dL/dy spread, convolved with the weights (correlated with them flipped)
         wt = kernel_spectrum(backend, w, tile, spec.dilation, spec.groups, adjoint=True)
         dx = correlate(backend, tiles_of(xp, spread(xp, gy, spec), front, tile), wt, tile, padded)[crop]
-        if out is None:
-            out = xp.ascontiguousarray(dx)
-        else:
-            out[...] = dx
-        if bias is not None:
-            out += bias.reshape(1, -1, *(1,) * spec.ndim)  # (C,) -> (1, C, 1, ...)
-        return out
+        return add_bias(written(xp, dx, out), bias)  # the transposed convolution's bias, of the input's channels
 
     return run
 
@@ -89,11 +85,7 @@ def _grad_weight(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
         else:  # (f, G, K/G, M) @ (f, G, M, C/G): strided views the BLAS reads as they are
             dws = batched_matmul(backend, gs.transpose(0, 2, 3, 1), xs.transpose(0, 2, 1, 3))
         dw = backend.signal(dws.reshape(*tile.half, spec.k, cg), tile.length, leading(tile), tile.real)[taps]
-        dw = dw.transpose(d, d + 1, *range(d))  # (*kernel, K, C/G) -> (K, C/G, *kernel)
-        if out is None:
-            return xp.ascontiguousarray(dw)
-        out[...] = dw
-        return out
+        return written(xp, dw.transpose(d, d + 1, *range(d)), out)  # (*kernel, K, C/G) -> (K, C/G, *kernel)
 
     return run
 

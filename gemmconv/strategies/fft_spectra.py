@@ -42,6 +42,14 @@ _COMPLEX_ITEMSIZE = {"float16": 8, "float32": 8, "float64": 16, "complex64": 8, 
 FFT_FLOPS, MIX_FLOPS, SPECTRA_BYTES = 1.1e10, 5.0e10, 1.66e10
 
 
+def written(xp: Any, y: Any, out: Any | None) -> Any:
+    """``y`` (a view) as a fresh C-contiguous array, or copied into ``out``."""
+    if out is None:
+        return xp.ascontiguousarray(y)
+    out[...] = y
+    return out
+
+
 def trailing(slices: list[slice]) -> tuple[Any, ...]:
     """An index of the trailing (spatial) axes: ``(..., *slices)``."""
     return (Ellipsis, *slices)
