@@ -23,18 +23,7 @@ from .fft_spectra import (
     written,
 )
 
-__all__ = ["prepare_grad_input", "prepare_grad_weight", "spread"]
-
-
-def spread(xp: Any, gy: Any, spec: ConvSpec, lengths: tuple[int, ...] | None = None) -> Any:
-    """dL/dy (N, K, *out) at every ``stride``-th position of zeros (N, K, *lengths) (the spread's own lengths by
-    default); dL/dy itself where the stride is 1 and no length is asked."""
-    sizes = tuple((o - 1) * s + 1 for o, s in zip(spec.out_size, spec.stride, strict=True))
-    if lengths is None and all(s == 1 for s in spec.stride):
-        return gy
-    buf = xp.zeros((*gy.shape[:2], *(lengths or sizes)), dtype=gy.dtype)
-    buf[trailing([slice(0, n, s) for n, s in zip(sizes, spec.stride, strict=True)])] = gy
-    return buf
+__all__ = ["prepare_grad_input", "prepare_grad_weight"]
 
 
 def _grad_input(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
@@ -46,7 +35,8 @@ def _grad_input(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
     def run(gy: Any, w: Any, bias: Any, out: Any) -> Any:
         # dL/dx of the padded input = dL/dy spread, convolved with the weights (correlated with them flipped)
         wt = kernel_spectrum(backend, w, tile, spec.dilation, spec.groups, adjoint=True)
-        dx = correlate(backend, tiles_of(xp, spread(xp, gy, spec), front, tile), wt, tile, padded)[crop]
+        tiles = tiles_of(xp, gy, front, tile, spacing=spec.stride)
+        dx = correlate(backend, tiles, wt, tile, padded)[crop]
         return add_bias(written(xp, dx, out), bias)  # the transposed convolution's bias, of the input's channels
 
     return run

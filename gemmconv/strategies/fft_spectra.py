@@ -187,17 +187,22 @@ def leading(tile: Tiling) -> tuple[int, ...]:
     return tuple(range(len(tile.length)))
 
 
-def tiles_of(xp: Any, a: Any, before: tuple[int, ...], tile: Tiling, conj: bool = False) -> Any:
-    """The tiles (*length, *count, N, C) of ``a`` (N, C, *L) placed ``before`` positions into zeros (conjugated):
-    a strided view of one padded copy laid out channels last, (*reach, N, C), tile ``i`` from ``i·step`` on along
-    each axis. In this layout each frequency of the tiles' spectra is one (tiles·N, C) matrix."""
+def tiles_of(xp: Any, a: Any, before: tuple[int, ...], tile: Tiling, conj: bool = False,
+             spacing: tuple[int, ...] | None = None) -> Any:
+    """The tiles (*length, *count, N, C) of ``a`` (N, C, *L) placed ``before`` positions into zeros (conjugated;
+    with ``spacing``, its positions that far apart, zeros between: dL/dy spread by the stride): a strided view of
+    one padded copy laid out channels last, (*reach, N, C), tile ``i`` from ``i·step`` on along each axis. In this
+    layout each frequency of the tiles' spectra is one (tiles·N, C) matrix."""
     n, c = a.shape[:2]
     d = len(tile.length)
+    apart = spacing or (1,) * d
     buf = xp.zeros((*tile.reach, n, c), dtype=a.dtype)
-    kept = tuple(min(size, r - b) for size, r, b in zip(a.shape[2:], tile.reach, before, strict=True))
+    kept = tuple(min(size, -(-(r - b) // s)) for size, r, b, s in zip(a.shape[2:], tile.reach, before, apart,
+                                                                       strict=True))
     src = a[trailing([slice(0, k) for k in kept])]  # positions past the tiles' reach are never read
     src = src.transpose(*range(2, 2 + d), 0, 1)  # (N, C, *kept) -> (*kept, N, C), a view
-    buf[tuple(slice(b, b + k) for b, k in zip(before, kept, strict=True))] = xp.conj(src) if conj else src
+    where = tuple(slice(b, b + (k - 1) * s + 1, s) for b, k, s in zip(before, kept, apart, strict=True))
+    buf[where] = xp.conj(src) if conj else src
     spatial, rest = buf.strides[:d], buf.strides[d:]
     steps = tuple(st * s for st, s in zip(spatial, tile.step, strict=True))
     return xp.lib.stride_tricks.as_strided(buf, shape=(*tile.length, *tile.count, n, c),
