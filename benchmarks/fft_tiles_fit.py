@@ -22,7 +22,7 @@ from _timing import median_time  # benchmarks/ is on sys.path when this script r
 from scipy.optimize import nnls
 
 import gemmconv
-from gemmconv.strategies import fft_spectra
+from gemmconv.strategies import fft_tiling
 from gemmconv.tools.layers import LAYERS_LARGE, LayerND
 
 EXTRA = [LayerND("k5_28", 64, (28, 28), 64, (5, 5), padding=2), LayerND("k3_56", 64, (56, 56), 64, (3, 3), padding=1),
@@ -34,7 +34,7 @@ def measure() -> list[dict]:
     layers = {**LAYERS_LARGE, **{layer.name: layer for layer in EXTRA}}
     cases = [(name, 1) for name in layers] + [(name, 8) for name in ("k7_56", "k11_56", "k15_56", "dw31_28")]
     backend = gemmconv.get_backend(np.zeros(1))
-    candidates = fft_spectra._candidates
+    candidates = fft_tiling._fast_lengths
     rows = []
     for name, n in cases:
         layer = layers[name]
@@ -48,9 +48,10 @@ def measure() -> list[dict]:
                 def forced(b_, e, o, r, t=t):
                     return [min(max(t, e), candidates(b_, e, o, r)[-1])]
 
-                fft_spectra._candidates = forced
+                fft_tiling._fast_lengths = forced
                 gemmconv.clear_caches()
-                tile = fft_spectra.tiling(backend, outputs, layer.kernel, n, layer.c, layer.k, cg, real, 4)
+                geometry = fft_tiling.Geometry(outputs, layer.kernel, n, layer.c, layer.k, cg, real, 4)
+                tile = fft_tiling.tiling(backend, geometry)
                 size = math.prod(tile.length)
                 transforms = n * (layer.c + layer.k) * tile.tiles
                 if transforms * size > 4e8:  # too slow to be worth timing
@@ -63,7 +64,7 @@ def measure() -> list[dict]:
                                  moved=(2 * transforms + layer.k * cg) * tile.frequencies * 8))
                 print(rows[-1], flush=True)
         finally:
-            fft_spectra._candidates = candidates
+            fft_tiling._fast_lengths = candidates
             gemmconv.clear_caches()
     return rows
 

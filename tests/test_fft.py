@@ -19,21 +19,22 @@ from test_dims import TOLERANCE, _fn, layers, oracle
 import gemmconv
 from gemmconv.core.args import ConvArgs
 from gemmconv.planning.validate import validate
-from gemmconv.strategies import fft_spectra
+from gemmconv.strategies import fft_spectra, fft_tiling
 
 FFT = 5  # as test_dims: on the scale of helpers.fft_floor
 
 
 @contextlib.contextmanager
-def _short_tiles(longest: int):
-    """Transforms of at most ``longest`` positions per axis (at least the kernel's extent): many tiles."""
-    saved = fft_spectra.LONGEST
-    fft_spectra.LONGEST = longest
+def _short_tiles(longest: int | None, stride_by: str | None = None):
+    """Transforms of at most ``longest`` positions per axis (at least the kernel's extent): many tiles; strided
+    passes by ``stride_by`` (the polyphase split or subsampling)."""
+    saved = fft_tiling.LONGEST, fft_tiling.STRIDE_BY
+    fft_tiling.LONGEST, fft_tiling.STRIDE_BY = longest, stride_by
     gemmconv.clear_caches()  # no plan made with other tiles serves these calls, nor these plans later ones
     try:
         yield
     finally:
-        fft_spectra.LONGEST = saved
+        fft_tiling.LONGEST, fft_tiling.STRIDE_BY = saved
         gemmconv.clear_caches()
 
 
@@ -43,8 +44,11 @@ def _bound(a, b, terms: int) -> float:
 
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 @settings(max_examples=40, deadline=None)
-@given(data=st.data(), complex_=st.booleans(), longest=st.integers(1, 8))
-def test_every_pass_in_small_tiles_against_torch(ndim, data, complex_, longest):
+@given(data=st.data(), complex_=st.booleans(), longest=st.integers(1, 8), room=st.none() | st.floats(1.0, 4.0),
+       stride_by=st.sampled_from(["polyphase", "subsample"]))
+def test_every_pass_in_small_tiles_against_torch(ndim, data, complex_, longest, room, stride_by):
+    """With a workspace limit (``room`` times the least each pass keeps to), the passes run in chunks of images and
+    rows of tiles; strided ones by the polyphase split or by subsampling (where that keeps to the limit)."""
     x, w, b, args = data.draw(layers(ndim, complex_))
     found = oracle(ndim, x, w, b, data.draw(st.integers(0, 2**31)), args)
     if found is None:
@@ -55,10 +59,14 @@ def test_every_pass_in_small_tiles_against_torch(ndim, data, complex_, longest):
     bs = None if b is None else b.astype(dtype)
     spec = validate(xs, ws, None, ConvArgs(**args), ndim=ndim).spec
     taps = int(np.prod(spec.kernel))
-    with _short_tiles(longest):
-        got = {"forward": _fn("conv{}d", ndim)(xs, ws, bs, strategy="fft", **args),
-               "grad_input": _fn("conv{}d_grad_input", ndim)(x.shape, ws, gys, strategy="fft", **args),
-               "grad_weight": _fn("conv{}d_grad_weight", ndim)(xs, w.shape, gys, strategy="fft", **args)}
+    with _short_tiles(longest, stride_by):
+        limit = {p: None if room is None else int(room * fft_tiling.least_workspace(spec, p))
+                 for p in ("forward", "grad_input", "grad_weight")}
+        got = {"forward": _fn("conv{}d", ndim)(xs, ws, bs, strategy="fft", workspace_limit=limit["forward"], **args),
+               "grad_input": _fn("conv{}d_grad_input", ndim)(x.shape, ws, gys, strategy="fft",
+                                                              workspace_limit=limit["grad_input"], **args),
+               "grad_weight": _fn("conv{}d_grad_weight", ndim)(xs, w.shape, gys, strategy="fft",
+                                                                workspace_limit=limit["grad_weight"], **args)}
     scales = {"forward": _bound(x, w, spec.cg * taps) + (0 if b is None else float(np.max(np.abs(b)))),
               "grad_input": _bound(gy, w, spec.kg * taps),
               "grad_weight": _bound(x, gy, spec.n * int(np.prod(spec.out_size)))}
@@ -74,7 +82,7 @@ def test_the_tiles_cover_the_outputs_and_forced_tiles_are_many(size, kernel, lon
     backend = gemmconv.get_backend(np.zeros(1))
     outputs = tuple(s - k + 1 for s, k in zip(size, kernel, strict=True))
     with _short_tiles(longest):
-        tile = fft_spectra.tiling(backend, outputs, kernel, 2, 3, 4, 3, True, 8)
+        tile = fft_tiling.tiling(backend, fft_tiling.Geometry(outputs, kernel, 2, 3, 4, 3, True, 8))
     assert tile.tiles > 1 and all(n <= max(longest, e) for n, e in zip(tile.length, kernel, strict=True))
     for o, s, c, n, e in zip(outputs, tile.step, tile.count, tile.length, kernel, strict=True):
         assert s == n - e + 1 and c * s >= o > (c - 1) * s  # every output in exactly one tile
@@ -88,8 +96,8 @@ def test_the_tiles_cover_the_outputs_and_forced_tiles_are_many(size, kernel, lon
 
 def test_the_cost_model_tiles_a_long_input_and_not_a_short_one():
     backend = gemmconv.get_backend(np.zeros(1))
-    long = fft_spectra.tiling(backend, (16384,), (255,), 1, 16, 16, 16, True, 4)
-    short = fft_spectra.tiling(backend, (12, 12), (5, 5), 1, 8, 8, 8, True, 4)
+    long = fft_tiling.tiling(backend, fft_tiling.Geometry((16384,), (255,), 1, 16, 16, 16, True, 4))
+    short = fft_tiling.tiling(backend, fft_tiling.Geometry((12, 12), (5, 5), 1, 8, 8, 8, True, 4))
     assert long.tiles > 1 and long.length[0] < 16384
     assert short.tiles == 1
 
@@ -122,11 +130,56 @@ def test_weight_spectra_are_cached_by_contents_and_key_and_bounded():
     assert len(cache) == 0 and cache.nbytes == 0
 
 
-def test_a_workspace_limit_below_the_spectra_is_refused_naming_who_can():
+def test_a_workspace_limit_below_one_row_of_tiles_is_refused_naming_the_least():
     x, w = np.ones((1, 4, 64, 64)), np.ones((4, 4, 7, 7))
-    with pytest.raises(gemmconv.StrategyNotSupportedError, match=r"spectra need at least .* workspace_limit=1000") as e:
+    spec = validate(x, w, None, ConvArgs()).spec
+    need = fft_tiling.least_workspace(spec)
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match=rf"least {need} bytes .* workspace_limit=1000") as e:
         gemmconv.conv2d(x, w, strategy="fft", workspace_limit=1000)
     assert "fft" not in e.value.alternatives
+    assert gemmconv.plan(x, w, strategy="fft", workspace_limit=need).workspace_bytes <= need  # the least is enough
+
+
+@pytest.mark.parametrize("pass_", ["forward", "grad_input", "grad_weight"])
+@pytest.mark.parametrize(("shape", "kernel", "args", "chunk"), [
+    ((3, 8, 40, 40), (7, 7), dict(padding=3), "images"),
+    ((1, 8, 64, 64), (9, 9), dict(padding=4, stride=2), "rows"),
+    ((1, 4, 4000), (63,), dict(padding=31), "rows"),
+    ((2, 4, 12, 20, 20), (3, 5, 5), dict(padding=(1, 2, 2), dilation=(1, 2, 1)), "rows"),
+])
+def test_the_passes_keep_to_a_workspace_limit_in_chunks(pass_, shape, kernel, args, chunk):
+    """Under a limit the passes run in chunks (whole images, else rows of tiles of one image): the peak of the
+    temporary memory stays under the limit, the plan reports at most the limit, and the result is the unlimited
+    one's."""
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal(shape), rng.standard_normal((8, shape[1], *kernel))
+    spec = validate(x, w, None, ConvArgs(**args), ndim=len(kernel)).spec
+    gy = rng.standard_normal(spec.out_shape)
+    backend = gemmconv.get_backend(x)
+    d = len(kernel)
+    call, plan = {
+        "forward": (lambda lim: _fn("conv{}d", d)(x, w, strategy="fft", workspace_limit=lim, **args),
+                    lambda lim: gemmconv.plan(x, w, strategy="fft", workspace_limit=lim, **args)),
+        "grad_input": (lambda lim: _fn("conv{}d_grad_input", d)(x.shape, w, gy, strategy="fft", workspace_limit=lim,
+                                                               **args),
+                       lambda lim: gemmconv.plan_grad_input(x.shape, w, gy, strategy="fft", workspace_limit=lim,
+                                                            **args)),
+        "grad_weight": (lambda lim: _fn("conv{}d_grad_weight", d)(x, w.shape, gy, strategy="fft",
+                                                                 workspace_limit=lim, **args),
+                        lambda lim: gemmconv.plan_grad_weight(x, w.shape, gy, strategy="fft", workspace_limit=lim,
+                                                              **args)),
+    }[pass_]
+    full = call(None)
+    whole = plan(None).workspace_bytes
+    least = fft_tiling.least_workspace(spec, pass_)
+    limit = least if chunk == "rows" else max(least, whole // 2)
+    assert whole > limit  # the unlimited pass would not keep to it
+    tile = fft_tiling.pass_tiling(backend, spec, pass_, gemmconv.core.spec.Limits(workspace=limit))
+    assert tile.chunk is not None and (tile.chunk[1] < tile.count[0]) == (chunk == "rows")
+    assert plan(limit).workspace_bytes <= limit
+    got, peak = backend.profiler.peak_memory(lambda: call(limit))
+    assert peak - full.nbytes <= limit
+    np.testing.assert_allclose(got, full, rtol=0, atol=1e-12 * np.abs(full).max())
 
 
 def test_importing_gemmconv_does_not_import_scipy_fft():
@@ -146,7 +199,7 @@ def test_non_finite_input_reaches_the_whole_transform():
     ((1, 32, 56, 56), (32, 32, 15, 15), dict(padding=7), "fft"),
     ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd"),  # 9 taps: never weighed
     ((1, 8, 28, 28), (8, 8, 5, 5), dict(padding=2), "im2col"),  # 25 taps of little work: the GEMM
-    ((1, 32, 56, 56), (32, 32, 15, 15), dict(padding=7, workspace_limit=1 << 30), "im2col"),  # a limit: never fft
+    ((1, 32, 56, 56), (32, 32, 15, 15), dict(padding=7, workspace_limit=100_000), "direct"),  # fft and im2col need more
 ])
 def test_auto_weighs_the_fft_on_large_kernels(x_shape, w_shape, kwargs, expected):
     x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
@@ -155,3 +208,11 @@ def test_auto_weighs_the_fft_on_large_kernels(x_shape, w_shape, kwargs, expected
         gy = np.zeros(gemmconv.plan(x, w, **kwargs).out_shape, np.float32)
         assert gemmconv.plan_grad_input(x.shape, w, gy, **kwargs).strategy == "fft"
         assert gemmconv.plan_grad_weight(x, w.shape, gy, **kwargs).strategy == "fft"
+
+
+def test_auto_runs_the_fft_in_chunks_under_a_workspace_limit():
+    x, w = np.zeros((1, 32, 56, 56), np.float32), np.zeros((32, 32, 15, 15), np.float32)
+    unlimited = gemmconv.plan(x, w, padding=7)
+    limited = gemmconv.plan(x, w, padding=7, workspace_limit=16 << 20)
+    assert unlimited.strategy == limited.strategy == "fft"
+    assert limited.workspace_bytes <= 16 << 20 < unlimited.workspace_bytes

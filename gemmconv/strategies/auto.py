@@ -18,8 +18,8 @@ and ``benchmarks/overhead.py`` on the CPU, ``benchmarks/gpu_check.py`` on the GP
    honours it, Winograd's workspace is not bounded yet);
 6. a ``workspace_limit`` below im2col's smallest block (one output row) → ``direct``, whose only
    workspace is one padded input plane at unit stride (none when strided);
-7. then, for a kernel of at least :data:`FFT_MIN_TAPS` taps and no ``workspace_limit``, on a backend with
-   Fourier transforms: ``fft`` where its cost model (:func:`.fft_spectra.pass_tiling`, fitted on this machine)
+7. then, for a kernel of at least :data:`FFT_MIN_TAPS` taps, on a backend with Fourier transforms, within the
+   ``workspace_limit`` (in chunks): ``fft`` where its cost model (:func:`.fft_tiling.cut`, fitted)
    predicts less time than the choice above takes for its work at :data:`RULE_FLOPS` (per pass, in every D and
    dtype: the FFT runs them natively).
 
@@ -44,7 +44,8 @@ from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import im2col, one_by_one
 from .complex_pairs import is_complex, pairs
 from .dims import DIMS, plane, slices
-from .fft_spectra import pass_tiling
+from .fft_tiling import cut
+from .fft_tiling import supports as fft_supports
 from .tuning import CANDIDATES, get_autotune, tuned_choice
 from .winograd import supports as winograd_supports
 
@@ -63,10 +64,10 @@ RULE_FLOPS = {"im2col": 1.0e11, "winograd": 2.5e11, "winograd_f2": 1.8e11, "dire
 def _fft_wins(spec: ConvSpec, backend: Backend | None, limits: Limits, chosen: str, pass_: str = FORWARD) -> bool:
     """Rule 7: whether ``fft``'s predicted time for pass ``pass_`` is below ``chosen``'s (its work, complex counted
     as the real pairs it runs, at :data:`RULE_FLOPS`)."""
-    if not isinstance(backend, FFTKernels) or limits.workspace is not None or spec.taps < FFT_MIN_TAPS:
+    if not isinstance(backend, FFTKernels) or spec.taps < FFT_MIN_TAPS or fft_supports(spec, limits, pass_):
         return False
     work = (pairs(spec) if is_complex(spec) else spec).flops
-    return pass_tiling(backend, spec, pass_).seconds < work / RULE_FLOPS.get(chosen, RULE_FLOPS["im2col"])
+    return cut(backend, spec, pass_, limits).tile.seconds < work / RULE_FLOPS.get(chosen, RULE_FLOPS["im2col"])
 
 
 def choose(spec: ConvSpec, backend: Backend | None = None, limits: Limits = NO_LIMITS) -> str:

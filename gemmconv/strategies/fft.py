@@ -24,6 +24,7 @@ filters). A non-finite input reaches every output of its image's transform, not 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from ..backends.kernels import FFTKernels
@@ -32,41 +33,37 @@ from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, PassImpl, Strategy
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from . import fft_grad
 from ._common import add_bias
-from .fft_spectra import (
-    SPECTRA_CACHE,
-    Tiling,
-    correlate,
-    kernel_spectrum,
-    padded_lengths,
-    pass_tiling,
-    spectra_bytes,
-    supports,
-    tiles_of,
-    trailing,
-    written,
-)
+from .fft_phases import split_signal
+from .fft_spectra import SPECTRA_CACHE, correlate, kernel_spectrum, tiles_of, written
+from .fft_tiling import Cut, Tiling, cut, geometry, supports
 
 __all__ = ["SPECTRA_CACHE", "STRATEGY", "prepare", "run", "supports"]
 
 
-def _forward(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
-    xp = backend.xp
-    before = tuple(a for a, _ in spec.padding)
-    every = tuple(p - e + 1 for p, e in zip(padded_lengths(spec), tile.extent, strict=True))  # outputs at stride 1
-    strided = trailing([slice(None, None, s) for s in spec.stride])
+def _forward(backend: FFTKernels, spec: ConvSpec, c: Cut) -> Any:
+    xp, runs, tile = backend.xp, c.runs, c.tile
+    before = tuple(a for a, _ in runs.padding)
+    every = geometry(runs, "forward").outputs  # the outputs at stride 1, of which every stride-th is kept
+    keep = tuple(slice(0, e, s) for e, s in zip(every, runs.stride, strict=True))
+    phases = spec if c.phases else None
 
     def run(x: Any, w: Any, b: Any, out: Any) -> Any:
-        wt = kernel_spectrum(backend, w, tile, spec.dilation, spec.groups)
-        y = correlate(backend, tiles_of(xp, x, before, tile), wt, tile, every)[strided]  # (N, K, *out)
+        wt = kernel_spectrum(backend, w, tile, runs.dilation, runs.groups, phases=phases)
+        a = x if phases is None else split_signal(xp, x, spec)  # (N, C, *size), or its phases (N, C·s^D, ...)
+
+        def tiles(sub: Tiling, images: slice, origin: int) -> Any:
+            return tiles_of(xp, a[images], before, sub, origin=origin)
+
+        y = correlate(backend, tiles, wt, tile, runs.n, runs.k, keep)  # (N, K, *out)
         return add_bias(written(xp, y, out), b)
 
     return run
 
 
 def prepare(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
-    tile = pass_tiling(backend, spec, "forward")
-    return Prepared(_forward(backend, spec, tile), ("fft", "mix", "ifft"), spectra_bytes(spec, tile, spec.c, spec.k,
-                                                                                           spec.n))
+    c = cut(backend, spec, "forward", limits)
+    return Prepared(_forward(backend, spec, c), ("split", "fft", "mix", "ifft") if c.phases else ("fft", "mix", "ifft"),
+                    c.workspace_bytes)
 
 
 def run(backend: FFTKernels, x: Any, w: Any, b: Any, spec: ConvSpec) -> Any:
@@ -79,8 +76,8 @@ STRATEGY = Strategy(
     prepare=prepare,
     supports=supports,
     needs=("fft",),
-    backward={GRAD_INPUT: PassImpl(fft_grad.prepare_grad_input, supports, ("fft",)),
-              GRAD_WEIGHT: PassImpl(fft_grad.prepare_grad_weight, supports, ("fft",))},
+    backward={GRAD_INPUT: PassImpl(fft_grad.prepare_grad_input, partial(supports, pass_="grad_input"), ("fft",)),
+              GRAD_WEIGHT: PassImpl(fft_grad.prepare_grad_weight, partial(supports, pass_="grad_weight"), ("fft",))},
     description="FFT: the convolution theorem, one transform per signal and a GEMM per frequency; its cost "
     "hardly grows with the kernel, its error is relative to the largest values",
     dims=(1, 2, 3),

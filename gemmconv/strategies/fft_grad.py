@@ -3,90 +3,87 @@ dtype, tiled."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, cast
 
 from ..backends.kernels import FFTKernels
 from ..core.prepared import Prepared
 from ..core.spec import NO_LIMITS, ConvSpec, Limits
 from ._common import add_bias
-from .fft_spectra import (
-    Tiling,
-    batched_matmul,
-    correlate,
-    kernel_spectrum,
-    leading,
-    padded_lengths,
-    pass_tiling,
-    spectra_bytes,
-    tiles_of,
-    trailing,
-    written,
-)
+from .fft_phases import merge_kernel, merge_signal, split_signal
+from .fft_spectra import batched_matmul, chunks, correlate, kernel_spectrum, leading, tiles_of, written
+from .fft_tiling import Cut, Tiling, cut
 
 __all__ = ["prepare_grad_input", "prepare_grad_weight"]
 
 
-def _grad_input(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
-    xp = backend.xp
-    padded = padded_lengths(spec)
-    crop = trailing([slice(a, a + s) for (a, _), s in zip(spec.padding, spec.size, strict=True)])
+def _grad_input(backend: FFTKernels, spec: ConvSpec, c: Cut) -> Any:
+    xp, runs, tile = backend.xp, c.runs, c.tile
+    keep = tuple(slice(a, a + s, 1) for (a, _), s in zip(runs.padding, runs.size, strict=True))  # the input's
     front = tuple(e - 1 for e in tile.extent)
+    phases = spec if c.phases else None
 
     def run(gy: Any, w: Any, bias: Any, out: Any) -> Any:
         # dL/dx of the padded input = dL/dy spread, convolved with the weights (correlated with them flipped)
-        wt = kernel_spectrum(backend, w, tile, spec.dilation, spec.groups, adjoint=True)
-        tiles = tiles_of(xp, gy, front, tile, spacing=spec.stride)
-        dx = correlate(backend, tiles, wt, tile, padded)[crop]
+        wt = kernel_spectrum(backend, w, tile, runs.dilation, runs.groups, adjoint=True, phases=phases)
+
+        def tiles(sub: Tiling, images: slice, origin: int) -> Any:
+            return tiles_of(xp, gy[images], front, sub, spacing=runs.stride, origin=origin)
+
+        dx = correlate(backend, tiles, wt, tile, runs.n, runs.c, keep)  # (N, C, *size), or of the phases
+        dx = dx if phases is None else merge_signal(xp, dx, spec)
         return add_bias(written(xp, dx, out), bias)  # the transposed convolution's bias, of the input's channels
 
     return run
 
 
-def _weight_tiles(backend: FFTKernels, gy: Any, spec: ConvSpec, tile: Tiling) -> Any:
-    """The spectra (f, tiles·N, K) of dL/dy spread, cut into tiles of ``step`` positions, each flipped."""
-    xp = backend.xp
-    n, k, d = gy.shape[0], gy.shape[1], spec.ndim
-    lengths = tuple(c * s for c, s in zip(tile.count, tile.step, strict=True))
-    whole = xp.zeros((*lengths, n, k), dtype=gy.dtype)  # dL/dy spread, channels last
-    whole[tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(spec.out_size, spec.stride, strict=True))] = \
-        gy.transpose(*range(2, 2 + d), 0, 1)  # (N, K, *out) -> (*out, N, K)
-    parts = whole.reshape(*[v for c, s in zip(tile.count, tile.step, strict=True) for v in (c, s)], n, k)
-    order = (*range(1, 2 * d, 2), *range(0, 2 * d, 2), 2 * d, 2 * d + 1)  # (c1, s1, ...) -> (*step, *count, N, K)
-    flipped = parts.transpose(order)[tuple(slice(None, None, -1) for _ in range(d))]
+def _weight_tiles(backend: FFTKernels, gy: Any, runs: ConvSpec, tile: Tiling, origin: int) -> Any:
+    """The spectra (f, tiles·N, K) of dL/dy spread, cut into tiles of ``step`` positions (the first from ``origin``
+    on), each flipped."""
+    d = runs.ndim
+    parts = tiles_of(backend.xp, gy, (0,) * d, dataclasses.replace(tile, length=tile.step), spacing=runs.stride,
+                     origin=origin)  # (*step, *count, N, K)
+    flipped = parts[tuple(slice(None, None, -1) for _ in range(d))]
     spectra = backend.spectrum(flipped, tile.length, leading(tile), tile.real)  # (*half, *count, N, K)
-    return spectra.reshape(tile.frequencies, tile.tiles * n, k)
+    return spectra.reshape(tile.frequencies, tile.tiles * gy.shape[0], gy.shape[1])
 
 
-def _grad_weight(backend: FFTKernels, spec: ConvSpec, tile: Tiling) -> Any:
-    xp = backend.xp
-    before = tuple(a for a, _ in spec.padding)
-    g, kg, cg, d = spec.groups, spec.kg, spec.cg, spec.ndim
-    taps = tuple(slice(s - 1, s - 1 + e, dl) for s, e, dl in zip(tile.step, tile.extent, spec.dilation, strict=True))
+def _grad_weight(backend: FFTKernels, spec: ConvSpec, c: Cut) -> Any:
+    xp, runs, tile = backend.xp, c.runs, c.tile
+    before = tuple(a for a, _ in runs.padding)
+    g, kg, cg, d = runs.groups, runs.kg, runs.cg, runs.ndim
+    taps = tuple(slice(s - 1, s - 1 + e, dl) for s, e, dl in zip(tile.step, tile.extent, runs.dilation, strict=True))
 
     def run(x: Any, gy: Any, _: Any, out: Any) -> Any:
-        n, nf = x.shape[0], tile.frequencies
-        m = tile.tiles * n
-        # each tile of dL/dy (flipped) convolved with the input's tile that its outputs read: dL/dw = Σ dL/dy·conj(x)
-        xs = backend.spectrum(tiles_of(xp, x, before, tile, conj=not tile.real), tile.length, leading(tile),
-                              tile.real).reshape(nf, m, g, cg)
-        gs = _weight_tiles(backend, gy, spec, tile).reshape(nf, m, g, kg)
-        if cg == kg == 1:  # depthwise: a product summed over the images and tiles
-            dws = (gs * xs).sum(axis=1)  # (f, G)
-        else:  # (f, G, K/G, M) @ (f, G, M, C/G): strided views the BLAS reads as they are
-            dws = batched_matmul(backend, gs.transpose(0, 2, 3, 1), xs.transpose(0, 2, 1, 3))
-        dw = backend.signal(dws.reshape(*tile.half, spec.k, cg), tile.length, leading(tile), tile.real)[taps]
-        return written(xp, dw.transpose(d, d + 1, *range(d)), out)  # (*kernel, K, C/G) -> (K, C/G, *kernel)
+        nf, dws = tile.frequencies, cast(Any, None)
+        a = x if not c.phases else split_signal(xp, x, spec)  # (N, C, *size), or its phases (N, C·s^D, ...)
+        for images, sub, origin in chunks(tile, runs.n):
+            ai = a[images]
+            m = sub.tiles * ai.shape[0]
+            # each tile of dL/dy (flipped) convolved with the input's tile that its outputs read: Σ dL/dy·conj(x)
+            xs = backend.spectrum(tiles_of(xp, ai, before, sub, conj=not tile.real, origin=origin), tile.length,
+                                  leading(tile), tile.real).reshape(nf, m, g, cg)
+            gs = _weight_tiles(backend, gy[images], runs, sub, origin).reshape(nf, m, g, kg)
+            if cg == kg == 1:  # depthwise: a product summed over the images and tiles
+                part = (gs * xs).sum(axis=1)  # (f, G)
+            else:  # (f, G, K/G, M) @ (f, G, M, C/G): strided views the BLAS reads as they are
+                part = batched_matmul(backend, gs.transpose(0, 2, 3, 1), xs.transpose(0, 2, 1, 3))
+            dws = part if dws is None else xp.add(dws, part, out=dws)
+        dw = backend.signal(dws.reshape(*tile.half, runs.k, cg), tile.length, leading(tile), tile.real)[taps]
+        dw = dw.transpose(d, d + 1, *range(d))  # (*kernel, K, C/G) -> (K, C/G, *kernel), a view
+        return written(xp, dw if not c.phases else merge_kernel(xp, dw, spec), out)
 
     return run
 
 
+_KERNELS = {False: ("fft", "mix", "ifft"), True: ("split", "fft", "mix", "ifft", "merge")}
+
+
 def prepare_grad_input(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
-    tile = pass_tiling(backend, spec, "grad_input")
-    return Prepared(_grad_input(backend, spec, tile), ("fft", "mix", "ifft"),
-                    spectra_bytes(spec, tile, spec.k, spec.c, spec.n))
+    c = cut(backend, spec, "grad_input", limits)
+    return Prepared(_grad_input(backend, spec, c), _KERNELS[c.phases], c.workspace_bytes)
 
 
 def prepare_grad_weight(backend: FFTKernels, spec: ConvSpec, limits: Limits = NO_LIMITS) -> Prepared:
-    tile = pass_tiling(backend, spec, "grad_weight")
-    return Prepared(_grad_weight(backend, spec, tile), ("fft", "mix", "ifft"),
-                    spectra_bytes(spec, tile, spec.c, spec.k, spec.n))
+    c = cut(backend, spec, "grad_weight", limits)
+    return Prepared(_grad_weight(backend, spec, c), _KERNELS[c.phases], c.workspace_bytes)
