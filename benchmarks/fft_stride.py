@@ -82,7 +82,6 @@ def main() -> None:
     parser.add_argument("--passes", nargs="+", default=list(FN))
     parser.add_argument("--layers", nargs="+", default=list(LAYERS))
     opts = parser.parse_args()
-    torch.set_num_threads(gemmconv.get_threads())
     times: dict[tuple, dict[str, list[float]]] = {}
     picks: dict[tuple, str] = {}
     for _ in range(opts.rounds):
@@ -97,7 +96,7 @@ def main() -> None:
                         row[way].append(timed(way, fft_fn, opts.reps))
                     backend = gemmconv.get_backend(np.zeros(1))
                     picks[key] = "polyphase" if fft_tiling.cut(backend, spec, pass_).phases else "subsample"
-    table = Table(title=f"fft on strided layers, float32, {gemmconv.get_threads()} threads (median of "
+    table = Table(title=f"fft on strided layers, float32, torch with {torch.get_num_threads()} threads (median of "
                         f"{opts.rounds} rounds)")
     for col in ("pass", "N", "layer", "torch ms", "polyphase ms", "subsample ms", "poly/sub", "faster",
                 "cost model picks", "best fft / torch"):

@@ -14,7 +14,8 @@ table gives the median time over rounds and the median ratio to torch with its r
 per pass and strategy and the worst case of ``auto``. The layers are :data:`gemmconv.tools.layers.LAYERS_ND`
 (``--set nd``) or :data:`~gemmconv.tools.layers.LAYERS_LARGE` (``--set large``). With ``--errors``, a second table
 gives each strategy's error: max|got - torch's in float64 (complex128)| / max|torch's|, relative to the largest
-magnitude (an FFT's error is not per element).
+magnitude (an FFT's error is not per element). A strategy named ``name:MiB`` (``fft:16``) runs with that
+``workspace_limit``.
 Needs torch (pip install torch==2.13.0) and rich.
 """
 
@@ -79,12 +80,14 @@ def cases(pass_: str, n: int, name: str, strategies: list[str], dtype: str,
     fn = {"forward": getattr(gemmconv, f"conv{d}d"), "grad_input": getattr(gemmconv, f"conv{d}d_grad_input"),
           "grad_weight": getattr(gemmconv, f"conv{d}d_grad_weight")}[pass_]
 
-    def call(s: str) -> Callable[[], Any]:
+    def call(name: str) -> Callable[[], Any]:
+        s, _, mib = name.partition(":")  # "fft:16": strategy fft with workspace_limit=16 MiB
+        kw = dict(args, strategy=s, workspace_limit=int(float(mib) * 2**20) if mib else None)
         if pass_ == "forward":
-            return lambda: fn(x, w, b, strategy=s, **args)
+            return lambda: fn(x, w, b, **kw)
         if pass_ == "grad_input":
-            return lambda: fn(x.shape, w, gy, strategy=s, **args)
-        return lambda: fn(x, w.shape, gy, strategy=s, **args)
+            return lambda: fn(x.shape, w, gy, **kw)
+        return lambda: fn(x, w.shape, gy, **kw)
 
     ours = {}
     for s in strategies:
