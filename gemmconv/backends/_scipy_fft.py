@@ -31,6 +31,6 @@ class ScipyFFT(FFTKernels):
         fft = _fft()
         return (fft.rfftn if real else fft.fftn)(a, s=shape, axes=axes, workers=available())
 
-    def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool) -> Any:
+    def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool, overwrite: bool = False) -> Any:
         fft = _fft()
-        return (fft.irfftn if real else fft.ifftn)(a, s=shape, axes=axes, workers=available())
+        return (fft.irfftn if real else fft.ifftn)(a, s=shape, axes=axes, workers=available(), overwrite_x=overwrite)

@@ -239,9 +239,10 @@ class FFTKernels(Backend):
         A fresh complex array."""
 
     @abstractmethod
-    def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool) -> Any:
+    def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool, overwrite: bool = False) -> Any:
         """The inverse of :meth:`spectrum`: the signal of lengths ``shape`` over ``axes`` whose transform is ``a``;
-        real where ``real``. A fresh array."""
+        real where ``real``. A fresh array; with ``overwrite``, ``a`` (a temporary) may be destroyed (it saves a
+        copy)."""
 
 
 FAMILIES: dict[str, type] = {"im2col": Im2colKernels, "direct": DirectKernels, "winograd": WinogradKernels,

@@ -5,9 +5,12 @@ Each pass is a correlation ``r[p] = Σ_u k[u]·a[p + u]`` of a long signal ``a``
 ``i·step`` on along each axis, keeps the ``step = length - extent + 1`` outputs that no product wraps onto. Every
 tile is transformed (a real transform for real dtypes), the channels are mixed per frequency by one batched GEMM
 (``(C_out/G x C_in/G) @ (C_in/G x N·tiles)`` per group; products of broadcast arrays where a group has one input
-channel), and transformed back. A cost model (:func:`.fft_spectra.tiling`) picks the length: longer tiles waste
-fewer positions on the overlap but make larger spectra of the weights.
+channel), and transformed back. A cost model (:func:`.fft_tiling.tiling`) picks the length: longer tiles waste
+fewer positions on the overlap but make larger spectra of the weights. Under a ``workspace_limit`` the tiles are
+transformed in chunks (whole images, else rows of tiles of one image: :func:`.fft_spectra.chunks`).
 
+- **stride**: the convolution of the input's and the kernel's phases (:mod:`.fft_phases`), of stride 1; or, where
+  the cost model predicts it faster (:func:`.fft_tiling.cut`), the strided convolution itself, as below.
 - **forward**: ``a`` the padded input, ``k`` the weights (dilated: zeros between the taps); all outputs of stride
   1 are computed and every ``stride``-th kept.
 - **grad_input**: ``a`` dL/dy spread to every ``stride``-th position (zeros between) and padded by the kernel's

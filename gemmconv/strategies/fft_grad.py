@@ -69,7 +69,8 @@ def _grad_weight(backend: FFTKernels, spec: ConvSpec, c: Cut) -> Any:
             else:  # (f, G, K/G, M) @ (f, G, M, C/G): strided views the BLAS reads as they are
                 part = batched_matmul(backend, gs.transpose(0, 2, 3, 1), xs.transpose(0, 2, 1, 3))
             dws = part if dws is None else xp.add(dws, part, out=dws)
-        dw = backend.signal(dws.reshape(*tile.half, runs.k, cg), tile.length, leading(tile), tile.real)[taps]
+        dw = backend.signal(dws.reshape(*tile.half, runs.k, cg), tile.length, leading(tile), tile.real,
+                            overwrite=True)[taps]
         dw = dw.transpose(d, d + 1, *range(d))  # (*kernel, K, C/G) -> (K, C/G, *kernel), a view
         return written(xp, dw if not c.phases else merge_kernel(xp, dw, spec), out)
 

@@ -182,7 +182,8 @@ def _correlate(backend: FFTKernels, tiles: Any, wt: Any, tile: Tiling) -> Any:
     axes = leading(tile)
     spectra = backend.spectrum(tiles, tile.length, axes, tile.real)  # (*half, *count, N, C_in)
     mixed = _mix(backend, spectra.reshape(tile.frequencies, tile.tiles * n, c), wt)  # (f, tiles·N, C_out)
-    r = backend.signal(mixed.reshape(*tile.half, *tile.count, n, -1), tile.length, axes, tile.real)
+    r = backend.signal(mixed.reshape(*tile.half, *tile.count, n, -1), tile.length, axes, tile.real,
+                       overwrite=True)  # the mixed spectra are a temporary
     return untile(backend.xp, r, tile, tuple(e - 1 for e in tile.extent))
 
 
