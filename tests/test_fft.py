@@ -216,3 +216,21 @@ def test_auto_runs_the_fft_in_chunks_under_a_workspace_limit():
     limited = gemmconv.plan(x, w, padding=7, workspace_limit=16 << 20)
     assert unlimited.strategy == limited.strategy == "fft"
     assert limited.workspace_bytes <= 16 << 20 < unlimited.workspace_bytes
+
+
+def test_a_strided_pass_runs_as_the_convolution_of_its_phases_where_the_model_predicts_it_faster():
+    """AlexNet's 11x11/4 layer (3 channels): the split transforms back 1/16 of the outputs that subsampling does;
+    the plan shows it, and either way forced gives torch's result."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((1, 3, 67, 67)), rng.standard_normal((8, 3, 11, 11))
+    args = dict(stride=4, padding=2)
+    spec = validate(x, w, None, ConvArgs(**args)).spec
+    backend = gemmconv.get_backend(x)
+    chosen = fft_tiling.cut(backend, spec, "forward")
+    assert chosen.phases and chosen.runs.c == 3 * 16 and chosen.runs.kernel == (3, 3) and chosen.runs.stride == (1, 1)
+    assert gemmconv.plan(x, w, strategy="fft", **args).kernels[0] == "split"
+    ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), **args).numpy()
+    for way in ("polyphase", "subsample"):
+        with _short_tiles(None, way):
+            assert (gemmconv.plan(x, w, strategy="fft", **args).kernels[0] == "split") == (way == "polyphase")
+            np.testing.assert_allclose(gemmconv.conv2d(x, w, strategy="fft", **args), ref, atol=1e-11)
