@@ -31,6 +31,19 @@ class ScipyFFT(FFTKernels):
         fft = _fft()
         return (fft.rfftn if real else fft.fftn)(a, s=shape, axes=axes, workers=available())
 
-    def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool, overwrite: bool = False) -> Any:
-        fft = _fft()
-        return (fft.irfftn if real else fft.ifftn)(a, s=shape, axes=axes, workers=available(), overwrite_x=overwrite)
+    def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool, overwrite: bool = False,
+               keep: tuple[slice, ...] | None = None) -> Any:
+        fft, workers = _fft(), available()
+        if keep is None:
+            return (fft.irfftn if real else fft.ifftn)(a, s=shape, axes=axes, workers=workers, overwrite_x=overwrite)
+        for n, axis, kept in zip(shape[:-1], axes[:-1], keep[:-1], strict=True):  # complex along these, each cut
+            a = _along(fft.ifft(a, n=n, axis=axis, workers=workers, overwrite_x=overwrite), axis, kept)
+            overwrite = True  # a temporary from here on
+        last = (fft.irfft if real else fft.ifft)(a, n=shape[-1], axis=axes[-1], workers=workers,
+                                                 overwrite_x=overwrite)
+        return _along(last, axes[-1], keep[-1])
+
+
+def _along(a: Any, axis: int, kept: slice) -> Any:
+    """``a`` cut to ``kept`` along ``axis`` (a view)."""
+    return a[(slice(None),) * axis + (kept,)]

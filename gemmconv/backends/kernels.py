@@ -239,9 +239,12 @@ class FFTKernels(Backend):
         A fresh complex array."""
 
     @abstractmethod
-    def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool, overwrite: bool = False) -> Any:
+    def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool, overwrite: bool = False,
+               keep: tuple[slice, ...] | None = None) -> Any:
         """The inverse of :meth:`spectrum`: the signal of lengths ``shape`` over ``axes`` whose transform is ``a``;
-        real where ``real``. A fresh array; with ``overwrite``, ``a`` (a temporary) may be destroyed (it saves a
+        real where ``real``. With ``keep`` (one slice per axis), only those positions (a backend may skip the
+        others' work: each axis but the last can be cut to its kept positions before the next is transformed).
+        A fresh array or a view of one; with ``overwrite``, ``a`` (a temporary) may be destroyed (it saves a
         copy)."""
 
 

@@ -70,7 +70,7 @@ def _grad_weight(backend: FFTKernels, spec: ConvSpec, c: Cut) -> Any:
                 part = batched_matmul(backend, gs.transpose(0, 2, 3, 1), xs.transpose(0, 2, 1, 3))
             dws = part if dws is None else xp.add(dws, part, out=dws)
         dw = backend.signal(dws.reshape(*tile.half, runs.k, cg), tile.length, leading(tile), tile.real,
-                            overwrite=True)[taps]
+                            overwrite=True, keep=taps)  # (*kernel, K, C/G): dL/dw at the taps only
         dw = dw.transpose(d, d + 1, *range(d))  # (*kernel, K, C/G) -> (K, C/G, *kernel), a view
         return written(xp, dw if not c.phases else merge_kernel(xp, dw, spec), out)
 

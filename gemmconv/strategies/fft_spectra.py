@@ -99,13 +99,12 @@ def chunks(tile: Tiling, n: int) -> Iterator[tuple[slice, Tiling, int]]:
 UNTILE_ROWS = 4
 
 
-def untile(xp: Any, r: Any, tile: Tiling, start: tuple[int, ...]) -> Any:
-    """The outputs (N, K, *count·step) of the inverse-transformed tiles ``r`` (*length, *count, N, K): ``step``
-    positions of each tile from ``start`` on, laid side by side (one copy, by bands of :data:`UNTILE_ROWS` rows)."""
+def untile(xp: Any, r: Any, tile: Tiling) -> Any:
+    """The outputs (N, K, *count·step) of the kept positions ``r`` (*step, *count, N, K) of the inverse-transformed
+    tiles, laid side by side (one copy, by bands of :data:`UNTILE_ROWS` rows)."""
     d = len(tile.count)
-    kept = r[tuple(slice(a, a + s) for a, s in zip(start, tile.step, strict=True))]  # (*step, *count, N, K)
     order = (2 * d, 2 * d + 1, *[axis for i in range(d) for axis in (d + i, i)])  # -> (N, K, count1, step1, ...)
-    moved = kept.transpose(order)
+    moved = r.transpose(order)
     whole = xp.empty(moved.shape, dtype=r.dtype)
     for j in range(0, tile.step[0], UNTILE_ROWS):  # the first axis's rows of every tile, a band at a time
         band = (slice(None),) * 3 + (slice(j, j + UNTILE_ROWS),)
@@ -182,9 +181,10 @@ def _correlate(backend: FFTKernels, tiles: Any, wt: Any, tile: Tiling) -> Any:
     axes = leading(tile)
     spectra = backend.spectrum(tiles, tile.length, axes, tile.real)  # (*half, *count, N, C_in)
     mixed = _mix(backend, spectra.reshape(tile.frequencies, tile.tiles * n, c), wt)  # (f, tiles·N, C_out)
+    kept = tuple(slice(e - 1, e - 1 + s) for e, s in zip(tile.extent, tile.step, strict=True))  # no wrapped product
     r = backend.signal(mixed.reshape(*tile.half, *tile.count, n, -1), tile.length, axes, tile.real,
-                       overwrite=True)  # the mixed spectra are a temporary
-    return untile(backend.xp, r, tile, tuple(e - 1 for e in tile.extent))
+                       overwrite=True, keep=kept)  # (*step, *count, N, C_out); the mixed spectra are a temporary
+    return untile(backend.xp, r, tile)
 
 
 def correlate(backend: FFTKernels, tiles_for: TilesFn, wt: Any, tile: Tiling, n: int, c_out: int,
