@@ -60,6 +60,14 @@ __all__ = ["Job", "SpinPool", "current", "replace"]
 PhaseSpec = tuple[Callable[[Any], None], Sequence[Any], "Callable[[], None] | None"]
 
 
+def _skip(item: Any) -> None:
+    """A released phase's function (:meth:`Job.release`)."""
+
+
+def _skip_after() -> None:
+    """A released phase's ``after()``."""
+
+
 class _Phase:
     """One phase of a :class:`Job`: its items, the next to take, and counters of items done and of
     whether the phase is finished (its ``after()`` run; the last phase of a job without one is finished when
@@ -98,6 +106,14 @@ class Job:
         self.seats = itertools.count()
         self.cpus = set() if cpu is None else {cpu}
         self.allowed = allowed
+
+    def release(self) -> None:
+        """Drop the phases' functions and items (they may hold the caller's arrays) once the caller is done with
+        the job: every item has run or been skipped, so a helper that comes late finds none left to take."""
+        for phase in self.phases:
+            phase.fn, phase.items = _skip, range(len(phase.items))
+            if phase.after is not None:
+                phase.after = _skip_after
 
     def error(self) -> BaseException | None:
         """The first error raised by an item or an ``after()`` (later phases were then skipped)."""
@@ -232,6 +248,8 @@ class SpinPool:
         except BaseException as e:  # items' errors are kept by the job: this is an interrupt
             job.abort(e, self)
             raise
+        finally:
+            job.release()  # the pool keeps its latest job (a helper that wakes late still takes a seat in it)
 
     def bump_and_wake(self, ary: np.ndarray) -> int:
         """Add one to a counter and wake the threads asleep at the end of a phase (they check whether what they

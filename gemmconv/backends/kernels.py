@@ -244,8 +244,8 @@ class FFTKernels(Backend):
         """The inverse of :meth:`spectrum`: the signal of lengths ``shape`` over ``axes`` whose transform is ``a``;
         real where ``real``. With ``keep`` (one slice per axis), only those positions (a backend may skip the
         others' work: each axis but the last can be cut to its kept positions before the next is transformed).
-        A fresh array or a view of one; with ``overwrite``, ``a`` (a temporary) may be destroyed (it saves a
-        copy)."""
+        A fresh array or a view of one; with ``overwrite``, ``a`` (a temporary) may be destroyed (a backend may
+        then transform it in place)."""
 
 
 FAMILIES: dict[str, type] = {"im2col": Im2colKernels, "direct": DirectKernels, "winograd": WinogradKernels,

@@ -67,7 +67,7 @@ def _fft_wins(spec: ConvSpec, backend: Backend | None, limits: Limits, chosen: s
     if not isinstance(backend, FFTKernels) or spec.taps < FFT_MIN_TAPS or fft_supports(spec, limits, pass_):
         return False
     work = (pairs(spec) if is_complex(spec) else spec).flops
-    return cut(backend, spec, pass_, limits).tile.seconds < work / RULE_FLOPS.get(chosen, RULE_FLOPS["im2col"])
+    return cut(backend, spec, pass_, limits).seconds < work / RULE_FLOPS.get(chosen, RULE_FLOPS["im2col"])
 
 
 def choose(spec: ConvSpec, backend: Backend | None = None, limits: Limits = NO_LIMITS) -> str:

@@ -4,7 +4,7 @@ dtype, tiled."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, cast
+from typing import Any
 
 from ..backends.kernels import FFTKernels
 from ..core.prepared import Prepared
@@ -54,21 +54,25 @@ def _grad_weight(backend: FFTKernels, spec: ConvSpec, c: Cut) -> Any:
     g, kg, cg, d = runs.groups, runs.kg, runs.cg, runs.ndim
     taps = tuple(slice(s - 1, s - 1 + e, dl) for s, e, dl in zip(tile.step, tile.extent, runs.dilation, strict=True))
 
+    def chunk(a: Any, gy: Any, sub: Tiling, origin: int) -> Any:
+        """The sum (f, G, K/G, C/G) over the images and tiles of one chunk (its temporaries die with it)."""
+        nf, m = tile.frequencies, sub.tiles * a.shape[0]
+        # each tile of dL/dy (flipped) convolved with the input's tile that its outputs read: Σ dL/dy·conj(x)
+        xs = backend.spectrum(tiles_of(xp, a, before, sub, conj=not tile.real, origin=origin), tile.length,
+                              leading(tile), tile.real).reshape(nf, m, g, cg)
+        gs = _weight_tiles(backend, gy, runs, sub, origin).reshape(nf, m, g, kg)
+        if cg == kg == 1:  # depthwise: a product summed over the images and tiles
+            return (gs * xs).sum(axis=1).reshape(nf, g, 1, 1)  # (f, G) -> (f, G, 1, 1)
+        # (f, G, K/G, M) @ (f, G, M, C/G): strided views the BLAS reads as they are
+        return batched_matmul(backend, gs.transpose(0, 2, 3, 1), xs.transpose(0, 2, 1, 3))
+
     def run(x: Any, gy: Any, _: Any, out: Any) -> Any:
-        nf, dws = tile.frequencies, cast(Any, None)
         a = x if not c.phases else split_signal(xp, x, spec)  # (N, C, *size), or its phases (N, C·s^D, ...)
+        dws: Any = None
         for images, sub, origin in chunks(tile, runs.n):
-            ai = a[images]
-            m = sub.tiles * ai.shape[0]
-            # each tile of dL/dy (flipped) convolved with the input's tile that its outputs read: Σ dL/dy·conj(x)
-            xs = backend.spectrum(tiles_of(xp, ai, before, sub, conj=not tile.real, origin=origin), tile.length,
-                                  leading(tile), tile.real).reshape(nf, m, g, cg)
-            gs = _weight_tiles(backend, gy[images], runs, sub, origin).reshape(nf, m, g, kg)
-            if cg == kg == 1:  # depthwise: a product summed over the images and tiles
-                part = (gs * xs).sum(axis=1)  # (f, G)
-            else:  # (f, G, K/G, M) @ (f, G, M, C/G): strided views the BLAS reads as they are
-                part = batched_matmul(backend, gs.transpose(0, 2, 3, 1), xs.transpose(0, 2, 1, 3))
+            part = chunk(a[images], gy[images], sub, origin)
             dws = part if dws is None else xp.add(dws, part, out=dws)
+            del part  # before the next chunk's spectra
         dw = backend.signal(dws.reshape(*tile.half, runs.k, cg), tile.length, leading(tile), tile.real,
                             overwrite=True, keep=taps)  # (*kernel, K, C/G): dL/dw at the taps only
         dw = dw.transpose(d, d + 1, *range(d))  # (*kernel, K, C/G) -> (K, C/G, *kernel), a view

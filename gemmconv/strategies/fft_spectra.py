@@ -28,7 +28,8 @@ __all__ = [
 ]
 
 #: the weights' spectra in the mixing's layout, keyed by the weights and everything that sets them (pass, transform
-#: lengths, groups, dilation); checked against a copy of the weights on every hit
+#: lengths, the kernel's extent, groups, dilation, the polyphase split's stride); checked against a copy of the
+#: weights on every hit
 SPECTRA_CACHE = FilterCache(max_entries=32, max_bytes=256 << 20)
 
 
@@ -204,5 +205,6 @@ def correlate(backend: FFTKernels, tiles_for: TilesFn, wt: Any, tile: Tiling, n:
         part = _correlate(backend, tiles_for(sub, images, lo), wt, sub)  # (N', C_out, *count·step)
         rows = slice(first.start + j0 * first.step - lo, first.start + (j1 - 1) * first.step - lo + 1, first.step)
         y[images, :, j0:j1] = part[trailing([rows, *keep[1:]])]
+        del part  # before the next chunk's spectra
     return y
 

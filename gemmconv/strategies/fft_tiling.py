@@ -27,7 +27,6 @@ __all__ = [
     "is_real",
     "least_workspace",
     "padded_lengths",
-    "pass_tiling",
     "spectra_bytes",
     "supports",
     "tiling",
@@ -130,6 +129,8 @@ def geometry(spec: ConvSpec, pass_: str) -> Geometry:
     if pass_ == "grad_weight":
         spread = tuple((o - 1) * s + 1 for o, s in zip(spec.out_size, spec.stride, strict=True))
         return Geometry(spread, extent, spec.n, spec.c, spec.k, spec.cg, real, part, summed=True)
+    if pass_ != "forward":
+        raise ValueError(f"pass_={pass_!r}: expected 'forward', 'grad_input' or 'grad_weight'")
     every = tuple(p - e + 1 for p, e in zip(padded, extent, strict=True))
     return Geometry(every, extent, spec.n, spec.c, spec.k, spec.cg, real, part)
 
@@ -184,20 +185,23 @@ def _seconds(tile: Tiling, g: Geometry) -> float:
 
 def _fixed_bytes(tile: Tiling, g: Geometry) -> int:
     """Temporaries that do not grow with the chunk: the weights' spectrum (its transform and the copy in the mixing's
-    layout, which the spectra cache then keeps), or grad_weight's sums of spectra (twice: the mixing's output and
-    the sum) and their inverse transform (and its copy of the spectra)."""
+    layout, which the spectra cache then keeps, with a copy of the weights) and the weights dilated (split into
+    phases, zero-padded to the transform's length); or grad_weight's sums of spectra (the sum and one chunk's) and
+    their inverse transform (whose real transform copies its input)."""
     pairs, f = g.c_out * g.inner, tile.frequencies
     if g.summed:
         return pairs * (3 * f * g.complex_itemsize + math.prod(tile.length) * g.signal_itemsize)
-    return pairs * (2 * f * g.complex_itemsize + math.prod(tile.extent) * g.signal_itemsize)
+    kernel = 4 * math.prod(tile.extent) + math.prod(tile.length)  # ... and zero-padded to the length by scipy.fft
+    return pairs * (2 * f * g.complex_itemsize + kernel * g.signal_itemsize)
 
 
 def _image_bytes(tile: Tiling, g: Geometry) -> int:
-    """Temporaries per image of ``tile``'s tiles, at most: the tiles' padded copy, their spectra in and out (each once
-    more: the mixing's output, the inverse transform's copy) and the inverse transform's tiles and their outputs
-    side by side (grad_weight: dL/dy's tiles instead)."""
-    outs = g.c_out * tile.tiles * (math.prod(tile.step) + (0 if g.summed else math.prod(tile.length)))
-    signals = g.c_in * math.prod(tile.reach) + outs
+    """Temporaries per image of ``tile``'s tiles, at most: the tiles' padded copy (and, complex, the input conjugated
+    for grad_weight), their spectra in and out (each once more: the mixing's output, the real inverse transform's
+    copy of its input), the inverse transform's tiles and their outputs side by side (grad_weight: dL/dy's tiles
+    instead, and their copy zero-padded to the transform's length)."""
+    outs = g.c_out * tile.tiles * (math.prod(tile.step) + math.prod(tile.length))  # grad_weight: dL/dy's zero-padded
+    signals = (1 if g.real or not g.summed else 2) * g.c_in * math.prod(tile.reach) + outs
     spectra = 2 * (g.c_in + g.c_out) * tile.tiles * tile.frequencies
     return signals * g.signal_itemsize + spectra * g.complex_itemsize
 
@@ -213,8 +217,11 @@ def _chunked(tile: Tiling, g: Geometry, limit: int | None) -> Tiling | None:
         return tile
     if whole <= room:
         return dataclasses.replace(tile, chunk=(room // whole, tile.count[0]))
-    rows = max((r for r in range(1, tile.count[0]) if _image_bytes(tile.rows(r), g) <= room), default=0)
-    return dataclasses.replace(tile, chunk=(1, rows)) if rows else None
+    lo, hi = 0, tile.count[0]  # rows that fit: at least lo (0: none), fewer than hi (the bytes grow with the rows)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _image_bytes(tile.rows(mid), g) <= room else (lo, mid)
+    return dataclasses.replace(tile, chunk=(1, lo)) if lo else None
 
 
 def tiling(backend: FFTKernels, g: Geometry, limit: int | None = None) -> Tiling:
@@ -226,15 +233,10 @@ def tiling(backend: FFTKernels, g: Geometry, limit: int | None = None) -> Tiling
     if limit is not None:
         found += _tilings([_powers_of_two(e, o) for e, o in zip(g.extent, g.outputs, strict=True)], g)
     fitting = [t for t in (_chunked(t, g, limit) for t in found) if t is not None]
-    if not fitting:  # never after supports: the powers of two include what it accepted
+    if not fitting:  # never from cut: it offers only options whose least workspace (powers of two) fits
         raise RuntimeError(f"fft: no tiling within workspace_limit={limit}")
     best = min(fitting, key=lambda t: _seconds(t, g))
     return dataclasses.replace(best, seconds=_seconds(best, g))
-
-
-def pass_tiling(backend: FFTKernels, spec: ConvSpec, pass_: str, limits: Limits = NO_LIMITS) -> Tiling:
-    """The tiling of pass ``pass_`` of ``spec`` (:func:`geometry`) within ``limits``."""
-    return tiling(backend, geometry(spec, pass_), limits.workspace)
 
 
 def spectra_bytes(tile: Tiling, g: Geometry) -> int:
@@ -258,6 +260,11 @@ class Cut:
         """The temporaries of the pass, at most."""
         return spectra_bytes(self.tile, geometry(self.runs, self.pass_)) + _split_bytes(self.runs, self.phases)
 
+    @property
+    def seconds(self) -> float:
+        """The cost model's estimate of one call: the tiles', and the polyphase split's copies moved."""
+        return self.tile.seconds + _split_bytes(self.runs, self.phases) / SPECTRA_BYTES
+
 
 def cut(backend: FFTKernels, spec: ConvSpec, pass_: str, limits: Limits = NO_LIMITS) -> Cut:
     """The cut of pass ``pass_`` of ``spec`` within ``limits``: a strided convolution by the polyphase split or by
@@ -269,7 +276,7 @@ def cut(backend: FFTKernels, spec: ConvSpec, pass_: str, limits: Limits = NO_LIM
     forced = [(s, p) for s, p in fitting if ("polyphase" if p else "subsample") == STRIDE_BY]
     cuts = [Cut(s, tiling(backend, geometry(s, pass_), None if room is None else room - _split_bytes(s, p)), pass_, p)
             for s, p in forced or fitting]
-    return min(cuts, key=lambda c: c.tile.seconds)
+    return min(cuts, key=lambda c: c.seconds)
 
 
 def _split_bytes(runs: ConvSpec, phases: bool) -> int:
@@ -293,7 +300,7 @@ def least_workspace(spec: ConvSpec, pass_: str = "forward") -> int:
 
 def supports(spec: ConvSpec, limits: Limits = NO_LIMITS, pass_: str = "forward") -> str | None:
     """Every convolution, but for a workspace limit below :func:`least_workspace`."""
-    if limits.workspace is None:
+    if limits.workspace is None or spec.n == 0 or spec.c == 0:  # without images or channels nothing is transformed
         return None
     need = least_workspace(spec, pass_)
     if need <= limits.workspace:
