@@ -31,7 +31,7 @@ def test_plan_equals_conv2d_on_the_property_grid(cfg):
         assert y.shape == p.out_shape and y.dtype == x.dtype
         np.testing.assert_array_equal(y, gemmconv.conv2d(x, w, b, strategy=name, **args))
         x4, y4 = (x, y) if x.ndim == 4 else (x[None], y[None])
-        assert scaled_error(y4, x4, w, b, **args) <= tolerance(name, p.strategy, x.dtype.name)
+        assert scaled_error(y4, x4, w, b, p.strategy, **args) <= tolerance(name, p.strategy, x.dtype.name)
         if name == "auto":
             assert p.strategy == gemmconv.choose_strategy(x, w, b, **args)
         out = np.full(p.out_shape, np.nan, dtype=x.dtype)
@@ -274,3 +274,29 @@ def test_one_cache_and_one_set_of_out_rules_for_every_pass():
                 p(*arrays, arrays[0])
         with pytest.raises(TypeError):
             p(X)
+
+
+@pytest.mark.parametrize("strategy", ["im2col", "fft"])
+@pytest.mark.parametrize("pass_", ["forward", "grad_input", "grad_weight"])
+def test_a_padding_modes_copy_counts_against_the_workspace_limit(strategy, pass_):
+    """Reflect padding copies the input (or, for grad_input, makes the padded gradient): that copy comes off the
+    workspace limit, the plan reports it within the limit, and a limit below the copy is refused naming it."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 4, 24, 24)), rng.standard_normal((4, 4, 5, 5))
+    args = dict(padding=2, padding_mode="reflect", strategy=strategy)
+    gy = rng.standard_normal((2, 4, 24, 24))
+    copy = 2 * 4 * 28 * 28 * 8  # the padded input's bytes
+
+    def plan(limit):
+        if pass_ == "forward":
+            return gemmconv.plan(x, w, workspace_limit=limit, **args)
+        if pass_ == "grad_input":
+            return gemmconv.plan_grad_input(x.shape, w, gy, workspace_limit=limit, **args)
+        return gemmconv.plan_grad_weight(x, w.shape, gy, workspace_limit=limit, **args)
+
+    whole = plan(None).workspace_bytes
+    assert whole > copy
+    limit = copy + (whole - copy) // 2
+    assert plan(limit).workspace_bytes <= limit
+    with pytest.raises(gemmconv.StrategyNotSupportedError, match=rf"'reflect'\) alone needs {copy} bytes"):
+        plan(copy - 1)

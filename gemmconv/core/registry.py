@@ -162,7 +162,14 @@ class Strategy:
             if impl is None:
                 return f"has no {pass_} pass"
             supports = impl.supports
-        return call_supports(supports, spec, limits)
+        left = limits.padding_explicitly(spec, self.pads_zeros)  # the padded copy's bytes come off the workspace
+        if isinstance(left, str):
+            return left
+        reason = call_supports(supports, spec, left)
+        if reason is not None and left is not limits:
+            reason += (f" (that is workspace_limit={limits.workspace} less the {spec.padded_bytes} bytes of the input "
+                       f"padded explicitly ({spec.padding_mode!r}): add those to the figures above)")
+        return reason
 
     def kernels(self, pass_: str = FORWARD) -> tuple[str, ...]:
         """The kernel families pass ``pass_`` calls."""

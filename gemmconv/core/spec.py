@@ -152,6 +152,11 @@ class ConvSpec:
         """Bytes of one element of :attr:`dtype`."""
         return _ITEMSIZE[self.dtype]
 
+    @cached_property
+    def padded_bytes(self) -> int:
+        """Bytes of the batched input padded (the copy a padding mode other than zeros makes)."""
+        return self.n * self.c * math.prod(self.padded_size) * self.itemsize
+
     def pads_explicitly(self, pads_zeros: bool) -> bool:
         """Whether the input is padded explicitly before a strategy runs: for padding modes other than zeros,
         and for a strategy that does not pad with zeros itself (``pads_zeros``)."""
@@ -207,11 +212,23 @@ class Limits:
     Attributes
     ----------
     workspace : int or None
-        Bytes of temporary memory ``im2col`` (and the strided ``1x1``) may hold; None: no bound
+        Bytes of temporary memory ``im2col``, the strided ``1x1`` and ``fft`` may hold; None: no bound
         (``conv2d``'s ``workspace_limit``).
     """
 
     workspace: int | None = None
+
+    def padding_explicitly(self, spec: ConvSpec, pads_zeros: bool) -> Limits | str:
+        """What is left of these limits to a strategy (which pads with zeros itself where ``pads_zeros``) once the
+        input (or its gradient) is padded explicitly for ``spec`` (a padding mode other than zeros): the padded
+        copy's bytes come off the workspace. A reason where the copy alone is above it."""
+        if self.workspace is None or not spec.pads_explicitly(pads_zeros):
+            return self
+        copy = spec.padded_bytes
+        if copy > self.workspace:
+            return (f"the input padded explicitly ({spec.padding_mode!r}) alone needs {copy} bytes, above "
+                    f"workspace_limit={self.workspace}")
+        return Limits(workspace=self.workspace - copy)
 
 
 #: no bound on anything

@@ -18,7 +18,7 @@ from ..core.args import ConvArgs
 from ..core.prepared import Prepared, as_prepared
 from ..core.registry import GRAD_INPUT, GRAD_WEIGHT, Strategy
 from ..core.spec import ConvSpec
-from .plan import PLAN_CACHE, TRANSPOSE, ConvPlan, cached, resolve, spatial_dims
+from .plan import PLAN_CACHE, TRANSPOSE, ConvPlan, cached, limits_left, resolve, spatial_dims
 from .validate import Validated, _check_array, check_dtype, check_padded_fits, per_axis, stand_in, validate
 
 __all__ = ["PASS_PLANS", "TRANSPOSE", "cached", "make_pass_plan"]
@@ -165,7 +165,8 @@ def _grad_input_runner(backend: Backend, v: Validated, strat: Strategy) -> Prepa
         return Prepared(zeros, ("fill",))
     explicit = spec.pads_explicitly(strat.pads_zeros)
     inner: ConvSpec = spec.without_padding() if explicit else spec
-    prepared = as_prepared(strat.backward[GRAD_INPUT].prepare(backend, inner, v.limits),
+    prepared = as_prepared(strat.backward[GRAD_INPUT].prepare(backend, inner,
+                                                              limits_left(v.limits, spec, strat.pads_zeros)),
                            f"strategy {strat.name!r}: grad_input prepare")
     if not explicit:
         return prepared
@@ -176,7 +177,7 @@ def _grad_input_runner(backend: Backend, v: Validated, strat: Strategy) -> Prepa
             dx += bias.reshape(1, -1, *(1,) * spec.ndim)  # (C,) -> (1, C, 1, ...)
         return dx
 
-    return prepared.then(run, after=("pad_adjoint",))
+    return prepared.then(run, after=("pad_adjoint",), workspace_bytes=spec.padded_bytes)  # the padded gradient
 
 
 def _grad_weight_runner(backend: Backend, v: Validated, strat: Strategy) -> Prepared:
@@ -190,7 +191,7 @@ def _grad_weight_runner(backend: Backend, v: Validated, strat: Strategy) -> Prep
     if explicit:
         check_padded_fits(backend, v.x, spec)
     prepared = as_prepared(strat.backward[GRAD_WEIGHT].prepare(backend, spec.without_padding() if explicit else spec,
-                                                               v.limits),
+                                                               limits_left(v.limits, spec, strat.pads_zeros)),
                            f"strategy {strat.name!r}: grad_weight prepare")
     if not explicit:
         return prepared
@@ -198,7 +199,7 @@ def _grad_weight_runner(backend: Backend, v: Validated, strat: Strategy) -> Prep
     def run(x: Any, gy: Any, _: Any, out: Any) -> Any:
         return prepared(backend.pad(x, spec), gy, None, None)
 
-    return prepared.then(run, before=("pad",))
+    return prepared.then(run, before=("pad",), workspace_bytes=spec.padded_bytes)
 
 
 def _stand_in(backend: Backend, name: str, shape: Any, dtype: Any, ndims: tuple[int, ...] = (3, 4)) -> Any:

@@ -12,7 +12,6 @@ followed by a plan call: there is one call path.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -39,7 +38,7 @@ from .validate import Validated, check_padded_fits, validate
 TRANSPOSE = "transpose"
 
 __all__ = ["ARRAYS", "PLAN_CACHE", "TRANSPOSE", "ConvPlan", "PlanCache", "cached", "check_out_dtype",
-           "conform", "describe", "dtype_text", "make_plan", "resolve", "runner_for"]
+           "conform", "describe", "dtype_text", "limits_left", "make_plan", "resolve", "runner_for"]
 
 
 def runner_for(backend: Backend, spec: ConvSpec, strategy: Strategy, limits: Limits = NO_LIMITS) -> Prepared:
@@ -52,7 +51,8 @@ def runner_for(backend: Backend, spec: ConvSpec, strategy: Strategy, limits: Lim
     pads = spec.pads_explicitly(strategy.pads_zeros)
     inner = spec.without_padding() if pads else spec
     if strategy.prepare is not None:
-        prepared = as_prepared(strategy.prepare(backend, inner, limits), f"strategy {strategy.name!r}: prepare")
+        prepared = as_prepared(strategy.prepare(backend, inner, limits_left(limits, spec, strategy.pads_zeros)),
+                               f"strategy {strategy.name!r}: prepare")
     else:
         prepared = _unprepared(backend, inner, strategy)
     if not pads:
@@ -61,8 +61,16 @@ def runner_for(backend: Backend, spec: ConvSpec, strategy: Strategy, limits: Lim
     def padded(x: Any, w: Any, b: Any, out: Any) -> Any:
         return prepared(backend.pad(x, spec), w, b, out)
 
-    padded_bytes = spec.n * spec.c * math.prod(spec.padded_size) * spec.itemsize
-    return prepared.then(padded, before=("pad",), workspace_bytes=padded_bytes)
+    return prepared.then(padded, before=("pad",), workspace_bytes=spec.padded_bytes)
+
+
+def limits_left(limits: Limits, spec: ConvSpec, pads_zeros: bool) -> Limits:
+    """The limits left to a strategy once the input is padded explicitly (:meth:`Limits.padding_explicitly`; a
+    strategy's refusal has already checked that the padded copy fits)."""
+    left = limits.padding_explicitly(spec, pads_zeros)
+    if isinstance(left, str):  # never after the strategy's refusal
+        raise RuntimeError(left)
+    return left
 
 
 def _unprepared(backend: Backend, spec: ConvSpec, strategy: Strategy) -> Prepared:

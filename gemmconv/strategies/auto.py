@@ -45,7 +45,6 @@ from . import im2col, one_by_one
 from .complex_pairs import is_complex, pairs
 from .dims import DIMS, plane, slices
 from .fft_tiling import cut
-from .fft_tiling import supports as fft_supports
 from .tuning import CANDIDATES, get_autotune, tuned_choice
 from .winograd import supports as winograd_supports
 
@@ -64,7 +63,9 @@ RULE_FLOPS = {"im2col": 1.0e11, "winograd": 2.5e11, "winograd_f2": 1.8e11, "dire
 def _fft_wins(spec: ConvSpec, backend: Backend | None, limits: Limits, chosen: str, pass_: str = FORWARD) -> bool:
     """Rule 7: whether ``fft``'s predicted time for pass ``pass_`` is below ``chosen``'s (its work, complex counted
     as the real pairs it runs, at :data:`RULE_FLOPS`)."""
-    if not isinstance(backend, FFTKernels) or spec.taps < FFT_MIN_TAPS or fft_supports(spec, limits, pass_):
+    if not isinstance(backend, FFTKernels) or spec.taps < FFT_MIN_TAPS:
+        return False
+    if get_strategy("fft").refusal(spec, limits, pass_) is not None:
         return False
     work = (pairs(spec) if is_complex(spec) else spec).flops
     return cut(backend, spec, pass_, limits).seconds < work / RULE_FLOPS.get(chosen, RULE_FLOPS["im2col"])
@@ -87,7 +88,7 @@ def _rule(spec: ConvSpec, limits: Limits) -> str:
     elif spec.ndim == 3:
         spec = slices(spec)
     padded_strided = spec.padded and spec.strided
-    if spec.taps == 1 and not padded_strided and one_by_one.supports(spec, limits) is None:
+    if spec.taps == 1 and not padded_strided and one_by_one.STRATEGY.refusal(spec, limits) is None:
         return "1x1"
     if spec.flops < SMALL_FLOPS or (spec.groups > 1 and spec.cg <= 4):
         return "direct"
@@ -95,7 +96,7 @@ def _rule(spec: ConvSpec, limits: Limits) -> str:
     if (winograd_supports(spec) is None and min(spec.cg, spec.kg) >= 16 and tiles >= 16
             and limits.workspace is None):
         return "winograd_f2" if spec.dtype == "float16" else "winograd"
-    return "im2col" if im2col.supports(spec, limits) is None else "direct"
+    return "im2col" if im2col.STRATEGY.refusal(spec, limits) is None else "direct"
 
 
 #: where the forward rule's choice has no such backward pass or refuses it, ``auto`` tries these in this order
