@@ -300,3 +300,11 @@ def test_a_padding_modes_copy_counts_against_the_workspace_limit(strategy, pass_
     assert plan(limit).workspace_bytes <= limit
     with pytest.raises(gemmconv.StrategyNotSupportedError, match=rf"'reflect'\) alone needs {copy} bytes"):
         plan(copy - 1)
+
+
+def test_autotuning_refuses_a_limit_below_a_padding_modes_copy_like_the_rule():
+    x, w = np.ones((2, 3, 6, 6), np.float32), np.ones((4, 3, 3, 3), np.float32)
+    copy = 2 * 3 * 8 * 8 * 4
+    for tuned in (False, True):
+        with gemmconv.autotune(tuned), pytest.raises(gemmconv.StrategyNotSupportedError, match=f"alone needs {copy}"):
+            gemmconv.conv2d(x, w, padding=1, padding_mode="reflect", workspace_limit=copy - 1)

@@ -485,3 +485,35 @@ def test_with_pinned_helpers_the_caller_holds_the_first_cpu_during_a_job(monkeyp
         assert os.sched_getaffinity(0) == before
     finally:
         gemmconv.set_threads(old.threads, pin=old.pin, keep_blas=old.keep_blas, spin_us=old.spin_us)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_finished_job_keeps_none_of_the_callers_arrays(fails):
+    """The pool keeps its latest job (a helper that wakes late takes a seat in it), but not the functions, items or
+    errors (whose tracebacks hold the caller's frames) that could keep the caller's arrays alive."""
+    import gc
+    import weakref
+
+    pool = _pool.SpinPool(2, lambda i: None)
+    try:
+        big = np.ones(100_000)
+        alive = weakref.ref(big)
+
+        def item(i, big=big):  # the function holds the array (and the traceback of its error, the function)
+            if fails and i == 3:
+                raise ValueError("item 3")
+            big[i] += 1
+
+        del big
+        raised = None
+        try:
+            pool.run([(item, list(range(8)), None)], 2, 1000)
+        except ValueError as e:
+            raised = str(e)
+        assert raised == ("item 3" if fails else None)
+        del item
+        gc.collect()
+        assert alive() is None
+        assert pool.current is not None and (pool.current.error() is not None) == fails  # failed still reads failed
+    finally:
+        pool.stop()

@@ -60,6 +60,13 @@ __all__ = ["Job", "SpinPool", "current", "replace"]
 PhaseSpec = tuple[Callable[[Any], None], Sequence[Any], "Callable[[], None] | None"]
 
 
+class _Released(Exception):
+    """The error a released job's failed phases keep (never raised): a failure without a traceback."""
+
+
+_RELEASED = _Released("a released job's phase failed")
+
+
 def _skip(item: Any) -> None:
     """A released phase's function (:meth:`Job.release`)."""
 
@@ -107,13 +114,18 @@ class Job:
         self.cpus = set() if cpu is None else {cpu}
         self.allowed = allowed
 
-    def release(self) -> None:
-        """Drop the phases' functions and items (they may hold the caller's arrays) once the caller is done with
-        the job: every item has run or been skipped, so a helper that comes late finds none left to take."""
+    def release(self) -> BaseException | None:
+        """Drop the phases' functions, items and errors (they, and an error's traceback, may hold the caller's
+        arrays) once the caller is done with the job, and return its first error: every item has run or been
+        skipped, so a helper that comes late finds none left to take (and a failed phase still reads as failed)."""
+        error = self.error()
         for phase in self.phases:
             phase.fn, phase.items = _skip, range(len(phase.items))
             if phase.after is not None:
                 phase.after = _skip_after
+            if phase.error is not None:
+                phase.error = _RELEASED
+        return error
 
     def error(self) -> BaseException | None:
         """The first error raised by an item or an ``after()`` (later phases were then skipped)."""
@@ -201,13 +213,13 @@ class SpinPool:
         """Work through ``phases`` on this thread and up to ``helpers`` pool threads; raise the first error."""
         allowed = frozenset(os.sched_getaffinity(0)) if self.place else frozenset()
         cpu = self._hold(allowed, spin_reads)
+        job = Job(phases, min(helpers, self.size), cpu, allowed if self.moves else frozenset())
         try:
-            job = Job(phases, min(helpers, self.size), cpu, allowed if self.moves else frozenset())
             self._hand_out(job, spin_reads)
         finally:
             if cpu is not None:
                 self._release(cpu, allowed)
-        error = job.error()
+            error = job.release()  # the pool keeps its latest job (a helper that wakes late still takes a seat)
         if error is not None:
             raise error
 
@@ -248,8 +260,6 @@ class SpinPool:
         except BaseException as e:  # items' errors are kept by the job: this is an interrupt
             job.abort(e, self)
             raise
-        finally:
-            job.release()  # the pool keeps its latest job (a helper that wakes late still takes a seat in it)
 
     def bump_and_wake(self, ary: np.ndarray) -> int:
         """Add one to a counter and wake the threads asleep at the end of a phase (they check whether what they

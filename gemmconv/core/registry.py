@@ -167,8 +167,8 @@ class Strategy:
             return left
         reason = call_supports(supports, spec, left)
         if reason is not None and left is not limits:
-            reason += (f" (that is workspace_limit={limits.workspace} less the {spec.padded_bytes} bytes of the input "
-                       f"padded explicitly ({spec.padding_mode!r}): add those to the figures above)")
+            reason += (f" (that is workspace_limit={limits.workspace} less the {spec.padded_bytes} bytes of the input, "
+                       f"or its gradient, padded explicitly ({spec.padding_mode!r}): add those to the figures above)")
         return reason
 
     def kernels(self, pass_: str = FORWARD) -> tuple[str, ...]:

@@ -225,9 +225,11 @@ class Limits:
         if self.workspace is None or not spec.pads_explicitly(pads_zeros):
             return self
         copy = spec.padded_bytes
+        if copy == 0:
+            return self
         if copy > self.workspace:
-            return (f"the input padded explicitly ({spec.padding_mode!r}) alone needs {copy} bytes, above "
-                    f"workspace_limit={self.workspace}")
+            return (f"the input (or its gradient) padded explicitly ({spec.padding_mode!r}) alone needs {copy} "
+                    f"bytes, above workspace_limit={self.workspace}")
         return Limits(workspace=self.workspace - copy)
 
 

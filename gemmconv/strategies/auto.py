@@ -65,10 +65,12 @@ def _fft_wins(spec: ConvSpec, backend: Backend | None, limits: Limits, chosen: s
     as the real pairs it runs, at :data:`RULE_FLOPS`)."""
     if not isinstance(backend, FFTKernels) or spec.taps < FFT_MIN_TAPS:
         return False
-    if get_strategy("fft").refusal(spec, limits, pass_) is not None:
+    fft = get_strategy("fft")
+    left = limits.padding_explicitly(spec, fft.pads_zeros)  # what its prepare sees (the refusal checks the same)
+    if isinstance(left, str) or fft.refusal(spec, limits, pass_) is not None:
         return False
     work = (pairs(spec) if is_complex(spec) else spec).flops
-    return cut(backend, spec, pass_, limits).seconds < work / RULE_FLOPS.get(chosen, RULE_FLOPS["im2col"])
+    return cut(backend, spec, pass_, left).seconds < work / RULE_FLOPS.get(chosen, RULE_FLOPS["im2col"])
 
 
 def choose(spec: ConvSpec, backend: Backend | None = None, limits: Limits = NO_LIMITS) -> str:
@@ -76,7 +78,14 @@ def choose(spec: ConvSpec, backend: Backend | None = None, limits: Limits = NO_L
     backend, but ``fft`` only where the backend has Fourier transforms). A complex convolution runs as a real one
     of channel pairs (:mod:`.complex_pairs`), a 1-D or 3-D one as 2-D ones (:mod:`.dims`): rules 1-6 judge those."""
     chosen = _rule(spec, limits)
-    return "fft" if _fft_wins(spec, backend, limits, chosen) else chosen
+    if _fft_wins(spec, backend, limits, chosen):
+        return "fft"
+    if get_strategy(chosen).refusal(spec, limits) is None:
+        return chosen
+    # rules 1-6 judged a 2-D convolution of real numbers; the layer's own buffers (its depth planes, its channel
+    # pairs, a padded copy) may not fit where that did: the first of PASS_FALLBACK that accepts it, else the choice
+    # (whose refusal then names the reason)
+    return next((name for name in PASS_FALLBACK if get_strategy(name).refusal(spec, limits) is None), chosen)
 
 
 def _rule(spec: ConvSpec, limits: Limits) -> str:
@@ -166,6 +175,8 @@ def candidates(spec: ConvSpec, backend: Backend, limits: Limits = NO_LIMITS, pas
     (what measured selection times)."""
     first = choose(spec, backend, limits) if pass_ == FORWARD else choose_pass(spec, pass_, backend, limits)
     others = [s for s in CANDIDATES if s != first and unable(get_strategy(s), spec, backend, limits, pass_) is None]
+    if unable(get_strategy(first), spec, backend, limits, pass_) is not None:  # nothing else either: its refusal
+        return others or [first]
     return [first, *others]
 
 
@@ -182,8 +193,10 @@ def select_pass(backend: Backend, a: Any, b: Any, spec: ConvSpec, pass_: str, li
     :func:`yardstick`'s), else the rule."""
     if not get_autotune().enabled:
         return choose_pass(spec, pass_, backend, limits)
-    return tuned_choice(backend, a, b, None, spec, limits, candidates(spec, backend, limits, pass_), runner_for,
-                        pass_, yardstick(backend, pass_))
+    found = candidates(spec, backend, limits, pass_)
+    if len(found) == 1:  # nothing to compare (a refused one: resolving it names why)
+        return found[0]
+    return tuned_choice(backend, a, b, None, spec, limits, found, runner_for, pass_, yardstick(backend, pass_))
 
 
 def select(backend: Backend, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Limits,
@@ -194,7 +207,10 @@ def select(backend: Backend, x: Any, w: Any, b: Any, spec: ConvSpec, limits: Lim
     if pass_ != FORWARD:
         return select_pass(backend, x, w, spec, pass_, limits, runner_for)
     if get_autotune().enabled:
-        return tuned_choice(backend, x, w, b, spec, limits, candidates(spec, backend, limits), runner_for)
+        found = candidates(spec, backend, limits)
+        if len(found) == 1:  # nothing to compare (a refused one: resolving it names why)
+            return found[0]
+        return tuned_choice(backend, x, w, b, spec, limits, found, runner_for)
     return choose(spec, backend, limits)
 
 
