@@ -34,8 +34,7 @@ class ScipyFFT(FFTKernels):
     def signal(self, a: Any, shape: tuple[int, ...], axes: tuple[int, ...], real: bool, overwrite: bool = False,
                keep: tuple[slice, ...] | None = None) -> Any:
         fft, workers = _fft(), available()
-        if keep is None:
-            return (fft.irfftn if real else fft.ifftn)(a, s=shape, axes=axes, workers=workers, overwrite_x=overwrite)
+        keep = keep or tuple(slice(None) for _ in axes)
         for n, axis, kept in zip(shape[:-1], axes[:-1], keep[:-1], strict=True):  # complex along these, each cut
             a = _along(fft.ifft(a, n=n, axis=axis, workers=workers, overwrite_x=overwrite), axis, kept)
             overwrite = True  # a temporary from here on

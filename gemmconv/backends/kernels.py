@@ -221,7 +221,6 @@ class DirectGradKernels(Backend):
         return 0
 
 
-#: family name (what a strategy's ``needs`` lists) -> the mixin a backend derives from to provide it
 class FFTKernels(Backend):
     """Discrete Fourier transforms over an array's trailing axes, for ``fft``."""
 
@@ -248,5 +247,6 @@ class FFTKernels(Backend):
         then transform it in place)."""
 
 
+#: family name (what a strategy's ``needs`` lists) -> the mixin a backend derives from to provide it
 FAMILIES: dict[str, type] = {"im2col": Im2colKernels, "direct": DirectKernels, "winograd": WinogradKernels,
                              "col2im": Col2imKernels, "direct_grad": DirectGradKernels, "fft": FFTKernels}

@@ -19,6 +19,11 @@ def add_bias(y: Any, b: Any | None) -> Any:
     return y
 
 
+def trailing(slices: list[slice]) -> tuple[Any, ...]:
+    """An index of the trailing (spatial) axes: ``(..., *slices)``."""
+    return (Ellipsis, *slices)
+
+
 def deliver(y: Any, out: Any | None) -> Any:
     """``y``, or ``out`` holding a copy of it (for the paths that cannot write into ``out`` directly)."""
     if out is None:

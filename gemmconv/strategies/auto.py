@@ -80,12 +80,18 @@ def choose(spec: ConvSpec, backend: Backend | None = None, limits: Limits = NO_L
     chosen = _rule(spec, limits)
     if _fft_wins(spec, backend, limits, chosen):
         return "fft"
-    if get_strategy(chosen).refusal(spec, limits) is None:
-        return chosen
     # rules 1-6 judged a 2-D convolution of real numbers; the layer's own buffers (its depth planes, its channel
-    # pairs, a padded copy) may not fit where that did: the first of PASS_FALLBACK that accepts it, else the choice
-    # (whose refusal then names the reason)
-    return next((name for name in PASS_FALLBACK if get_strategy(name).refusal(spec, limits) is None), chosen)
+    # pairs, a padded copy) may not fit where that did: then the first of PASS_FALLBACK that accepts it, else the
+    # choice (whose refusal then names the reason)
+    return next((name for name in dict.fromkeys((chosen, *PASS_FALLBACK))
+                 if _reason(name, spec, backend, limits) is None), chosen)
+
+
+def _reason(name: str, spec: ConvSpec, backend: Backend | None, limits: Limits, pass_: str = FORWARD) -> str | None:
+    """Why strategy ``name`` cannot run pass ``pass_`` of ``spec`` (on ``backend``, where given), or None."""
+    strategy = get_strategy(name)
+    return strategy.refusal(spec, limits, pass_) if backend is None else unable(strategy, spec, backend, limits,
+                                                                                pass_)
 
 
 def _rule(spec: ConvSpec, limits: Limits) -> str:
@@ -162,7 +168,7 @@ def choose_pass(spec: ConvSpec, pass_: str, backend: Backend, limits: Limits = N
         first = "fft"
     reasons = []
     for name in dict.fromkeys((first, *PASS_FALLBACK)):
-        reason = unable(get_strategy(name), spec, backend, limits, pass_)
+        reason = _reason(name, spec, backend, limits, pass_)
         if reason is None:
             return name
         reasons.append(f"{name} {reason}")
@@ -174,8 +180,8 @@ def candidates(spec: ConvSpec, backend: Backend, limits: Limits = NO_LIMITS, pas
     """The built-in strategies that can run pass ``pass_`` of ``spec`` within ``limits``, the rule's choice first
     (what measured selection times)."""
     first = choose(spec, backend, limits) if pass_ == FORWARD else choose_pass(spec, pass_, backend, limits)
-    others = [s for s in CANDIDATES if s != first and unable(get_strategy(s), spec, backend, limits, pass_) is None]
-    if unable(get_strategy(first), spec, backend, limits, pass_) is not None:  # nothing else either: its refusal
+    others = [s for s in CANDIDATES if s != first and _reason(s, spec, backend, limits, pass_) is None]
+    if _reason(first, spec, backend, limits, pass_) is not None:  # nothing else either: its refusal
         return others or [first]
     return [first, *others]
 

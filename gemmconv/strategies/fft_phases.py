@@ -17,18 +17,14 @@ import math
 from typing import Any
 
 from ..core.spec import ConvSpec
+from ._common import trailing
 
 __all__ = ["merge_kernel", "merge_signal", "phase_lengths", "phased", "split_kernel", "split_signal"]
 
 
-def _at(slices: list[slice]) -> tuple[Any, ...]:
-    """An index of the trailing (spatial) axes."""
-    return (Ellipsis, *slices)
-
-
 def _dilated(spec: ConvSpec) -> tuple[Any, ...]:
     """The index of the dilated kernel's taps."""
-    return _at([slice(0, e, dl) for e, dl in zip(spec.effective_kernel, spec.dilation, strict=True)])
+    return trailing([slice(0, e, dl) for e, dl in zip(spec.effective_kernel, spec.dilation, strict=True)])
 
 
 def _taps(spec: ConvSpec) -> tuple[int, ...]:
@@ -59,16 +55,25 @@ def _interleaved(spec: ConvSpec, lengths: tuple[int, ...]) -> tuple[list[int], t
     return shape, to_phases, to_positions
 
 
+def _overlap(spec: ConvSpec) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[int, ...]]:
+    """Where the input lies among the phases' positions interleaved (``phase_lengths · stride`` per axis, from the
+    padded input's first): the index of its part there, the index of that part in the input (positions past the
+    phases are never read), and the interleaved lengths."""
+    lengths = tuple(v * s for v, s in zip(phase_lengths(spec), spec.stride, strict=True))
+    kept = [max(0, min(size, length - before)) for size, length, (before, _) in zip(spec.size, lengths, spec.padding,
+                                                                                     strict=True)]
+    there = trailing([slice(b, b + k) for (b, _), k in zip(spec.padding, kept, strict=True)])
+    return there, trailing([slice(0, k) for k in kept]), lengths
+
+
 def split_signal(xp: Any, x: Any, spec: ConvSpec) -> Any:
     """The phases (N, C·s^D, *phase_lengths) of ``x`` (N, C, *size) padded with zeros by ``spec.padding``."""
     n, c = x.shape[:2]
     lengths = phase_lengths(spec)
     shape, to_phases, _ = _interleaved(spec, lengths)
-    whole = xp.zeros((n, c, *[length * s for length, s in zip(lengths, spec.stride, strict=True)]), dtype=x.dtype)
-    kept = tuple(max(0, min(size, length * s - before))
-                 for size, length, s, (before, _) in zip(spec.size, lengths, spec.stride, spec.padding, strict=True))
-    inside = _at([slice(b, b + k) for (b, _), k in zip(spec.padding, kept, strict=True)])
-    whole[inside] = x[_at([slice(0, k) for k in kept])]  # positions past the phases are never read
+    there, here, positions = _overlap(spec)
+    whole = xp.zeros((n, c, *positions), dtype=x.dtype)
+    whole[there] = x[here]
     parts = whole.reshape(n, c, *shape).transpose(to_phases)  # (N, C, L1·s1, ...) -> (N, C, s1, ..., L1, ...)
     return parts.reshape(n, c * math.prod(spec.stride), *lengths)  # -> (N, C·s^D, L1, ...), a copy
 
@@ -79,14 +84,11 @@ def merge_signal(xp: Any, phases: Any, spec: ConvSpec) -> Any:
     n = phases.shape[0]
     lengths = phase_lengths(spec)
     _, _, to_positions = _interleaved(spec, lengths)
+    there, here, positions = _overlap(spec)
     parts = phases.reshape(n, spec.c, *spec.stride, *lengths)  # (N, C·s^D, ...) -> (N, C, s1, ..., L1, ...)
-    whole = parts.transpose(to_positions).reshape(n, spec.c, *[v * s for v, s in zip(lengths, spec.stride,
-                                                                                        strict=True)])
+    whole = parts.transpose(to_positions).reshape(n, spec.c, *positions)  # -> (N, C, L1·s1, ...), a copy
     out = xp.zeros((n, spec.c, *spec.size), dtype=phases.dtype)
-    kept = tuple(max(0, min(size, v * s - before))
-                 for size, v, s, (before, _) in zip(spec.size, lengths, spec.stride, spec.padding, strict=True))
-    out[_at([slice(0, k) for k in kept])] = whole[_at([slice(b, b + k) for (b, _), k in zip(spec.padding, kept,
-                                                                                               strict=True)])]
+    out[here] = whole[there]
     return out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..backends.kernels import FFTKernels
 from ..core.spec import ConvSpec
+from ._common import deliver, trailing
 from .fft_phases import split_kernel
 from .fft_tiling import Tiling
 from .filter_cache import FilterCache
@@ -22,7 +23,6 @@ __all__ = [
     "kernel_spectrum",
     "leading",
     "tiles_of",
-    "trailing",
     "untile",
     "written",
 ]
@@ -35,15 +35,7 @@ SPECTRA_CACHE = FilterCache(max_entries=32, max_bytes=256 << 20)
 
 def written(xp: Any, y: Any, out: Any | None) -> Any:
     """``y`` (a view) as a fresh C-contiguous array, or copied into ``out``."""
-    if out is None:
-        return xp.ascontiguousarray(y)
-    out[...] = y
-    return out
-
-
-def trailing(slices: list[slice]) -> tuple[Any, ...]:
-    """An index of the trailing (spatial) axes: ``(..., *slices)``."""
-    return (Ellipsis, *slices)
+    return deliver(y if out is not None else xp.ascontiguousarray(y), out)
 
 
 def leading(tile: Tiling) -> tuple[int, ...]:

@@ -270,13 +270,22 @@ def cut(backend: FFTKernels, spec: ConvSpec, pass_: str, limits: Limits = NO_LIM
     """The cut of pass ``pass_`` of ``spec`` within ``limits``: a strided convolution by the polyphase split or by
     subsampling every output at stride 1, whichever the cost model predicts faster (:data:`STRIDE_BY` forces
     one), of those that keep to the limit."""
-    options = [(spec, False)] + ([(phased(spec), True)] if spec.strided else [])
     room = limits.workspace
-    fitting = [(s, p) for s, p in options if room is None or _least(s, pass_) + _split_bytes(s, p) <= room]
+    fitting = [(s, p) for s, p in _options(spec) if room is None or _option_least(s, p, pass_) <= room]
     forced = [(s, p) for s, p in fitting if ("polyphase" if p else "subsample") == STRIDE_BY]
     cuts = [Cut(s, tiling(backend, geometry(s, pass_), None if room is None else room - _split_bytes(s, p)), pass_, p)
             for s, p in forced or fitting]
     return min(cuts, key=lambda c: c.seconds)
+
+
+def _options(spec: ConvSpec) -> list[tuple[ConvSpec, bool]]:
+    """The convolutions a pass of ``spec`` can run as, each with whether it is the polyphase split's."""
+    return [(spec, False)] + ([(phased(spec), True)] if spec.strided else [])
+
+
+def _option_least(runs: ConvSpec, phases: bool, pass_: str) -> int:
+    """The least workspace of one of :func:`_options`: one row of tiles of one image, and the split's copies."""
+    return _least(runs, pass_) + _split_bytes(runs, phases)
 
 
 def _split_bytes(runs: ConvSpec, phases: bool) -> int:
@@ -294,8 +303,7 @@ def _least(spec: ConvSpec, pass_: str) -> int:
 def least_workspace(spec: ConvSpec, pass_: str = "forward") -> int:
     """The smallest ``workspace_limit`` pass ``pass_`` of ``spec`` keeps to: the temporaries of one row of tiles of
     one image, at the best length a power of two (of the polyphase split's convolution too, if strided)."""
-    options = [(spec, False)] + ([(phased(spec), True)] if spec.strided else [])
-    return min(_least(s, pass_) + _split_bytes(s, p) for s, p in options)
+    return min(_option_least(s, p, pass_) for s, p in _options(spec))
 
 
 def supports(spec: ConvSpec, limits: Limits = NO_LIMITS, pass_: str = "forward") -> str | None:
