@@ -294,6 +294,28 @@ def test_im2col_passes_keep_to_a_workspace_limit(pass_, shape, args):
     np.testing.assert_allclose(got, full, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize(("n", "size", "images"), [(8, 7, 4), (5, 8, 3), (3, 11, 3), (2, 12, 1)])
+def test_grad_input_of_small_images_shares_one_gemm(n, size, images):
+    """Images of fewer than NARROW_COLUMNS output pixels share one GEMM (their dL/dy side by side), in even groups
+    with a short last one; dL/dx and the transposed convolution are torch's."""
+    from gemmconv.strategies import im2col_grad
+
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, 6, size, size))
+    w = rng.standard_normal((7, 6, 3, 3))
+    spec = _spec(x, w, None, dict(padding=1))
+    assert im2col_grad._images_per_gemm(spec) == images
+    assert {n1 - n0 for n0, n1, _, _ in im2col_grad._slices(spec, 3 << 20, 2)} <= {images, n % images or images}
+    gy = rng.standard_normal(spec.out_shape)
+    want = torch.nn.grad.conv2d_input(x.shape, torch.from_numpy(w), torch.from_numpy(gy), padding=1).numpy()
+    np.testing.assert_allclose(gemmconv.conv2d_grad_input(x.shape, w, gy, padding=1, strategy="im2col"), want,
+                               rtol=1e-12, atol=1e-12)
+    wt = rng.standard_normal((7, 6, 3, 3))  # (C_in, C_out, KH, KW) of a transposed convolution
+    want = F.conv_transpose2d(torch.from_numpy(gy), torch.from_numpy(wt), padding=1).numpy()
+    np.testing.assert_allclose(gemmconv.conv_transpose2d(gy, wt, padding=1, strategy="im2col"), want,
+                               rtol=1e-12, atol=1e-12)
+
+
 @settings(max_examples=60)
 @given(accepted_configs())
 def test_pass_plans_equal_the_functions(cfg):
@@ -403,13 +425,18 @@ def test_col2im_kernel_matches_one_entry_at_a_time(kh, kw, sh, sw, pt, pl, dh, d
     oh, ow = (h_ + 2 * pt - dh * (kh - 1) - 1) // sh + 1, (w_ + 2 * pl - dw * (kw - 1) - 1) // sw + 1
     if oh < 1 or ow < 1:
         return
-    o0 = data.draw(st.integers(0, oh - 1))
-    o1 = data.draw(st.integers(o0 + 1, oh))
+    wide = data.draw(st.booleans())  # the images' columns side by side (whole images)
+    o0 = 0 if wide else data.draw(st.integers(0, oh - 1))
+    o1 = oh if wide else data.draw(st.integers(o0 + 1, oh))
     c, nb = 3, 2
     c0 = data.draw(st.integers(0, c - 1))
     c1 = data.draw(st.integers(c0 + 1, c))
     cols = np.arange(nb * c * kh * kw * (o1 - o0) * ow, dtype=np.float64).reshape(nb, c * kh * kw, -1) + 1
     got, want = np.zeros((nb + 1, c, h_, w_)), np.zeros((nb + 1, c, h_, w_))
-    col2im(cols, got, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, 1, o0, 0, c0, c1)
+    if wide:  # (NB, C·KH·KW, OH·OW) -> (1, C·KH·KW, NB·OH·OW)
+        side_by_side = np.ascontiguousarray(cols.transpose(1, 0, 2)).reshape(1, c * kh * kw, -1)
+        col2im(side_by_side, got, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, 1, 0, 0, nb, c0, c1)
+    else:
+        col2im(cols, got, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, 1, o0, 0, 0, c0, c1)
     _col2im_reference(cols, want, kh, kw, sh, sw, pt, pl, dh, dw, ow, 1, o0, 0, c0, c1)
     np.testing.assert_array_equal(got, want)

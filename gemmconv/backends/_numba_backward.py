@@ -12,31 +12,36 @@ from ._numba_common import tap_ranges as _tap_ranges
 
 
 @compiled()
-def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, cbase, c0, c1):  # pragma: no cover - compiled
+def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, cbase, images, c0, c1):  # pragma: no cover
     """Add the column matrices ``cols`` (NB, CB·KH·KW, OB·OW) of images ``n0..n0+NB``, output rows
     ``o0..o0+OB`` (of ``oh``) and input channels ``cbase..cbase+CB`` into ``dx`` (N, C, H, W) for input channels
     ``c0..c1`` (within those): each column entry goes back to the input position im2col read it from; entries
-    read from the padding are dropped. Channels (and images) are independent, so parts of ``c0..c1`` may run on
+    read from the padding are dropped. With ``images`` > 0, ``cols`` is (1, CB·KH·KW, images·OH·OW) instead: the
+    whole images' columns side by side (one GEMM's product for several images), and ``o0`` is 0. Channels (and
+    images) are independent, so parts of ``c0..c1`` may run on
     different threads; bands of rows of one image are not (they share input rows).
 
     At stride 2 without dilation along the width, taps ``s`` and ``s + 1`` of a kernel row write alternate
     columns of one input row: they are added as pairs (:func:`_add_pair`), whose stores interleave into
     contiguous ones."""
-    nb = cols.shape[0]
+    wide = images > 0
+    nb = images if wide else cols.shape[0]
+    width = cols.shape[2] // images if wide else cols.shape[2]  # one image's columns
     _, _, h_, w_ = dx.shape
-    o1 = o0 + cols.shape[2] // ow
+    o1 = o0 + width // ow
     taps = _tap_ranges(kh, kw, h_, w_, oh, ow, sh, sw, pt, pl, dh, dw)
     count = taps.shape[0]
     pairs = sw == 2 and dw == 1
     for n in range(nb):
         for c in range(c0, c1):
             plane = dx[n0 + n, c]
+            at, base = (0, n * width) if wide else (n, 0)  # where image n's columns are
             t = 0
             while t < count:
                 r, s, o_lo, o_hi, q_lo, q_hi = taps[t, 0], taps[t, 1], taps[t, 2], taps[t, 3], taps[t, 4], taps[t, 5]
-                row = cols[n, ((c - cbase) * kh + r) * kw + s]
+                row = cols[at, ((c - cbase) * kh + r) * kw + s, base:]
                 if pairs and t + 1 < count and taps[t + 1, 0] == r and taps[t + 1, 1] == s + 1:
-                    nxt = cols[n, ((c - cbase) * kh + r) * kw + s + 1]
+                    nxt = cols[at, ((c - cbase) * kh + r) * kw + s + 1, base:]
                     for o in range(max(o_lo, o0), min(o_hi, o1)):
                         _add_pair(plane[o * sh + r * dh - pt], row[(o - o0) * ow:], nxt[(o - o0) * ow:], s - pl,
                                   q_lo, q_hi, taps[t + 1, 4], taps[t + 1, 5])

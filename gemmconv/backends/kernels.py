@@ -199,11 +199,13 @@ class Col2imKernels(Backend):
 
     @abstractmethod
     def col2im_part(self, cols: Any, dx: Any, spec: ConvSpec, n0: int, o0: int,
-                    channels: tuple[int, int] | None = None) -> None:
+                    channels: tuple[int, int] | None = None, images: int = 0) -> None:
         """:meth:`col2im` of the column matrices ``cols`` (NB, C·KH·KW, OB·OW) of images ``n0..n0+NB`` and output
         rows ``o0..o0+OB``, added into ``dx`` (N, C, H, W); with ``channels=(c0, c1)``, ``cols`` holds the rows of
         input channels ``c0..c1`` only, (NB, (c1 - c0)·KH·KW, OB·OW), and the part runs on the calling thread.
-        Parts of different images or channels may run at once; bands of rows of one image may not."""
+        With ``images`` > 0, ``cols`` is (1, ·, images·OH·OW): those whole images' columns side by side, as one
+        GEMM makes them for several images (``o0`` 0). Parts of different images or channels may run at once;
+        bands of rows of one image may not."""
 
 
 class DirectGradKernels(Backend):

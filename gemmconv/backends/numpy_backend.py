@@ -256,10 +256,10 @@ class NumpyBackend(Im2colKernels, DirectKernels, WinogradKernels, Col2imKernels,
         return dx
 
     def col2im_part(self, cols: Any, dx: Any, spec: ConvSpec, n0: int, o0: int,
-                    channels: tuple[int, int] | None = None) -> None:
+                    channels: tuple[int, int] | None = None, images: int = 0) -> None:
         c0, c1 = (0, spec.c) if channels is None else channels
         args = (_c(cols), dx, spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw, spec.ow,
-                spec.oh, n0, o0, c0)
+                spec.oh, n0, o0, c0, images)
         flops = spec.flops * cols.shape[0] * cols.shape[2] // (spec.n * spec.oh * spec.ow)  # the part's share
         if channels is not None:  # one part, on this thread (the caller runs the parts)
             _launch("col2im", *args, c0, c1)

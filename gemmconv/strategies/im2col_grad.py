@@ -6,9 +6,9 @@
 - ``grad_weight``: ``dL/dy @ cols^T`` per image and group (the columns of the forward input), summed over
   the images.
 
-Without a ``workspace_limit``, ``grad_input`` runs in blocks of one image and a slice of its input channels
-(:func:`_slices`), all at once on the backend's workers: each writes its own planes of dL/dx (with fewer
-images than workers, one after the other on the calling thread, each GEMM on the BLAS's threads). Under a limit,
+Without a ``workspace_limit``, ``grad_input`` runs in blocks of one image (or of a few small ones, their dL/dy side
+by side in one GEMM) and a slice of their input channels (:func:`_slices`), all at once on the backend's
+workers: each writes its own planes of dL/dx. Under a limit,
 and on a backend that does not cut work into blocks, it runs in the forward pass's blocks
 (:func:`gemmconv.strategies.im2col_blocks.plan`): groups of images on the workers, or bands of output rows of one
 image, which share input rows and run one after the other. ``grad_weight`` always runs in the forward pass's
@@ -63,18 +63,38 @@ def _blocks(backend: Backend, spec: ConvSpec, workers: int, limit: int | None) -
     return im2col_blocks.plan(spec, backend.scheduler.block_budget(spec), workers, spec.itemsize, limit=limit)
 
 
-def _slices(spec: ConvSpec, budget: int | None, workers: int) -> list[tuple[int, int, int]]:
-    """Blocks ``(n, c0, c1)`` of grad_input without a limit: one image and a slice of its input channels each
-    (whole groups where G > 1), whose columns fit ``budget``, at least ``workers`` of them where there are
-    enough channels. Blocks write disjoint planes of dL/dx, so all run at once."""
+#: grad_input's GEMM per image has OH·OW columns; below this many, several images share one GEMM (their dL/dy side
+#: by side), as many as make up to :data:`WIDE_COLUMNS` (a GEMM of 49 columns runs at half the rate of one of 392;
+#: benchmarks/CPU_NOTES.md, 2026-12-07, Zen 4)
+NARROW_COLUMNS = 128
+WIDE_COLUMNS = 256
+
+
+def _images_per_gemm(spec: ConvSpec) -> int:
+    """How many images share one GEMM of grad_input: 1, or (groups of 1, narrow images) an even share of the batch
+    making up about :data:`WIDE_COLUMNS` columns."""
+    p = spec.oh * spec.ow
+    if spec.groups > 1 or p >= NARROW_COLUMNS:
+        return 1
+    rounds = -(-spec.n // -(-WIDE_COLUMNS // p))  # groups of images
+    return -(-spec.n // rounds)
+
+
+def _slices(spec: ConvSpec, budget: int | None, workers: int) -> list[tuple[int, int, int, int]]:
+    """Blocks ``(n0, n1, c0, c1)`` of grad_input without a limit: images ``n0..n1`` (one, or
+    :func:`_images_per_gemm` of them) and a slice of their input channels (whole groups where G > 1), whose
+    columns fit ``budget``, at least ``workers`` of them where there are enough channels. Blocks write disjoint
+    planes of dL/dx, so all run at once."""
     units, per_unit = (spec.c, 1) if spec.groups == 1 else (spec.groups, spec.cg)  # channels, or groups
-    unit_bytes = per_unit * spec.kh * spec.kw * spec.oh * spec.ow * spec.itemsize
+    nb = _images_per_gemm(spec)
+    images = [(n0, min(n0 + nb, spec.n)) for n0 in range(0, spec.n, nb)]
+    unit_bytes = nb * per_unit * spec.kh * spec.kw * spec.oh * spec.ow * spec.itemsize
     slices = -(-units * unit_bytes // budget) if budget else 1
-    slices = min(units, max(slices, -(-workers // spec.n)))
-    while slices < units and spec.n * slices % workers:  # whole rounds of the workers
+    slices = min(units, max(slices, -(-workers // len(images))))
+    while slices < units and len(images) * slices % workers:  # whole rounds of the workers
         slices += 1
     bounds = [units * i // slices for i in range(slices + 1)]
-    return [(n, u0 * per_unit, u1 * per_unit) for n in range(spec.n) for u0, u1 in itertools.pairwise(bounds)
+    return [(n0, n1, u0 * per_unit, u1 * per_unit) for n0, n1 in images for u0, u1 in itertools.pairwise(bounds)
             if u1 > u0]
 
 
@@ -92,26 +112,37 @@ def _prepare_grad_input(backend: Col2imKernels, spec: ConvSpec, limits: Limits =
     if limits.workspace is None and backend.scheduler.blocks:
         slices = _slices(spec, backend.scheduler.block_budget(spec), workers)
 
+        wide = slices[0][1] - slices[0][0] > 1  # images side by side in each GEMM (G = 1)
+
         def run_slices(gy: Any, w: Any, bias: Any, out: Any) -> Any:
             wt = w.reshape(g, kg, crs).transpose(0, 2, 1)  # (K, C/G, R, S) -> (G, C/G·R·S, K/G)
-            gy = xp.ascontiguousarray(gy)
+            if wide:  # (N, K, OH, OW) -> (K, N, OH·OW), a copy: each image's dL/dy beside the last's
+                gy = xp.ascontiguousarray(gy.reshape(spec.n, spec.k, p).transpose(1, 0, 2))
+            else:
+                gy = xp.ascontiguousarray(gy)
             dx = xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=gy.dtype)
 
-            def slice_block(part: tuple[int, int, int]) -> None:
-                n, c0, c1 = part
+            def slice_block(part: tuple[int, int, int, int]) -> None:
+                n0, n1, c0, c1 = part
+                if wide:  # rows of W^T for channels c0..c1, (CB·R·S, K), times (K, NB·OH·OW) (a view)
+                    cols = backend.matmul(wt[0, c0 * rs: c1 * rs], gy[:, n0:n1].reshape(spec.k, (n1 - n0) * p),
+                                          scratch=True)
+                    backend.col2im_part(cols[None], dx, spec, n0, 0, channels=(c0, c1), images=n1 - n0)
+                    return
                 if g == 1:  # rows of W^T for channels c0..c1: (C·R·S, K) -> (CB·R·S, K), times (K, OH·OW)
-                    cols = backend.matmul(wt[0, c0 * rs: c1 * rs], gy[n].reshape(spec.k, p), scratch=True)
+                    cols = backend.matmul(wt[0, c0 * rs: c1 * rs], gy[n0].reshape(spec.k, p), scratch=True)
                 else:  # whole groups g0..g1: (GB, C/G·R·S, K/G) @ (GB, K/G, OH·OW) -> (GB, C/G·R·S, OH·OW)
                     g0, g1 = c0 // spec.cg, c1 // spec.cg
-                    cols = backend.matmul(wt[g0:g1], gy[n].reshape(g, kg, p)[g0:g1], scratch=True)
-                backend.col2im_part(cols.reshape(1, -1, p), dx, spec, n, 0, channels=(c0, c1))
+                    cols = backend.matmul(wt[g0:g1], gy[n0].reshape(g, kg, p)[g0:g1], scratch=True)
+                backend.col2im_part(cols.reshape(1, -1, p), dx, spec, n0, 0, channels=(c0, c1))
 
             backend.scheduler.run_blocks(slice_block, slices)
             return _with_bias(dx, bias, out)
 
-        most = max(c1 - c0 for _, c0, c1 in slices)
+        most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in slices)
         in_flight = min(workers, len(slices))
-        return Prepared(run_slices, ("matmul", "col2im_part"), most * rs * p * spec.itemsize * in_flight)
+        copy = spec.n * spec.k * p * spec.itemsize if wide else 0  # dL/dy side by side
+        return Prepared(run_slices, ("matmul", "col2im_part"), most * rs * p * spec.itemsize * in_flight + copy)
     # under a workspace limit (or on a backend without blocks): im2col's blocks of images or bands of rows
     blocks = _blocks(backend, spec, workers, limits.workspace)
     if any((p.k0, p.k1) != (0, spec.k) for p in blocks):  # slices of the output channels: all K are needed
