@@ -126,12 +126,27 @@ def _padded_tap_sums(x, gy, n_, k, c, taps, pt, pl, dh, dw_, xp, gp, wp, tot):  
             dst, src = xp[i * wp + j_lo: i * wp + j_hi], plane[i - pt, j_lo - pl:]
             for j in range(j_hi - j_lo):
                 dst[j] = src[j]
-        for t in range(taps.shape[0]):
-            xs = xp[taps[t, 0] * dh * wp + taps[t, 1] * dw_:]
+        count, t = taps.shape[0], 0
+        while t + 3 <= count:  # three taps per pass over gp: each of its loads serves three products
+            xa = xp[taps[t, 0] * dh * wp + taps[t, 1] * dw_:]
+            xb = xp[taps[t + 1, 0] * dh * wp + taps[t + 1, 1] * dw_:]
+            xc = xp[taps[t + 2, 0] * dh * wp + taps[t + 2, 1] * dw_:]
+            sa = sb = sc = gp.dtype.type(0)
+            for e in range(size):
+                g = gp[e]
+                sa += g * xa[e]
+                sb += g * xb[e]
+                sc += g * xc[e]
+            tot[t] += sa
+            tot[t + 1] += sb
+            tot[t + 2] += sc
+            t += 3
+        for u in range(t, count):  # the last one or two
+            xs = xp[taps[u, 0] * dh * wp + taps[u, 1] * dw_:]
             total = gp.dtype.type(0)
             for e in range(size):
                 total += gp[e] * xs[e]
-            tot[t] += total
+            tot[u] += total
 
 
 @compiled(fastmath={"reassoc", "contract"})
