@@ -2,6 +2,7 @@
 
     python benchmarks/vs_torch_backward.py [--passes grad_input grad_weight transpose] [--batches 1 8]
                                            [--rounds 5] [--reps 5] [--layers ...] [--strategies ...]
+                                           [--base CHECKOUT]
 
 For each round, pass, batch and layer, torch's same pass alone and each gemmconv strategy that has the pass
 and accepts the layer are timed back to back (median of ``--reps`` calls each, after a short pause and one
@@ -10,7 +11,9 @@ the median ratio with its range. torch's passes: ``torch.ops.aten.convolution_ba
 of the one gradient (what autograd runs for a convolution, for that gradient alone), and
 ``F.conv_transpose2d``. The layers are ResNet-18's (as ``vs_torch.py``) for the gradients, and decoder-style
 transposed convolutions (:data:`DECODER`: the upsampling layers of a U-Net / DCGAN generator at two sizes) for
-``transpose``. Needs torch (pip install torch==2.13.0) and rich.
+``transpose``. With ``--base`` another checkout's gemmconv (e.g. a ``git worktree`` of an older commit) runs each
+strategy too, interleaved, in columns marked "base", and the median change against it is printed per pass.
+Needs torch (pip install torch==2.13.0) and rich.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _timing import geo_mean, median_time, write_times  # benchmarks/ is on sys.path when this script runs
+from _packages import load_package  # benchmarks/ is on sys.path when this script runs
+from _timing import geo_mean, median_time, write_times
 from rich.console import Console
 from rich.table import Table
 
@@ -50,8 +54,10 @@ def _settled(fn: Callable[[], Any], reps: int) -> float:
     return median_time(fn, reps, settle=0.15)  # let the previous library's idle threads stop spinning
 
 
-def gradient_cases(pass_: str, n: int, name: str, strategies: list[str]) -> tuple[Callable, dict[str, Callable]]:
-    """torch's pass and each accepting strategy's, as calls of no arguments."""
+def gradient_cases(pass_: str, n: int, name: str, strategies: list[str],
+                   packages: dict[str, Any]) -> tuple[Callable, dict[str, Callable]]:
+    """torch's pass and each accepting strategy's of each package (columns ``s`` and ``s base``), as calls of no
+    arguments."""
     layer = LAYERS[name]
     x, w, _ = layer.arrays(n)
     args = layer.conv_args
@@ -64,28 +70,31 @@ def gradient_cases(pass_: str, n: int, name: str, strategies: list[str]) -> tupl
     def ref() -> Any:
         return torch.ops.aten.convolution_backward(tgy, tx, tw, None, *pairs, False, [0, 0], args["groups"], mask)
 
-    def call(s: str) -> Callable[[], Any]:
+    def call(pkg: Any, s: str) -> Callable[[], Any]:
         if pass_ == "grad_input":
-            return lambda: gemmconv.conv2d_grad_input(x.shape, w, gy, strategy=s, **args)
-        return lambda: gemmconv.conv2d_grad_weight(x, w.shape, gy, strategy=s, **args)
+            return lambda: pkg.conv2d_grad_input(x.shape, w, gy, strategy=s, **args)
+        return lambda: pkg.conv2d_grad_weight(x, w.shape, gy, strategy=s, **args)
 
-    return ref, _runnable(call, strategies)
+    return ref, _runnable(call, strategies, packages)
 
 
-def _runnable(call: Callable[[str], Callable[[], Any]], strategies: list[str]) -> dict[str, Callable[[], Any]]:
-    """The calls of the strategies that accept the case."""
+def _runnable(call: Callable[[Any, str], Callable[[], Any]], strategies: list[str],
+              packages: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    """The calls of the strategies that accept the case, per package (label ``""`` or ``"base"``)."""
     ours = {}
-    for s in strategies:
-        fn = call(s)
-        try:
-            fn()
-        except gemmconv.StrategyNotSupportedError:
-            continue
-        ours[s] = fn
+    for label, pkg in packages.items():
+        for s in strategies:
+            fn = call(pkg, s)
+            try:
+                fn()
+            except pkg.StrategyNotSupportedError:
+                continue
+            ours[f"{s} {label}".strip()] = fn
     return ours
 
 
-def transpose_cases(n: int, name: str, strategies: list[str]) -> tuple[Callable, dict[str, Callable]]:
+def transpose_cases(n: int, name: str, strategies: list[str],
+                    packages: dict[str, Any]) -> tuple[Callable, dict[str, Callable]]:
     c_in, h, wd, c_out, k, s_, p, op = DECODER[name]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c_in, h, wd)).astype(np.float32)
@@ -97,7 +106,7 @@ def transpose_cases(n: int, name: str, strategies: list[str]) -> tuple[Callable,
     def ref() -> Any:
         return F.conv_transpose2d(tx, tw, tb, **kw)
 
-    return ref, _runnable(lambda s: lambda: gemmconv.conv_transpose2d(x, w, b, strategy=s, **kw), strategies)
+    return ref, _runnable(lambda pkg, s: lambda: pkg.conv_transpose2d(x, w, b, strategy=s, **kw), strategies, packages)
 
 
 def _chosen(pass_: str, n: int, name: str) -> str:
@@ -119,16 +128,20 @@ def main() -> None:
     p.add_argument("--layers", nargs="*", default=None, help="layer names (default: ResNet-18's, or DECODER's)")
     p.add_argument("--strategies", nargs="*", default=gemmconv.list_strategies())
     p.add_argument("--json", help="also write each case's times (s) per round here, for benchmarks/run_spread.py")
+    p.add_argument("--base", help="a checkout of another commit (e.g. a git worktree): its gemmconv runs each "
+                                  "strategy too, interleaved, in columns marked 'base'")
     opts = p.parse_args()
+    packages = {"": gemmconv} if not opts.base else {"base": load_package(opts.base), "": gemmconv}
+    columns = [f"{s} {label}".strip() for s in opts.strategies for label in packages]
     cases = {}
     for pass_ in opts.passes:
         names = opts.layers or (list(DECODER) if pass_ == "transpose" else RESNET18)
         for n in opts.batches:
             for name in names:
                 if pass_ == "transpose":
-                    cases[pass_, n, name] = transpose_cases(n, name, opts.strategies)
+                    cases[pass_, n, name] = transpose_cases(n, name, opts.strategies, packages)
                 else:
-                    cases[pass_, n, name] = gradient_cases(pass_, n, name, opts.strategies)
+                    cases[pass_, n, name] = gradient_cases(pass_, n, name, opts.strategies, packages)
     times: dict[tuple, list[float]] = {}
     ratios: dict[tuple, list[float]] = {}
     with torch.no_grad():
@@ -150,25 +163,32 @@ def main() -> None:
         table = Table(title=f"{pass_}: gemmconv / torch {torch.__version__} (convolution_backward or "
                             f"conv_transpose2d), float32, {torch.get_num_threads()} threads, median of "
                             f"{opts.rounds} interleaved rounds: ms (ratio to torch, range of ratios)")
-        for col in ("N", "layer", "torch ms", *opts.strategies):
+        for col in ("N", "layer", "torch ms", *columns):
             table.add_column(col, justify="left" if col in ("N", "layer") else "right")
         for (ps, n, name), _ in cases.items():
             if ps != pass_:
                 continue
             row = [str(n), name, f"{statistics.median(times[ps, n, name, 'torch']) * 1e3:.2f}"]
-            for s in opts.strategies:
+            for s in columns:
                 if (ps, n, name, s) not in ratios:
                     row.append("-")
                     continue
                 r = ratios[ps, n, name, s]
-                note = f" [{_chosen(ps, n, name)}]" if s == "auto" and ps != "transpose" else ""
+                note = f" [{_chosen(ps, n, name)}]" if s == "auto" and ps != "transpose" else ""  # this checkout's
                 row.append(f"{statistics.median(times[ps, n, name, s]) * 1e3:.2f} ({med[ps, n, name, s]:.2f}x "
                            f"{min(r):.2f}-{max(r):.2f}){note}")
             table.add_row(*row)
         console.print(table)
         console.print(f"{pass_}: geometric mean of ratios: " + ", ".join(
             f"{s} {geo_mean([v for k, v in med.items() if k[0] == pass_ and k[3] == s]):.2f}x"
-            f" ({sum(1 for k in med if k[0] == pass_ and k[3] == s)} cases)" for s in opts.strategies))
+            f" ({sum(1 for k in med if k[0] == pass_ and k[3] == s)} cases)" for s in columns))
+        for s in (c for c in columns if opts.base and not c.endswith(" base")):
+            change = [statistics.median(t / tb for t, tb in zip(times[k], times[(*k[:3], f"{s} base")], strict=True))
+                      for k in times if k[0] == pass_ and k[3] == s and (*k[:3], f"{s} base") in times]
+            if change:
+                console.print(f"{pass_}: {s} against base, median of per-round ratios: geometric mean "
+                              f"{geo_mean(change):.2f} (range {min(change):.2f}-{max(change):.2f}, {len(change)} cases;"
+                              f" before: {opts.base})")
         chosen = {k: v for k, v in med.items() if k[0] == pass_ and k[3] == "auto"}
         if chosen:
             worst = max(chosen, key=chosen.get)
