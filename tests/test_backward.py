@@ -295,9 +295,10 @@ def test_im2col_passes_keep_to_a_workspace_limit(pass_, shape, args):
 
 
 @pytest.mark.parametrize(("n", "size", "images"), [(8, 7, 4), (5, 8, 3), (3, 11, 3), (2, 12, 1)])
-def test_grad_input_of_small_images_shares_one_gemm(n, size, images):
+def test_grad_input_of_small_images_shares_one_gemm(n, size, images, monkeypatch):
     """Images of fewer than NARROW_COLUMNS output pixels share one GEMM (their dL/dy side by side), in even groups
-    with a short last one; dL/dx and the transposed convolution are torch's."""
+    with a short last one, on two workers (one group of three images: two slices of its channels, the second from
+    channel 3): col2im gets each block's images, and dL/dx and the transposed convolution are torch's."""
     from gemmconv.strategies import im2col_grad
 
     rng = np.random.default_rng(n)
@@ -305,15 +306,35 @@ def test_grad_input_of_small_images_shares_one_gemm(n, size, images):
     w = rng.standard_normal((7, 6, 3, 3))
     spec = _spec(x, w, None, dict(padding=1))
     assert im2col_grad._images_per_gemm(spec) == images
-    assert {n1 - n0 for n0, n1, _, _ in im2col_grad._slices(spec, 3 << 20, 2)} <= {images, n % images or images}
+    backend = gemmconv.get_backend(x)
+    slices = im2col_grad._slices(spec, backend.scheduler.block_budget(spec), 2)
+    assert {n1 - n0 for n0, n1, _, _ in slices} <= {images, n % images or images}
+    want_blocks = sorted((n0, n1 - n0 if images > 1 else 0, (c0, c1)) for n0, n1, c0, c1 in slices)
+    seen = []
+    original = type(backend).col2im_part
+
+    def spy(self, cols, dx, spec_, n0, o0, channels=None, images=0):
+        seen.append((n0, images, channels))
+        return original(self, cols, dx, spec_, n0, o0, channels=channels, images=images)
+
+    monkeypatch.setattr(type(backend), "col2im_part", spy)
     gy = rng.standard_normal(spec.out_shape)
-    want = torch.nn.grad.conv2d_input(x.shape, torch.from_numpy(w), torch.from_numpy(gy), padding=1).numpy()
-    np.testing.assert_allclose(gemmconv.conv2d_grad_input(x.shape, w, gy, padding=1, strategy="im2col"), want,
-                               rtol=1e-12, atol=1e-12)
     wt = rng.standard_normal((7, 6, 3, 3))  # (C_in, C_out, KH, KW) of a transposed convolution
+    old = gemmconv.set_threads(2)
+    try:
+        gemmconv.clear_caches()
+        got = gemmconv.conv2d_grad_input(x.shape, w, gy, padding=1, strategy="im2col")
+        assert sorted(seen) == want_blocks
+        got_t = gemmconv.conv_transpose2d(gy, wt, padding=1, strategy="im2col")
+    finally:
+        gemmconv.set_threads(old.threads, pin=old.pin, keep_blas=old.keep_blas, spin_us=old.spin_us)
+        gemmconv.clear_caches()
+    if n == 3:
+        assert [c for _, _, c in want_blocks] == [(0, 3), (3, 6)]
+    want = torch.nn.grad.conv2d_input(x.shape, torch.from_numpy(w), torch.from_numpy(gy), padding=1).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     want = F.conv_transpose2d(torch.from_numpy(gy), torch.from_numpy(wt), padding=1).numpy()
-    np.testing.assert_allclose(gemmconv.conv_transpose2d(gy, wt, padding=1, strategy="im2col"), want,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got_t, want, rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=60)
@@ -431,12 +452,14 @@ def test_col2im_kernel_matches_one_entry_at_a_time(kh, kw, sh, sw, pt, pl, dh, d
     c, nb = 3, 2
     c0 = data.draw(st.integers(0, c - 1))
     c1 = data.draw(st.integers(c0 + 1, c))
-    cols = np.arange(nb * c * kh * kw * (o1 - o0) * ow, dtype=np.float64).reshape(nb, c * kh * kw, -1) + 1
+    own = data.draw(st.booleans())  # cols of channels c0..c1 only (cbase c0), as a part's GEMM makes them
+    cbase, rows = (c0, c1 - c0) if own else (0, c)
+    cols = np.arange(nb * rows * kh * kw * (o1 - o0) * ow, dtype=np.float64).reshape(nb, rows * kh * kw, -1) + 1
     got, want = np.zeros((nb + 1, c, h_, w_)), np.zeros((nb + 1, c, h_, w_))
-    if wide:  # (NB, C·KH·KW, OH·OW) -> (1, C·KH·KW, NB·OH·OW)
-        side_by_side = np.ascontiguousarray(cols.transpose(1, 0, 2)).reshape(1, c * kh * kw, -1)
-        col2im(side_by_side, got, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, 1, 0, 0, nb, c0, c1)
+    if wide:  # (NB, CB·KH·KW, OH·OW) -> (1, CB·KH·KW, NB·OH·OW)
+        side_by_side = np.ascontiguousarray(cols.transpose(1, 0, 2)).reshape(1, rows * kh * kw, -1)
+        col2im(side_by_side, got, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, 1, 0, cbase, nb, c0, c1)
     else:
-        col2im(cols, got, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, 1, o0, 0, 0, c0, c1)
-    _col2im_reference(cols, want, kh, kw, sh, sw, pt, pl, dh, dw, ow, 1, o0, 0, c0, c1)
+        col2im(cols, got, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, 1, o0, cbase, 0, c0, c1)
+    _col2im_reference(cols, want, kh, kw, sh, sw, pt, pl, dh, dw, ow, 1, o0, cbase, c0, c1)
     np.testing.assert_array_equal(got, want)

@@ -39,17 +39,18 @@ def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, cbase, imag
             t = 0
             while t < count:
                 r, s, o_lo, o_hi, q_lo, q_hi = taps[t, 0], taps[t, 1], taps[t, 2], taps[t, 3], taps[t, 4], taps[t, 5]
-                row = cols[at, ((c - cbase) * kh + r) * kw + s, base:]
+                row = cols[at, ((c - cbase) * kh + r) * kw + s]
                 if pairs and t + 1 < count and taps[t + 1, 0] == r and taps[t + 1, 1] == s + 1:
-                    nxt = cols[at, ((c - cbase) * kh + r) * kw + s + 1, base:]
+                    nxt = cols[at, ((c - cbase) * kh + r) * kw + s + 1]
                     for o in range(max(o_lo, o0), min(o_hi, o1)):
-                        _add_pair(plane[o * sh + r * dh - pt], row[(o - o0) * ow:], nxt[(o - o0) * ow:], s - pl,
-                                  q_lo, q_hi, taps[t + 1, 4], taps[t + 1, 5])
+                        i = base + (o - o0) * ow  # output row o's columns
+                        _add_pair(plane[o * sh + r * dh - pt], row[i:], nxt[i:], s - pl, q_lo, q_hi, taps[t + 1, 4],
+                                  taps[t + 1, 5])
                     t += 2
                     continue
                 for o in range(max(o_lo, o0), min(o_hi, o1)):
                     # index from 0 through slices: numba then drops its negative-index test
-                    src = row[(o - o0) * ow + q_lo:]
+                    src = row[base + (o - o0) * ow + q_lo:]
                     dst = plane[o * sh + r * dh - pt, q_lo * sw + s * dw - pl:]
                     if sw == 1:
                         for q in range(q_hi - q_lo):

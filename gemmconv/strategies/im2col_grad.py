@@ -64,15 +64,15 @@ def _blocks(backend: Backend, spec: ConvSpec, workers: int, limit: int | None) -
 
 
 #: grad_input's GEMM per image has OH·OW columns; below this many, several images share one GEMM (their dL/dy side
-#: by side), as many as make up to :data:`WIDE_COLUMNS` (a GEMM of 49 columns runs at half the rate of one of 392;
-#: benchmarks/CPU_NOTES.md, 2026-12-07, Zen 4)
+#: by side): enough to reach :data:`WIDE_COLUMNS` columns where the batch has them, evened out over the batch (a GEMM
+#: of 49 columns ran at half the rate of one of 196 or 392: benchmarks/gemm_shapes.py, CPU_NOTES.md, 2026-12-07)
 NARROW_COLUMNS = 128
 WIDE_COLUMNS = 256
 
 
 def _images_per_gemm(spec: ConvSpec) -> int:
-    """How many images share one GEMM of grad_input: 1, or (groups of 1, narrow images) an even share of the batch
-    making up about :data:`WIDE_COLUMNS` columns."""
+    """How many images share one GEMM of grad_input: 1, or (groups of 1, narrow images) an even share of the batch,
+    at least :data:`WIDE_COLUMNS` columns together where the batch has that many."""
     p = spec.oh * spec.ow
     if spec.groups > 1 or p >= NARROW_COLUMNS:
         return 1
@@ -112,21 +112,20 @@ def _prepare_grad_input(backend: Col2imKernels, spec: ConvSpec, limits: Limits =
     if limits.workspace is None and backend.scheduler.blocks:
         slices = _slices(spec, backend.scheduler.block_budget(spec), workers)
 
-        wide = slices[0][1] - slices[0][0] > 1  # images side by side in each GEMM (G = 1)
+        nb = max(n1 - n0 for n0, n1, _, _ in slices)
+        wide = nb > 1  # images side by side in each GEMM (G = 1)
 
         def run_slices(gy: Any, w: Any, bias: Any, out: Any) -> Any:
             wt = w.reshape(g, kg, crs).transpose(0, 2, 1)  # (K, C/G, R, S) -> (G, C/G·R·S, K/G)
-            if wide:  # (N, K, OH, OW) -> (K, N, OH·OW), a copy: each image's dL/dy beside the last's
-                gy = xp.ascontiguousarray(gy.reshape(spec.n, spec.k, p).transpose(1, 0, 2))
-            else:
-                gy = xp.ascontiguousarray(gy)
+            gy = xp.ascontiguousarray(gy)
             dx = xp.zeros((spec.n, spec.c, spec.height, spec.width), dtype=gy.dtype)
 
             def slice_block(part: tuple[int, int, int, int]) -> None:
                 n0, n1, c0, c1 = part
-                if wide:  # rows of W^T for channels c0..c1, (CB·R·S, K), times (K, NB·OH·OW) (a view)
-                    cols = backend.matmul(wt[0, c0 * rs: c1 * rs], gy[:, n0:n1].reshape(spec.k, (n1 - n0) * p),
-                                          scratch=True)
+                if wide:  # rows of W^T for channels c0..c1, (CB·R·S, K), times the images' dL/dy side by side
+                    # (NB, K, OH, OW) -> (NB, K, OH·OW) -> (K, NB, OH·OW), a copy -> (K, NB·OH·OW)
+                    side = xp.ascontiguousarray(gy[n0:n1].reshape(n1 - n0, spec.k, p).transpose(1, 0, 2))
+                    cols = backend.matmul(wt[0, c0 * rs: c1 * rs], side.reshape(spec.k, (n1 - n0) * p), scratch=True)
                     backend.col2im_part(cols[None], dx, spec, n0, 0, channels=(c0, c1), images=n1 - n0)
                     return
                 if g == 1:  # rows of W^T for channels c0..c1: (C·R·S, K) -> (CB·R·S, K), times (K, OH·OW)
@@ -141,8 +140,8 @@ def _prepare_grad_input(backend: Col2imKernels, spec: ConvSpec, limits: Limits =
 
         most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in slices)
         in_flight = min(workers, len(slices))
-        copy = spec.n * spec.k * p * spec.itemsize if wide else 0  # dL/dy side by side
-        return Prepared(run_slices, ("matmul", "col2im_part"), most * rs * p * spec.itemsize * in_flight + copy)
+        side = nb * spec.k * p if wide else 0  # a block's copy of its images' dL/dy
+        return Prepared(run_slices, ("matmul", "col2im_part"), (most * rs * p + side) * spec.itemsize * in_flight)
     # under a workspace limit (or on a backend without blocks): im2col's blocks of images or bands of rows
     blocks = _blocks(backend, spec, workers, limits.workspace)
     if any((p.k0, p.k1) != (0, spec.k) for p in blocks):  # slices of the output channels: all K are needed
