@@ -12,7 +12,8 @@ of the one gradient (what autograd runs for a convolution, for that gradient alo
 ``F.conv_transpose2d``. The layers are ResNet-18's (as ``vs_torch.py``) for the gradients, and decoder-style
 transposed convolutions (:data:`DECODER`: the upsampling layers of a U-Net / DCGAN generator at two sizes) for
 ``transpose``. With ``--base`` another checkout's gemmconv (e.g. a ``git worktree`` of an older commit) runs each
-strategy too, interleaved, in columns marked "base", and the median change against it is printed per pass.
+strategy too, interleaved, in columns marked "base"; per pass, the geometric mean over the cases of each case's
+median per-round ratio to it is printed.
 Needs torch (pip install torch==2.13.0) and rich.
 """
 
