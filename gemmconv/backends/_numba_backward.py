@@ -18,8 +18,8 @@ def col2im(cols, dx, kh, kw, sh, sw, pt, pl, dh, dw, ow, oh, n0, o0, cbase, imag
     ``c0..c1`` (within those): each column entry goes back to the input position im2col read it from; entries
     read from the padding are dropped. With ``images`` > 0, ``cols`` is (1, CB·KH·KW, images·OH·OW) instead: the
     whole images' columns side by side (one GEMM's product for several images), and ``o0`` is 0. Channels (and
-    images) are independent, so parts of ``c0..c1`` may run on
-    different threads; bands of rows of one image are not (they share input rows).
+    images) are independent, so parts of ``c0..c1`` may run on different threads; bands of rows of one image are
+    not (they share input rows).
 
     At stride 2 without dilation along the width, taps ``s`` and ``s + 1`` of a kernel row write alternate
     columns of one input row: they are added as pairs (:func:`_add_pair`), whose stores interleave into

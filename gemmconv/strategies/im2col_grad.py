@@ -14,8 +14,7 @@ and on a backend that does not cut work into blocks, it runs in the forward pass
 image, which share input rows and run one after the other. ``grad_weight`` always runs in the forward pass's
 blocks (groups of images, bands of rows, or slices of the output channels, which write their own rows); they
 are dealt to the workers in a fixed order, each summing into an accumulator of its own, added up in order:
-the result does not depend on which thread ran what. With fewer images than workers the blocks run one after
-the other on the calling thread, each GEMM on the BLAS's threads.
+the result does not depend on which thread ran what (one image's bands included, each GEMM on one thread).
 """
 
 from __future__ import annotations
