@@ -22,13 +22,11 @@ Prints the BLAS's kernel name (OpenBLAS's ``architecture``) and the CPU.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _timing import _cpu_name  # benchmarks/ is on sys.path when this script runs
+from _timing import _cpu_name, median_time  # benchmarks/ is on sys.path when this script runs
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import gemmconv
@@ -41,13 +39,7 @@ RNG = np.random.default_rng(0)
 
 def ms(fn: Callable[[], Any], reps: int) -> float:
     """Median milliseconds of ``reps`` calls of ``fn`` after one untimed call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return median_time(fn, reps) * 1e3
 
 
 def randn(*shape: int) -> np.ndarray:
