@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import median_time  # benchmarks/ is on sys.path when this script runs
 
 import gemmconv
 from gemmconv.backends._scipy_fft import ScipyFFT
@@ -55,13 +55,7 @@ def main() -> None:
             for case, fn in calls.items():
                 for way, signal in (("full", full), ("pruned", PRUNED)):
                     ScipyFFT.signal = signal  # type: ignore[method-assign]
-                    fn()
-                    ts = []
-                    for _ in range(3):
-                        t0 = time.perf_counter()
-                        fn()
-                        ts.append(time.perf_counter() - t0)
-                    times.setdefault((*case, way), []).append(statistics.median(ts))
+                    times.setdefault((*case, way), []).append(median_time(fn, 3))
     finally:
         ScipyFFT.signal = PRUNED  # type: ignore[method-assign]
     for case in CASES:

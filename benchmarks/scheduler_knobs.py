@@ -20,10 +20,10 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from _timing import _cpu_name, geo_mean, median_time  # benchmarks/ is on sys.path when this script runs
+from vs_torch_backward import gradient_cases
 
 import gemmconv
 from gemmconv.backends.scheduling import WorkerThreads
@@ -43,25 +43,17 @@ def apply(knob: str, value: str) -> None:
 
 
 def calls(pass_: str, name: str, n: int) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """gemmconv's ``auto`` and torch's call of one pass of layer ``name`` at batch ``n``."""
+    """gemmconv's ``auto`` and torch's call of one pass of layer ``name`` at batch ``n`` (the backward passes as
+    ``vs_torch_backward.py`` times them)."""
+    if pass_ != "forward":
+        ref, ours = gradient_cases(pass_, n, name, ["auto"], {"": gemmconv})
+        return ours["auto"], ref
     layer = LAYERS[name]
     x, w, b = layer.arrays(n)
     args = layer.conv_args
-    y = gemmconv.conv2d(x, w, b, **args)
-    gy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
-    tx, tw, tb, tgy = (torch.from_numpy(a) for a in (x, w, b, gy))
-    pairs = [args["stride"]] * 2, [args["padding"]] * 2, [1, 1]
-    if pass_ == "forward":
-        return (lambda: gemmconv.conv2d(x, w, b, **args),
-                lambda: F.conv2d(tx, tw, tb, args["stride"], args["padding"], 1, args["groups"]))
-    mask = [pass_ == "grad_input", pass_ == "grad_weight", False]
-
-    def ref() -> Any:
-        return torch.ops.aten.convolution_backward(tgy, tx, tw, None, *pairs, False, [0, 0], args["groups"], mask)
-
-    if pass_ == "grad_input":
-        return lambda: gemmconv.conv2d_grad_input(x.shape, w, gy, **args), ref
-    return lambda: gemmconv.conv2d_grad_weight(x, w.shape, gy, **args), ref
+    tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+    return (lambda: gemmconv.conv2d(x, w, b, **args),
+            lambda: F.conv2d(tx, tw, tb, args["stride"], args["padding"], 1, args["groups"]))
 
 
 def main() -> None:
